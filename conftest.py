@@ -1,0 +1,1 @@
+pytest_plugins = ["mcpmesh.dev.pytest_plugin"]

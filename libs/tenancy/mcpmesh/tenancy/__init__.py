@@ -1,0 +1,20 @@
+"""Who is calling: org ids, the tenant stamp (internal JWT), scopes and API keys."""
+
+from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
+from mcpmesh.tenancy.apikeys import ApiKey, hash_api_key, new_api_key, parse_api_key
+from mcpmesh.tenancy.scopes import covers, scope_for
+from mcpmesh.tenancy.stamp import Stamp, StampSigner, StampVerifier
+
+__all__ = [
+    "ApiKey",
+    "InvalidIdentifier",
+    "Stamp",
+    "StampSigner",
+    "StampVerifier",
+    "covers",
+    "hash_api_key",
+    "new_api_key",
+    "parse_api_key",
+    "scope_for",
+    "validate_org_id",
+]

@@ -1,0 +1,1 @@
+"""The contract: every type that crosses the bus, subject names and error codes."""

@@ -1,0 +1,54 @@
+"""Events written to JetStream: usage per call, audit per admin action and key use."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One served call. Published on `usage.<org>.<service>`."""
+
+    event_id: str  # idempotency key for the roll-up writer (JetStream Nats-Msg-Id)
+    ts: float  # unix seconds
+    org_id: str
+    key_id: str  # `sub` of the stamp
+    service: str
+    method: str  # JSON-RPC method, e.g. tools/call
+    tool: str | None = None
+    request_id: str
+    status: str  # "ok" or an ErrorCode value
+    latency_ms: float
+    bytes_in: int = 0
+    bytes_out: int = 0
+    llm_prompt_tokens: int | None = None
+    llm_completion_tokens: int | None = None
+    llm_cost_usd: float | None = None
+
+
+class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Who did what, when, with what outcome. Published on `audit.<org>.<source>`."""
+
+    event_id: str
+    ts: float
+    org_id: str
+    actor: str  # key id, or "admin"
+    action: str  # e.g. "key.create", "tools/call context.create"
+    target: str | None = None
+    outcome: str  # "ok" or an ErrorCode value
+    request_id: str | None = None
+    detail: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class KeyEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Broadcast on `control.keys` so every gateway replica drops or refreshes a key."""
+
+    key_id: str
+    org_id: str
+    action: str  # "revoked" | "suspended" | "rotated" | "updated" | "org_suspended"
+    ts: float
+
+
+class TenantDelete(msgspec.Struct, frozen=True, kw_only=True):
+    """Request on `control.tenants.delete`: a service drops all data of one org."""
+
+    org_id: str

@@ -1,0 +1,34 @@
+"""Identifiers the whole platform agrees on: org ids and service names."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+ORG_ID_PATTERN: Final = r"^org-[a-z0-9-]{3,40}$"
+_ORG_ID_RE: Final = re.compile(ORG_ID_PATTERN)
+
+#: Service name -> Python package under `services/`. The name is what appears in
+#: subjects (`mcp.<org>.<name>`), scopes (`<name>:read`) and tool prefixes (`<name>.<tool>`).
+SERVICES: Final = ("context", "llm", "debate", "rag", "dxp", "logs")
+_SERVICE_RE: Final = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+
+
+class InvalidIdentifier(ValueError):
+    """An identifier that does not have the shape the platform requires."""
+
+
+def validate_org_id(value: object) -> str:
+    """The one org id check: call it before an id touches a subject, key or collection name."""
+    if not isinstance(value, str) or not _ORG_ID_RE.fullmatch(value):
+        shown = value if isinstance(value, str) and len(value) <= 60 else "<value>"
+        raise InvalidIdentifier(
+            f"invalid org id {shown!r}: expected 'org-' followed by 3-40 lowercase letters, digits or hyphens"
+        )
+    return value
+
+
+def validate_service_name(value: object) -> str:
+    if not isinstance(value, str) or not _SERVICE_RE.fullmatch(value):
+        raise InvalidIdentifier(f"invalid service name {value!r}: expected 2-31 lowercase letters or digits")
+    return value

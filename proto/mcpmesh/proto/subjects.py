@@ -1,0 +1,63 @@
+"""Every NATS subject and stream name; nothing else builds subject strings.
+
+    mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
+    usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
+    audit.<org>.<source>       audit events (JetStream stream AUDIT)
+    control.keys               key revocations / suspensions / rotations, to every gateway
+    control.tenants.delete     drop one org's data in every service
+    _INBOX_<org>.>             reply inbox prefix of an org's own internal publisher
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
+
+USAGE_STREAM: Final = "USAGE"
+AUDIT_STREAM: Final = "AUDIT"
+KEY_EVENTS: Final = "control.keys"
+TENANT_DELETE: Final = "control.tenants.delete"
+
+
+def service_subject(org_id: str, service: str) -> str:
+    return f"mcp.{validate_org_id(org_id)}.{validate_service_name(service)}"
+
+
+def service_queue_subject(service: str) -> str:
+    """What every replica of `service` subscribes to, in queue group `service`."""
+    return f"mcp.*.{validate_service_name(service)}"
+
+
+def org_of_service_subject(subject: str) -> str:
+    """The org id a request subject names; raises InvalidIdentifier when it has none."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != "mcp":
+        raise InvalidIdentifier(f"not a service subject: {subject!r}")
+    return validate_org_id(parts[1])
+
+
+def usage_subject(org_id: str, service: str) -> str:
+    return f"usage.{validate_org_id(org_id)}.{validate_service_name(service)}"
+
+
+def usage_filter(org_id: str | None = None) -> str:
+    return f"usage.{validate_org_id(org_id)}.>" if org_id else "usage.>"
+
+
+def audit_subject(org_id: str, source: str) -> str:
+    """`source` is the component that records the event: a service name, or `gateway`."""
+    return f"audit.{validate_org_id(org_id)}.{validate_service_name(source)}"
+
+
+def audit_filter(org_id: str | None = None) -> str:
+    return f"audit.{validate_org_id(org_id)}.>" if org_id else "audit.>"
+
+
+def org_inbox_prefix(org_id: str) -> str:
+    return f"_INBOX_{validate_org_id(org_id).replace('-', '_')}"
+
+
+def org_subject_space(org_id: str) -> str:
+    """Everything an org's own internal publisher may publish to."""
+    return f"mcp.{validate_org_id(org_id)}.>"

@@ -1,0 +1,140 @@
+"""A real nats-server for tests and the dev runner: local binary or a testcontainer.
+
+The container is used only where a Docker engine answers and the image is already
+present locally (`MCPMESH_NATS_IMAGE`, default `nats:2.9`); otherwise the local
+binary runs on a free port with JetStream in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+NATS_IMAGE = os.environ.get("MCPMESH_NATS_IMAGE", "nats:2.9")
+
+
+def nats_server_binary() -> str | None:
+    return shutil.which("nats-server") or (
+        "/usr/sbin/nats-server" if os.access("/usr/sbin/nats-server", os.X_OK) else None
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, timeout: float, alive: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("nats-server exited during start")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nats-server did not listen on {port} within {timeout}s")
+
+
+class NatsServer(Protocol):
+    url: str
+
+    def stop(self) -> None: ...
+    def restart(self) -> None: ...
+
+
+class LocalNatsServer:
+    """`nats-server` child process; `config` is nats-server configuration text."""
+
+    def __init__(self, config: str | None = None, port: int | None = None) -> None:
+        binary = nats_server_binary()
+        if binary is None:
+            raise RuntimeError("nats-server is not installed: apt-get install nats-server")
+        self.binary = binary
+        self.port = port or _free_port()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.dir = Path(tempfile.mkdtemp(prefix="mcpmesh-nats-"))
+        self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
+        if config is not None:
+            conf = self.dir / "nats.conf"
+            conf.write_text(config)
+            self.argv += ["-c", str(conf)]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = (self.dir / "nats.log").open("ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
+        proc = self.proc
+        _wait_listening(self.port, 10.0, lambda: proc.poll() is None)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class ContainerNatsServer:
+    """nats-server in a testcontainer (only with a local image: nothing is pulled)."""
+
+    def __init__(self) -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self.container = DockerContainer(NATS_IMAGE).with_exposed_ports(4222).with_command("-js")
+        self.container.start()
+        self._refresh()
+
+    def _refresh(self) -> None:
+        host = self.container.get_container_host_ip()
+        port = int(self.container.get_exposed_port(4222))
+        self.url = f"nats://{host}:{port}"
+        _wait_listening(port, 10.0, lambda: True)
+
+    def stop(self) -> None:
+        self.container.get_wrapped_container().stop()
+
+    def restart(self) -> None:
+        self.container.get_wrapped_container().restart()
+        self._refresh()
+
+    def close(self) -> None:
+        self.container.stop()
+
+
+def docker_image_available() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=2)
+        client.images.get(NATS_IMAGE)
+        return True
+    except Exception:  # no engine, no image, no docker package: use the binary
+        return False
+
+
+def start_nats(config: str | None = None) -> LocalNatsServer | ContainerNatsServer:
+    """A fresh server; configured servers (accounts, permissions) always use the binary."""
+    if config is None and os.environ.get("MCPMESH_NATS_CONTAINER", "auto") != "off" and docker_image_available():
+        return ContainerNatsServer()
+    return LocalNatsServer(config=config)

@@ -1,0 +1,245 @@
+"""`./mesh up`: NATS, every service that exists and the gateway, on embedded defaults.
+
+Starts each piece as a child process in its own process group, creates a demo
+organization and API key through the gateway's admin API, prints how to connect
+and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mcpmesh.dev.components import find_components, repo_root
+from mcpmesh.dev.natsproc import nats_server_binary
+
+READY_TIMEOUT_S = 30.0
+
+
+class StartupError(Exception):
+    """One sentence for the developer: what went wrong and what to do."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def claim_port(port: int | None, flag: str) -> int:
+    if port is None:
+        return free_port()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise StartupError(
+                f"port {port} is in use: stop what listens there or pick another with {flag} N"
+            ) from None
+    return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise StartupError(f"{what} exited at start (code {proc.returncode}): see {log}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise StartupError(f"{what} did not listen on port {port} within {READY_TIMEOUT_S:.0f}s: see {log}")
+
+
+@dataclass
+class Supervisor:
+    state_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        log = self.state_dir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self.procs[name] = proc
+        return proc
+
+    def log_of(self, name: str) -> Path:
+        return self.state_dir / "logs" / f"{name}.log"
+
+    def stop_all(self) -> None:
+        for proc in reversed(list(self.procs.values())):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def admin_post(url: str, admin_key: str, body: dict[str, Any]) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {admin_key}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        result: dict[str, Any] = json.loads(resp.read())
+        return result
+
+
+def persistent_secret(path: Path, make: Any) -> str:
+    """A dev secret kept in .mesh so a second run reuses it (idempotent)."""
+    if not path.exists():
+        path.write_text(make())
+        path.chmod(0o600)
+    return path.read_text()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mesh up", description=__doc__)
+    parser.add_argument("--nats-port", type=int, help="NATS client port (default: a free one)")
+    parser.add_argument("--gateway-port", type=int, help="gateway HTTP port (default: a free one)")
+    args = parser.parse_args(argv)
+
+    root = repo_root()
+    state = root / ".mesh"
+    state.mkdir(exist_ok=True)
+    sup = Supervisor(state)
+    stop = {"now": False}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        facts = start_everything(args, root, state, sup)
+        print_facts(facts)
+        (state / "dev.json").write_text(json.dumps(facts, indent=2) + "\n")
+        while not stop["now"]:
+            for name, proc in sup.procs.items():
+                if proc.poll() is not None:
+                    raise StartupError(f"{name} stopped (code {proc.returncode}): see {sup.log_of(name)}")
+            time.sleep(0.2)
+        print("mesh: stopping ...", file=sys.stderr)
+        return 0
+    except StartupError as exc:
+        print(f"mesh: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sup.stop_all()
+
+
+def start_everything(
+    args: argparse.Namespace, root: Path, state: Path, sup: Supervisor
+) -> dict[str, Any]:
+    nats_port = claim_port(args.nats_port, "--nats-port")
+    gateway_port = claim_port(args.gateway_port, "--gateway-port")
+    components = find_components(root)
+    services = [c for c in components if c.kind == "service" and c.name != "gateway"]
+    gateway = next((c for c in components if c.name == "gateway"), None)
+    print(
+        "mesh: found components: " + ", ".join(c.name for c in components if c.kind == "service")
+        or "mesh: found no services yet",
+        file=sys.stderr,
+    )
+
+    nats_url = os.environ.get("NATS_URL") or f"nats://127.0.0.1:{nats_port}"
+    pids: dict[str, int] = {}
+    if "NATS_URL" not in os.environ:
+        binary = nats_server_binary()
+        if binary is None:
+            raise StartupError("nats-server is not installed: install it or set NATS_URL, then run again")
+        proc = sup.start(
+            "nats",
+            [binary, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(state / "nats")],
+            dict(os.environ),
+        )
+        wait_for_port(nats_port, proc, "nats-server", sup.log_of("nats"))
+        pids["nats"] = proc.pid
+
+    from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
+
+    signing_pem = persistent_secret(state / "stamp-signing-key.pem", generate_signing_key_pem)
+    admin_key = persistent_secret(state / "admin-key", lambda: "mk_admin_" + secrets.token_urlsafe(24))
+    env = dict(os.environ)
+    env.update(
+        NATS_URL=nats_url,
+        MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(signing_pem),
+        MCPMESH_ENV="dev",
+        QDRANT_PATH=str(state / "qdrant"),
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    for svc in services:
+        proc = sup.start(svc.name, [sys.executable, "-m", svc.module], env)
+        pids[svc.name] = proc.pid
+
+    facts: dict[str, Any] = {"nats_url": nats_url, "components": [c.name for c in components], "pids": pids}
+    if gateway is None:
+        print("mesh: no gateway yet: services answer on NATS only", file=sys.stderr)
+        return facts
+
+    gw_env = dict(env, GATEWAY_PORT=str(gateway_port), MCPMESH_ADMIN_KEY=admin_key,
+                  MCPMESH_STAMP_SIGNING_KEY=signing_pem)
+    proc = sup.start("gateway", [sys.executable, "-m", gateway.module], gw_env)
+    wait_for_port(gateway_port, proc, "gateway", sup.log_of("gateway"))
+    pids["gateway"] = proc.pid
+    base = f"http://127.0.0.1:{gateway_port}"
+    try:
+        org = admin_post(f"{base}/admin/orgs", admin_key, {"name": "Demo", "tier": "pro"})
+        key = admin_post(f"{base}/admin/orgs/{org['id']}/keys", admin_key,
+                         {"name": "dev", "scopes": ["*"]})
+    except (urllib.error.URLError, KeyError) as exc:
+        raise StartupError(f"could not create the demo organization through the admin API ({exc}): see {sup.log_of('gateway')}") from None
+    facts.update(
+        mcp_url=f"{base}/mcp", api_key=key["secret"], org_id=org["id"],
+        admin_url=f"{base}/admin", admin_key=admin_key,
+    )
+    return facts
+
+
+def print_facts(facts: dict[str, Any]) -> None:
+    print(f"NATS        {facts['nats_url']}")
+    if "mcp_url" not in facts:
+        return
+    print(f"MCP         {facts['mcp_url']}")
+    print(f"API key     {facts['api_key']}   (org {facts['org_id']})")
+    print(f"Admin API   {facts['admin_url']}   (admin key in .mesh/admin-key)")
+    print("\nMCP Inspector:  npx @modelcontextprotocol/inspector  → Streamable HTTP, URL above,")
+    print(f"                header x-api-key: {facts['api_key']}")
+    print("Claude Desktop (claude_desktop_config.json):")
+    config = {
+        "mcpServers": {
+            "mcpmesh": {
+                "command": "npx",
+                "args": ["mcp-remote", facts["mcp_url"], "--header", f"x-api-key:{facts['api_key']}"],
+            }
+        }
+    }
+    print(json.dumps(config, indent=2))
+    print("\nCtrl-C stops everything.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
