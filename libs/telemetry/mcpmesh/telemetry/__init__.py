@@ -1,0 +1,17 @@
+"""Logs, traces and metrics for every mcpmesh component: structlog, OpenTelemetry, Prometheus."""
+
+from mcpmesh.telemetry.logs import bind_request, configure_logging, get_logger
+from mcpmesh.telemetry.metrics import Metrics
+from mcpmesh.telemetry.tracing import capture_spans, extract_context, inject_headers, setup_tracing, tracer
+
+__all__ = [
+    "Metrics",
+    "bind_request",
+    "capture_spans",
+    "configure_logging",
+    "extract_context",
+    "get_logger",
+    "inject_headers",
+    "setup_tracing",
+    "tracer",
+]
