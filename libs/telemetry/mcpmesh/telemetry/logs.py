@@ -76,7 +76,7 @@ def _ensure_structlog() -> None:
     """Point structlog at stdlib logging (never stdout), even before `configure_logging`.
 
     The structlog side never changes afterwards; rendering lives in the handler's formatter.
-    Loggers are not cached so `structlog.testing.capture_logs` keeps working in tests.
+    Loggers are not cached, so a later `structlog.configure` (e.g. in a test) is honoured.
     """
     global _structlog_ready
     if _structlog_ready:
