@@ -1,0 +1,151 @@
+"""NATS connection with reconnect, drain on close, and requests bound to a deadline.
+
+`Bus.request` retries on *no responders* (a service restarting, a replica not yet
+subscribed) with a short backoff until the deadline. With `attempt_timeout` it also
+retries an attempt that got no reply in time, e.g. because the replica serving it
+died: that makes delivery at-least-once, so use it for idempotent calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import BadRequestError, BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from mcpmesh.bus.request import Deadline
+from mcpmesh.proto import headers as headers_mod
+from mcpmesh.proto import subjects
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.bus")
+
+_BACKOFF_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+
+STREAMS: tuple[StreamConfig, ...] = (
+    StreamConfig(name=subjects.USAGE_STREAM, subjects=[subjects.usage_filter()], max_age=30 * 86400.0,
+                 duplicate_window=120.0),
+    StreamConfig(name=subjects.AUDIT_STREAM, subjects=[subjects.audit_filter()], max_age=400 * 86400.0,
+                 duplicate_window=120.0),
+)
+
+
+class Bus:
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+
+    @property
+    def connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        deadline: Deadline,
+        headers: Mapping[str, str] | None = None,
+        attempt_timeout: float | None = None,
+    ) -> Msg:
+        hdrs = dict(headers or {})
+        attempt = 0
+        while True:
+            left = deadline.check()
+            hdrs[headers_mod.DEADLINE] = deadline.header()
+            timeout = min(left, attempt_timeout) if attempt_timeout else left
+            try:
+                return await self.nc.request(subject, payload, timeout=timeout, headers=hdrs)
+            except nats.errors.NoRespondersError:
+                reason = "no responders"
+            except nats.errors.TimeoutError:
+                if attempt_timeout is None or deadline.remaining() <= 0:
+                    raise MeshException(ErrorCode.TIMEOUT, "the service did not answer before the deadline") from None
+                reason = "attempt timed out"
+            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
+                    nats.errors.OutboundBufferLimitError):
+                reason = "connection unavailable"
+            pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+            attempt += 1
+            if deadline.remaining() <= pause:
+                code = ErrorCode.TIMEOUT if reason == "attempt timed out" else ErrorCode.UNAVAILABLE
+                raise MeshException(code, "the service is unavailable: retry later")
+            log.debug("bus retry", subject=subject, reason=reason, attempt=attempt)
+            await asyncio.sleep(pause)
+
+    async def ensure_streams(self) -> None:
+        """Create (or update) the USAGE and AUDIT streams; safe to call from every replica."""
+        for config in STREAMS:
+            try:
+                await self.js.add_stream(config)
+            except BadRequestError:  # exists with another config: bring it to ours
+                await self.js.update_stream(config)
+
+    async def kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
+        """A JetStream key-value bucket, created on first use."""
+        try:
+            return await self.js.key_value(bucket)
+        except BucketNotFoundError:
+            return await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
+
+    async def close(self) -> None:
+        """Drain: finish delivering what is in flight, then disconnect."""
+        if not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except (nats.errors.ConnectionClosedError, asyncio.TimeoutError):
+                await self.nc.close()
+
+
+async def connect(
+    url: str,
+    *,
+    name: str,
+    user: str | None = None,
+    password: str | None = None,
+    inbox_prefix: str | None = None,
+    connect_timeout: float = 5.0,
+) -> Bus:
+    """Connect with unlimited reconnects; a NATS restart is survived transparently."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", error=repr(exc))
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected")
+
+    options: dict[str, Any] = dict(
+        servers=[url],
+        name=name,
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=connect_timeout,
+        allow_reconnect=True,
+    )
+    if user is not None:
+        options.update(user=user, password=password)
+    if inbox_prefix is not None:
+        options["inbox_prefix"] = inbox_prefix
+    started = time.monotonic()
+    try:
+        nc = await nats.connect(**options)
+    except (nats.errors.NoServersError, OSError) as exc:
+        raise MeshException(ErrorCode.UNAVAILABLE, f"cannot reach NATS at {url}: {exc.__class__.__name__}") from None
+    log.debug("nats connected", url=url, ms=round((time.monotonic() - started) * 1000, 1))
+    return Bus(nc)

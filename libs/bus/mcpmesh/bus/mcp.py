@@ -1,0 +1,87 @@
+"""One MCP JSON-RPC exchange over the bus: what the gateway and downstream callers send.
+
+Requests use the stateless (2026-07-28) shape: every request carries its own
+`_meta` envelope (protocol version, client capabilities, client info), so any
+replica can serve it with no session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+import msgspec
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+from mcp_types.version import LATEST_MODERN_VERSION
+
+from mcpmesh.bus.connection import Bus
+from mcpmesh.bus.request import Deadline
+from mcpmesh.proto import headers as h
+from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.subjects import service_subject
+from mcpmesh.telemetry.tracing import inject_headers
+
+PROTOCOL_VERSION: Final = LATEST_MODERN_VERSION
+CLIENT_INFO: Final = {"name": "mcpmesh-bus", "version": "0.1.0"}
+
+
+def envelope(meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`params._meta` with the per-request protocol fields filled in where missing."""
+    out = dict(meta or {})
+    out.setdefault(PROTOCOL_VERSION_META_KEY, PROTOCOL_VERSION)
+    out.setdefault(CLIENT_CAPABILITIES_META_KEY, {})
+    out.setdefault(CLIENT_INFO_META_KEY, CLIENT_INFO)
+    return out
+
+
+def request_body(method: str, params: Mapping[str, Any] | None = None, request_id: str | int = 1) -> bytes:
+    body = dict(params or {})
+    body["_meta"] = envelope(body.get("_meta"))
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": request_id, "method": method, "params": body})
+
+
+def result_of(reply: bytes) -> dict[str, Any]:
+    """The `result` of a JSON-RPC response; a JSON-RPC error becomes a MeshException."""
+    try:
+        decoded = msgspec.json.decode(reply)
+    except msgspec.DecodeError:
+        raise MeshException(ErrorCode.INTERNAL, "the service sent a malformed reply") from None
+    if not isinstance(decoded, dict):
+        raise MeshException(ErrorCode.INTERNAL, "the service sent a malformed reply")
+    if "error" in decoded:
+        raise exception_from_error(decoded["error"])
+    result = decoded.get("result")
+    if not isinstance(result, dict):
+        raise MeshException(ErrorCode.INTERNAL, "the service sent a reply without a result")
+    return result
+
+
+def exception_from_error(error: Any) -> MeshException:
+    data = error.get("data") if isinstance(error, dict) else None
+    try:
+        mesh = msgspec.convert(data, MeshError)
+        return MeshException(mesh.code, mesh.message)
+    except msgspec.ValidationError:
+        message = error.get("message", "request failed") if isinstance(error, dict) else "request failed"
+        return MeshException(ErrorCode.INVALID_REQUEST, str(message))
+
+
+async def exchange(
+    bus: Bus,
+    *,
+    org_id: str,
+    service: str,
+    body: bytes,
+    stamp: str,
+    deadline: Deadline,
+    request_id: str | None = None,
+    attempt_timeout: float | None = None,
+) -> bytes:
+    """Send one JSON-RPC message to `mcp.<org>.<service>` and return the raw reply body."""
+    hdrs = {h.STAMP: stamp, h.REQUEST_ID: request_id or uuid.uuid4().hex}
+    inject_headers(hdrs)
+    msg = await bus.request(
+        service_subject(org_id, service), body, deadline=deadline, headers=hdrs, attempt_timeout=attempt_timeout
+    )
+    return bytes(msg.data)

@@ -1,0 +1,8 @@
+"""The service kit: write an MCP service with the `mcp` SDK, serve it on the tenant-stamped bus."""
+
+from mcpmesh.service.call import Call, call_of
+from mcpmesh.service.run import BusServer, run
+from mcpmesh.service.server import MeshService
+from mcpmesh.service.settings import ServiceSettings
+
+__all__ = ["BusServer", "Call", "MeshService", "ServiceSettings", "call_of", "run"]

@@ -1,0 +1,152 @@
+"""Run a service: on the bus (default), or alone over stdio / Streamable HTTP for development.
+
+    python -m mcpmesh.<service>                 serve on NATS_URL as a nats.micro service
+    python -m mcpmesh.<service> --stdio         one local client over stdio, acting for MCPMESH_DEV_ORG
+    python -m mcpmesh.<service> --http 8000     Streamable HTTP on 127.0.0.1:8000/mcp, same
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from nats.micro import add_service
+from nats.micro.request import Request
+from nats.micro.service import EndpointStats, Service, ServiceConfig
+
+from mcpmesh.bus import Bus, Deadline, connect
+from mcpmesh.proto.errors import MeshException
+from mcpmesh.proto.subjects import service_queue_subject
+from mcpmesh.service.call import CURRENT_CALL, Call
+from mcpmesh.service.server import MeshService
+from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.tenancy.stamp import ISSUER, Stamp
+from mcpmesh.telemetry.logs import configure_logging, get_logger
+from mcpmesh.telemetry.tracing import setup_tracing
+
+log = get_logger("mcpmesh.service")
+
+
+class BusServer:
+    """A service on the bus: `mcp.*.<service>` in queue group `<service>`, registered with nats.micro."""
+
+    def __init__(self, service: MeshService, bus: Bus) -> None:
+        self.service = service
+        self.bus = bus
+        self.micro: Service | None = None
+        self.inflight: set[asyncio.Task[None]] = set()
+        self.slots = asyncio.Semaphore(service.settings.max_inflight)
+
+    async def start(self) -> None:
+        svc = self.service
+        self.micro = await add_service(
+            self.bus.nc,
+            ServiceConfig(
+                name=svc.name, version=svc.version, description=svc.description or f"mcpmesh {svc.name}",
+                metadata={"tools": str(len(svc.tool_scopes))}, stats_handler=self._stats,
+            ),
+        )
+        await self.micro.add_endpoint(
+            name="mcp", subject=service_queue_subject(svc.name), queue_group=svc.name, handler=self._on_request
+        )
+
+    async def _on_request(self, req: Request) -> None:
+        # nats-py runs a subscription's callbacks one at a time: hand each request to its own task.
+        task = asyncio.get_running_loop().create_task(self._serve(req))
+        self.inflight.add(task)
+        task.add_done_callback(self.inflight.discard)
+
+    async def _serve(self, req: Request) -> None:
+        async with self.slots:
+            reply = await self.service.handle(req.subject, req.data, req.headers)
+        try:
+            await req.respond(reply)
+        except Exception as exc:  # caller gone or connection lost: nothing left to tell anyone
+            log.warning("reply not sent", error=repr(exc))
+
+    def _stats(self, _endpoint: EndpointStats) -> dict[str, float]:
+        stats = self.service.stats
+        calls = stats["calls"] or 1
+        return {
+            "calls": stats["calls"],
+            "errors": stats["errors"],
+            "inflight": len(self.inflight),
+            "avg_latency_ms": round(stats["latency_ms_total"] / calls, 3),
+        }
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking requests, let in-flight calls finish, then drain the connection."""
+        if self.micro is not None:
+            await self.micro.stop()
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=grace_s)
+        await self.bus.close()
+
+
+async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: asyncio.Event) -> None:
+    if not settings.stamp_public_key:
+        raise SystemExit(
+            f"mcpmesh-{service.name}: set MCPMESH_STAMP_PUBLIC_KEY (or _FILE) to the gateway's stamp public key"
+        )
+    try:
+        bus = await connect(settings.nats_url, name=f"mcpmesh-{service.name}")
+    except MeshException as exc:
+        raise SystemExit(f"mcpmesh-{service.name}: {exc.error.message}") from None
+    await bus.ensure_streams()
+    await service.started(settings, bus)
+    server = BusServer(service, bus)
+    await server.start()
+    log.info("serving on the bus", subject=service_queue_subject(service.name), nats=settings.nats_url)
+    await stop.wait()
+    log.info("shutting down", inflight=len(server.inflight))
+    await server.stop(settings.shutdown_grace_s)
+
+
+def local_call(service: MeshService, settings: ServiceSettings) -> Call:
+    """The Call a local stdio/HTTP run acts as: the dev org, every scope."""
+    now = int(time.time())
+    stamp = Stamp(org_id=settings.dev_org, tier="enterprise", scopes=["*", "admin"], sub="key-local",
+                  aud=[service.name], exp=now + 10**9, iat=now, jti="local", iss=ISSUER)
+    return Call(service=service, stamp=stamp, token="", request_id="local",
+                deadline=Deadline.after(10**9), bus=None)
+
+
+async def serve_locally(service: MeshService, settings: ServiceSettings, http_port: int | None) -> None:
+    await service.started(settings, None)
+    CURRENT_CALL.set(local_call(service, settings))
+    if http_port is None:
+        await service.mcp.run_stdio_async()
+    else:
+        await service.mcp.run_streamable_http_async(port=http_port)
+
+
+def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
+    """The `__main__` of every service."""
+    parser = argparse.ArgumentParser(prog=f"python -m mcpmesh.{service.name}", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stdio", action="store_true", help="serve one local client over stdio")
+    mode.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT")
+    args = parser.parse_args(argv)
+    settings = ServiceSettings.from_env()
+    configure_logging(f"mcp-{service.name}", json=None)
+    setup_tracing(f"mcp-{service.name}")
+    if args.stdio or args.http:
+        asyncio.run(serve_locally(service, settings, args.http))
+        return
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_on_bus(service, settings, stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

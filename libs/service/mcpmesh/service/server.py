@@ -1,0 +1,394 @@
+"""The service kit: an `mcp` SDK server served on the bus, one NATS request = one JSON-RPC exchange.
+
+Every request is checked before any handler runs: a valid stamp for this service
+(audience), the subject's org equal to the stamp's org, and the scope the method or
+tool declares. The exchange itself goes through the SDK's single-exchange
+(stateless 2026-07-28) path, so tools, resources and prompts are plain SDK code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import anyio
+import msgspec
+from mcp.server.connection import Connection
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.runner import modern_error_data, serve_one
+from mcp.shared.exceptions import MCPError, NoBackChannelError
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp.shared.message import MessageMetadata, ServerMessageMetadata
+from mcp.shared.transport_context import TransportContext
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ProgressToken, RequestId
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from mcpmesh.bus import Bus, Deadline
+from mcpmesh.proto import headers as h
+from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.events import UsageEvent
+from mcpmesh.proto.ids import InvalidIdentifier, validate_service_name
+from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
+from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
+from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.tenancy.scopes import covers, scope_for
+from mcpmesh.tenancy.stamp import Stamp, StampVerifier
+from mcpmesh.telemetry.logs import bind_request, get_logger
+from mcpmesh.telemetry.metrics import Metrics
+from mcpmesh.telemetry.tracing import extract_context, tracer
+
+if TYPE_CHECKING:
+    from mcpmesh.store import IndexSpec, Store
+    from mcpmesh.vectors import Vectors
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+Access = Literal["read", "write"]
+log = get_logger("mcpmesh.service")
+
+#: Methods any key with some scope on the service may use.
+_LISTING = frozenset(
+    {"tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover", "ping"}
+)
+
+
+@dataclass
+class _BusDispatchContext:
+    """`DispatchContext` for one bus exchange: no back-channel (stateless protocol)."""
+
+    transport: TransportContext
+    request_id: RequestId
+    message_metadata: MessageMetadata
+    progress_token: ProgressToken | None = None
+    cancel_requested: anyio.Event = field(default_factory=anyio.Event)
+    can_send_request: bool = field(default=False, init=False)
+
+    async def send_raw_request(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> dict[str, Any]:
+        raise NoBackChannelError(method)
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
+        return None  # progress over the bus is not streamed: one request, one reply
+
+    async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
+        return None
+
+
+class MeshService:
+    """Declare tools with `@service.tool(access=...)`; run with `mcpmesh.service.run(service)`."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        version: str = "0.1.0",
+        description: str = "",
+        instructions: str | None = None,
+        store_kinds: Mapping[str, list[IndexSpec]] | None = None,
+        uses_vectors: bool = False,
+    ) -> None:
+        self.name = validate_service_name(name)
+        self.version = version
+        self.description = description
+        self.mcp = MCPServer(name=f"mcpmesh-{name}", version=version, instructions=instructions)
+        self.store_kinds = dict(store_kinds or {})
+        self.uses_vectors = uses_vectors
+        self.tool_scopes: dict[str, str] = {}
+        self.settings = ServiceSettings()
+        self.bus: Bus | None = None
+        self.metrics = Metrics()
+        self._verifier: StampVerifier | None = None
+        self._store: Store | None = None
+        self._vectors: Vectors | None = None
+        self._org_settings = SettingsCache()
+        self._stamp_cache: dict[str, Stamp] = {}
+        self._on_start: list[Callable[[MeshService], Awaitable[None]]] = []
+        self.stats = {"calls": 0, "errors": 0, "latency_ms_total": 0.0}
+
+    # -- declaring -------------------------------------------------------------------------------
+
+    def tool(
+        self,
+        *,
+        access: Access = "read",
+        scope: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        **sdk_options: Any,
+    ) -> Callable[[F], F]:
+        """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`)."""
+
+        def register(fn: F) -> F:
+            tool_name = name or fn.__name__
+            self.tool_scopes[tool_name] = scope or scope_for(self.name, access)
+            self.mcp.tool(name=tool_name, description=description or fn.__doc__, **sdk_options)(
+                _clean_failures(fn, f"{self.name}.{tool_name}")
+            )
+            return fn
+
+        return register
+
+    def resource(self, uri: str, **sdk_options: Any) -> Callable[[F], F]:
+        """Register an SDK resource (read access)."""
+        return self.mcp.resource(uri, **sdk_options)  # type: ignore[no-any-return]
+
+    def prompt(self, name: str | None = None, **sdk_options: Any) -> Callable[[F], F]:
+        return self.mcp.prompt(name=name, **sdk_options)  # type: ignore[no-any-return]
+
+    def on_start(self, fn: Callable[[MeshService], Awaitable[None]]) -> Callable[[MeshService], Awaitable[None]]:
+        """Run `fn(service)` once the bus and stores are up (e.g. to subscribe to control subjects)."""
+        self._on_start.append(fn)
+        return fn
+
+    # -- resources of a running service ---------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from mcpmesh.store import Store, connect_database
+
+            db = connect_database(self.settings.mongodb_url, self.settings.mongodb_database)
+            self._store = Store(db, self.store_kinds)
+        return self._store
+
+    @property
+    def vectors(self) -> Vectors:
+        if self._vectors is None:
+            from mcpmesh.vectors import Vectors, connect_qdrant
+
+            self._vectors = Vectors(connect_qdrant(self.settings.qdrant_url, path=self.settings.qdrant_path))
+        return self._vectors
+
+    async def org_settings(self, org_id: str, tier: str) -> OrgSettings:
+        return await self._org_settings.get(self.bus, org_id, tier)
+
+    async def started(self, settings: ServiceSettings, bus: Bus | None) -> None:
+        """Called by the runner once configuration and the bus are ready."""
+        self.settings = settings
+        self.bus = bus
+        if settings.stamp_public_key:
+            self._verifier = StampVerifier(settings.stamp_public_key)
+        for hook in self._on_start:
+            await hook(self)
+
+    # -- serving one bus exchange ----------------------------------------------------------------
+
+    def verify(self, token: str | None) -> Stamp:
+        """Verify a stamp for this service; verified tokens are cached until they expire."""
+        if token and (hit := self._stamp_cache.get(token)) is not None:
+            if hit.exp > time.time():
+                return hit
+            del self._stamp_cache[token]
+        if self._verifier is None:
+            raise MeshException(ErrorCode.UNAVAILABLE, "service has no stamp key configured")
+        stamp = self._verifier.verify(token, audience=self.name)
+        if len(self._stamp_cache) > 10_000:
+            self._stamp_cache.clear()
+        self._stamp_cache[token or ""] = stamp
+        return stamp
+
+    def required_scope(self, method: str, params: Mapping[str, Any]) -> str | None:
+        """The scope a method needs; None for listing methods (any scope on this service will do)."""
+        if method == "tools/call":
+            name = params.get("name")
+            return self.tool_scopes.get(name) if isinstance(name, str) else None
+        if method in _LISTING:
+            return None
+        return scope_for(self.name, "read")
+
+    async def handle(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> bytes:
+        """Serve one JSON-RPC exchange from the bus; always returns a JSON-RPC reply body."""
+        started = time.perf_counter()
+        headers = headers or {}
+        request_id = headers.get(h.REQUEST_ID) or uuid.uuid4().hex
+        rpc_id: RequestId | None = None
+        call: Call | None = None
+        method = "?"
+        tool: str | None = None
+        status = "ok"
+        reply: bytes
+        with bind_request(request_id=request_id, service=self.name), tracer().start_as_current_span(
+            f"{self.name} serve", context=extract_context(headers), kind=SpanKind.SERVER
+        ) as span:
+            try:
+                try:
+                    org_id = org_of_service_subject(subject)
+                except InvalidIdentifier as exc:
+                    raise MeshException(ErrorCode.INVALID_REQUEST, str(exc)) from None
+                decoded = _decode(data)
+                rpc_id = decoded.get("id")
+                method = decoded["method"]
+                params = decoded.get("params") or {}
+                tool = params.get("name") if method == "tools/call" else None
+                span.set_attribute("mcp.method", method)
+                stamp = self.verify(headers.get(h.STAMP))
+                if stamp.org_id != org_id:
+                    raise MeshException(ErrorCode.FORBIDDEN, "the stamp's org does not match the request subject")
+                required = self.required_scope(method, params)
+                if required is None:
+                    allowed = covers(stamp.scopes, scope_for(self.name, "read")) or covers(
+                        stamp.scopes, scope_for(self.name, "write")
+                    )
+                    required = f"{self.name}:read or {self.name}:write"
+                else:
+                    allowed = covers(stamp.scopes, required)
+                if not allowed:
+                    raise MeshException(ErrorCode.FORBIDDEN, f"missing scope {required!r} for {method}")
+                verdict = classify_inbound_request(decoded)
+                if isinstance(verdict, InboundLadderRejection):
+                    raise MCPError(verdict.code, verdict.message, verdict.data)
+                call = Call(
+                    service=self,
+                    stamp=stamp,
+                    token=headers.get(h.STAMP, ""),
+                    request_id=request_id,
+                    deadline=Deadline.from_header(headers.get(h.DEADLINE), self.settings.call_timeout_s),
+                    bus=self.bus,
+                    headers=headers,
+                )
+                token = CURRENT_CALL.set(call)
+                try:
+                    with bind_request(org_id=org_id, tool=tool or method):
+                        result = await self._serve(call, decoded, verdict)
+                finally:
+                    CURRENT_CALL.reset(token)
+                if result.get("isError") and call.outcome == "ok":
+                    call.outcome = "tool_error"
+                if call.outcome != "ok":
+                    status = call.outcome
+                reply = msgspec.json.encode({"jsonrpc": "2.0", "id": rpc_id, "result": result})
+            except MeshException as exc:
+                status = exc.error.code.value
+                reply = _error_reply(rpc_id, exc.jsonrpc_code, exc.error.message, exc.error)
+            except _BadMessage as exc:
+                status = ErrorCode.INVALID_REQUEST.value
+                reply = _error_reply(rpc_id, exc.code, exc.message, MeshError(ErrorCode.INVALID_REQUEST, exc.message))
+            except Exception as exc:  # SDK errors map to JSON-RPC; anything else is a generic internal error
+                error = modern_error_data(exc)
+                status = ErrorCode.INVALID_REQUEST.value if error.code != -32603 else ErrorCode.INTERNAL.value
+                reply = _error_reply(rpc_id, error.code, error.message, None, error.data)
+            latency_ms = (time.perf_counter() - started) * 1000
+            if status != "ok":
+                span.set_status(Status(StatusCode.ERROR, status))
+            self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
+            return reply
+
+    async def _serve(self, call: Call, decoded: dict[str, Any], verdict: Any) -> dict[str, Any]:
+        connection = Connection.from_envelope(
+            verdict.protocol_version, verdict.client_info, verdict.client_capabilities
+        )
+        dctx = _BusDispatchContext(
+            transport=TransportContext(kind="nats", can_send_request=False, headers=call.headers),
+            request_id=decoded["id"],
+            message_metadata=ServerMessageMetadata(request_context=call),
+            progress_token=progress_token_from_params(decoded.get("params")),
+        )
+        with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
+            try:
+                return await serve_one(
+                    self.mcp._lowlevel_server,
+                    dctx,
+                    decoded["method"],
+                    decoded.get("params"),
+                    connection=connection,
+                    lifespan_state=None,
+                )
+            except TimeoutError:
+                raise MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline") from None
+
+    def _account(
+        self, call: Call | None, method: str, tool: str | None, status: str, latency_ms: float,
+        bytes_in: int, bytes_out: int, request_id: str,
+    ) -> None:
+        self.stats["calls"] += 1
+        self.stats["latency_ms_total"] += latency_ms
+        if status != "ok":
+            self.stats["errors"] += 1
+        org_id = call.org_id if call else "-"
+        self.metrics.observe_call(self.name, tool or method, org_id, status, latency_ms / 1000)
+        log.info("call", method=method, tool=tool, status=status, latency_ms=round(latency_ms, 2))
+        if call is None or self.bus is None:
+            return
+        event = UsageEvent(
+            event_id=uuid.uuid4().hex, ts=time.time(), org_id=call.org_id, key_id=call.stamp.sub,
+            service=self.name, method=method, tool=tool, request_id=request_id, status=status,
+            latency_ms=round(latency_ms, 3), bytes_in=bytes_in, bytes_out=bytes_out,
+            llm_prompt_tokens=call.usage.get("prompt_tokens"),
+            llm_completion_tokens=call.usage.get("completion_tokens"),
+            llm_cost_usd=call.usage.get("cost_usd"),
+        )
+        # Fire and forget: the USAGE stream captures the subject; Nats-Msg-Id dedupes retries.
+        asyncio.ensure_future(
+            self.bus.nc.publish(
+                usage_subject(call.org_id, self.name), msgspec.json.encode(event),
+                headers={"Nats-Msg-Id": event.event_id},
+            )
+        )
+
+
+class _BadMessage(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        decoded = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise _BadMessage(PARSE_ERROR, "request body is not valid JSON") from None
+    if not isinstance(decoded, dict):
+        raise _BadMessage(INVALID_REQUEST, "expected one JSON-RPC request object (batches are not supported)")
+    if decoded.get("jsonrpc") != "2.0" or not isinstance(decoded.get("method"), str):
+        raise _BadMessage(INVALID_REQUEST, "not a JSON-RPC 2.0 request: 'jsonrpc' must be \"2.0\" and 'method' a string")
+    if "id" not in decoded or not isinstance(decoded["id"], str | int) or isinstance(decoded["id"], bool):
+        raise _BadMessage(INVALID_REQUEST, "a bus request needs an 'id' (string or integer)")
+    params = decoded.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise _BadMessage(INVALID_REQUEST, "'params' must be an object")
+    return decoded
+
+
+def _error_reply(
+    rpc_id: RequestId | None, code: int, message: str, mesh: MeshError | None, data: Any = None
+) -> bytes:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if mesh is not None:
+        error["data"] = msgspec.to_builtins(mesh)
+    elif data not in (None, ""):
+        error["data"] = data
+    return msgspec.json.encode({"jsonrpc": "2.0", "id": rpc_id, "error": error})
+
+
+def _clean_failures(fn: F, qualified: str) -> F:
+    """Tool failures reach the client as clean tool errors: a MeshException's message, or
+    a generic line for anything unexpected (logged here with its traceback, never sent)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except MeshException as exc:
+            _mark_outcome(exc.error.code.value)
+            raise ToolError(f"{exc.error.code.value}: {exc.error.message}") from None
+        except (MCPError, ToolError):
+            raise
+        except Exception:
+            _mark_outcome(ErrorCode.INTERNAL.value)
+            log.exception("tool failed", tool=qualified)
+            raise ToolError(f"internal error in {qualified}: the failure was logged") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _mark_outcome(outcome: str) -> None:
+    call = CURRENT_CALL.get()
+    if call is not None:
+        call.outcome = outcome
