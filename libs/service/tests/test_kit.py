@@ -195,8 +195,10 @@ async def test_every_call_emits_a_usage_event(echo: Any) -> None:
     assert harness.client is not None
     sub = await harness.client.nc.subscribe("usage.org-acme.echo")
     await harness.call_tool(ORG_A, "whoami", {"text": "x"}, scopes=["echo:read"], stamp=None)
-    await harness.call_tool(ORG_A, "refuse")
+    with pytest.raises(ToolFailed):
+        await harness.call_tool(ORG_A, "refuse")
     events = [msgspec.json.decode((await sub.next_msg(timeout=5)).data) for _ in range(2)]
+    await sub.unsubscribe()
     assert [(e["tool"], e["status"]) for e in events] == [("whoami", "ok"), ("refuse", "limit_exceeded")]
     assert all(e["org_id"] == ORG_A and e["key_id"] == "key-test" and e["bytes_out"] > 0 for e in events)
     stream = await harness.client.js.stream_info("USAGE")

@@ -137,6 +137,7 @@ async def connect(
         reconnect_time_wait=0.25,
         connect_timeout=connect_timeout,
         allow_reconnect=True,
+        drain_timeout=5,
     )
     if user is not None:
         options.update(user=user, password=password)
