@@ -46,7 +46,7 @@ from mcpmesh.telemetry.metrics import Metrics
 from mcpmesh.telemetry.tracing import extract_context, tracer
 
 if TYPE_CHECKING:
-    from mcpmesh.store import IndexSpec, Store
+    from mcpmesh.store import Index, Store
     from mcpmesh.vectors import Vectors
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
@@ -90,7 +90,7 @@ class MeshService:
         version: str = "0.1.0",
         description: str = "",
         instructions: str | None = None,
-        store_kinds: Mapping[str, list[IndexSpec]] | None = None,
+        store_kinds: Mapping[str, list[Index]] | None = None,
         uses_vectors: bool = False,
     ) -> None:
         self.name = validate_service_name(name)
