@@ -1,0 +1,194 @@
+"""Replicas in a queue group, a replica killed mid-load, a NATS restart, downstream calls."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from mcp.server.mcpserver import Context
+
+from mcpmesh.bus import Deadline, connect
+from mcpmesh.bus.mcp import exchange, request_body, result_of
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.service import MeshService, call_of
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
+from mcpmesh.telemetry import capture_spans, tracer
+
+ORG = "org-acme"
+REPLICA = Path(__file__).with_name("echo_replica.py")
+
+
+@pytest.fixture
+def signing_key() -> str:
+    return generate_signing_key_pem()
+
+
+def start_replicas(n: int, nats_url: str, signing_key: str) -> list[subprocess.Popen[bytes]]:
+    env = dict(os.environ, NATS_URL=nats_url, MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(signing_key),
+               MCPMESH_ENV="test", LOG_LEVEL="WARNING")
+    return [subprocess.Popen([sys.executable, str(REPLICA)], env=env) for _ in range(n)]
+
+
+@pytest.fixture
+def replicas(nats_url: str, signing_key: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = start_replicas(2, nats_url, signing_key)
+    yield procs
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+async def wait_for_replicas(nats_url: str, n: int) -> None:
+    bus = await connect(nats_url, name="probe")
+    try:
+        for _ in range(300):
+            inbox = bus.nc.new_inbox()
+            sub = await bus.nc.subscribe(inbox)
+            await bus.nc.publish("$SRV.PING.echo", b"", reply=inbox)
+            await asyncio.sleep(0.1)
+            if sub.pending_msgs >= n:
+                await sub.unsubscribe()
+                return
+            await sub.unsubscribe()
+        raise AssertionError(f"{n} echo replicas did not come up")
+    finally:
+        await bus.close()
+
+
+async def call_whoami(bus: Any, stamp: str, delay_ms: int, attempt_timeout: float | None) -> int:
+    body = request_body("tools/call", {"name": "whoami", "arguments": {"delay_ms": delay_ms}})
+    reply = await exchange(bus, org_id=ORG, service="echo", body=body, stamp=stamp, deadline=Deadline.after(20),
+                           attempt_timeout=attempt_timeout)
+    result = result_of(reply)
+    assert not result.get("isError"), result
+    return int(msgspec.json.decode(result["content"][0]["text"])["pid"])
+
+
+async def test_two_replicas_share_the_load(nats_url: str, signing_key: str, replicas: list[Any]) -> None:
+    await wait_for_replicas(nats_url, 2)
+    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    bus = await connect(nats_url, name="caller")
+    pids = Counter(await asyncio.gather(*(call_whoami(bus, stamp, 5, None) for _ in range(200))))
+    await bus.close()
+    assert set(pids) == {p.pid for p in replicas}
+    assert min(pids.values()) >= 40, pids  # both really took a share
+
+
+async def test_killing_a_replica_mid_load_loses_no_request(
+    nats_url: str, signing_key: str, replicas: list[Any]
+) -> None:
+    await wait_for_replicas(nats_url, 2)
+    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    bus = await connect(nats_url, name="caller")
+    sem = asyncio.Semaphore(20)
+
+    async def one() -> int:
+        async with sem:
+            return await call_whoami(bus, stamp, 20, attempt_timeout=1.0)
+
+    tasks = [asyncio.create_task(one()) for _ in range(300)]
+    await asyncio.sleep(0.15)
+    victim = replicas[0]
+    victim.send_signal(signal.SIGKILL)
+    results = await asyncio.gather(*tasks)
+    await bus.close()
+    assert len(results) == 300  # every request answered (gather raises on any failure)
+    counts = Counter(results)
+    assert counts[replicas[1].pid] > 150, counts  # the survivor took over the rest
+    assert victim.wait(timeout=5) == -signal.SIGKILL
+
+
+async def test_sigterm_drains_in_flight_calls(nats_url: str, signing_key: str, replicas: list[Any]) -> None:
+    await wait_for_replicas(nats_url, 2)
+    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    bus = await connect(nats_url, name="caller")
+    tasks = [asyncio.create_task(call_whoami(bus, stamp, 300, attempt_timeout=None)) for _ in range(20)]
+    await asyncio.sleep(0.1)
+    replicas[0].send_signal(signal.SIGTERM)
+    results = await asyncio.gather(*tasks)  # no retries allowed: graceful stop must answer its own calls
+    await bus.close()
+    assert len(results) == 20
+    assert replicas[0].wait(timeout=10) == 0
+
+
+async def test_nats_restart_is_survived(private_nats: LocalNatsServer) -> None:
+    svc = MeshService("echo")
+
+    @svc.tool()
+    async def ping() -> str:
+        return "pong"
+
+    async with ServiceHarness(svc, private_nats.url) as harness:
+        assert await harness.call_tool(ORG, "ping") == "pong"
+        await asyncio.to_thread(private_nats.restart)  # the broker restarts while clients run
+        assert await harness.call_tool(ORG, "ping") == "pong"  # both sides reconnected; retried in deadline
+
+
+async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
+    spans = capture_spans()
+    llm = MeshService("llm")
+    debate = MeshService("debate")
+    seen: dict[str, Any] = {}
+
+    @llm.tool()
+    async def complete(prompt: str, ctx: Context) -> str:
+        call = call_of(ctx)
+        seen.update(org=call.org_id, jti=call.stamp.jti, sub=call.stamp.sub,
+                    traceparent=call.headers.get("traceparent"), request_id=call.request_id)
+        return prompt.upper()
+
+    @debate.tool(access="write")
+    async def argue(topic: str, ctx: Context) -> str:
+        call = call_of(ctx)
+        seen["debate_jti"] = call.stamp.jti
+        seen["debate_request_id"] = call.request_id
+        result = await call.call_tool("llm", "complete", {"prompt": topic})
+        return str(result["content"][0]["text"])
+
+    async with ServiceHarness(debate, nats_url) as front, ServiceHarness(
+        llm, nats_url, signing_key_pem=front.signing_key_pem
+    ):
+        with tracer("test").start_as_current_span("client") as root:
+            answer = await front.call_tool(ORG, "argue", {"topic": "tabs"}, scopes=["debate:*", "llm:read"])
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    assert answer == "TABS"
+    assert seen["org"] == ORG and seen["sub"] == "key-test"
+    assert seen["jti"] == seen["debate_jti"]  # the very same stamp travelled downstream
+    assert seen["request_id"] == seen["debate_request_id"]
+    assert seen["traceparent"].split("-")[1] == trace_id
+    served = [s for s in spans.get_finished_spans() if s.name in ("debate serve", "llm serve")]
+    assert {s.context.trace_id for s in served} == {root.get_span_context().trace_id}
+
+
+async def test_downstream_call_needs_the_callers_scope_for_that_service(nats_url: str) -> None:
+    llm = MeshService("llm")
+    debate = MeshService("debate")
+
+    @llm.tool()
+    async def complete(prompt: str) -> str:
+        return prompt
+
+    @debate.tool(access="write")
+    async def argue(topic: str, ctx: Context) -> str:
+        await call_of(ctx).call_tool("llm", "complete", {"prompt": topic})
+        return "unreachable"
+
+    async with ServiceHarness(debate, nats_url) as front, ServiceHarness(
+        llm, nats_url, signing_key_pem=front.signing_key_pem
+    ):
+        from mcpmesh.service.testing import ToolFailed
+
+        with pytest.raises(ToolFailed) as info:
+            await front.call_tool(ORG, "argue", {"topic": "x"}, scopes=["debate:*"])
+    assert "missing scope 'llm:read'" in info.value.text
