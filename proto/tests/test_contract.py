@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from mcpmesh.proto import export, subjects
+from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.ids import InvalidIdentifier
+
+
+def test_exported_schemas_match_the_code() -> None:
+    """Fails when a bus type changed and `python -m mcpmesh.proto.export` was not re-run."""
+    assert export.main(["--check"]) == 0
+
+
+def test_asyncapi_document_names_every_subject_and_type() -> None:
+    doc = export.asyncapi()
+    assert doc["asyncapi"] == "3.0.0"
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert addresses == {"mcp.{org_id}.{service}", "usage.{org_id}.{service}", "audit.{org_id}.{source}",
+                         subjects.KEY_EVENTS, subjects.TENANT_DELETE}
+    assert set(doc["components"]["schemas"]) >= {"UsageEvent", "AuditEvent", "RequestHeaders", "MeshError"}
+    headers = doc["components"]["schemas"]["RequestHeaders"]["properties"]
+    assert {"Mcp-Stamp", "Mcp-Request-Id", "Mcp-Deadline", "traceparent"} <= set(headers)
+
+
+def test_subjects_are_built_only_from_valid_ids() -> None:
+    assert subjects.service_subject("org-acme", "context") == "mcp.org-acme.context"
+    assert subjects.org_of_service_subject("mcp.org-acme.context") == "org-acme"
+    for bad in ("org-a.b", "org-*", "org->", "org-acme.>"):
+        with pytest.raises(InvalidIdentifier):
+            subjects.service_subject(bad, "context")
+    with pytest.raises(InvalidIdentifier):
+        subjects.service_subject("org-acme", "context.>")
+    with pytest.raises(InvalidIdentifier):
+        subjects.org_of_service_subject("mcp.org-acme.context.extra")
+
+
+def test_errors_round_trip_and_know_what_is_retryable() -> None:
+    exc = MeshException(ErrorCode.UNAVAILABLE, "down")
+    decoded = msgspec.json.decode(msgspec.json.encode(exc.error), type=MeshError)
+    assert decoded == exc.error and decoded.retryable
+    assert not MeshException(ErrorCode.FORBIDDEN, "no").error.retryable
