@@ -105,7 +105,7 @@ class Store:
     async def delete_control_rows(self, org_id: str) -> dict[str, int]:
         """Delete the org's rows from every control collection; returns rows deleted per collection."""
         validate_org_id(org_id)
-        deleted = {}
+        deleted: dict[str, int] = {}
         for name in CONTROL_COLLECTIONS:
             result = await (await self.control(name)).delete_many({"org_id": org_id})
             deleted[name] = result.deleted_count

@@ -1,0 +1,37 @@
+"""Qdrant for mcpmesh: the only code that touches it; knowledge bases scoped to one tenant."""
+
+from mcpmesh.proto.ids import InvalidIdentifier
+from mcpmesh.vectors.connection import QdrantSettings, connect_qdrant
+from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
+from mcpmesh.vectors.naming import validate_kb_name
+from mcpmesh.vectors.points import (
+    Distance,
+    ExportedPoint,
+    Hit,
+    KbInfo,
+    PayloadFilter,
+    Point,
+    PointId,
+    point_id_for,
+)
+from mcpmesh.vectors.vectors import TenantVectors, Vectors
+
+__all__ = [
+    "Distance",
+    "ExportedPoint",
+    "Hit",
+    "InvalidIdentifier",
+    "InvalidVector",
+    "KbInfo",
+    "KnowledgeBaseMismatch",
+    "PayloadFilter",
+    "Point",
+    "PointId",
+    "QdrantSettings",
+    "TenantVectors",
+    "UnknownKnowledgeBase",
+    "Vectors",
+    "connect_qdrant",
+    "point_id_for",
+    "validate_kb_name",
+]
