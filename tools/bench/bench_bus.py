@@ -1,0 +1,135 @@
+"""Bus benchmark: bare NATS request/reply echo vs an MCP tools/call served through the kit.
+
+Same payload (the JSON-RPC tools/call body), same layout: one nats-server, the responder
+in its own process, the caller here. Reports calls/s and p50/p99 for both and the ratio.
+
+    .venv/bin/python tools/bench/bench_bus.py [--calls 3000] [--concurrency 1 16 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mcpmesh.bus import Deadline, connect
+from mcpmesh.bus.mcp import request_body
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
+
+ORG = "org-bench"
+BODY = request_body("tools/call", {"name": "echo", "arguments": {"text": "x" * 200}})
+
+
+def serve_bare(nats_url: str) -> None:
+    async def main() -> None:
+        bus = await connect(nats_url, name="bare-echo")
+
+        async def echo(msg: object) -> None:
+            await msg.respond(msg.data)  # type: ignore[attr-defined]
+
+        await bus.nc.subscribe("mcp.*.echo", queue="echo", cb=echo)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def serve_kit() -> None:
+    from mcpmesh.service import MeshService, run
+
+    service = MeshService("echo")
+
+    @service.tool()
+    async def echo(text: str) -> str:
+        return text
+
+    run(service, [])
+
+
+async def measure(nats_url: str, stamp: str, calls: int, concurrency: int) -> tuple[float, list[float]]:
+    bus = await connect(nats_url, name="bench-caller")
+    headers = {"Mcp-Stamp": stamp, "Mcp-Request-Id": "bench"}
+    latencies: list[float] = []
+    queue = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in queue:
+            t0 = time.perf_counter()
+            await bus.request("mcp.org-bench.echo", BODY, deadline=Deadline.after(10), headers=headers)
+            latencies.append(time.perf_counter() - t0)
+
+    for _ in range(200):  # warm up
+        await bus.request("mcp.org-bench.echo", BODY, deadline=Deadline.after(10), headers=headers)
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    await bus.close()
+    return calls / elapsed, latencies
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
+
+
+def start_responder(kind: str, nats_url: str, public_pem: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, NATS_URL=nats_url, MCPMESH_STAMP_PUBLIC_KEY=public_pem, LOG_LEVEL="WARNING",
+               MCPMESH_ENV="bench")
+    return subprocess.Popen([sys.executable, str(Path(__file__)), "--serve", kind, nats_url], env=env)
+
+
+async def wait_ready(nats_url: str, stamp: str) -> None:
+    bus = await connect(nats_url, name="probe")
+    try:
+        await bus.request("mcp.org-bench.echo", BODY, deadline=Deadline.after(30), headers={"Mcp-Stamp": stamp})
+    finally:
+        await bus.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--serve", nargs=2, metavar=("KIND", "NATS_URL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        kind, url = args.serve
+        serve_bare(url) if kind == "bare" else serve_kit()
+        return
+
+    nats = LocalNatsServer()
+    pem = generate_signing_key_pem()
+    stamp = StampSigner(pem, ttl_s=3600).mint(org_id=ORG, tier="pro", scopes=["*"], sub="key-bench",
+                                               service="echo")
+    rows = []
+    try:
+        for kind in ("bare", "kit"):
+            proc = start_responder(kind, nats.url, public_key_pem(pem))
+            try:
+                asyncio.run(wait_ready(nats.url, stamp))
+                for c in args.concurrency:
+                    rate, lat = asyncio.run(measure(nats.url, stamp, args.calls, c))
+                    rows.append((kind, c, rate, pct(lat, 50), pct(lat, 99)))
+            finally:
+                proc.terminate()
+                proc.wait()
+    finally:
+        nats.close()
+
+    print(f"{'responder':<10}{'conc':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+    for kind, c, rate, p50, p99 in rows:
+        print(f"{kind:<10}{c:>6}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}")
+    print("\nkit / bare at the same concurrency (target: at most 2x):")
+    bare = {r[1]: r for r in rows if r[0] == "bare"}
+    for kind, c, rate, p50, p99 in rows:
+        if kind == "kit":
+            b = bare[c]
+            print(f"  conc {c:>3}: throughput {b[2] / rate:.2f}x slower, p50 {p50 / b[3]:.2f}x, p99 {p99 / b[4]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
