@@ -254,7 +254,6 @@ async def test_export_tenant_json_is_serialisable(vectors: Vectors) -> None:
     dump = await vectors.export_tenant_json("org-abc")
     assert json.loads(json.dumps(dump)) == dump
     kbs = dump["knowledge_bases"]
-    assert isinstance(kbs, dict)
     assert set(kbs) == {"docs", "notes"}
     assert kbs["docs"]["size"] == 3 and kbs["docs"]["distance"] == "cosine"
     assert [p["payload"]["owner"] for p in kbs["docs"]["points"]] == ["org-abc", "org-abc"]

@@ -3,7 +3,7 @@
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.store.connection import Collection, Database, MongoSettings, connect_database
 from mcpmesh.store.errors import UndeclaredKind
-from mcpmesh.store.export import ExportedDocument, to_json_document
+from mcpmesh.store.export import ExportedDocument, TenantExport, to_json_document
 from mcpmesh.store.indexes import Index
 from mcpmesh.store.naming import CONTROL_COLLECTIONS, ControlName, validate_kind
 from mcpmesh.store.store import Store, TenantDrop, TenantStore
@@ -19,6 +19,7 @@ __all__ = [
     "MongoSettings",
     "Store",
     "TenantDrop",
+    "TenantExport",
     "TenantStore",
     "UndeclaredKind",
     "connect_database",

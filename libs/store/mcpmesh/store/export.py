@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from bson import json_util
 
@@ -18,6 +18,14 @@ class ExportedDocument:
     kind: str
     document: dict[str, Any]
     control: bool = False
+
+
+class TenantExport(TypedDict):
+    """`Store.export_tenant_json`: documents per kind, and per control collection if asked."""
+
+    org_id: str
+    collections: dict[str, list[dict[str, Any]]]
+    control: NotRequired[dict[str, list[dict[str, Any]]]]
 
 
 def to_json_document(document: Mapping[str, Any]) -> dict[str, Any]:

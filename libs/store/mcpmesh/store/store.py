@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.store.connection import Collection, Database
 from mcpmesh.store.errors import UndeclaredKind
-from mcpmesh.store.export import ExportedDocument, to_json_document
+from mcpmesh.store.export import ExportedDocument, TenantExport, to_json_document
 from mcpmesh.store.indexes import Index, IndexEnsurer
 from mcpmesh.store.naming import (
     CONTROL_COLLECTIONS,
@@ -124,13 +125,13 @@ class Store:
                 async for document in collection.find({"org_id": org_id}).sort("_id", 1):
                     yield ExportedDocument(kind=control, document=to_json_document(document), control=True)
 
-    async def export_tenant_json(self, org_id: str, *, include_control: bool = False) -> dict[str, object]:
-        """The whole export in memory: `{"org_id", "collections": {kind: [docs]}, "control": {...}}`."""
-        collections: dict[str, list[dict[str, object]]] = {}
-        control: dict[str, list[dict[str, object]]] = {}
+    async def export_tenant_json(self, org_id: str, *, include_control: bool = False) -> TenantExport:
+        """The whole export in memory (use `export_tenant` to stream a large tenant)."""
+        collections: dict[str, list[dict[str, Any]]] = {}
+        control: dict[str, list[dict[str, Any]]] = {}
         async for item in self.export_tenant(org_id, include_control=include_control):
             (control if item.control else collections).setdefault(item.kind, []).append(item.document)
-        result: dict[str, object] = {"org_id": org_id, "collections": collections}
+        result = TenantExport(org_id=org_id, collections=collections)
         if include_control:
             result["control"] = control
         return result

@@ -8,10 +8,12 @@ from mcpmesh.vectors.points import (
     Distance,
     ExportedPoint,
     Hit,
+    KbExport,
     KbInfo,
     PayloadFilter,
     Point,
     PointId,
+    VectorsExport,
     point_id_for,
 )
 from mcpmesh.vectors.vectors import TenantVectors, Vectors
@@ -22,6 +24,7 @@ __all__ = [
     "Hit",
     "InvalidIdentifier",
     "InvalidVector",
+    "KbExport",
     "KbInfo",
     "KnowledgeBaseMismatch",
     "PayloadFilter",
@@ -31,6 +34,7 @@ __all__ = [
     "TenantVectors",
     "UnknownKnowledgeBase",
     "Vectors",
+    "VectorsExport",
     "connect_qdrant",
     "point_id_for",
     "validate_kb_name",

@@ -6,7 +6,7 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, TypedDict
 
 from qdrant_client import models
 
@@ -91,6 +91,19 @@ class ExportedPoint:
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "vector": self.vector, "payload": self.payload}
+
+
+class KbExport(TypedDict):
+    size: int
+    distance: Distance
+    points: list[dict[str, Any]]
+
+
+class VectorsExport(TypedDict):
+    """`Vectors.export_tenant_json`: every kb of the org with its shape and points."""
+
+    org_id: str
+    knowledge_bases: dict[str, KbExport]
 
 
 def build_filter(where: PayloadFilter | models.Filter | None) -> models.Filter | None:

@@ -14,10 +14,12 @@ from mcpmesh.vectors.points import (
     Distance,
     ExportedPoint,
     Hit,
+    KbExport,
     KbInfo,
     PayloadFilter,
     Point,
     PointId,
+    VectorsExport,
     build_filter,
     distance_name,
     plain_point_id,
@@ -57,15 +59,15 @@ class Vectors:
             async for point in tenant.scroll(kb):
                 yield point
 
-    async def export_tenant_json(self, org_id: str) -> dict[str, object]:
-        """The whole export in memory: `{"org_id", "knowledge_bases": {kb: {size, distance, points}}}`."""
+    async def export_tenant_json(self, org_id: str) -> VectorsExport:
+        """The whole export in memory (use `export_tenant` to stream a large tenant)."""
         tenant = self.for_tenant(org_id)
-        kbs: dict[str, object] = {}
+        kbs: dict[str, KbExport] = {}
         for kb in await tenant.list_kbs():
             info = await tenant.kb_info(kb)
             points = [point.as_json() async for point in tenant.scroll(kb)]
-            kbs[kb] = {"size": info.size, "distance": info.distance, "points": points}
-        return {"org_id": org_id, "knowledge_bases": kbs}
+            kbs[kb] = KbExport(size=info.size, distance=info.distance, points=points)
+        return VectorsExport(org_id=org_id, knowledge_bases=kbs)
 
 
 class TenantVectors:
