@@ -17,8 +17,13 @@ def test_asyncapi_document_names_every_subject_and_type() -> None:
     doc = export.asyncapi()
     assert doc["asyncapi"] == "3.0.0"
     addresses = {c["address"] for c in doc["channels"].values()}
-    assert addresses == {"mcp.{org_id}.{service}", "usage.{org_id}.{service}", "audit.{org_id}.{source}",
-                         subjects.KEY_EVENTS, subjects.TENANT_DELETE}
+    assert addresses == {
+        "mcp.{org_id}.{service}",
+        "usage.{org_id}.{service}",
+        "audit.{org_id}.{source}",
+        subjects.KEY_EVENTS,
+        subjects.TENANT_DELETE,
+    }
     assert set(doc["components"]["schemas"]) >= {"UsageEvent", "AuditEvent", "RequestHeaders", "MeshError"}
     headers = doc["components"]["schemas"]["RequestHeaders"]["properties"]
     assert {"Mcp-Stamp", "Mcp-Request-Id", "Mcp-Deadline", "traceparent"} <= set(headers)

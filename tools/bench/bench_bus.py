@@ -77,21 +77,30 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_responder(kind: str, nats_url: str, public_pem: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, NATS_URL=nats_url, MCPMESH_STAMP_PUBLIC_KEY=public_pem, LOG_LEVEL="WARNING",
-               MCPMESH_ENV="bench")
+    env = dict(
+        os.environ,
+        NATS_URL=nats_url,
+        MCPMESH_STAMP_PUBLIC_KEY=public_pem,
+        LOG_LEVEL="WARNING",
+        MCPMESH_ENV="bench",
+    )
     return subprocess.Popen([sys.executable, str(Path(__file__)), "--serve", kind, nats_url], env=env)
 
 
 async def wait_ready(nats_url: str, stamp: str) -> None:
     bus = await connect(nats_url, name="probe")
     try:
-        await bus.request("mcp.org-bench.echo", BODY, deadline=Deadline.after(30), headers={"Mcp-Stamp": stamp})
+        await bus.request(
+            "mcp.org-bench.echo", BODY, deadline=Deadline.after(30), headers={"Mcp-Stamp": stamp}
+        )
     finally:
         await bus.close()
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "NATS_URL"), help=argparse.SUPPRESS)
@@ -103,8 +112,9 @@ def main() -> None:
 
     nats = LocalNatsServer()
     pem = generate_signing_key_pem()
-    stamp = StampSigner(pem, ttl_s=3600).mint(org_id=ORG, tier="pro", scopes=["*"], sub="key-bench",
-                                               service="echo")
+    stamp = StampSigner(pem, ttl_s=3600).mint(
+        org_id=ORG, tier="pro", scopes=["*"], sub="key-bench", service="echo"
+    )
     rows = []
     try:
         for kind in ("bare", "kit"):
@@ -128,7 +138,9 @@ def main() -> None:
     for kind, c, rate, p50, p99 in rows:
         if kind == "kit":
             b = bare[c]
-            print(f"  conc {c:>3}: throughput {b[2] / rate:.2f}x slower, p50 {p50 / b[3]:.2f}x, p99 {p99 / b[4]:.2f}x")
+            print(
+                f"  conc {c:>3}: throughput {b[2] / rate:.2f}x slower, p50 {p50 / b[3]:.2f}x, p99 {p99 / b[4]:.2f}x"
+            )
 
 
 if __name__ == "__main__":

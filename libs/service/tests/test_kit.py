@@ -82,8 +82,9 @@ async def test_forged_token_is_rejected_before_any_handler(echo: Any) -> None:
     harness, seen = echo
     forger = StampSigner(generate_signing_key_pem())
     forged = forger.mint(org_id=ORG_A, tier="pro", scopes=["*"], sub="key-evil", service="echo")
-    error = await rejected(harness, ORG_A, request_body("tools/call", {"name": "whoami", "arguments": {"text": "x"}}),
-                           forged)
+    error = await rejected(
+        harness, ORG_A, request_body("tools/call", {"name": "whoami", "arguments": {"text": "x"}}), forged
+    )
     assert error.error.code is ErrorCode.UNAUTHENTICATED
     assert "invalid tenant stamp" in error.error.message
     assert seen == []
@@ -96,9 +97,19 @@ async def test_expired_token_is_rejected(echo: Any) -> None:
     key = serialization.load_pem_private_key(harness.signing_key_pem.encode(), password=None)
     now = int(time.time())
     expired = jwt.encode(
-        {"iss": ISSUER, "org_id": ORG_A, "tier": "pro", "scopes": ["*"], "sub": "key-1", "aud": ["echo"],
-         "iat": now - 600, "exp": now - 300, "jti": "j1"},
-        key, algorithm="EdDSA",  # type: ignore[arg-type]
+        {
+            "iss": ISSUER,
+            "org_id": ORG_A,
+            "tier": "pro",
+            "scopes": ["*"],
+            "sub": "key-1",
+            "aud": ["echo"],
+            "iat": now - 600,
+            "exp": now - 300,
+            "jti": "j1",
+        },
+        key,
+        algorithm="EdDSA",  # type: ignore[arg-type]
     )
     error = await rejected(harness, ORG_A, request_body("tools/list"), expired)
     assert error.error.code is ErrorCode.UNAUTHENTICATED
@@ -138,7 +149,10 @@ async def test_invalid_org_id_in_subject_is_rejected(echo: Any) -> None:
     harness, seen = echo
     assert harness.client is not None
     msg = await harness.client.nc.request(
-        "mcp.ORG_Evil.echo", request_body("tools/list"), timeout=5, headers={"Mcp-Stamp": harness.stamp(ORG_A)}
+        "mcp.ORG_Evil.echo",
+        request_body("tools/list"),
+        timeout=5,
+        headers={"Mcp-Stamp": harness.stamp(ORG_A)},
     )
     with pytest.raises(MeshException) as info:
         result_of(msg.data)

@@ -21,8 +21,8 @@ from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import MeshService, call_of
 from mcpmesh.service.testing import ServiceHarness
-from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
 from mcpmesh.telemetry import capture_spans, tracer
+from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
 
 ORG = "org-acme"
 REPLICA = Path(__file__).with_name("echo_replica.py")
@@ -34,8 +34,13 @@ def signing_key() -> str:
 
 
 def start_replicas(n: int, nats_url: str, signing_key: str) -> list[subprocess.Popen[bytes]]:
-    env = dict(os.environ, NATS_URL=nats_url, MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(signing_key),
-               MCPMESH_ENV="test", LOG_LEVEL="WARNING")
+    env = dict(
+        os.environ,
+        NATS_URL=nats_url,
+        MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(signing_key),
+        MCPMESH_ENV="test",
+        LOG_LEVEL="WARNING",
+    )
     return [subprocess.Popen([sys.executable, str(REPLICA)], env=env) for _ in range(n)]
 
 
@@ -68,8 +73,15 @@ async def wait_for_replicas(nats_url: str, n: int) -> None:
 
 async def call_whoami(bus: Any, stamp: str, delay_ms: int, attempt_timeout: float | None) -> int:
     body = request_body("tools/call", {"name": "whoami", "arguments": {"delay_ms": delay_ms}})
-    reply = await exchange(bus, org_id=ORG, service="echo", body=body, stamp=stamp, deadline=Deadline.after(20),
-                           attempt_timeout=attempt_timeout)
+    reply = await exchange(
+        bus,
+        org_id=ORG,
+        service="echo",
+        body=body,
+        stamp=stamp,
+        deadline=Deadline.after(20),
+        attempt_timeout=attempt_timeout,
+    )
     result = result_of(reply)
     assert not result.get("isError"), result
     return int(msgspec.json.decode(result["content"][0]["text"])["pid"])
@@ -77,7 +89,9 @@ async def call_whoami(bus: Any, stamp: str, delay_ms: int, attempt_timeout: floa
 
 async def test_two_replicas_share_the_load(nats_url: str, signing_key: str, replicas: list[Any]) -> None:
     await wait_for_replicas(nats_url, 2)
-    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    stamp = StampSigner(signing_key).mint(
+        org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo"
+    )
     bus = await connect(nats_url, name="caller")
     pids = Counter(await asyncio.gather(*(call_whoami(bus, stamp, 5, None) for _ in range(200))))
     await bus.close()
@@ -89,7 +103,9 @@ async def test_killing_a_replica_mid_load_loses_no_request(
     nats_url: str, signing_key: str, replicas: list[Any]
 ) -> None:
     await wait_for_replicas(nats_url, 2)
-    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    stamp = StampSigner(signing_key).mint(
+        org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo"
+    )
     bus = await connect(nats_url, name="caller")
     sem = asyncio.Semaphore(20)
 
@@ -111,7 +127,9 @@ async def test_killing_a_replica_mid_load_loses_no_request(
 
 async def test_sigterm_drains_in_flight_calls(nats_url: str, signing_key: str, replicas: list[Any]) -> None:
     await wait_for_replicas(nats_url, 2)
-    stamp = StampSigner(signing_key).mint(org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo")
+    stamp = StampSigner(signing_key).mint(
+        org_id=ORG, tier="pro", scopes=["echo:read"], sub="k", service="echo"
+    )
     bus = await connect(nats_url, name="caller")
     tasks = [asyncio.create_task(call_whoami(bus, stamp, 300, attempt_timeout=None)) for _ in range(20)]
     await asyncio.sleep(0.1)
@@ -144,8 +162,13 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
     @llm.tool()
     async def complete(prompt: str, ctx: Context) -> str:
         call = call_of(ctx)
-        seen.update(org=call.org_id, jti=call.stamp.jti, sub=call.stamp.sub,
-                    traceparent=call.headers.get("traceparent"), request_id=call.request_id)
+        seen.update(
+            org=call.org_id,
+            jti=call.stamp.jti,
+            sub=call.stamp.sub,
+            traceparent=call.headers.get("traceparent"),
+            request_id=call.request_id,
+        )
         return prompt.upper()
 
     @debate.tool(access="write")
@@ -156,8 +179,9 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
         result = await call.call_tool("llm", "complete", {"prompt": topic})
         return str(result["content"][0]["text"])
 
-    async with ServiceHarness(debate, nats_url) as front, ServiceHarness(
-        llm, nats_url, signing_key_pem=front.signing_key_pem
+    async with (
+        ServiceHarness(debate, nats_url) as front,
+        ServiceHarness(llm, nats_url, signing_key_pem=front.signing_key_pem),
     ):
         with tracer("test").start_as_current_span("client") as root:
             answer = await front.call_tool(ORG, "argue", {"topic": "tabs"}, scopes=["debate:*", "llm:read"])
@@ -184,8 +208,9 @@ async def test_downstream_call_needs_the_callers_scope_for_that_service(nats_url
         await call_of(ctx).call_tool("llm", "complete", {"prompt": topic})
         return "unreachable"
 
-    async with ServiceHarness(debate, nats_url) as front, ServiceHarness(
-        llm, nats_url, signing_key_pem=front.signing_key_pem
+    async with (
+        ServiceHarness(debate, nats_url) as front,
+        ServiceHarness(llm, nats_url, signing_key_pem=front.signing_key_pem),
     ):
         from mcpmesh.service.testing import ToolFailed
 

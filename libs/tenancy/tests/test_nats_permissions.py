@@ -53,8 +53,13 @@ async def test_tenant_user_cannot_publish_to_another_orgs_subjects(secured_nats:
     await service.subscribe("mcp.*.context", queue="context", cb=answer)
     await service.flush()
 
-    acme = await nats.connect(secured_nats.url, user="org-acme", password="acme-secret",
-                              inbox_prefix=org_inbox_prefix("org-acme"), error_cb=on_error)
+    acme = await nats.connect(
+        secured_nats.url,
+        user="org-acme",
+        password="acme-secret",
+        inbox_prefix=org_inbox_prefix("org-acme"),
+        error_cb=on_error,
+    )
     reply = await acme.request("mcp.org-acme.context", b"ping", timeout=5)
     assert reply.data == b"pong"
 
@@ -64,7 +69,9 @@ async def test_tenant_user_cannot_publish_to_another_orgs_subjects(secured_nats:
         if errors:
             break
         await asyncio.sleep(0.05)
-    assert any("permissions violation" in str(e).lower() and "mcp.org-globex.context" in str(e) for e in errors)
+    assert any(
+        "permissions violation" in str(e).lower() and "mcp.org-globex.context" in str(e) for e in errors
+    )
     assert received == ["mcp.org-acme.context"]  # the sneaky message never reached the service
 
     with pytest.raises(nats.errors.Error):
@@ -78,5 +85,11 @@ async def test_tenant_user_cannot_publish_to_another_orgs_subjects(secured_nats:
 
 async def test_wrong_password_is_refused(secured_nats: LocalNatsServer) -> None:
     with pytest.raises(nats.errors.Error):
-        await nats.connect(secured_nats.url, user="org-acme", password="wrong", allow_reconnect=False,
-                           max_reconnect_attempts=0, connect_timeout=2)
+        await nats.connect(
+            secured_nats.url,
+            user="org-acme",
+            password="wrong",
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=2,
+        )

@@ -23,8 +23,22 @@ def test_valid_org_ids(org: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "org", ["org-ab", "org-" + "a" * 41, "ORG-acme", "org-Acme", "org_acme", "acme", "org-a.b", "org-a*",
-            "org->", "org-acme\n", "", None, 42]
+    "org",
+    [
+        "org-ab",
+        "org-" + "a" * 41,
+        "ORG-acme",
+        "org-Acme",
+        "org_acme",
+        "acme",
+        "org-a.b",
+        "org-a*",
+        "org->",
+        "org-acme\n",
+        "",
+        None,
+        42,
+    ],
 )
 def test_invalid_org_ids_are_rejected_with_a_clear_message(org: object) -> None:
     with pytest.raises(InvalidIdentifier, match="expected 'org-' followed by 3-40"):
@@ -33,7 +47,9 @@ def test_invalid_org_ids_are_rejected_with_a_clear_message(org: object) -> None:
 
 def test_stamp_round_trip_and_audience_list() -> None:
     pem = generate_signing_key_pem()
-    token = StampSigner(pem).mint(org_id="org-acme", tier="pro", scopes=["rag:read"], sub="key-1", service="rag")
+    token = StampSigner(pem).mint(
+        org_id="org-acme", tier="pro", scopes=["rag:read"], sub="key-1", service="rag"
+    )
     verifier = StampVerifier(public_key_pem(pem))
     stamp = verifier.verify(token, audience="rag")
     assert (stamp.org_id, stamp.tier, stamp.scopes, stamp.sub) == ("org-acme", "pro", ["rag:read"], "key-1")

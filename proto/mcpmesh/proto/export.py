@@ -20,8 +20,15 @@ from mcpmesh.proto.ids import ORG_ID_PATTERN, SERVICES
 
 OUT = Path(__file__).resolve().parents[2] / "schema"
 TYPES: tuple[type[msgspec.Struct], ...] = (
-    headers.RequestHeaders, rpc.JsonRpcRequest, rpc.JsonRpcReply, MeshError,
-    events.UsageEvent, events.AuditEvent, events.KeyEvent, events.TenantDelete, tiers.OrgSettings,
+    headers.RequestHeaders,
+    rpc.JsonRpcRequest,
+    rpc.JsonRpcReply,
+    MeshError,
+    events.UsageEvent,
+    events.AuditEvent,
+    events.KeyEvent,
+    events.TenantDelete,
+    tiers.OrgSettings,
 )
 REF = "#/components/schemas/{name}"
 
@@ -32,8 +39,12 @@ def schemas() -> dict[str, Any]:
 
 
 def _message(name: str, payload: str, summary: str, headers_schema: str | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"name": name, "summary": summary, "contentType": "application/json",
-                               "payload": {"$ref": REF.format(name=payload)}}
+    message: dict[str, Any] = {
+        "name": name,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": {"$ref": REF.format(name=payload)},
+    }
     if headers_schema:
         message["headers"] = {"$ref": REF.format(name=headers_schema)}
     return message
@@ -47,7 +58,7 @@ def asyncapi() -> dict[str, Any]:
             "title": "mcpmesh bus",
             "version": "1.0.0",
             "description": "Tenant-stamped MCP over NATS. Every request carries the gateway-signed "
-                           "tenant stamp; a service serves only the org its subject and stamp agree on.",
+            "tenant stamp; a service serves only the org its subject and stamp agree on.",
         },
         "defaultContentType": "application/json",
         "channels": {
@@ -55,8 +66,10 @@ def asyncapi() -> dict[str, Any]:
                 "address": "mcp.{org_id}.{service}",
                 "description": "One JSON-RPC exchange; replicas subscribe mcp.*.<service> in queue group <service>.",
                 "parameters": {"org_id": org, "service": {"enum": list(SERVICES)}},
-                "messages": {"request": {"$ref": "#/components/messages/mcpRequest"},
-                             "reply": {"$ref": "#/components/messages/mcpReply"}},
+                "messages": {
+                    "request": {"$ref": "#/components/messages/mcpRequest"},
+                    "reply": {"$ref": "#/components/messages/mcpReply"},
+                },
             },
             "usage": {
                 "address": "usage.{org_id}.{service}",
@@ -83,10 +96,13 @@ def asyncapi() -> dict[str, Any]:
         },
         "operations": {
             "callService": {
-                "action": "send", "channel": {"$ref": "#/channels/serviceRequest"},
+                "action": "send",
+                "channel": {"$ref": "#/channels/serviceRequest"},
                 "messages": [{"$ref": "#/channels/serviceRequest/messages/request"}],
-                "reply": {"channel": {"$ref": "#/channels/serviceRequest"},
-                          "messages": [{"$ref": "#/channels/serviceRequest/messages/reply"}]},
+                "reply": {
+                    "channel": {"$ref": "#/channels/serviceRequest"},
+                    "messages": [{"$ref": "#/channels/serviceRequest/messages/reply"}],
+                },
             },
             "publishUsage": {"action": "send", "channel": {"$ref": "#/channels/usage"}},
             "publishAudit": {"action": "send", "channel": {"$ref": "#/channels/audit"}},
@@ -96,7 +112,9 @@ def asyncapi() -> dict[str, Any]:
         "components": {
             "messages": {
                 "mcpRequest": _message("mcpRequest", "JsonRpcRequest", "An MCP request", "RequestHeaders"),
-                "mcpReply": _message("mcpReply", "JsonRpcReply", "The MCP reply (errors carry MeshError data)"),
+                "mcpReply": _message(
+                    "mcpReply", "JsonRpcReply", "The MCP reply (errors carry MeshError data)"
+                ),
                 "usageEvent": _message("usageEvent", "UsageEvent", "One served call"),
                 "auditEvent": _message("auditEvent", "AuditEvent", "An admin action or key use"),
                 "keyEvent": _message("keyEvent", "KeyEvent", "A key changed"),

@@ -13,9 +13,15 @@ TRACEPARENT: Final = "traceparent"  # W3C trace context
 TRACESTATE: Final = "tracestate"
 
 
-class RequestHeaders(msgspec.Struct, frozen=True, rename={
-    "stamp": STAMP, "request_id": REQUEST_ID, "deadline_ms": DEADLINE,
-}):
+class RequestHeaders(
+    msgspec.Struct,
+    frozen=True,
+    rename={
+        "stamp": STAMP,
+        "request_id": REQUEST_ID,
+        "deadline_ms": DEADLINE,
+    },
+):
     """The headers of a request on `mcp.<org>.<service>` (documented in the AsyncAPI export)."""
 
     stamp: str

@@ -1,11 +1,11 @@
 """Every NATS subject and stream name; nothing else builds subject strings.
 
-    mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
-    usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
-    audit.<org>.<source>       audit events (JetStream stream AUDIT)
-    control.keys               key revocations / suspensions / rotations, to every gateway
-    control.tenants.delete     drop one org's data in every service
-    _INBOX_<org>.>             reply inbox prefix of an org's own internal publisher
+mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
+usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
+audit.<org>.<source>       audit events (JetStream stream AUDIT)
+control.keys               key revocations / suspensions / rotations, to every gateway
+control.tenants.delete     drop one org's data in every service
+_INBOX_<org>.>             reply inbox prefix of an org's own internal publisher
 """
 
 from __future__ import annotations

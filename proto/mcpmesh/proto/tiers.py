@@ -25,15 +25,23 @@ class OrgSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 TIERS: Final[dict[str, OrgSettings]] = {
     "free": OrgSettings(
-        max_contexts=100, max_tokens_per_context=20_000, allowed_models=["mock/*"],
-        rate_limits=RateLimits(requests_per_minute=60, requests_per_day=2_000), monthly_tool_calls=10_000,
+        max_contexts=100,
+        max_tokens_per_context=20_000,
+        allowed_models=["mock/*"],
+        rate_limits=RateLimits(requests_per_minute=60, requests_per_day=2_000),
+        monthly_tool_calls=10_000,
     ),
     "pro": OrgSettings(
-        max_contexts=1_000, max_tokens_per_context=100_000, allowed_models=["*"],
-        rate_limits=RateLimits(requests_per_minute=600, requests_per_day=50_000), monthly_tool_calls=500_000,
+        max_contexts=1_000,
+        max_tokens_per_context=100_000,
+        allowed_models=["*"],
+        rate_limits=RateLimits(requests_per_minute=600, requests_per_day=50_000),
+        monthly_tool_calls=500_000,
     ),
     "enterprise": OrgSettings(
-        max_contexts=100_000, max_tokens_per_context=1_000_000, allowed_models=["*"],
+        max_contexts=100_000,
+        max_tokens_per_context=1_000_000,
+        allowed_models=["*"],
         rate_limits=RateLimits(requests_per_minute=6_000, requests_per_day=1_000_000),
         monthly_tool_calls=10_000_000,
     ),

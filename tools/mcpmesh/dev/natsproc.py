@@ -135,6 +135,10 @@ def docker_image_available() -> bool:
 
 def start_nats(config: str | None = None) -> LocalNatsServer | ContainerNatsServer:
     """A fresh server; configured servers (accounts, permissions) always use the binary."""
-    if config is None and os.environ.get("MCPMESH_NATS_CONTAINER", "auto") != "off" and docker_image_available():
+    if (
+        config is None
+        and os.environ.get("MCPMESH_NATS_CONTAINER", "auto") != "off"
+        and docker_image_available()
+    ):
         return ContainerNatsServer()
     return LocalNatsServer(config=config)

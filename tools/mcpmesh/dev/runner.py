@@ -122,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     root = repo_root()
-    state = root / ".mesh"
-    state.mkdir(exist_ok=True)
+    state = Path(os.environ.get("MCPMESH_STATE_DIR") or root / ".mesh")
+    state.mkdir(parents=True, exist_ok=True)
     sup = Supervisor(state)
     stop = {"now": False}
 
@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         sup.stop_all()
 
 
-def start_everything(
-    args: argparse.Namespace, root: Path, state: Path, sup: Supervisor
-) -> dict[str, Any]:
+def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Supervisor) -> dict[str, Any]:
     nats_port = claim_port(args.nats_port, "--nats-port")
     gateway_port = claim_port(args.gateway_port, "--gateway-port")
     components = find_components(root)
@@ -199,21 +197,29 @@ def start_everything(
         print("mesh: no gateway yet: services answer on NATS only", file=sys.stderr)
         return facts
 
-    gw_env = dict(env, GATEWAY_PORT=str(gateway_port), MCPMESH_ADMIN_KEY=admin_key,
-                  MCPMESH_STAMP_SIGNING_KEY=signing_pem)
+    gw_env = dict(
+        env,
+        GATEWAY_PORT=str(gateway_port),
+        MCPMESH_ADMIN_KEY=admin_key,
+        MCPMESH_STAMP_SIGNING_KEY=signing_pem,
+    )
     proc = sup.start("gateway", [sys.executable, "-m", gateway.module], gw_env)
     wait_for_port(gateway_port, proc, "gateway", sup.log_of("gateway"))
     pids["gateway"] = proc.pid
     base = f"http://127.0.0.1:{gateway_port}"
     try:
         org = admin_post(f"{base}/admin/orgs", admin_key, {"name": "Demo", "tier": "pro"})
-        key = admin_post(f"{base}/admin/orgs/{org['id']}/keys", admin_key,
-                         {"name": "dev", "scopes": ["*"]})
+        key = admin_post(f"{base}/admin/orgs/{org['id']}/keys", admin_key, {"name": "dev", "scopes": ["*"]})
     except (urllib.error.URLError, KeyError) as exc:
-        raise StartupError(f"could not create the demo organization through the admin API ({exc}): see {sup.log_of('gateway')}") from None
+        raise StartupError(
+            f"could not create the demo organization through the admin API ({exc}): see {sup.log_of('gateway')}"
+        ) from None
     facts.update(
-        mcp_url=f"{base}/mcp", api_key=key["secret"], org_id=org["id"],
-        admin_url=f"{base}/admin", admin_key=admin_key,
+        mcp_url=f"{base}/mcp",
+        api_key=key["secret"],
+        org_id=org["id"],
+        admin_url=f"{base}/admin",
+        admin_key=admin_key,
     )
     return facts
 
@@ -242,4 +248,3 @@ def print_facts(facts: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
-

@@ -33,10 +33,18 @@ log = get_logger("mcpmesh.bus")
 _BACKOFF_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
 STREAMS: tuple[StreamConfig, ...] = (
-    StreamConfig(name=subjects.USAGE_STREAM, subjects=[subjects.usage_filter()], max_age=30 * 86400.0,
-                 duplicate_window=120.0),
-    StreamConfig(name=subjects.AUDIT_STREAM, subjects=[subjects.audit_filter()], max_age=400 * 86400.0,
-                 duplicate_window=120.0),
+    StreamConfig(
+        name=subjects.USAGE_STREAM,
+        subjects=[subjects.usage_filter()],
+        max_age=30 * 86400.0,
+        duplicate_window=120.0,
+    ),
+    StreamConfig(
+        name=subjects.AUDIT_STREAM,
+        subjects=[subjects.audit_filter()],
+        max_age=400 * 86400.0,
+        duplicate_window=120.0,
+    ),
 )
 
 
@@ -70,10 +78,15 @@ class Bus:
                 reason = "no responders"
             except nats.errors.TimeoutError:
                 if attempt_timeout is None or deadline.remaining() <= 0:
-                    raise MeshException(ErrorCode.TIMEOUT, "the service did not answer before the deadline") from None
+                    raise MeshException(
+                        ErrorCode.TIMEOUT, "the service did not answer before the deadline"
+                    ) from None
                 reason = "attempt timed out"
-            except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
-                    nats.errors.OutboundBufferLimitError):
+            except (
+                nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionReconnectingError,
+                nats.errors.OutboundBufferLimitError,
+            ):
                 reason = "connection unavailable"
             pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
             attempt += 1
@@ -103,7 +116,7 @@ class Bus:
         if not self.nc.is_closed:
             try:
                 await self.nc.drain()
-            except (nats.errors.ConnectionClosedError, asyncio.TimeoutError):
+            except (TimeoutError, nats.errors.ConnectionClosedError):
                 await self.nc.close()
 
 
@@ -147,6 +160,8 @@ async def connect(
     try:
         nc = await nats.connect(**options)
     except (nats.errors.NoServersError, OSError) as exc:
-        raise MeshException(ErrorCode.UNAVAILABLE, f"cannot reach NATS at {url}: {exc.__class__.__name__}") from None
+        raise MeshException(
+            ErrorCode.UNAVAILABLE, f"cannot reach NATS at {url}: {exc.__class__.__name__}"
+        ) from None
     log.debug("nats connected", url=url, ms=round((time.monotonic() - started) * 1000, 1))
     return Bus(nc)

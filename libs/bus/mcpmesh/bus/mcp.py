@@ -82,6 +82,10 @@ async def exchange(
     hdrs = {h.STAMP: stamp, h.REQUEST_ID: request_id or uuid.uuid4().hex}
     inject_headers(hdrs)
     msg = await bus.request(
-        service_subject(org_id, service), body, deadline=deadline, headers=hdrs, attempt_timeout=attempt_timeout
+        service_subject(org_id, service),
+        body,
+        deadline=deadline,
+        headers=hdrs,
+        attempt_timeout=attempt_timeout,
     )
     return bytes(msg.data)

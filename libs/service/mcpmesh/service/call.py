@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from contextvars import ContextVar
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -68,7 +68,9 @@ class Call:
             raise MeshException(ErrorCode.INVALID_REQUEST, f"{service}.{tool} failed: {text or 'error'}")
         return result
 
-    async def request(self, service: str, method: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    async def request(
+        self, service: str, method: str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         if self.bus is None:
             raise MeshException(ErrorCode.UNAVAILABLE, f"no bus in this run: cannot reach {service}")
         reply = await exchange(

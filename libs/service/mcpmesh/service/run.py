@@ -1,8 +1,8 @@
 """Run a service: on the bus (default), or alone over stdio / Streamable HTTP for development.
 
-    python -m mcpmesh.<service>                 serve on NATS_URL as a nats.micro service
-    python -m mcpmesh.<service> --stdio         one local client over stdio, acting for MCPMESH_DEV_ORG
-    python -m mcpmesh.<service> --http 8000     Streamable HTTP on 127.0.0.1:8000/mcp, same
+python -m mcpmesh.<service>                 serve on NATS_URL as a nats.micro service
+python -m mcpmesh.<service> --stdio         one local client over stdio, acting for MCPMESH_DEV_ORG
+python -m mcpmesh.<service> --http 8000     Streamable HTTP on 127.0.0.1:8000/mcp, same
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from mcpmesh.proto.subjects import service_queue_subject
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
-from mcpmesh.tenancy.stamp import ISSUER, Stamp
 from mcpmesh.telemetry.logs import configure_logging, get_logger
 from mcpmesh.telemetry.tracing import setup_tracing
+from mcpmesh.tenancy.stamp import ISSUER, Stamp
 
 log = get_logger("mcpmesh.service")
 
@@ -46,12 +46,18 @@ class BusServer:
         self.micro = await add_service(
             self.bus.nc,
             ServiceConfig(
-                name=svc.name, version=svc.version, description=svc.description or f"mcpmesh {svc.name}",
-                metadata={"tools": str(len(svc.tool_scopes))}, stats_handler=self._stats,
+                name=svc.name,
+                version=svc.version,
+                description=svc.description or f"mcpmesh {svc.name}",
+                metadata={"tools": str(len(svc.tool_scopes))},
+                stats_handler=self._stats,
             ),
         )
         await self.micro.add_endpoint(
-            name="mcp", subject=service_queue_subject(svc.name), queue_group=svc.name, handler=self._on_request
+            name="mcp",
+            subject=service_queue_subject(svc.name),
+            queue_group=svc.name,
+            handler=self._on_request,
         )
 
     async def _on_request(self, req: Request) -> None:
@@ -109,10 +115,20 @@ async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: as
 def local_call(service: MeshService, settings: ServiceSettings) -> Call:
     """The Call a local stdio/HTTP run acts as: the dev org, every scope."""
     now = int(time.time())
-    stamp = Stamp(org_id=settings.dev_org, tier="enterprise", scopes=["*", "admin"], sub="key-local",
-                  aud=[service.name], exp=now + 10**9, iat=now, jti="local", iss=ISSUER)
-    return Call(service=service, stamp=stamp, token="", request_id="local",
-                deadline=Deadline.after(10**9), bus=None)
+    stamp = Stamp(
+        org_id=settings.dev_org,
+        tier="enterprise",
+        scopes=["*", "admin"],
+        sub="key-local",
+        aud=[service.name],
+        exp=now + 10**9,
+        iat=now,
+        jti="local",
+        iss=ISSUER,
+    )
+    return Call(
+        service=service, stamp=stamp, token="", request_id="local", deadline=Deadline.after(10**9), bus=None
+    )
 
 
 async def serve_locally(service: MeshService, settings: ServiceSettings, http_port: int | None) -> None:
@@ -126,8 +142,11 @@ async def serve_locally(service: MeshService, settings: ServiceSettings, http_po
 
 def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
     """The `__main__` of every service."""
-    parser = argparse.ArgumentParser(prog=f"python -m mcpmesh.{service.name}", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m mcpmesh.{service.name}",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--stdio", action="store_true", help="serve one local client over stdio")
     mode.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT")

@@ -8,7 +8,6 @@ tool declares. The exchange itself goes through the SDK's single-exchange
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 import uuid
@@ -39,11 +38,11 @@ from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.settings import ServiceSettings
-from mcpmesh.tenancy.scopes import covers, scope_for
-from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 from mcpmesh.telemetry.logs import bind_request, get_logger
 from mcpmesh.telemetry.metrics import Metrics
 from mcpmesh.telemetry.tracing import extract_context, tracer
+from mcpmesh.tenancy.scopes import covers, scope_for
+from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 
 if TYPE_CHECKING:
     from mcpmesh.store import Index, Store
@@ -70,7 +69,9 @@ class _BusDispatchContext:
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     can_send_request: bool = field(default=False, init=False)
 
-    async def send_raw_request(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> dict[str, Any]:
+    async def send_raw_request(
+        self, method: str, params: Mapping[str, Any] | None, opts: Any = None
+    ) -> dict[str, Any]:
         raise NoBackChannelError(method)
 
     async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
@@ -136,12 +137,14 @@ class MeshService:
 
     def resource(self, uri: str, **sdk_options: Any) -> Callable[[F], F]:
         """Register an SDK resource (read access)."""
-        return self.mcp.resource(uri, **sdk_options)  # type: ignore[no-any-return]
+        return self.mcp.resource(uri, **sdk_options)
 
     def prompt(self, name: str | None = None, **sdk_options: Any) -> Callable[[F], F]:
-        return self.mcp.prompt(name=name, **sdk_options)  # type: ignore[no-any-return]
+        return self.mcp.prompt(name=name, **sdk_options)
 
-    def on_start(self, fn: Callable[[MeshService], Awaitable[None]]) -> Callable[[MeshService], Awaitable[None]]:
+    def on_start(
+        self, fn: Callable[[MeshService], Awaitable[None]]
+    ) -> Callable[[MeshService], Awaitable[None]]:
         """Run `fn(service)` once the bus and stores are up (e.g. to subscribe to control subjects)."""
         self._on_start.append(fn)
         return fn
@@ -213,9 +216,12 @@ class MeshService:
         tool: str | None = None
         status = "ok"
         reply: bytes
-        with bind_request(request_id=request_id, service=self.name), tracer().start_as_current_span(
-            f"{self.name} serve", context=extract_context(headers), kind=SpanKind.SERVER
-        ) as span:
+        with (
+            bind_request(request_id=request_id, service=self.name),
+            tracer().start_as_current_span(
+                f"{self.name} serve", context=extract_context(headers), kind=SpanKind.SERVER
+            ) as span,
+        ):
             try:
                 try:
                     org_id = org_of_service_subject(subject)
@@ -229,7 +235,9 @@ class MeshService:
                 span.set_attribute("mcp.method", method)
                 stamp = self.verify(headers.get(h.STAMP))
                 if stamp.org_id != org_id:
-                    raise MeshException(ErrorCode.FORBIDDEN, "the stamp's org does not match the request subject")
+                    raise MeshException(
+                        ErrorCode.FORBIDDEN, "the stamp's org does not match the request subject"
+                    )
                 required = self.required_scope(method, params)
                 if required is None:
                     allowed = covers(stamp.scopes, scope_for(self.name, "read")) or covers(
@@ -268,7 +276,9 @@ class MeshService:
                 reply = _error_reply(rpc_id, exc.jsonrpc_code, exc.error.message, exc.error)
             except _BadMessage as exc:
                 status = ErrorCode.INVALID_REQUEST.value
-                reply = _error_reply(rpc_id, exc.code, exc.message, MeshError(ErrorCode.INVALID_REQUEST, exc.message))
+                reply = _error_reply(
+                    rpc_id, exc.code, exc.message, MeshError(ErrorCode.INVALID_REQUEST, exc.message)
+                )
             except Exception as exc:  # SDK errors map to JSON-RPC; anything else is a generic internal error
                 error = modern_error_data(exc)
                 status = ErrorCode.INVALID_REQUEST.value if error.code != -32603 else ErrorCode.INTERNAL.value
@@ -276,7 +286,7 @@ class MeshService:
             latency_ms = (time.perf_counter() - started) * 1000
             if status != "ok":
                 span.set_status(Status(StatusCode.ERROR, status))
-            self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
+            await self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
             return reply
 
     async def _serve(self, call: Call, decoded: dict[str, Any], verdict: Any) -> dict[str, Any]:
@@ -300,11 +310,20 @@ class MeshService:
                     lifespan_state=None,
                 )
             except TimeoutError:
-                raise MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline") from None
+                raise MeshException(
+                    ErrorCode.TIMEOUT, "the call did not finish before its deadline"
+                ) from None
 
-    def _account(
-        self, call: Call | None, method: str, tool: str | None, status: str, latency_ms: float,
-        bytes_in: int, bytes_out: int, request_id: str,
+    async def _account(
+        self,
+        call: Call | None,
+        method: str,
+        tool: str | None,
+        status: str,
+        latency_ms: float,
+        bytes_in: int,
+        bytes_out: int,
+        request_id: str,
     ) -> None:
         self.stats["calls"] += 1
         self.stats["latency_ms_total"] += latency_ms
@@ -316,20 +335,31 @@ class MeshService:
         if call is None or self.bus is None:
             return
         event = UsageEvent(
-            event_id=uuid.uuid4().hex, ts=time.time(), org_id=call.org_id, key_id=call.stamp.sub,
-            service=self.name, method=method, tool=tool, request_id=request_id, status=status,
-            latency_ms=round(latency_ms, 3), bytes_in=bytes_in, bytes_out=bytes_out,
+            event_id=uuid.uuid4().hex,
+            ts=time.time(),
+            org_id=call.org_id,
+            key_id=call.stamp.sub,
+            service=self.name,
+            method=method,
+            tool=tool,
+            request_id=request_id,
+            status=status,
+            latency_ms=round(latency_ms, 3),
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
             llm_prompt_tokens=call.usage.get("prompt_tokens"),
             llm_completion_tokens=call.usage.get("completion_tokens"),
             llm_cost_usd=call.usage.get("cost_usd"),
         )
-        # Fire and forget: the USAGE stream captures the subject; Nats-Msg-Id dedupes retries.
-        asyncio.ensure_future(
-            self.bus.nc.publish(
-                usage_subject(call.org_id, self.name), msgspec.json.encode(event),
+        # No ack wait: the USAGE stream captures the subject; Nats-Msg-Id dedupes a redelivery.
+        try:
+            await self.bus.nc.publish(
+                usage_subject(call.org_id, self.name),
+                msgspec.json.encode(event),
                 headers={"Nats-Msg-Id": event.event_id},
             )
-        )
+        except Exception as exc:  # metering must never fail the call it measures
+            log.warning("usage event not published", error=repr(exc))
 
 
 class _BadMessage(Exception):
@@ -347,7 +377,9 @@ def _decode(data: bytes) -> dict[str, Any]:
     if not isinstance(decoded, dict):
         raise _BadMessage(INVALID_REQUEST, "expected one JSON-RPC request object (batches are not supported)")
     if decoded.get("jsonrpc") != "2.0" or not isinstance(decoded.get("method"), str):
-        raise _BadMessage(INVALID_REQUEST, "not a JSON-RPC 2.0 request: 'jsonrpc' must be \"2.0\" and 'method' a string")
+        raise _BadMessage(
+            INVALID_REQUEST, "not a JSON-RPC 2.0 request: 'jsonrpc' must be \"2.0\" and 'method' a string"
+        )
     if "id" not in decoded or not isinstance(decoded["id"], str | int) or isinstance(decoded["id"], bool):
         raise _BadMessage(INVALID_REQUEST, "a bus request needs an 'id' (string or integer)")
     params = decoded.get("params")

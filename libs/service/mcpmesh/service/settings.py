@@ -40,7 +40,9 @@ class ServiceSettings:
             qdrant_url=_env("QDRANT_URL"),
             qdrant_path=_env("QDRANT_PATH", cls.qdrant_path) or cls.qdrant_path,
             max_inflight=int(_env("MCPMESH_MAX_INFLIGHT", str(cls.max_inflight)) or cls.max_inflight),
-            call_timeout_s=float(_env("MCPMESH_CALL_TIMEOUT_S", str(cls.call_timeout_s)) or cls.call_timeout_s),
+            call_timeout_s=float(
+                _env("MCPMESH_CALL_TIMEOUT_S", str(cls.call_timeout_s)) or cls.call_timeout_s
+            ),
             shutdown_grace_s=float(
                 _env("MCPMESH_SHUTDOWN_GRACE_S", str(cls.shutdown_grace_s)) or cls.shutdown_grace_s
             ),

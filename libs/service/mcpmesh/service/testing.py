@@ -1,7 +1,7 @@
 """Drive a MeshService on a real bus from tests and benchmarks, as the gateway would.
 
-    async with ServiceHarness(service, nats_url) as mesh:
-        result = await mesh.call_tool("org-acme", "create", {"title": "x"})
+async with ServiceHarness(service, nats_url) as mesh:
+    result = await mesh.call_tool("org-acme", "create", {"title": "x"})
 """
 
 from __future__ import annotations
@@ -69,28 +69,69 @@ class ServiceHarness:
         if self.server is not None:
             await self.server.stop(grace_s=5)
 
-    def stamp(self, org_id: str, scopes: list[str] | None = None, *, tier: str = "pro",
-              sub: str = "key-test", service: str | None = None) -> str:
-        return self.signer.mint(org_id=org_id, tier=tier, scopes=scopes if scopes is not None else ["*"],
-                                sub=sub, service=service or self.service.name)
+    def stamp(
+        self,
+        org_id: str,
+        scopes: list[str] | None = None,
+        *,
+        tier: str = "pro",
+        sub: str = "key-test",
+        service: str | None = None,
+    ) -> str:
+        return self.signer.mint(
+            org_id=org_id,
+            tier=tier,
+            scopes=scopes if scopes is not None else ["*"],
+            sub=sub,
+            service=service or self.service.name,
+        )
 
-    async def raw(self, org_id: str, body: bytes, *, stamp: str, timeout: float = 10.0,
-                  service: str | None = None) -> bytes:
+    async def raw(
+        self, org_id: str, body: bytes, *, stamp: str, deadline_s: float = 10.0, service: str | None = None
+    ) -> bytes:
         assert self.client is not None, "use `async with ServiceHarness(...)`"
-        return await exchange(self.client, org_id=org_id, service=service or self.service.name, body=body,
-                              stamp=stamp, deadline=Deadline.after(timeout), request_id=uuid.uuid4().hex)
+        return await exchange(
+            self.client,
+            org_id=org_id,
+            service=service or self.service.name,
+            body=body,
+            stamp=stamp,
+            deadline=Deadline.after(deadline_s),
+            request_id=uuid.uuid4().hex,
+        )
 
-    async def request(self, org_id: str, method: str, params: Mapping[str, Any] | None = None, *,
-                      scopes: list[str] | None = None, stamp: str | None = None) -> dict[str, Any]:
+    async def request(
+        self,
+        org_id: str,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        scopes: list[str] | None = None,
+        stamp: str | None = None,
+    ) -> dict[str, Any]:
         """A JSON-RPC request; a JSON-RPC error raises MeshException."""
-        reply = await self.raw(org_id, request_body(method, params), stamp=stamp or self.stamp(org_id, scopes))
+        reply = await self.raw(
+            org_id, request_body(method, params), stamp=stamp or self.stamp(org_id, scopes)
+        )
         return result_of(reply)
 
-    async def call_tool(self, org_id: str, tool: str, arguments: Mapping[str, Any] | None = None, *,
-                        scopes: list[str] | None = None, stamp: str | None = None) -> Any:
+    async def call_tool(
+        self,
+        org_id: str,
+        tool: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        scopes: list[str] | None = None,
+        stamp: str | None = None,
+    ) -> Any:
         """The tool's structured result (or its text); a tool error raises ToolFailed."""
-        result = await self.request(org_id, "tools/call", {"name": tool, "arguments": dict(arguments or {})},
-                                    scopes=scopes, stamp=stamp)
+        result = await self.request(
+            org_id,
+            "tools/call",
+            {"name": tool, "arguments": dict(arguments or {})},
+            scopes=scopes,
+            stamp=stamp,
+        )
         text = " ".join(c.get("text", "") for c in result.get("content", []) if c.get("type") == "text")
         if result.get("isError"):
             raise ToolFailed(text)
@@ -101,4 +142,3 @@ class ServiceHarness:
             return msgspec.json.decode(text)
         except msgspec.DecodeError:
             return text
-

@@ -50,9 +50,11 @@ def generate_signing_key_pem() -> str:
 
 def public_key_pem(signing_key_pem: str) -> str:
     key = serialization.load_pem_private_key(signing_key_pem.encode(), password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def audience_for(service: str) -> list[str]:
@@ -94,7 +96,9 @@ class StampVerifier:
     def verify(self, token: str | None, audience: str) -> Stamp:
         """A verified stamp for `audience`, or MeshException saying what is wrong (never why inside)."""
         if not token:
-            raise MeshException(ErrorCode.UNAUTHENTICATED, "missing tenant stamp: requests must come through the gateway")
+            raise MeshException(
+                ErrorCode.UNAUTHENTICATED, "missing tenant stamp: requests must come through the gateway"
+            )
         try:
             claims = jwt.decode(
                 token,
@@ -106,9 +110,13 @@ class StampVerifier:
                 options={"require": ["exp", "iat", "jti", "aud", "sub", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise MeshException(ErrorCode.UNAUTHENTICATED, "tenant stamp expired: retry the request") from None
+            raise MeshException(
+                ErrorCode.UNAUTHENTICATED, "tenant stamp expired: retry the request"
+            ) from None
         except jwt.InvalidAudienceError:
-            raise MeshException(ErrorCode.FORBIDDEN, f"tenant stamp is not valid for service {audience!r}") from None
+            raise MeshException(
+                ErrorCode.FORBIDDEN, f"tenant stamp is not valid for service {audience!r}"
+            ) from None
         except jwt.PyJWTError:
             raise MeshException(ErrorCode.UNAUTHENTICATED, "invalid tenant stamp") from None
         try:
