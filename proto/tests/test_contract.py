@@ -22,7 +22,7 @@ def test_asyncapi_document_names_every_subject_and_type() -> None:
         "usage.{org_id}.{service}",
         "audit.{org_id}.{source}",
         subjects.KEY_EVENTS,
-        subjects.TENANT_DELETE,
+        "control.tenants.{action}.{service}",
     }
     assert set(doc["components"]["schemas"]) >= {"UsageEvent", "AuditEvent", "RequestHeaders", "MeshError"}
     headers = doc["components"]["schemas"]["RequestHeaders"]["properties"]

@@ -217,3 +217,40 @@ async def test_every_call_emits_a_usage_event(echo: Any) -> None:
     assert all(e["org_id"] == ORG_A and e["key_id"] == "key-test" and e["bytes_out"] > 0 for e in events)
     stream = await harness.client.js.stream_info("USAGE")
     assert stream.state.messages >= 2
+
+
+async def test_gateway_can_export_and_delete_one_orgs_data(nats_url: str) -> None:
+    from mcpmesh.proto.events import TenantCommand, TenantDataReply
+    from mcpmesh.proto.subjects import tenant_control_subject
+    from mcpmesh.store import Index
+
+    svc = MeshService("notes", store_kinds={"notes": [Index(keys=[("n", 1)])]})
+
+    @svc.tool(access="write")
+    async def add(n: int, ctx: Context) -> int:
+        notes = await call_of(ctx).store.collection("notes")
+        await notes.insert_one({"n": n})
+        return n
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        await harness.call_tool(ORG_A, "add", {"n": 1})
+        await harness.call_tool(ORG_B, "add", {"n": 2})
+        assert harness.client is not None
+
+        async def ask(action: str, org: str) -> TenantDataReply:
+            msg = await harness.client.nc.request(  # type: ignore[union-attr]
+                tenant_control_subject(action, "notes"),
+                msgspec.json.encode(TenantCommand(org_id=org)),
+                timeout=5,
+            )
+            return msgspec.json.decode(msg.data, type=TenantDataReply)
+
+        exported = await ask("export", ORG_A)
+        assert exported.export is not None
+        assert [d["n"] for d in exported.export["notes"]] == [1]
+        dropped = await ask("delete", ORG_A)
+        assert dropped.dropped == ["notes"]
+        assert (await ask("export", ORG_A)).export == {}
+        assert [d["n"] for d in (await ask("export", ORG_B)).export["notes"]] == [2]  # type: ignore[index]
+        bad = await ask("delete", "org-X")
+        assert bad.error is not None and "invalid org id" in bad.error.message

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
+
+from mcpmesh.proto.errors import MeshError
 
 
 class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +52,17 @@ class KeyEvent(msgspec.Struct, frozen=True, kw_only=True):
     ts: float
 
 
-class TenantDelete(msgspec.Struct, frozen=True, kw_only=True):
-    """Request on `control.tenants.delete`: a service drops all data of one org."""
+class TenantCommand(msgspec.Struct, frozen=True, kw_only=True):
+    """Request on `control.tenants.<delete|export>.<service>`."""
 
     org_id: str
+
+
+class TenantDataReply(msgspec.Struct, frozen=True, kw_only=True):
+    """A service's answer: what it dropped, or everything it holds for the org."""
+
+    service: str
+    org_id: str
+    dropped: list[str] = msgspec.field(default_factory=list)  # collection names
+    export: dict[str, list[dict[str, Any]]] | None = None  # kind (or "vectors:<kb>") -> documents
+    error: MeshError | None = None

@@ -27,7 +27,8 @@ TYPES: tuple[type[msgspec.Struct], ...] = (
     events.UsageEvent,
     events.AuditEvent,
     events.KeyEvent,
-    events.TenantDelete,
+    events.TenantCommand,
+    events.TenantDataReply,
     tiers.OrgSettings,
 )
 REF = "#/components/schemas/{name}"
@@ -88,10 +89,14 @@ def asyncapi() -> dict[str, Any]:
                 "description": "Key revocations, suspensions and rotations, broadcast to every gateway replica.",
                 "messages": {"keyEvent": {"$ref": "#/components/messages/keyEvent"}},
             },
-            "tenantDelete": {
-                "address": "control.tenants.delete",
-                "description": "Drop all data of one org in every service.",
-                "messages": {"tenantDelete": {"$ref": "#/components/messages/tenantDelete"}},
+            "tenantControl": {
+                "address": "control.tenants.{action}.{service}",
+                "description": "The gateway asks one service to delete or export all data of one org.",
+                "parameters": {"action": {"enum": ["delete", "export"]}, "service": {"enum": list(SERVICES)}},
+                "messages": {
+                    "command": {"$ref": "#/components/messages/tenantCommand"},
+                    "reply": {"$ref": "#/components/messages/tenantDataReply"},
+                },
             },
         },
         "operations": {
@@ -107,7 +112,15 @@ def asyncapi() -> dict[str, Any]:
             "publishUsage": {"action": "send", "channel": {"$ref": "#/channels/usage"}},
             "publishAudit": {"action": "send", "channel": {"$ref": "#/channels/audit"}},
             "broadcastKeyEvent": {"action": "send", "channel": {"$ref": "#/channels/keyEvents"}},
-            "deleteTenant": {"action": "send", "channel": {"$ref": "#/channels/tenantDelete"}},
+            "controlTenant": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/tenantControl"},
+                "messages": [{"$ref": "#/channels/tenantControl/messages/command"}],
+                "reply": {
+                    "channel": {"$ref": "#/channels/tenantControl"},
+                    "messages": [{"$ref": "#/channels/tenantControl/messages/reply"}],
+                },
+            },
         },
         "components": {
             "messages": {
@@ -118,7 +131,12 @@ def asyncapi() -> dict[str, Any]:
                 "usageEvent": _message("usageEvent", "UsageEvent", "One served call"),
                 "auditEvent": _message("auditEvent", "AuditEvent", "An admin action or key use"),
                 "keyEvent": _message("keyEvent", "KeyEvent", "A key changed"),
-                "tenantDelete": _message("tenantDelete", "TenantDelete", "Drop one org's data"),
+                "tenantCommand": _message(
+                    "tenantCommand", "TenantCommand", "Delete or export one org's data"
+                ),
+                "tenantDataReply": _message(
+                    "tenantDataReply", "TenantDataReply", "What a service dropped or holds"
+                ),
             },
             "schemas": schemas(),
         },

@@ -17,7 +17,7 @@ from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_servi
 USAGE_STREAM: Final = "USAGE"
 AUDIT_STREAM: Final = "AUDIT"
 KEY_EVENTS: Final = "control.keys"
-TENANT_DELETE: Final = "control.tenants.delete"
+TENANT_ACTIONS: Final = ("delete", "export")
 
 
 def service_subject(org_id: str, service: str) -> str:
@@ -61,3 +61,10 @@ def org_inbox_prefix(org_id: str) -> str:
 def org_subject_space(org_id: str) -> str:
     """Everything an org's own internal publisher may publish to."""
     return f"mcp.{validate_org_id(org_id)}.>"
+
+
+def tenant_control_subject(action: str, service: str) -> str:
+    """Where the gateway asks `service` to delete or export one org's data."""
+    if action not in TENANT_ACTIONS:
+        raise InvalidIdentifier(f"unknown tenant action {action!r}: expected one of {TENANT_ACTIONS}")
+    return f"control.tenants.{action}.{validate_service_name(service)}"

@@ -14,13 +14,14 @@ import sys
 import time
 from collections.abc import Sequence
 
+import msgspec
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
 
 from mcpmesh.bus import Bus, Deadline, connect
 from mcpmesh.proto.errors import MeshException
-from mcpmesh.proto.subjects import service_queue_subject
+from mcpmesh.proto.subjects import TENANT_ACTIONS, service_queue_subject, tenant_control_subject
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
@@ -59,6 +60,18 @@ class BusServer:
             queue_group=svc.name,
             handler=self._on_request,
         )
+        for action in TENANT_ACTIONS:
+            await self.micro.add_endpoint(
+                name=f"tenant-{action}",
+                subject=tenant_control_subject(action, svc.name),
+                queue_group=svc.name,
+                handler=self._on_tenant_command,
+            )
+
+    async def _on_tenant_command(self, req: Request) -> None:
+        action = req.subject.split(".")[2]
+        reply = await self.service.tenant_data(action, req.data)
+        await req.respond(msgspec.json.encode(reply))
 
     async def _on_request(self, req: Request) -> None:
         # nats-py runs a subscription's callbacks one at a time: hand each request to its own task.

@@ -32,8 +32,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.proto import headers as h
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
-from mcpmesh.proto.events import UsageEvent
-from mcpmesh.proto.ids import InvalidIdentifier, validate_service_name
+from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
+from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
@@ -179,6 +179,30 @@ class MeshService:
             self._verifier = StampVerifier(settings.stamp_public_key)
         for hook in self._on_start:
             await hook(self)
+
+    async def tenant_data(self, action: str, data: bytes) -> TenantDataReply:
+        """Delete or export everything this service holds for one org (asked by the gateway)."""
+        try:
+            org_id = validate_org_id(msgspec.json.decode(data, type=TenantCommand).org_id)
+        except (msgspec.DecodeError, msgspec.ValidationError, InvalidIdentifier) as exc:
+            error = MeshError(ErrorCode.INVALID_REQUEST, f"bad tenant command: {exc}")
+            return TenantDataReply(service=self.name, org_id="-", error=error)
+        dropped: list[str] = []
+        export: dict[str, list[dict[str, Any]]] = {}
+        if action == "delete":
+            if self.store_kinds:
+                dropped += (await self.store.drop_tenant(org_id)).collections
+            if self.uses_vectors:
+                dropped += await self.vectors.drop_tenant(org_id)
+            log.info("tenant data dropped", org_id=org_id, collections=len(dropped))
+            return TenantDataReply(service=self.name, org_id=org_id, dropped=dropped)
+        if self.store_kinds:
+            async for item in self.store.export_tenant(org_id):
+                export.setdefault(item.kind, []).append(item.document)
+        if self.uses_vectors:
+            async for point in self.vectors.export_tenant(org_id):
+                export.setdefault(f"vectors:{point.kb}", []).append(point.as_json())
+        return TenantDataReply(service=self.name, org_id=org_id, export=export)
 
     # -- serving one bus exchange ----------------------------------------------------------------
 
