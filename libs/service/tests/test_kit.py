@@ -73,6 +73,8 @@ async def test_tools_list_needs_some_scope_on_the_service(echo: Any) -> None:
     harness, _ = echo
     listed = await harness.request(ORG_A, "tools/list", scopes=["echo:write"])
     assert {t["name"] for t in listed["tools"]} == {"whoami", "store", "explode", "refuse"}
+    scopes = {t["name"]: t["_meta"]["mcpmesh/scope"] for t in listed["tools"]}
+    assert scopes["whoami"] == "echo:read" and scopes["store"] == "echo:write"
     with pytest.raises(MeshException) as info:
         await harness.request(ORG_A, "tools/list", scopes=["context:*"])
     assert info.value.error.code is ErrorCode.FORBIDDEN

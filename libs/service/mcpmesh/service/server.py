@@ -52,6 +52,9 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 Access = Literal["read", "write"]
 log = get_logger("mcpmesh.service")
 
+#: Key of a tool's `_meta` entry naming the scope the tool needs.
+TOOL_SCOPE_META = "mcpmesh/scope"
+
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
     {"tools/list", "resources/list", "resources/templates/list", "prompts/list", "server/discover", "ping"}
@@ -127,8 +130,11 @@ class MeshService:
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
-            self.tool_scopes[tool_name] = scope or scope_for(self.name, access)
-            self.mcp.tool(name=tool_name, description=description or fn.__doc__, **sdk_options)(
+            required = scope or scope_for(self.name, access)
+            self.tool_scopes[tool_name] = required
+            # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
+            meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
+            self.mcp.tool(name=tool_name, description=description or fn.__doc__, meta=meta, **sdk_options)(
                 _clean_failures(fn, f"{self.name}.{tool_name}")
             )
             return fn
