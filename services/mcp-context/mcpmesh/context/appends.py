@@ -1,0 +1,237 @@
+"""Appending entries without transactions: reserve, write, commit (or roll back).
+
+1. Reserve: ONE conditional update on the context doc,
+       filter  {_id, lock: absent, token_total <= cap - t, next_seq <= max_entries - k}
+       update  $inc {next_seq: k, token_total: t}, $push pending {r, n: k, t, at}
+   returning the doc as it was, so this append owns seqs [next_seq, next_seq + k) and token
+   offsets from token_total. Concurrent appends serialise on that one document: the cap
+   can never be exceeded and seqs never collide.
+2. Write the k entry documents (each tagged with the reservation id `r`).
+3. Commit: $pull the pending item. Readers hide entries of pending reservations, so an
+   append appears all at once.
+On a failure in 2, the written entries are deleted and the reservation is given back
+(exactly, when it is still the last one; otherwise its seqs and tokens are recorded as a
+hole, still counted against the cap). A caller that dies between 1 and 3 leaves a pending
+item that lifecycle.repair_pending finishes after CONTEXT_PENDING_STALE_S.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pymongo import ReturnDocument
+
+from mcpmesh.context.access import not_found, resolve
+from mcpmesh.context.app import ContextApp
+from mcpmesh.context.clock import utcnow
+from mcpmesh.context.entries import PreparedEntry, entry_document, prepare_entries
+from mcpmesh.context.lifecycle import open_context
+from mcpmesh.context.storage import HOT
+from mcpmesh.context.views import committed_counts
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service import Call
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.context.appends")
+_MAX_ATTEMPTS: Final = 100
+_background: set[asyncio.Task[None]] = set()
+
+
+@dataclass(frozen=True)
+class Reservation:
+    owner: str
+    ctx_id: str
+    rid: str
+    seq0: int
+    tok0: int
+    k: int
+    t: int
+    before: Mapping[str, Any]
+
+
+def _reserve_update(rid: str, k: int, t: int, tier: str | None) -> dict[str, Any]:
+    now = utcnow()
+    fields: dict[str, Any] = {"updated_at": now, "touched_at": now}
+    if tier is not None:
+        fields["tier"] = tier
+    return {
+        "$inc": {"next_seq": k, "token_total": t},
+        "$set": fields,
+        "$push": {"pending": {"r": rid, "n": k, "t": t, "at": now}},
+    }
+
+
+def _reserve_filter(ctx_id: str, k: int, t: int, cap: int, max_entries: int) -> dict[str, Any]:
+    return {
+        "_id": ctx_id,
+        "lock": None,
+        "token_total": {"$lte": cap - t},
+        "next_seq": {"$lte": max_entries - k},
+    }
+
+
+async def append(
+    app: ContextApp, call: Call, ctx_id: str, raw: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The append tool: check and count first, then reserve, write, commit."""
+    prepared = await prepare_entries(raw, app.settings, app.counter)
+    k, t = len(prepared), sum(entry.tokens for entry in prepared)
+    reservation = await _reserve_own_hot(app, call, ctx_id, k, t)
+    if reservation is None:
+        target = await resolve(app, call, ctx_id, "write")
+        if target.owner == call.org_id:
+            cap, tier = (await call.org_settings()).max_tokens_per_context, call.tier
+        else:
+            cap = (await app.owner_settings(target.owner, target.doc.get("tier"))).max_tokens_per_context
+            tier = None
+        reservation = await _reserve(app, target.owner, ctx_id, k, t, cap, tier)
+    await _write(app, reservation, prepared)
+    return _result(reservation)
+
+
+async def append_prepared(
+    app: ContextApp, owner: str, ctx_id: str, prepared: list[PreparedEntry], cap: int, tier: str | None
+) -> dict[str, Any]:
+    """Append already checked entries to `owner`'s context (create's initial entries)."""
+    reservation = await _reserve(
+        app, owner, ctx_id, len(prepared), sum(e.tokens for e in prepared), cap, tier
+    )
+    await _write(app, reservation, prepared)
+    return _result(reservation)
+
+
+def _result(res: Reservation) -> dict[str, Any]:
+    entries, tokens = committed_counts(res.before)
+    return {
+        "ctx_id": res.ctx_id,
+        "appended": res.k,
+        "tokens": res.t,
+        "first_seq": res.seq0,
+        "last_seq": res.seq0 + res.k - 1,
+        "entry_count": entries + res.k,
+        "token_total": tokens + res.t,
+    }
+
+
+async def _reserve_own_hot(app: ContextApp, call: Call, ctx_id: str, k: int, t: int) -> Reservation | None:
+    """The common case in one round trip: the caller's own hot, idle context with room left."""
+    if not ctx_id.startswith("ctx-"):
+        return None
+    cap = (await call.org_settings()).max_tokens_per_context
+    contexts = await app.collection(call.org_id, HOT[0])
+    rid = secrets.token_hex(6)
+    before = await contexts.find_one_and_update(
+        _reserve_filter(ctx_id, k, t, cap, app.settings.max_entries_per_context),
+        _reserve_update(rid, k, t, call.tier),
+        return_document=ReturnDocument.BEFORE,
+    )
+    if before is None:
+        return None
+    return Reservation(
+        call.org_id, ctx_id, rid, int(before["next_seq"]), int(before["token_total"]), k, t, before
+    )
+
+
+async def _reserve(
+    app: ContextApp, owner: str, ctx_id: str, k: int, t: int, cap: int, tier: str | None
+) -> Reservation:
+    contexts = await app.collection(owner, HOT[0])
+    max_entries = app.settings.max_entries_per_context
+    for _ in range(_MAX_ATTEMPTS):
+        rid = secrets.token_hex(6)
+        before = await contexts.find_one_and_update(
+            _reserve_filter(ctx_id, k, t, cap, max_entries),
+            _reserve_update(rid, k, t, tier),
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is not None:
+            return Reservation(
+                owner, ctx_id, rid, int(before["next_seq"]), int(before["token_total"]), k, t, before
+            )
+        current = await contexts.find_one({"_id": ctx_id})
+        if current is None or current.get("lock"):
+            if await open_context(app, owner, ctx_id) is None:  # waits for a move, restores from cold
+                raise not_found(ctx_id)
+            continue
+        if int(current["token_total"]) + t > cap:
+            _, used = committed_counts(current)
+            raise MeshException(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"appending {t} tokens would exceed the limit of {cap} tokens per context "
+                f"({used} already used); nothing was appended",
+            )
+        if int(current["next_seq"]) + k > max_entries:
+            raise MeshException(
+                ErrorCode.LIMIT_EXCEEDED,
+                f"appending {k} entries would exceed the limit of {max_entries} entries per context; "
+                "nothing was appended",
+            )
+    raise MeshException(ErrorCode.UNAVAILABLE, "too many concurrent appends to this context; retry")
+
+
+async def _write(app: ContextApp, res: Reservation, prepared: list[PreparedEntry]) -> None:
+    store = app.tenant(res.owner)
+    contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
+    now = utcnow()
+    docs = []
+    offset = res.tok0
+    for i, entry in enumerate(prepared):
+        docs.append(
+            entry_document(
+                res.ctx_id,
+                res.seq0 + i,
+                offset,
+                entry,
+                created_at=now,
+                reservation=res.rid,
+                compress_above=app.settings.compress_above_bytes,
+            )
+        )
+        offset += entry.tokens
+    try:
+        async with asyncio.timeout(app.settings.write_timeout_s):
+            await entries.insert_many(docs, ordered=True)
+    except BaseException as exc:
+        await _shielded(_roll_back(app, res))
+        if isinstance(exc, Exception):
+            log.warning("append failed and was rolled back", ctx_id=res.ctx_id, error=repr(exc))
+            raise MeshException(
+                ErrorCode.UNAVAILABLE, "the entries could not be stored; nothing was appended (retry)"
+            ) from None
+        raise
+    committed = await contexts.update_one(
+        {"_id": res.ctx_id, "pending.r": res.rid}, {"$pull": {"pending": {"r": res.rid}}}
+    )
+    if committed.modified_count == 0:
+        # Only if this call outlived CONTEXT_PENDING_STALE_S and the repair got there first.
+        present = await entries.count_documents({"ctx_id": res.ctx_id, "r": res.rid})
+        if present != res.k:
+            raise MeshException(ErrorCode.UNAVAILABLE, "the append took too long and was rolled back; retry")
+
+
+async def _roll_back(app: ContextApp, res: Reservation) -> None:
+    store = app.tenant(res.owner)
+    contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
+    await entries.delete_many({"ctx_id": res.ctx_id, "r": res.rid})
+    undone = await contexts.find_one_and_update(
+        {"_id": res.ctx_id, "next_seq": res.seq0 + res.k, "pending.r": res.rid},
+        {"$inc": {"next_seq": -res.k, "token_total": -res.t}, "$pull": {"pending": {"r": res.rid}}},
+    )
+    if undone is None:  # a later append reserved after this one: leave a counted hole
+        await contexts.update_one(
+            {"_id": res.ctx_id, "pending.r": res.rid},
+            {"$pull": {"pending": {"r": res.rid}}, "$inc": {"hole_entries": res.k, "hole_tokens": res.t}},
+        )
+    app.stats["appends_rolled_back"] += 1
+
+
+async def _shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to the end even if this task is being cancelled (deadline hit mid-append)."""
+    task = asyncio.ensure_future(work)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+    await asyncio.shield(task)

@@ -1,0 +1,296 @@
+"""The sharing tools: share, revoke_share, shared_with_me, list_shares (see grants.py for the model)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from mcpmesh.context.access import find_namespace_grant, not_found, resolve
+from mcpmesh.context.app import ContextApp
+from mcpmesh.context.clock import iso, parse_time, utcnow
+from mcpmesh.context.cursor import decode_cursor, encode_cursor, query_hash
+from mcpmesh.context.grants import Grant, check_share, pointer_owner, revoke_cascade, share_view
+from mcpmesh.context.ids import check_context_id, check_share_id, new_share_id
+from mcpmesh.context.inputs import (
+    check_access,
+    check_limit,
+    check_namespace,
+    check_org,
+    invalid,
+    is_system_namespace,
+)
+from mcpmesh.context.lifecycle import peek
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service import Call
+
+
+def _expiry(expires_at: str | None, expires_in_s: float | None, now: datetime) -> datetime | None:
+    if expires_at is not None and expires_in_s is not None:
+        raise invalid("give expires_at or expires_in_s, not both")
+    if expires_in_s is not None:
+        if expires_in_s <= 0:
+            raise invalid("expires_in_s must be positive")
+        return now + timedelta(seconds=expires_in_s)
+    if expires_at is None:
+        return None
+    when = parse_time(expires_at, "expires_at")
+    if when <= now:
+        raise invalid("expires_at must be in the future")
+    return when
+
+
+async def share(
+    app: ContextApp,
+    call: Call,
+    *,
+    grantee: str,
+    access: str,
+    ctx_id: str | None,
+    namespace: str | None,
+    owner_org: str | None,
+    expires_at: str | None,
+    expires_in_s: float | None,
+    allow_resharing: bool,
+    require_attribution: bool,
+) -> dict[str, Any]:
+    if (ctx_id is None) == (namespace is None):
+        raise invalid("give exactly one of ctx_id (share one context) or namespace (share a whole namespace)")
+    grantee = check_org(grantee, "grantee")
+    level = check_access(access)
+    now = utcnow()
+    expires = _expiry(expires_at, expires_in_s, now)
+    if grantee == call.org_id:
+        raise invalid("a context cannot be shared with your own org")
+    if grantee == app.system_org:
+        raise invalid("contexts cannot be shared with the system org")
+    parent: Grant | None
+    if ctx_id is not None:
+        if owner_org is not None:
+            raise invalid("owner_org goes with namespace, not with ctx_id")
+        target = await resolve(app, call, ctx_id, "share")
+        owner, parent = target.owner, target.grant
+        key: dict[str, Any] = {"target": "context", "ctx_id": ctx_id}
+    else:
+        namespace = check_namespace(namespace)
+        if is_system_namespace(namespace):
+            raise invalid("system namespaces are readable by every org already: they cannot be shared")
+        owner = call.org_id if owner_org in (None, call.org_id) else check_org(owner_org, "owner_org")
+        parent = None
+        if owner != call.org_id:
+            parent = await find_namespace_grant(app, call.org_id, owner, namespace)
+            if parent is None:
+                raise MeshException(
+                    ErrorCode.NOT_FOUND, f"no namespace {namespace!r} of that org is shared with your org"
+                )
+            if not parent.allow_resharing:
+                raise MeshException(
+                    ErrorCode.FORBIDDEN, "your grant on this namespace does not allow resharing"
+                )
+        key = {"target": "namespace", "namespace": namespace}
+    if grantee == owner:
+        raise invalid("the grantee is the owner of this context: it has full access already")
+    if parent is not None:
+        if level == "write" and parent.access != "write":
+            raise MeshException(
+                ErrorCode.FORBIDDEN, "your org has read access only: it cannot grant write access"
+            )
+        if parent.expires_at is not None:
+            if expires is None:
+                expires = parent.expires_at
+            elif expires > parent.expires_at:
+                raise invalid(
+                    f"expires_at cannot be later than your own grant's expiry ({iso(parent.expires_at)})"
+                )
+        require_attribution = require_attribution or parent.require_attribution
+
+    shares = await app.collection(owner, "shares")
+    fields = {
+        "access": level,
+        "expires_at": expires,
+        "allow_resharing": bool(allow_resharing),
+        "require_attribution": bool(require_attribution),
+        "parent": parent.share_id if parent else None,
+    }
+    existing = await shares.find_one_and_update(
+        {**key, "grantee": grantee, "granted_by": call.org_id}, {"$set": fields}
+    )
+    share_id = existing["_id"] if existing is not None else new_share_id()
+    if existing is None:
+        await shares.insert_one(
+            {
+                "_id": share_id,
+                "owner": owner,
+                **key,
+                "grantee": grantee,
+                "granted_by": call.org_id,
+                "created_at": now,
+                **fields,
+            }
+        )
+    pointer = {"owner": owner, **key, "created_at": now}
+    grants = await app.collection(
+        grantee, "grants"
+    )  # grantee validated above; only the pointer is written there
+    try:
+        await grants.replace_one({"_id": share_id}, {"_id": share_id, **pointer}, upsert=True)
+    except Exception:
+        if existing is None:
+            await shares.delete_one({"_id": share_id})
+        raise
+    doc = await shares.find_one({"_id": share_id})
+    assert doc is not None
+    return share_view(doc, now)
+
+
+async def _share_of(app: ContextApp, call: Call, share_id: str) -> tuple[str, dict[str, Any]]:
+    """(owner, share) for a share the caller may revoke: it owns the target, or granted it."""
+    own = await (await app.collection(call.org_id, "shares")).find_one({"_id": share_id})
+    if own is not None:
+        return call.org_id, own
+    grants = await app.collection(call.org_id, "grants")
+    owners = {pointer_owner(p, call.org_id) async for p in grants.find({}, {"owner": 1})}
+    for owner in sorted(o for o in owners if o is not None):
+        doc = await (await app.collection(owner, "shares")).find_one(
+            {"_id": share_id, "granted_by": call.org_id}
+        )
+        if doc is not None:
+            return owner, doc
+    raise MeshException(ErrorCode.NOT_FOUND, f"share {share_id!r} not found")
+
+
+async def revoke(
+    app: ContextApp,
+    call: Call,
+    *,
+    share_id: str | None,
+    ctx_id: str | None,
+    namespace: str | None,
+    grantee: str | None,
+    owner_org: str | None,
+) -> dict[str, Any]:
+    if share_id is not None:
+        if ctx_id is not None or namespace is not None or grantee is not None:
+            raise invalid("give share_id alone, or grantee with ctx_id or namespace")
+        owner, doc = await _share_of(app, call, check_share_id(share_id))
+        ids = [doc["_id"]]
+    else:
+        if grantee is None or (ctx_id is None) == (namespace is None):
+            raise invalid("give share_id, or grantee with exactly one of ctx_id or namespace")
+        who = check_org(grantee, "grantee")
+        if ctx_id is not None:
+            check_context_id(ctx_id)
+            found = await peek(app, call.org_id, ctx_id)
+            if found is not None:
+                owner = call.org_id
+            else:
+                target = await resolve(app, call, ctx_id, "read")
+                owner = target.owner
+            query: dict[str, Any] = {"target": "context", "ctx_id": ctx_id, "grantee": who}
+        else:
+            ns = check_namespace(namespace)
+            owner = call.org_id if owner_org in (None, call.org_id) else check_org(owner_org, "owner_org")
+            query = {"target": "namespace", "namespace": ns, "grantee": who}
+        if owner != call.org_id:
+            query["granted_by"] = call.org_id
+        shares = await app.collection(owner, "shares")
+        ids = [doc["_id"] async for doc in shares.find(query, {"_id": 1})]
+        if not ids:
+            raise MeshException(ErrorCode.NOT_FOUND, "no such share to revoke")
+    revoked = await revoke_cascade(app, owner, ids)
+    return {"revoked": revoked}
+
+
+async def shared_with_me(
+    app: ContextApp, call: Call, *, limit: int | None, cursor: str | None
+) -> dict[str, Any]:
+    page = check_limit(limit)
+    binding = query_hash("shared_with_me", call.org_id)
+    after = decode_cursor(cursor, binding)[1] if cursor is not None else ""
+    grants = await app.collection(call.org_id, "grants")
+    now = utcnow()
+    items: list[dict[str, Any]] = []
+    last_seen: str | None = None
+    more = False
+    async for pointer in grants.find({"_id": {"$gt": after}}).sort("_id", 1):
+        if len(items) == page:
+            more = True
+            break
+        last_seen = pointer["_id"]
+        owner = pointer_owner(pointer, call.org_id)
+        if owner is None:
+            continue
+        item = await _shared_item(app, call.org_id, owner, pointer, now)
+        if item is not None:
+            items.append(item)
+    return {
+        "shares": items,
+        "next_cursor": encode_cursor(binding, 0, last_seen) if more and last_seen else None,
+    }
+
+
+async def _shared_item(
+    app: ContextApp, grantee: str, owner: str, pointer: dict[str, Any], now: datetime
+) -> dict[str, Any] | None:
+    if pointer.get("target") == "context":
+        ctx_id = pointer.get("ctx_id")
+        found = await peek(app, owner, ctx_id) if isinstance(ctx_id, str) else None
+        if found is None:
+            return None
+        doc = found[0]
+        grant = await check_share(
+            app, owner, pointer["_id"], grantee, now=now, ctx_id=ctx_id, namespace=doc.get("namespace")
+        )
+        extra: dict[str, Any] = {"ctx_id": ctx_id, "title": doc.get("title")}
+    else:
+        namespace = pointer.get("namespace")
+        grant = await check_share(app, owner, pointer["_id"], grantee, now=now, namespace=namespace)
+        extra = {"namespace": namespace}
+    if grant is None:
+        return None
+    item = {
+        "share_id": grant.share_id,
+        "target": grant.target,
+        "owner_org": owner,
+        "access": grant.access,
+        "expires_at": iso(grant.expires_at),
+        "allow_resharing": grant.allow_resharing,
+        "require_attribution": grant.require_attribution,
+        **extra,
+    }
+    attribution = grant.attribution()
+    if attribution is not None:
+        item["attribution"] = attribution
+    return item
+
+
+async def list_shares(
+    app: ContextApp,
+    call: Call,
+    *,
+    ctx_id: str | None,
+    namespace: str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> dict[str, Any]:
+    """Shares the caller's org has given on its own contexts and namespaces."""
+    query: dict[str, Any] = {}
+    if ctx_id is not None:
+        check_context_id(ctx_id)
+        if await peek(app, call.org_id, ctx_id) is None:
+            raise not_found(ctx_id)
+        query = {"target": "context", "ctx_id": ctx_id}
+    elif namespace is not None:
+        query = {"target": "namespace", "namespace": check_namespace(namespace)}
+    page = check_limit(limit)
+    binding = query_hash("list_shares", call.org_id, ctx_id, namespace)
+    if cursor is not None:
+        query["_id"] = {"$gt": decode_cursor(cursor, binding)[1]}
+    shares = await app.collection(call.org_id, "shares")
+    docs = await shares.find(query).sort("_id", 1).limit(page + 1).to_list(None)
+    now = utcnow()
+    more = len(docs) > page
+    docs = docs[:page]
+    return {
+        "shares": [share_view(doc, now) for doc in docs],
+        "next_cursor": encode_cursor(binding, 0, docs[-1]["_id"]) if more else None,
+    }
