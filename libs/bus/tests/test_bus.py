@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mcpmesh.bus import Deadline, connect
+from mcpmesh.proto.errors import ErrorCode, MeshException
+
+
+async def test_streams_are_created_idempotently_and_capture_events(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    try:
+        await bus.ensure_streams()
+        await bus.ensure_streams()  # a second replica starting: no error, same streams
+        before = (await bus.js.stream_info("AUDIT")).state.messages
+        await bus.js.publish("audit.org-acme.gateway", b"{}")
+        assert (await bus.js.stream_info("AUDIT")).state.messages == before + 1
+        assert (await bus.js.stream_info("USAGE")).config.subjects == ["usage.>"]
+    finally:
+        await bus.close()
+
+
+async def test_kv_bucket_is_created_on_first_use(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    try:
+        kv = await bus.kv("TEST_BUCKET_KV")
+        await kv.put("org-acme", b"v1")
+        again = await bus.kv("TEST_BUCKET_KV")
+        assert (await again.get("org-acme")).value == b"v1"
+    finally:
+        await bus.close()
+
+
+async def test_request_without_responders_fails_as_unavailable_within_the_deadline(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    try:
+        started = time.monotonic()
+        with pytest.raises(MeshException) as info:
+            await bus.request("mcp.org-acme.nobody", b"x", deadline=Deadline.after(0.5))
+        assert info.value.error.code is ErrorCode.UNAVAILABLE and info.value.error.retryable
+        assert time.monotonic() - started < 1.0
+    finally:
+        await bus.close()
+
+
+async def test_no_responders_is_retried_until_a_service_appears(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    late = await connect(nats_url, name="late")
+    try:
+
+        async def answer(msg: object) -> None:
+            await msg.respond(b"here")  # type: ignore[attr-defined]
+
+        async def appear() -> None:
+            await asyncio.sleep(0.3)
+            await late.nc.subscribe("mcp.org-acme.late", cb=answer)
+
+        task = asyncio.create_task(appear())
+        msg = await bus.request("mcp.org-acme.late", b"x", deadline=Deadline.after(5))
+        await task
+        assert msg.data == b"here"
+    finally:
+        await late.close()
+        await bus.close()
+
+
+async def test_silent_service_times_out_at_the_deadline_and_deadline_travels(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    seen: list[str] = []
+
+    async def silent(msg: object) -> None:
+        seen.append(msg.headers["Mcp-Deadline"])  # type: ignore[attr-defined]
+
+    await bus.nc.subscribe("mcp.org-acme.silent", cb=silent)
+    try:
+        deadline = Deadline.after(0.4)
+        with pytest.raises(MeshException) as info:
+            await bus.request("mcp.org-acme.silent", b"x", deadline=deadline)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+        assert seen == [deadline.header()]
+    finally:
+        await bus.close()
+
+
+def test_deadline_from_header_is_capped_by_the_local_default() -> None:
+    far = str(int((time.time() + 3600) * 1000))
+    assert Deadline.from_header(far, default_s=5).remaining() <= 5
+    assert Deadline.from_header("garbage", default_s=5).remaining() > 4
+    near = Deadline.after(1)
+    assert abs(Deadline.from_header(near.header(), default_s=30).at - near.at) < 0.002
