@@ -134,8 +134,13 @@ async def connect(
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=repr(exc))
 
+    closing: list[Client] = []  # filled once connected: a disconnect we asked for is not news
+
     async def on_disconnected() -> None:
-        log.warning("nats disconnected")
+        if closing and (closing[0].is_closed or closing[0].is_draining):
+            log.debug("nats disconnected", reason="closing")
+        else:
+            log.warning("nats disconnected")
 
     async def on_reconnected() -> None:
         log.info("nats reconnected")
@@ -159,6 +164,7 @@ async def connect(
     started = time.monotonic()
     try:
         nc = await nats.connect(**options)
+        closing.append(nc)
     except (nats.errors.NoServersError, OSError) as exc:
         raise MeshException(
             ErrorCode.UNAVAILABLE, f"cannot reach NATS at {url}: {exc.__class__.__name__}"
