@@ -1,0 +1,31 @@
+"""A fresh context service on the session's nats-server, with its own embedded database per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.context.testing import Mesh
+from mcpmesh.service import ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.store import connect_database
+
+
+@pytest.fixture
+def context_settings() -> ContextSettings:
+    return ContextSettings(sweep_interval_s=0)
+
+
+@pytest.fixture
+async def mesh(nats_url: str, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+    database = f"ctx_test_{uuid.uuid4().hex[:10]}"
+    service = build_service(context_settings)
+    async with ServiceHarness(
+        service, nats_url, settings=ServiceSettings(mongodb_database=database)
+    ) as harness:
+        yield Mesh(harness)
+    await app_of(service).close()
+    await connect_database(None, database).client.drop_database(database)
