@@ -1,0 +1,164 @@
+"""The gateway application: routes, and what starts and stops with it.
+
+    app = build_app(GatewaySettings.from_env())
+    web.run_app(app, host=settings.host, port=settings.port)
+
+Startup connects NATS (the same client object the control plane was built with),
+creates the JetStream streams and KV buckets, starts the control plane and the
+service discovery loop. Cleanup stops them in reverse order and drains NATS.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import nats.errors
+from aiohttp import web
+from nats.aio.client import Client
+
+from mcpmesh.bus import Bus
+from mcpmesh.gateway import endpoint, ops
+from mcpmesh.gateway.auth import RESOURCE_METADATA_PATH
+from mcpmesh.gateway.discovery import Discovery
+from mcpmesh.gateway.limits import Limiter
+from mcpmesh.gateway.observe import GatewayMetrics
+from mcpmesh.gateway.router import Router
+from mcpmesh.gateway.sessions import EndedSessions, SessionCodec
+from mcpmesh.gateway.settings import GatewaySettings
+from mcpmesh.gateway.stamps import StampCache
+from mcpmesh.gateway.state import STATE, ControlPlaneApi, GatewayState
+from mcpmesh.telemetry.logs import get_logger
+from mcpmesh.tenancy.stamp import StampSigner
+
+log = get_logger("mcpmesh.gateway")
+
+
+class GatewayStartupError(RuntimeError):
+    """Startup could not complete; the message says what to fix."""
+
+
+def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = None) -> web.Application:
+    """The gateway as an aiohttp application. `control` replaces the real control plane (tests)."""
+    try:
+        signer = StampSigner(settings.stamp_signing_key, ttl_s=settings.stamp_ttl_s)
+    except (ValueError, TypeError) as exc:
+        raise GatewayStartupError(f"MCPMESH_STAMP_SIGNING_KEY is not usable: {exc}") from None
+    # The client connects at startup; everything that holds the bus is built around it now.
+    bus = Bus(Client())
+    if control is None:
+        from mcpmesh.gateway.control import ControlPlane
+        from mcpmesh.store import Store, connect_database
+
+        store = Store(connect_database(settings.mongodb_url, settings.mongodb_database), {})
+        try:
+            control = ControlPlane(
+                store,
+                bus,
+                admin_key=settings.admin_key,
+                key_pepper=settings.key_pepper,
+                key_grace_s=settings.key_grace_s,
+            )
+        except ValueError as exc:
+            raise GatewayStartupError(f"control plane: {exc}") from None
+    discovery = Discovery(bus, interval_s=settings.discovery_interval_s)
+    state = GatewayState(
+        settings=settings,
+        bus=bus,
+        control=control,
+        discovery=discovery,
+        router=Router(
+            bus=bus,
+            discovery=discovery,
+            stamps=StampCache(signer),
+            call_timeout_s=settings.call_timeout_s,
+            catalog_ttl_s=settings.catalog_ttl_s,
+        ),
+        limiter=Limiter(bus, quota_seed=control.monthly_tool_calls),
+        sessions=SessionCodec(settings.session_key(), ttl_s=settings.session_ttl_s),
+        ended=EndedSessions(bus, ttl_s=settings.session_ttl_s),
+        metrics=GatewayMetrics(),
+    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[STATE] = state
+    for path in ("/mcp", "/mcp/{service}"):
+        app.router.add_route("*", path, endpoint.handle)
+    app.router.add_get("/health", ops.health)
+    app.router.add_get("/ready", ops.ready)
+    app.router.add_get("/health/services", ops.service_health)
+    app.router.add_get("/metrics", ops.metrics)
+    app.router.add_get(RESOURCE_METADATA_PATH, ops.protected_resource)
+    app.router.add_get(RESOURCE_METADATA_PATH + "/{tail:.*}", ops.protected_resource)
+    control.add_routes(app)
+    app.on_startup.append(_startup)
+    app.on_shutdown.append(_shutdown)
+    app.on_cleanup.append(_cleanup)
+    return app
+
+
+async def _connect(state: GatewayState) -> None:
+    """Connect the bus's client (the options of `mcpmesh.bus.connect`, on a client built earlier)."""
+    settings = state.settings
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error", error=repr(exc))
+
+    async def on_disconnected() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnected() -> None:
+        log.info("nats reconnected")
+
+    options: dict[str, Any] = dict(
+        servers=[settings.nats_url],
+        name=f"mcpmesh-{settings.replica_name}",
+        error_cb=on_error,
+        disconnected_cb=on_disconnected,
+        reconnected_cb=on_reconnected,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.25,
+        connect_timeout=5.0,
+        allow_reconnect=True,
+        drain_timeout=5,
+    )
+    try:
+        await state.bus.nc.connect(**options)
+    except (nats.errors.NoServersError, OSError) as exc:
+        raise GatewayStartupError(
+            f"cannot reach NATS at {settings.nats_url}: {exc.__class__.__name__}; start nats-server or set NATS_URL"
+        ) from None
+
+
+async def _startup(app: web.Application) -> None:
+    state = app[STATE]
+    started = time.monotonic()
+    await _connect(state)
+    await state.bus.ensure_streams()
+    await state.control.start()
+    await state.limiter.start()
+    await state.discovery.start()
+    state.started = True
+    log.info(
+        "gateway started",
+        nats=state.settings.nats_url,
+        services=state.discovery.names(),
+        ms=round((time.monotonic() - started) * 1000, 1),
+    )
+
+
+async def _shutdown(app: web.Application) -> None:
+    """Before connections close: end event streams so their handlers return."""
+    app[STATE].closing.set()
+
+
+async def _cleanup(app: web.Application) -> None:
+    state = app[STATE]
+    state.started = False
+    await state.discovery.stop()
+    try:
+        await state.control.stop()
+    finally:
+        if not state.bus.nc.is_closed and state.bus.nc.is_connected:
+            await state.bus.close()
+        elif not state.bus.nc.is_closed:
+            await state.bus.nc.close()

@@ -1,0 +1,351 @@
+"""The MCP endpoints `/mcp` and `/mcp/<service>`: both protocol revisions, over aiohttp.
+
+Per request, in order: Origin (403), declared body size (413), API key (401), body (413),
+parse (400/405/406/415), legacy session (404), limits (429), route. Every answer is a
+JSON-RPC message with the right HTTP status, a span, one log line and metrics; a valid key's
+use (allowed or refused) goes to the control plane's audit via `note_key_use`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import mcp_types as types
+from aiohttp import web
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from pydantic import ValidationError
+
+from mcpmesh.gateway.auth import presented_key, unauthorized
+from mcpmesh.gateway.control.principal import AuthFailed, Principal
+from mcpmesh.gateway.errors import GatewayError, error_reply, invalid_params
+from mcpmesh.gateway.router import Call, Reply, negotiate
+from mcpmesh.gateway.sessions import InvalidSession, SessionClaims
+from mcpmesh.gateway.state import STATE, GatewayState
+from mcpmesh.gateway.wire import (
+    SESSION_HEADER,
+    Acknowledge,
+    EndSession,
+    McpRequest,
+    OpenStream,
+    Rejection,
+    origin_allowed,
+    parse_request,
+)
+from mcpmesh.proto.errors import ErrorCode
+from mcpmesh.telemetry.logs import bind_request, get_logger
+from mcpmesh.telemetry.tracing import extract_context, tracer
+
+log = get_logger("mcpmesh.gateway")
+
+_JSON = "application/json"
+
+
+@dataclass
+class _Outcome:
+    """What one request amounted to, for metrics, the log line and the audit."""
+
+    method: str = "-"
+    service: str = "gateway"
+    tool: str = ""
+    status: str = "ok"
+    http_status: int = 200
+    principal: Principal | None = None
+    auth_reason: str | None = None
+    limit: str | None = None
+
+
+def _json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
+
+
+def _error_response(error: GatewayError, rpc_id: Any = None) -> web.Response:
+    return _json_response(error_reply(rpc_id, error), error.status, error.headers)
+
+
+def _session_gone(why: str) -> GatewayError:
+    return GatewayError(
+        ErrorCode.NOT_FOUND, f"session not found: {why}; initialize a new session", status=404
+    )
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    state = request.app[STATE]
+    started = time.perf_counter()
+    request_id = uuid.uuid4().hex
+    outcome = _Outcome(method=request.method)
+    service = request.match_info.get("service")
+    route = "/mcp/{service}" if service is not None else "/mcp"
+    with (
+        bind_request(request_id=request_id),
+        tracer("mcpmesh.gateway").start_as_current_span(
+            f"gateway {request.method} {route}",
+            context=extract_context(request.headers),
+            kind=SpanKind.SERVER,
+        ) as span,
+    ):
+        try:
+            response = await _serve(state, request, service, request_id, outcome, span)
+        except GatewayError as exc:
+            outcome.status = exc.code.value
+            response = _error_response(exc)
+        except asyncio.CancelledError:
+            outcome.status = "cancelled"
+            outcome.http_status = 499
+            await _account(state, outcome, started, request_id, span)
+            raise
+        except Exception:
+            log.exception("request failed inside the gateway")
+            outcome.status = ErrorCode.INTERNAL.value
+            response = _error_response(
+                GatewayError(
+                    ErrorCode.INTERNAL,
+                    f"internal gateway error: the failure was logged under request id {request_id}",
+                    status=500,
+                )
+            )
+        outcome.http_status = response.status
+        response.headers["X-Request-Id"] = request_id
+        await _account(state, outcome, started, request_id, span)
+        return response
+
+
+async def _serve(
+    state: GatewayState,
+    request: web.Request,
+    service: str | None,
+    request_id: str,
+    outcome: _Outcome,
+    span: Span,
+) -> web.StreamResponse:
+    settings = state.settings
+    headers = request.headers
+    if not origin_allowed(headers.get("origin"), settings.allowed_origins):
+        raise GatewayError(
+            ErrorCode.FORBIDDEN,
+            "this Origin is not allowed to call the gateway (MCPMESH_ALLOWED_ORIGINS)",
+            status=403,
+        )
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise _too_large(settings.max_body_bytes)
+    try:
+        raw_key = presented_key(headers)
+        if raw_key is None:
+            raise AuthFailed("missing")
+        principal = await state.control.authenticate(raw_key)
+    except AuthFailed as exc:
+        outcome.auth_reason = exc.reason
+        raise unauthorized(exc, state.base_url(request)) from None
+    outcome.principal = principal
+    span.set_attribute("mcpmesh.org_id", principal.org_id)
+    try:
+        body = await request.read() if request.method == "POST" else b""
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large(settings.max_body_bytes) from None
+    parsed = parse_request(
+        request.method,
+        service,
+        headers,
+        body,
+        allowed_origins=settings.allowed_origins,
+        header_items=headers.items(),
+    )
+    if isinstance(parsed, Rejection):
+        outcome.status = parsed.error.code.value
+        return _json_response(error_reply(parsed.rpc_id, parsed.error), parsed.status, dict(parsed.headers))
+    if isinstance(parsed, Acknowledge):
+        outcome.method = parsed.method or "response"
+        if parsed.session_id is not None:
+            await _session(state, parsed.session_id, principal, service, None)
+        return web.Response(status=202)
+    if isinstance(parsed, OpenStream):
+        outcome.method = "GET stream"
+        claims = await _session(state, parsed.session_id, principal, service, parsed.protocol_version)
+        return await _stream(state, request, claims, parsed.session_id)
+    if isinstance(parsed, EndSession):
+        outcome.method = "DELETE session"
+        claims = await _session(state, parsed.session_id, principal, service, parsed.protocol_version)
+        await state.ended.end(claims)
+        log.info("session ended", session=claims.sid)
+        return web.Response(status=200)
+    return await _call(state, parsed, principal, body, request_id, outcome, span)
+
+
+async def _call(
+    state: GatewayState,
+    req: McpRequest,
+    principal: Principal,
+    body: bytes,
+    request_id: str,
+    outcome: _Outcome,
+    span: Span,
+) -> web.Response:
+    outcome.method = req.method
+    span.set_attribute("mcp.method", req.method)
+    claims: SessionClaims | None = None
+    if req.era == "legacy":
+        if req.method == "initialize":
+            try:
+                init = types.InitializeRequestParams.model_validate(req.params, by_name=False)
+            except ValidationError:
+                raise invalid_params(
+                    "initialize needs params.protocolVersion, params.capabilities and params.clientInfo"
+                ) from None
+            version = negotiate(init.protocol_version)
+            client_info: Any = req.params.get("clientInfo")
+            capabilities: Any = req.params.get("capabilities")
+        else:
+            assert req.session_id is not None
+            claims = await _session(state, req.session_id, principal, req.service, req.protocol_version)
+            version, client_info, capabilities = claims.pv, claims.ci, claims.cc
+    else:
+        assert req.protocol_version is not None
+        version, client_info, capabilities = req.protocol_version, req.client_info, req.client_capabilities
+    call = Call(
+        request=req,
+        principal=principal,
+        request_id=request_id,
+        protocol_version=version,
+        client_info=client_info,
+        client_capabilities=capabilities,
+        body=body,
+    )
+    try:
+        await state.limiter.admit(
+            principal.org_id, principal.key_id, principal.settings, tool_call=req.method == "tools/call"
+        )
+        with bind_request(org_id=principal.org_id, key_id=principal.key_id):
+            reply = await state.router.dispatch(call)
+    except GatewayError as exc:
+        outcome.service, outcome.tool = call.service_label, call.tool_label
+        if exc.status == 429:
+            outcome.limit = str(exc.extra.get("limit", "rate"))
+        outcome.status = exc.code.value
+        return _json_response(error_reply(req.rpc_id, exc), exc.status, exc.headers)
+    outcome.service, outcome.tool, outcome.status = call.service_label, call.tool_label, reply.outcome
+    headers = dict(reply.headers)
+    if req.era == "legacy" and req.method == "initialize" and reply.status == 200:
+        token, _claims = state.sessions.issue(
+            org_id=principal.org_id,
+            key_id=principal.key_id,
+            service=req.service,
+            protocol_version=version,
+            client_info=client_info,
+            capabilities=capabilities,
+        )
+        headers["Mcp-Session-Id"] = token
+        state.metrics.sessions_opened.inc()
+    elif claims is not None:
+        headers["Mcp-Session-Id"] = req.session_id or ""
+    return _reply_response(reply, headers)
+
+
+def _reply_response(reply: Reply, headers: dict[str, str]) -> web.Response:
+    return _json_response(reply.body, reply.status, headers)
+
+
+async def _session(
+    state: GatewayState, token: str, principal: Principal, service: str | None, header_version: str | None
+) -> SessionClaims:
+    try:
+        claims = state.sessions.open(token)
+    except InvalidSession as exc:
+        raise _session_gone(str(exc)) from None
+    if claims.key != principal.key_id or claims.org != principal.org_id:
+        raise _session_gone("it was opened with another API key")
+    if claims.svc != (service or ""):
+        raise _session_gone("it belongs to another endpoint")
+    if header_version is not None and header_version != claims.pv:
+        raise GatewayError.protocol(
+            -32600,
+            f"MCP-Protocol-Version {header_version!r} does not match the session's negotiated {claims.pv!r}",
+        )
+    if await state.ended.is_ended(claims):
+        raise _session_gone("the client ended it")
+    return claims
+
+
+async def _stream(
+    state: GatewayState, request: web.Request, claims: SessionClaims, token: str
+) -> web.StreamResponse:
+    """The legacy GET stream: open, keep-alive comments, nothing else (the bus pushes nothing)."""
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache, no-transform",
+            "X-Accel-Buffering": "no",
+            SESSION_HEADER: token,
+        },
+    )
+    await response.prepare(request)
+    state.metrics.streams.inc()
+    try:
+        await response.write(b": mcpmesh stream open\n\n")
+        while not state.closing.is_set():
+            try:
+                await asyncio.wait_for(state.closing.wait(), timeout=state.settings.sse_ping_s)
+                break
+            except TimeoutError:
+                pass
+            if await state.ended.is_ended(claims) or claims.exp < time.time():
+                break
+            await response.write(b": ping\n\n")
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        state.metrics.streams.dec()
+    return response
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError(
+        ErrorCode.INVALID_REQUEST,
+        f"the request body is larger than the gateway accepts ({limit} bytes, MCPMESH_MAX_BODY_BYTES)",
+        status=413,
+    )
+
+
+async def _account(
+    state: GatewayState, outcome: _Outcome, started: float, request_id: str, span: Span
+) -> None:
+    seconds = time.perf_counter() - started
+    metrics = state.metrics
+    principal = outcome.principal
+    org = principal.org_id if principal is not None else "-"
+    if outcome.auth_reason is not None:
+        metrics.auth_failures.labels(outcome.auth_reason).inc()
+    if outcome.limit is not None and principal is not None:
+        metrics.rate_limited.labels(org, outcome.limit).inc()
+    metrics.observe_call(outcome.service, outcome.tool or outcome.method, org, outcome.status, seconds)
+    metrics.responses.labels(str(outcome.http_status), org).inc()
+    span.set_attribute("http.response.status_code", outcome.http_status)
+    span.set_attribute("mcpmesh.service", outcome.service)
+    if outcome.tool:
+        span.set_attribute("mcpmesh.tool", outcome.tool)
+    if outcome.status not in ("ok", "tool_error"):
+        span.set_status(Status(StatusCode.ERROR, outcome.status))
+    log.info(
+        "mcp request",
+        method=outcome.method,
+        org_id=org,
+        key_id=principal.key_id if principal is not None else None,
+        target=outcome.service,
+        tool=outcome.tool or None,
+        status=outcome.status,
+        http_status=outcome.http_status,
+        latency_ms=round(seconds * 1000, 2),
+    )
+    if principal is not None:
+        action = outcome.method
+        if outcome.tool and outcome.tool != outcome.method:
+            action = f"{outcome.method} {outcome.service}.{outcome.tool}"
+        try:  # queued by the control plane: no I/O on this path
+            await state.control.note_key_use(
+                principal, action=action, outcome=outcome.status, request_id=request_id
+            )
+        except Exception as exc:  # auditing must never fail the request it records
+            log.warning("key use not recorded", error=repr(exc))
