@@ -1,0 +1,274 @@
+"""End-to-end gateway fixtures: a nats-server of the test's own, test services on the kit,
+gateway replicas (the real app with the real control plane) and admin helpers.
+
+    async def test_x(mesh):
+        gw = await mesh.gateway()
+        org, key = await mesh.tenant(scopes=["dxp:read"])
+        status, body, headers = await gw.rpc("tools/list", key=key)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from mcp.server.mcpserver import Context
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.gateway.app import build_app
+from mcpmesh.gateway.settings import GatewaySettings
+from mcpmesh.gateway.state import STATE, GatewayState
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service import MeshService, call_of
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.tenancy.stamp import generate_signing_key_pem
+
+ADMIN_KEY = "mk_admin_" + "g" * 32
+MODERN = "2026-07-28"
+LEGACY = "2025-11-25"
+
+
+def dxp_service() -> MeshService:
+    """A test service named like a real one (tenant key scopes must name a known service)."""
+    svc = MeshService("dxp", instructions="test service")
+
+    @svc.tool(access="read")
+    async def hello(text: str, ctx: Context) -> dict[str, Any]:
+        """Greet, and say which tenant the kit handed over."""
+        call = call_of(ctx)
+        return {"text": f"hi {text}", "org": call.org_id, "key": call.stamp.sub}
+
+    @svc.tool(access="write")
+    async def store(value: str) -> str:
+        """A tool that needs dxp:write."""
+        return f"stored {value}"
+
+    @svc.tool(access="read")
+    async def slow(seconds: float) -> str:
+        """Sleep, then answer."""
+        await asyncio.sleep(seconds)
+        return "done"
+
+    @svc.tool(access="read", meta={"mcpmesh/tiers": ["enterprise"]})
+    async def premium() -> str:
+        """Offered on the enterprise tier only."""
+        return "premium"
+
+    @svc.tool(access="read")
+    async def refuse() -> str:
+        raise MeshException(ErrorCode.NOT_FOUND, "no such thing")
+
+    @svc.resource("dxp://greeting")
+    async def greeting() -> str:
+        return "hello from dxp"
+
+    @svc.prompt()
+    async def greet(name: str) -> str:
+        return f"Say hello to {name}"
+
+    return svc
+
+
+def logs_service() -> MeshService:
+    svc = MeshService("logs")
+
+    @svc.tool(access="read")
+    async def tail(lines: int = 3) -> list[str]:
+        """The last lines."""
+        return [f"line {i}" for i in range(lines)]
+
+    @svc.prompt()
+    async def summarize() -> str:
+        return "Summarize the logs"
+
+    return svc
+
+
+@dataclasses.dataclass
+class Gateway:
+    """One gateway replica on a test server."""
+
+    app: web.Application
+    client: TestClient[web.Request, web.Application]
+
+    @property
+    def state(self) -> GatewayState:
+        return self.app[STATE]
+
+    @property
+    def url(self) -> str:
+        return str(self.client.make_url("/mcp"))
+
+    def base(self, path: str = "") -> str:
+        return str(self.client.make_url(path))
+
+    async def post(
+        self, body: Any, *, key: str | None, headers: dict[str, str] | None = None, path: str = "/mcp"
+    ) -> tuple[int, Any, dict[str, str]]:
+        hdrs = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if key is not None:
+            hdrs["x-api-key"] = key
+        hdrs.update(headers or {})
+        data = body if isinstance(body, bytes) else msgspec.json.encode(body)
+        resp = await self.client.post(path, data=data, headers=hdrs)
+        raw = await resp.read()
+        try:
+            parsed = msgspec.json.decode(raw) if raw else None
+        except msgspec.DecodeError:
+            parsed = raw
+        return resp.status, parsed, dict(resp.headers)
+
+    async def rpc(
+        self,
+        method: str,
+        params: dict[str, Any] | None = None,
+        *,
+        key: str | None,
+        path: str = "/mcp",
+        rpc_id: Any = 1,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, dict[str, str]]:
+        """A well-formed 2026-07-28 request (envelope and routing headers filled in)."""
+        body = modern_body(method, params, rpc_id=rpc_id)
+        hdrs = modern_headers(method, params)
+        hdrs.update(headers or {})
+        return await self.post(body, key=key, headers=hdrs, path=path)
+
+
+def modern_body(method: str, params: dict[str, Any] | None = None, *, rpc_id: Any = 1) -> dict[str, Any]:
+    p = dict(params or {})
+    p["_meta"] = {
+        PROTOCOL_VERSION_META_KEY: MODERN,
+        CLIENT_CAPABILITIES_META_KEY: {},
+        CLIENT_INFO_META_KEY: {"name": "test", "version": "1"},
+        **(p.get("_meta") or {}),
+    }
+    return {"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": p}
+
+
+def modern_headers(method: str, params: dict[str, Any] | None = None) -> dict[str, str]:
+    hdrs = {"mcp-protocol-version": MODERN, "mcp-method": method}
+    params = params or {}
+    if method in ("tools/call", "prompts/get") and isinstance(params.get("name"), str):
+        hdrs["mcp-name"] = params["name"]
+    if method == "resources/read" and isinstance(params.get("uri"), str):
+        hdrs["mcp-name"] = params["uri"]
+    return hdrs
+
+
+class Mesh:
+    """NATS, services and gateway replicas of one test, sharing one signing key and one database."""
+
+    def __init__(self, nats: LocalNatsServer, stack: AsyncExitStack) -> None:
+        self.nats = nats
+        self.stack = stack
+        self.signing_pem = generate_signing_key_pem()
+        self.database = f"mcpmesh_gw_{uuid.uuid4().hex[:8]}"
+        self.gateways: list[Gateway] = []
+        self.harnesses: dict[str, ServiceHarness] = {}
+
+    @property
+    def nats_url(self) -> str:
+        return self.nats.url
+
+    async def service(self, svc: MeshService) -> ServiceHarness:
+        harness = ServiceHarness(svc, self.nats_url, signing_key_pem=self.signing_pem)
+        await self.stack.enter_async_context(harness)
+        self.harnesses[svc.name] = harness
+        return harness
+
+    async def dxp(self) -> ServiceHarness:
+        return await self.service(dxp_service())
+
+    async def logs(self) -> ServiceHarness:
+        return await self.service(logs_service())
+
+    async def gateway(self, **overrides: Any) -> Gateway:
+        settings = GatewaySettings(
+            stamp_signing_key=self.signing_pem,
+            admin_key=ADMIN_KEY,
+            nats_url=self.nats_url,
+            mongodb_database=self.database,
+            key_pepper=b"gateway-test-pepper",
+            session_secret=b"gateway-test-session-secret",
+            discovery_interval_s=0.5,
+            replica_name=f"test-{len(self.gateways)}",
+        )
+        settings = dataclasses.replace(settings, **overrides)
+        app = build_app(settings)
+        client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
+        await client.start_server()
+        self.stack.push_async_callback(client.close)
+        gw = Gateway(app, client)
+        self.gateways.append(gw)
+        return gw
+
+    async def admin(self, method: str, path: str, body: Any = None, *, expect: int | None = None) -> Any:
+        gw = self.gateways[0]
+        resp = await gw.client.request(
+            method, path, json=body, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        )
+        data = await resp.json()
+        if expect is not None:
+            assert resp.status == expect, (resp.status, data)
+        return data
+
+    async def tenant(
+        self,
+        *,
+        scopes: list[str] | None = None,
+        tier: str = "pro",
+        settings: dict[str, Any] | None = None,
+        name: str = "Acme",
+    ) -> tuple[str, str]:
+        """(org id, API key secret) of a new org with one key."""
+        body: dict[str, Any] = {"name": name, "tier": tier}
+        if settings:
+            body["settings"] = settings
+        org = await self.admin("POST", "/admin/orgs", body, expect=201)
+        key = await self.admin(
+            "POST", f"/admin/orgs/{org['id']}/keys", {"name": "k", "scopes": scopes or ["*"]}, expect=201
+        )
+        return org["id"], key["secret"]
+
+    async def wait_discovered(self, *names: str) -> None:
+        for gw in self.gateways:
+            for _ in range(100):
+                if all(gw.state.discovery.has(n) for n in names):
+                    break
+                await gw.state.discovery.refresh()
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError(f"services {names} not discovered")
+
+
+@pytest.fixture
+def nats_of_test() -> Iterator[LocalNatsServer]:
+    server = LocalNatsServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+async def mesh(nats_of_test: LocalNatsServer) -> AsyncIterator[Mesh]:
+    async with AsyncExitStack() as stack:
+        yield Mesh(nats_of_test, stack)
+
+
+@pytest.fixture
+async def dxp_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
+    """The dxp and logs test services behind one gateway."""
+    await mesh.dxp()
+    await mesh.logs()
+    gw = await mesh.gateway()
+    await mesh.wait_discovered("dxp", "logs")
+    yield mesh, gw
