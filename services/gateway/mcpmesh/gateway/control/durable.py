@@ -99,7 +99,7 @@ class DurableWriter(Generic[T]):
         while not self._stopping.is_set():
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=0.5)
-            except nats.errors.TimeoutError:
+            except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
                 await asyncio.sleep(0.5)

@@ -29,7 +29,9 @@ SETTING_NAMES: Final = (*_INT_SETTINGS, "allowed_models", "rate_limits")
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """UTC, to the millisecond (what MongoDB keeps), so a stored time reads back unchanged."""
+    stamp = datetime.now(UTC)
+    return stamp.replace(microsecond=stamp.microsecond // 1000 * 1000)
 
 
 def iso(value: datetime | None) -> str | None:

@@ -1,0 +1,171 @@
+"""Usage: events from JetStream rolled up exactly once, across writer restarts and redeliveries."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+
+from mcpmesh.gateway.control import ControlPlane
+from mcpmesh.gateway.control.usage import UsageRollup
+from mcpmesh.proto.events import UsageEvent
+from mcpmesh.proto.subjects import usage_subject
+
+from .conftest import Admin
+
+
+def event(org_id: str, **over: Any) -> UsageEvent:
+    fields: dict[str, Any] = {
+        "event_id": uuid.uuid4().hex,
+        "ts": time.time(),
+        "org_id": org_id,
+        "key_id": "key-aaaaaaaaaaaa",
+        "service": "context",
+        "method": "tools/call",
+        "tool": "create",
+        "request_id": uuid.uuid4().hex,
+        "status": "ok",
+        "latency_ms": 2.0,
+        "bytes_in": 10,
+        "bytes_out": 100,
+        **over,
+    }
+    return UsageEvent(**fields)
+
+
+async def publish(plane: ControlPlane, events: list[UsageEvent], *, msg_id_suffix: str = "") -> None:
+    for e in events:
+        await plane.bus.js.publish(
+            usage_subject(e.org_id, e.service),
+            msgspec.json.encode(e),
+            headers={"Nats-Msg-Id": e.event_id + msg_id_suffix},
+        )
+
+
+async def totals_become(admin: Admin, query: str, calls: int, wait_s: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        result: dict[str, Any] = await admin.call("GET", f"/admin/usage?{query}", expect=200)
+        if result["totals"]["calls"] == calls or time.monotonic() > deadline:
+            assert result["totals"]["calls"] == calls, result["totals"]
+            return result
+        await asyncio.sleep(0.05)
+
+
+async def test_events_roll_up_by_key_service_tool(admin: Admin) -> None:
+    org = (await admin.org())["id"]
+    events = [
+        event(org, tool="create", llm_prompt_tokens=5, llm_completion_tokens=7, llm_cost_usd=0.01),
+        event(org, tool="create", status="timeout", latency_ms=4.0),
+        event(org, tool="search", key_id="key-bbbbbbbbbbbb"),
+        event(org, service="llm", tool="complete", bytes_in=1, bytes_out=2),
+        event(org, method="tools/list", tool=None),
+    ]
+    await publish(admin.plane, events)
+    result = await totals_become(admin, f"org_id={org}&group_by=service,tool", 5)
+    totals = result["totals"]
+    assert totals["errors"] == 1
+    assert totals["bytes_in"] == 10 * 4 + 1 and totals["bytes_out"] == 100 * 4 + 2
+    assert totals["llm_prompt_tokens"] == 5 and totals["llm_completion_tokens"] == 7
+    assert totals["llm_cost_usd"] == pytest.approx(0.01)
+    assert totals["latency_ms_avg"] == pytest.approx((2.0 * 4 + 4.0) / 5)
+    groups = {(g["service"], g["tool"]): g["calls"] for g in result["groups"]}
+    assert groups == {
+        ("context", "create"): 2,
+        ("context", "search"): 1,
+        ("llm", "complete"): 1,
+        ("context", None): 1,
+    }
+    by_key = await admin.call("GET", f"/admin/usage?org_id={org}&key_id=key-bbbbbbbbbbbb", expect=200)
+    assert by_key["totals"]["calls"] == 1
+    only_llm = await admin.call("GET", f"/admin/usage?org_id={org}&service=llm&group_by=hour", expect=200)
+    assert only_llm["totals"]["calls"] == 1 and len(only_llm["groups"]) == 1
+    assert await admin.plane.monthly_tool_calls(org) == 4
+    future = await admin.call("GET", f"/admin/usage?org_id={org}&since=2999-01-01T00:00:00Z", expect=200)
+    assert future["totals"]["calls"] == 0
+    await admin.call("GET", "/admin/usage?group_by=colour", expect=400)
+    await admin.call("GET", "/admin/usage?org_id=bad", expect=400)
+
+
+async def test_nothing_lost_or_doubled_across_a_writer_restart(admin: Admin) -> None:
+    org = (await admin.org())["id"]
+    await publish(admin.plane, [event(org) for _ in range(20)])
+    await totals_become(admin, f"org_id={org}", 20)
+    await admin.plane.usage_writer.stop()
+    await publish(admin.plane, [event(org) for _ in range(30)])
+    await asyncio.sleep(0.3)
+    stalled = await admin.call("GET", f"/admin/usage?org_id={org}", expect=200)
+    assert stalled["totals"]["calls"] == 20  # the writer is really stopped
+    await admin.plane.usage_writer.start()
+    await totals_become(admin, f"org_id={org}", 50)
+    await asyncio.sleep(0.3)
+    await totals_become(admin, f"org_id={org}", 50, wait_s=0)
+
+
+async def test_a_redelivered_event_counts_once(admin: Admin) -> None:
+    org = (await admin.org())["id"]
+    events = [event(org) for _ in range(5)]
+    await publish(admin.plane, events)
+    await totals_become(admin, f"org_id={org}", 5)
+    # The same events again under other message ids: JetStream stores them twice, the writer dedupes.
+    await publish(admin.plane, events, msg_id_suffix="-again")
+    await publish(admin.plane, [event(org)])
+    await totals_become(admin, f"org_id={org}", 6)
+    await asyncio.sleep(0.3)
+    await totals_become(admin, f"org_id={org}", 6, wait_s=0)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("when", ["before_bucket", "after_bucket", "before_unpending"])
+async def test_a_crash_at_any_step_then_retry_counts_once(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    org = (await admin.org())["id"]
+    rollup = UsageRollup(admin.plane.store)
+    events = [event(org) for _ in range(4)] + [event(org, tool="other")]
+    real_apply = UsageRollup._apply
+    rows = await admin.plane.store.control("usage")
+    real_update_many = type(rows).update_many
+
+    async def crashing_apply(self: UsageRollup, rows: Any, bucket: str, group: list[UsageEvent]) -> None:
+        if when == "before_bucket":
+            raise Crash
+        await real_apply(self, rows, bucket, group)
+        if when == "after_bucket":
+            raise Crash
+
+    async def crashing_update_many(self: Any, *args: Any, **kwargs: Any) -> Any:
+        await real_update_many(self, *args, **kwargs)
+        raise Crash
+
+    if when == "before_unpending":
+        monkeypatch.setattr(type(rows), "update_many", crashing_update_many)
+    else:
+        monkeypatch.setattr(UsageRollup, "_apply", crashing_apply)
+    with pytest.raises(Crash):
+        await rollup.write(events)
+    monkeypatch.undo()
+    await rollup.write(events)  # the redelivery
+    await rollup.write(events[:2])  # and another one, late
+    result = await admin.call("GET", f"/admin/usage?org_id={org}&group_by=tool", expect=200)
+    assert result["totals"]["calls"] == 5
+    assert {g["tool"]: g["calls"] for g in result["groups"]} == {"create": 4, "other": 1}
+    assert await rows.count_documents({"org_id": org, "kind": "hour", "pending.0": {"$exists": True}}) == 0
+
+
+async def test_an_event_published_for_another_org_is_dropped(admin: Admin) -> None:
+    org = (await admin.org())["id"]
+    other = (await admin.org("Other"))["id"]
+    forged = event(other)
+    await admin.plane.bus.js.publish(usage_subject(org, "context"), msgspec.json.encode(forged))
+    await publish(admin.plane, [event(org)])
+    await totals_become(admin, f"org_id={org}", 1)
+    await asyncio.sleep(0.2)
+    assert (await admin.call("GET", f"/admin/usage?org_id={other}", expect=200))["totals"]["calls"] == 0
