@@ -1,0 +1,77 @@
+"""tools/meshctl against a running admin API (a real HTTP server), as a user would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .conftest import ADMIN_KEY, Admin
+
+MESHCTL = Path(__file__).resolve().parents[4] / "tools" / "meshctl"
+
+
+async def meshctl(admin: Admin, *args: str, expect: int = 0, admin_key: str = ADMIN_KEY) -> str:
+    env = dict(os.environ, MESH_ADMIN_URL=str(admin.client.make_url("/admin")), MESH_ADMIN_KEY=admin_key)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(MESHCTL),
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == expect, (args, proc.returncode, out, err)
+    return (out if expect == 0 else err).decode()
+
+
+async def as_json(admin: Admin, *args: str) -> Any:
+    return json.loads(await meshctl(admin, "--json", *args))
+
+
+async def test_org_and_key_lifecycle_through_the_cli(admin: Admin) -> None:
+    org = await as_json(
+        admin, "org", "create", "Cli Co", "--tier", "pro", "--settings", '{"max_contexts": 3}'
+    )
+    assert org["tier"] == "pro" and org["settings"]["max_contexts"] == 3
+    assert org["id"] in await meshctl(admin, "org", "list")
+    assert (await as_json(admin, "org", "show", org["id"]))["name"] == "Cli Co"
+
+    key = await as_json(admin, "key", "create", org["id"], "--name", "ci", "--scopes", "context:read,llm:*")
+    assert key["scopes"] == ["context:read", "llm:*"]
+    assert (await admin.plane.authenticate(key["secret"])).key_id == key["id"]
+    listing = await meshctl(admin, "key", "list", org["id"])
+    assert key["id"] in listing and key["secret"] not in listing
+
+    rotated = await as_json(admin, "key", "rotate", key["id"], "--grace", "0")
+    assert (await admin.plane.authenticate(rotated["secret"])).key_id == key["id"]
+    assert (await as_json(admin, "key", "revoke", key["id"]))["status"] == "revoked"
+    assert (await as_json(admin, "org", "suspend", org["id"]))["status"] == "suspended"
+
+    usage = await as_json(admin, "usage", "--org", org["id"], "--group-by", "service")
+    assert usage["totals"]["calls"] == 0
+    assert "CALLS" in await meshctl(admin, "usage", "--org", org["id"])
+
+    refused = await meshctl(admin, "org", "delete", org["id"], expect=1)
+    assert "--yes" in refused
+    assert (await as_json(admin, "org", "delete", org["id"], "--yes"))["deleted"] is True
+    missing = await meshctl(admin, "org", "show", org["id"], expect=1)
+    assert f"organization {org['id']} not found (HTTP 404)" in missing
+
+
+async def test_cli_errors_are_one_clear_line(admin: Admin) -> None:
+    bad = await meshctl(admin, "org", "create", "X", "--settings", '{"max_contexts": -5}', expect=1)
+    assert "'settings.max_contexts' must be an integer" in bad and "Traceback" not in bad
+    denied = await meshctl(admin, "org", "list", admin_key="not-the-admin-key-at-all", expect=1)
+    assert "admin authentication required" in denied
+
+
+async def test_nats_user_block(admin: Admin) -> None:
+    block = await meshctl(admin, "nats-user", "org-acme")
+    assert '"user": "org-acme"' in block and "$NATS_ORG_ACME_PASSWORD" in block
+    assert '"mcp.org-acme.>"' in block
+    assert "invalid org id" in await meshctl(admin, "nats-user", "ACME", expect=1)

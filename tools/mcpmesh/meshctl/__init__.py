@@ -1,0 +1,1 @@
+"""meshctl: drive the gateway's admin API from a shell (stdlib only)."""

@@ -1,0 +1,5 @@
+import sys
+
+from mcpmesh.meshctl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,212 @@
+"""meshctl — the gateway's admin API from a shell.
+
+Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh up`.
+
+  meshctl org create NAME [--tier pro] [--settings JSON]
+  meshctl org list | show ORG | update ORG [--name N] [--tier T] [--settings JSON]
+  meshctl org suspend ORG | resume ORG | export ORG | delete ORG --yes
+  meshctl key create ORG --name N [--scopes '*'] [--expires-at ISO]
+  meshctl key list ORG | rotate KEY [--grace SECONDS] | suspend KEY | resume KEY | revoke KEY
+  meshctl usage [--org ORG] [--key KEY] [--service S] [--tool T] [--since ISO] [--until ISO] [--group-by F,...]
+  meshctl audit [--org ORG] [--actor A] [--action A] [--limit N]
+  meshctl nats-user ORG [--password-ref REF]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from mcpmesh.meshctl.client import AdminClient, CliError
+
+
+def _settings(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise CliError("--settings must be a JSON object, e.g. '{\"max_contexts\": 10}'") from None
+    if not isinstance(value, dict):
+        raise CliError("--settings must be a JSON object, e.g. '{\"max_contexts\": 10}'")
+    return value
+
+
+def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _org(api: AdminClient, a: argparse.Namespace) -> Any:
+    if a.action == "create":
+        body: dict[str, Any] = {"name": a.name, "tier": a.tier}
+        if a.settings:
+            body["settings"] = _settings(a.settings)
+        return api.request("POST", "/orgs", body)
+    if a.action == "list":
+        items: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = api.request("GET", "/orgs", query={"limit": 500, "cursor": cursor})
+            items += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                break
+        return items if a.json else _table(items, ("id", "name", "tier", "status", "created_at"))
+    if a.action == "show":
+        return api.request("GET", f"/orgs/{a.org}")
+    if a.action == "update":
+        body = {k: v for k, v in (("name", a.name), ("tier", a.tier)) if v}
+        if a.settings:
+            body["settings"] = _settings(a.settings)
+        if not body:
+            raise CliError("nothing to update: give --name, --tier or --settings")
+        return api.request("PATCH", f"/orgs/{a.org}", body)
+    if a.action in ("suspend", "resume"):
+        return api.request("POST", f"/orgs/{a.org}/{a.action}")
+    if a.action == "export":
+        return api.request("GET", f"/orgs/{a.org}/export")
+    if not a.yes:
+        raise CliError(f"deleting {a.org} drops all of its data in every service: add --yes to confirm")
+    return api.request("DELETE", f"/orgs/{a.org}")
+
+
+def _key(api: AdminClient, a: argparse.Namespace) -> Any:
+    if a.action == "create":
+        body: dict[str, Any] = {"name": a.name, "scopes": [s for s in a.scopes.split(",") if s]}
+        if a.expires_at:
+            body["expires_at"] = a.expires_at
+        return api.request("POST", f"/orgs/{a.org}/keys", body)
+    if a.action == "list":
+        items = api.request("GET", f"/orgs/{a.org}/keys")["items"]
+        return (
+            items
+            if a.json
+            else _table(items, ("id", "name", "status", "scopes", "last_used_at", "expires_at"))
+        )
+    if a.action == "rotate":
+        return api.request(
+            "POST", f"/keys/{a.key}/rotate", {"grace_s": a.grace} if a.grace is not None else {}
+        )
+    return api.request("POST", f"/keys/{a.key}/{a.action}")
+
+
+def _usage(api: AdminClient, a: argparse.Namespace) -> Any:
+    query = {
+        "org_id": a.org,
+        "key_id": a.key,
+        "service": a.service,
+        "tool": a.tool,
+        "since": a.since,
+        "until": a.until,
+        "group_by": a.group_by,
+    }
+    result = api.request("GET", "/usage", query=query)
+    if a.json:
+        return result
+    columns = [*(result["group_by"] or []), "calls", "errors", "latency_ms_avg", "llm_cost_usd"]
+    rows = [*result["groups"], {**result["totals"], **dict.fromkeys(result["group_by"] or [], "")}]
+    if result["group_by"]:
+        rows[-1][result["group_by"][0]] = "TOTAL"
+    return _table(rows, columns)
+
+
+def _audit(api: AdminClient, a: argparse.Namespace) -> Any:
+    query = {"org_id": a.org, "actor": a.actor, "action": a.action_filter, "limit": a.limit}
+    items = api.request("GET", "/audit", query=query)["items"]
+    return items if a.json else _table(items, ("ts", "org_id", "actor", "action", "target", "outcome"))
+
+
+def _nats_user(a: argparse.Namespace) -> str:
+    try:
+        from mcpmesh.proto.ids import InvalidIdentifier
+        from mcpmesh.tenancy.natsauth import render_user, tenant_user
+    except ImportError:
+        raise CliError(
+            "nats-user needs the mcpmesh libraries: run it from a checkout after ./mesh test or up"
+        ) from None
+    ref = a.password_ref or "$NATS_" + a.org.upper().replace("-", "_") + "_PASSWORD"
+    try:
+        return render_user(tenant_user(a.org, ref))
+    except InvalidIdentifier as exc:
+        raise CliError(str(exc)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="meshctl", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    org = sub.add_parser("org", help="organizations").add_subparsers(dest="action", required=True)
+    c = org.add_parser("create")
+    c.add_argument("name")
+    c.add_argument("--tier", default="free", choices=("free", "pro", "enterprise"))
+    c.add_argument("--settings", help="JSON object of settings overrides")
+    org.add_parser("list")
+    for action in ("show", "suspend", "resume", "export"):
+        org.add_parser(action).add_argument("org")
+    u = org.add_parser("update")
+    u.add_argument("org")
+    u.add_argument("--name")
+    u.add_argument("--tier", choices=("free", "pro", "enterprise"))
+    u.add_argument("--settings", help="JSON object of settings overrides (null resets one)")
+    d = org.add_parser("delete")
+    d.add_argument("org")
+    d.add_argument("--yes", action="store_true", help="confirm: all of the org's data is dropped")
+
+    key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    k = key.add_parser("create")
+    k.add_argument("org")
+    k.add_argument("--name", required=True)
+    k.add_argument("--scopes", default="*", help="comma-separated, e.g. 'context:read,llm:*' (default '*')")
+    k.add_argument("--expires-at", help="ISO 8601 expiry")
+    key.add_parser("list").add_argument("org")
+    r = key.add_parser("rotate")
+    r.add_argument("key")
+    r.add_argument("--grace", type=float, help="seconds the old secret stays valid (default: the gateway's)")
+    for action in ("suspend", "resume", "revoke"):
+        key.add_parser(action).add_argument("key")
+
+    us = sub.add_parser("usage", help="usage totals and groups")
+    us.add_argument("--org")
+    us.add_argument("--key")
+    us.add_argument("--service")
+    us.add_argument("--tool")
+    us.add_argument("--since")
+    us.add_argument("--until")
+    us.add_argument("--group-by", help="comma-separated: org_id,key_id,service,method,tool,hour,day")
+
+    au = sub.add_parser("audit", help="audit log, newest first")
+    au.add_argument("--org")
+    au.add_argument("--actor")
+    au.add_argument("--action", dest="action_filter")
+    au.add_argument("--limit", type=int, default=50)
+
+    n = sub.add_parser("nats-user", help="print the nats-server user block of an org's publisher")
+    n.add_argument("org")
+    n.add_argument("--password-ref", help="password or $VAR reference (default $NATS_<ORG>_PASSWORD)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "nats-user":
+            out: Any = _nats_user(args)
+        else:
+            api = AdminClient.from_env()
+            handler = {"org": _org, "key": _key, "usage": _usage, "audit": _audit}[args.command]
+            out = handler(api, args)
+    except CliError as exc:
+        print(f"meshctl: {exc}", file=sys.stderr)
+        return exc.code
+    print(out if isinstance(out, str) else json.dumps(out, indent=2))
+    return 0
