@@ -1,8 +1,10 @@
 """Reading a context's entries: whole (paged by the reply budget) or a window, oldest first.
 
 Every read is an index range on (ctx_id, seq) or (ctx_id, tok_start): a window of the
-last N entries reads N documents and a window of the last N tokens reads the entries
-whose `tok_start >= token_total - N`, whatever the size of the context.
+last N entries reads the seqs [next_seq - N, next_seq) (or, when an append is in flight
+or failed and left a hole, the N highest seqs through the same index), and a window of
+the last N tokens reads the entries whose `tok_start >= token_total - N`, whatever the
+size of the context.
 """
 
 from __future__ import annotations
@@ -30,8 +32,12 @@ async def read_entries(
     hidden = [p["r"] for p in doc.get("pending") or ()]
     if hidden:  # appends in flight show up all at once, when they commit
         query["r"] = {"$nin": hidden}
-    if after_seq is not None:
-        query["seq"] = {"$gt": after_seq}
+    lowest = after_seq + 1 if after_seq is not None else None
+    if last_n is not None and not hidden and not doc.get("hole_entries"):
+        # every seq below next_seq holds an entry: the last N entries are exactly this seq range
+        lowest = max(lowest or 0, int(doc.get("next_seq", 0)) - last_n)
+    if lowest is not None:
+        query["seq"] = {"$gte": lowest}
     if last_n_tokens is not None:
         query["tok_start"] = {"$gte": int(doc.get("token_total", 0)) - last_n_tokens}
     budget = app.settings.max_reply_bytes

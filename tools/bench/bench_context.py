@@ -1,0 +1,199 @@
+"""mcp-context benchmark: appends/s and windowed gets/s through the bus, for contexts of 10, 1,000
+and 10,000 entries, and how many entries each windowed get reads.
+
+The service runs in this process on a ServiceHarness (the gateway's view: every call is a
+stamped JSON-RPC request over a local nats-server). MongoDB is the embedded mongomock
+unless MONGODB_URL is set.
+
+Two layouts:
+  shared   the three contexts live in one org, i.e. the same `<org>__entries` collection:
+           only the context size differs between rows.
+  per-org  each context in its own org: the collection grows with the context. mongomock
+           has no query planner (every find scans the whole collection in Python), so there
+           the cost follows the collection size; MongoDB proper answers from the
+           (ctx_id, seq) / (ctx_id, tok_start) indexes.
+The "read/get" column counts entry documents the service fetched per windowed get.
+
+    .venv/bin/python tools/bench/bench_context.py [--sizes 10 1000 10000] [--ops 200] [--layout shared per-org]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.service import ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.store import connect_database
+from mcpmesh.telemetry.logs import configure_logging
+
+TEXT = "The customer asked about invoice {i}; the assistant explained the billing cycle and next steps."
+
+
+@dataclass
+class Row:
+    layout: str
+    size: int
+    fill_s: float
+    append_rate: float
+    append_p50: float
+    append_conc_rate: float
+    last_n_rate: float
+    last_n_p50: float
+    last_tokens_rate: float
+    last_tokens_p50: float
+    read_per_get: float
+
+
+async def timed(ops: int, call: Callable[[int], Awaitable[Any]], concurrency: int = 1) -> tuple[float, float]:
+    """(ops/s, p50 ms) of `ops` calls, `concurrency` at a time."""
+    latencies: list[float] = []
+    queue = iter(range(ops))
+
+    async def worker() -> None:
+        for i in queue:
+            t0 = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return ops / elapsed, statistics.median(latencies) * 1000
+
+
+async def fill(harness: ServiceHarness, org: str, ctx_id: str, size: int, stamp: str) -> float:
+    started = time.perf_counter()
+    for start in range(0, size, 500):
+        batch = [
+            {"role": "user" if i % 2 == 0 else "assistant", "content": TEXT.format(i=i)}
+            for i in range(start, min(size, start + 500))
+        ]
+        await harness.call_tool(org, "append", {"ctx_id": ctx_id, "entries": batch}, stamp=stamp)
+    return time.perf_counter() - started
+
+
+async def run_layout(
+    nats_url: str, layout: str, sizes: list[int], ops: int, window: int, window_tokens: int, concurrency: int
+) -> list[Row]:
+    database = f"bench_context_{uuid.uuid4().hex[:8]}"
+    service = build_service(ContextSettings(sweep_interval_s=0))
+    app = app_of(service)
+    rows: list[Row] = []
+    harness = ServiceHarness(service, nats_url, settings=ServiceSettings(mongodb_database=database))
+    async with harness:
+        contexts: dict[int, tuple[str, str, float]] = {}
+        for size in sizes:  # build every context first: in `shared`, all rows see the same collection
+            org = "org-bench" if layout == "shared" else f"org-bench-{size}"
+            stamp = harness.stamp(org, ["context:*"], tier="enterprise")  # 1M tokens per context
+            await harness.call_tool(org, "list", {}, stamp=stamp)  # warm up
+            ctx_id = (await harness.call_tool(org, "create", {"title": f"{size} entries"}, stamp=stamp))[
+                "ctx_id"
+            ]
+            contexts[size] = (org, ctx_id, await fill(harness, org, ctx_id, size, stamp))
+        for size in sizes:
+            org, ctx_id, fill_s = contexts[size]
+            stamp = harness.stamp(org, ["context:*"], tier="enterprise")
+
+            def get(
+                args: dict[str, Any], org: str = org, stamp: str = stamp
+            ) -> Callable[[int], Awaitable[Any]]:
+                return lambda _i: harness.call_tool(org, "get", args, stamp=stamp)
+
+            before = app.stats["entries_read"]
+            last_n = await timed(ops, get({"ctx_id": ctx_id, "last_n": window}))
+            last_tokens = await timed(ops, get({"ctx_id": ctx_id, "last_n_tokens": window_tokens}))
+            read_per_get = (app.stats["entries_read"] - before) / (2 * ops)
+
+            def append(i: int, org: str = org, ctx_id: str = ctx_id, stamp: str = stamp) -> Awaitable[Any]:
+                args = {"ctx_id": ctx_id, "role": "user", "content": TEXT.format(i=i)}
+                return harness.call_tool(org, "append", args, stamp=stamp)
+
+            appends = await timed(ops, append)
+            appends_conc = await timed(ops, append, concurrency)
+            rows.append(
+                Row(
+                    layout,
+                    size,
+                    fill_s,
+                    appends[0],
+                    appends[1],
+                    appends_conc[0],
+                    last_n[0],
+                    last_n[1],
+                    last_tokens[0],
+                    last_tokens[1],
+                    read_per_get,
+                )
+            )
+    await app.close()
+    await connect_database(None, database).client.drop_database(database)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 1_000, 10_000])
+    parser.add_argument("--ops", type=int, default=200, help="calls per measurement")
+    parser.add_argument("--window", type=int, default=20, help="last_n of the windowed get")
+    parser.add_argument("--window-tokens", type=int, default=500, help="last_n_tokens of the windowed get")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="appends in flight for the concurrent run"
+    )
+    parser.add_argument("--layout", nargs="+", choices=["shared", "per-org"], default=["shared", "per-org"])
+    args = parser.parse_args()
+    configure_logging("bench", json=False, level="WARNING")
+
+    nats = LocalNatsServer()
+    try:
+        rows = [
+            row
+            for layout in args.layout
+            for row in asyncio.run(
+                run_layout(
+                    nats.url, layout, args.sizes, args.ops, args.window, args.window_tokens, args.concurrency
+                )
+            )
+        ]
+    finally:
+        nats.close()
+
+    print(
+        f"\nmcp-context through the bus ({args.ops} calls per cell; windows: last_n={args.window}, "
+        f"last_n_tokens={args.window_tokens}; concurrent appends: {args.concurrency} in flight)\n"
+    )
+    header = (
+        f"{'layout':<8}{'entries':>8}{'fill s':>8}{'append/s':>10}{'p50 ms':>8}{'conc/s':>8}"
+        f"{'last_n/s':>10}{'p50 ms':>8}{'tokens/s':>10}{'p50 ms':>8}{'read/get':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r.layout:<8}{r.size:>8}{r.fill_s:>8.2f}{r.append_rate:>10.0f}{r.append_p50:>8.2f}"
+            f"{r.append_conc_rate:>8.0f}{r.last_n_rate:>10.0f}{r.last_n_p50:>8.2f}{r.last_tokens_rate:>10.0f}"
+            f"{r.last_tokens_p50:>8.2f}{r.read_per_get:>10.1f}"
+        )
+    for layout in args.layout:
+        mine = [r for r in rows if r.layout == layout]
+        if len(mine) >= 2:
+            small, large = mine[0], mine[-1]
+            print(
+                f"\n{layout}: windowed get p50 at {large.size} vs {small.size} entries: "
+                f"last_n {large.last_n_p50 / small.last_n_p50:.2f}x, "
+                f"last_n_tokens {large.last_tokens_p50 / small.last_tokens_p50:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()
