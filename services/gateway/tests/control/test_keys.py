@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -129,3 +130,48 @@ async def test_list_never_shows_secrets_and_records_last_use(admin: Admin) -> No
     assert key["secret"] not in text and "hash" not in text and "secret" not in text
     (item,) = listed["items"]
     assert item["last_used_at"] is not None and item["status"] == "active"
+
+
+async def test_concurrent_first_uses_share_one_lookup(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = await admin.org()
+    key = await admin.key(org["id"])
+    keys = admin.plane.keys
+    real_get = keys.get
+    lookups = 0
+
+    async def counting_get(key_id: str, *, with_hashes: bool = False) -> Any:
+        nonlocal lookups
+        lookups += 1
+        return await real_get(key_id, with_hashes=with_hashes)
+
+    monkeypatch.setattr(keys, "get", counting_get)
+    principals = await asyncio.gather(*(admin.plane.authenticate(key["secret"]) for _ in range(50)))
+    assert {p.key_id for p in principals} == {key["id"]}
+    assert lookups == 1
+    await admin.plane.authenticate(key["secret"])
+    assert lookups == 1  # cached
+
+
+async def test_a_lookup_racing_a_revocation_is_not_cached(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = await admin.org()
+    key = await admin.key(org["id"])
+    keys = admin.plane.keys
+    real_get = keys.get
+    read, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_get(key_id: str, *, with_hashes: bool = False) -> Any:
+        row = await real_get(key_id, with_hashes=with_hashes)
+        read.set()
+        await release.wait()
+        return row
+
+    monkeypatch.setattr(keys, "get", slow_get)
+    racing = asyncio.ensure_future(admin.plane.authenticate(key["secret"]))
+    await read.wait()  # the key was read while still active ...
+    monkeypatch.setattr(keys, "get", real_get)
+    await admin.call("POST", f"/admin/keys/{key['id']}/revoke", expect=200)  # ... then revoked
+    release.set()
+    assert (await racing).key_id == key["id"]  # that request was already in flight
+    await refused_within(admin.plane, key["secret"], "revoked", seconds=0.01)

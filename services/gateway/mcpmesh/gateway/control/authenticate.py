@@ -9,6 +9,7 @@ and the cache is cleared whenever the NATS connection was lost in between.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from pymongo.errors import PyMongoError
 
 from mcpmesh.bus import Bus
 from mcpmesh.gateway.control.keys import ACTIVE, REVOKED, SUSPENDED, KeyRegistry
@@ -25,6 +27,7 @@ from mcpmesh.gateway.control.orgs import ACTIVE as ORG_ACTIVE
 from mcpmesh.gateway.control.orgs import OrgRegistry
 from mcpmesh.gateway.control.principal import AuthFailed, Principal
 from mcpmesh.gateway.control.validation import aware, effective_settings, now
+from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.events import KeyEvent
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.proto.subjects import KEY_EVENTS
@@ -62,6 +65,7 @@ class Authenticator:
         self._epoch = 0  # bumped by every invalidation
         self._reconnects = 0
         self._sub: Subscription | None = None
+        self._inflight: dict[str, asyncio.Future[tuple[Principal, float]]] = {}
 
     async def start(self) -> None:
         self._sub = await self.bus.nc.subscribe(KEY_EVENTS, cb=self._on_event)
@@ -91,6 +95,7 @@ class Authenticator:
 
     def invalidate(self, event: KeyEvent) -> None:
         self._epoch += 1
+        self._inflight.clear()  # lookups begun before the event may have read the old state
         if event.action in ORG_ACTIONS or event.key_id == "*":
             doomed = [h for h, e in self._cache.items() if e.principal.org_id == event.org_id]
         else:
@@ -100,6 +105,7 @@ class Authenticator:
 
     def clear(self) -> None:
         self._epoch += 1
+        self._inflight.clear()
         self._cache.clear()
 
     def _connection_trusted(self) -> bool:
@@ -125,14 +131,38 @@ class Authenticator:
         if entry is not None and trusted and entry.valid_until > wall:
             return entry.principal
         epoch = self._epoch
-        principal, valid_until = await self._lookup(key_id, digest)
+        principal, valid_until = await self._lookup_once(key_id, digest)
         if trusted and epoch == self._epoch:
             if len(self._cache) >= self.max_entries:
                 self._cache.clear()
             self._cache[digest] = _Entry(principal, min(valid_until, time.time() + self.ttl_s))
         return principal
 
+    async def _lookup_once(self, key_id: str, digest: str) -> tuple[Principal, float]:
+        """Concurrent first uses of one key share a single store lookup."""
+        pending = self._inflight.get(digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(key_id, digest))
+            self._inflight[digest] = pending
+            pending.add_done_callback(lambda f: self._forget_inflight(digest, f))
+        return await asyncio.shield(pending)
+
+    def _forget_inflight(self, digest: str, done: asyncio.Future[tuple[Principal, float]]) -> None:
+        if self._inflight.get(digest) is done:
+            del self._inflight[digest]
+        if not done.cancelled():
+            done.exception()  # retrieved: a refusal shared by no one is not "never retrieved"
+
     async def _lookup(self, key_id: str, digest: str) -> tuple[Principal, float]:
+        try:
+            return await self._verify(key_id, digest)
+        except PyMongoError as exc:
+            log.error("key store unavailable", error=repr(exc))
+            raise MeshException(
+                ErrorCode.UNAVAILABLE, "API keys cannot be checked right now: retry shortly"
+            ) from None
+
+    async def _verify(self, key_id: str, digest: str) -> tuple[Principal, float]:
         row = await self.keys.get(key_id, with_hashes=True)
         if row is None:
             raise AuthFailed("unknown")
