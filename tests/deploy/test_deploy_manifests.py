@@ -407,9 +407,7 @@ def test_compose_takes_secrets_from_env_interpolation_only() -> None:
 def test_env_var_names_are_ones_the_code_reads(folder: str) -> None:
     if folder not in runnable_services():
         pytest.skip(f"services/{folder} has no __main__ yet: its settings are not written")
-    # X_FILE: the settings read a secret X from a file when X_FILE is set (the _FILE convention)
-    documented = documented_env_names() | {f"{name}_FILE" for name in documented_env_names()}
-    allowed = documented | nats_conf_vars() | {"PYTHONPATH"}
+    allowed = allowed_env_names()
     names = set(compose_env(folder))
     names |= set(dockerfile_env(dockerfile(ROOT / "services" / folder / "Dockerfile")))
     deployment = find(base_resources(), "Deployment", folder)
@@ -418,6 +416,12 @@ def test_env_var_names_are_ones_the_code_reads(folder: str) -> None:
     names |= {line.split("=")[0] for line in config_literals()}
     unknown = sorted(names - allowed)
     assert not unknown, f"{folder}: env vars no settings module or README mentions: {unknown}"
+
+
+def allowed_env_names() -> set[str]:
+    # X_FILE: the settings read a secret X from a file when X_FILE is set (the _FILE convention)
+    documented = documented_env_names() | {f"{name}_FILE" for name in documented_env_names()}
+    return documented | nats_conf_vars() | {"PYTHONPATH"}
 
 
 def config_literals() -> list[str]:
@@ -475,6 +479,15 @@ def test_kustomize_output_is_hardened_and_consistent(target: str) -> None:
         if d["metadata"]["labels"]["mcpmesh.io/role"] == "service":
             stamp = next(v for v in pod["volumes"] if v["name"] == "stamp")
             assert stamp["secret"]["items"] == [{"key": "public.pem", "path": "public.pem"}], name
+    runnable = [d for d in workloads if d["metadata"]["name"] in runnable_services()]
+    names = {e["name"] for d in runnable for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    names |= {
+        k
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("mcpmesh-config")
+        for k in d["data"]
+    }
+    assert not names - allowed_env_names(), f"env vars the code does not read: {names - allowed_env_names()}"
     targets = {
         (h["spec"]["scaleTargetRef"]["kind"], h["spec"]["scaleTargetRef"]["name"])
         for h in docs
@@ -575,3 +588,14 @@ def test_http_probe(http_status: tuple[int, list[int]]) -> None:
     status[0] = 503
     assert probe("http", "/health", GATEWAY_PORT=str(port)).returncode == 1
     assert probe("http", "/missing", GATEWAY_PORT=str(port)).returncode == 1
+
+
+def test_prod_ingress_routes_only_public_gateway_paths() -> None:
+    ingresses = [d for d in render("overlays/prod") if d["kind"] == "Ingress"]
+    assert ingresses
+    for ingress in ingresses:
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                assert path["backend"]["service"]["name"] == "gateway"
+                # /metrics and /health/* are served without a key: they must stay internal
+                assert path["path"] not in ("/", "/metrics", "/health"), path["path"]
