@@ -599,3 +599,9 @@ def test_prod_ingress_routes_only_public_gateway_paths() -> None:
                 assert path["backend"]["service"]["name"] == "gateway"
                 # /metrics and /health/* are served without a key: they must stay internal
                 assert path["path"] not in ("/", "/metrics", "/health"), path["path"]
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_overlays_set_the_image_of_every_service(overlay: str) -> None:
+    images = {i["name"] for i in kustomization(K8S / "overlays" / overlay)["images"]}
+    assert {f"mcpmesh/{folder}" for folder in deployables()} <= images
