@@ -199,3 +199,13 @@ def test_capture_logs_still_works_for_other_suites() -> None:
     with structlog.testing.capture_logs() as logs:
         log.info("captured", org_id="org-acme")
     assert logs == [{"event": "captured", "org_id": "org-acme", "log_level": "info"}]
+
+
+def test_a_library_basicconfig_handler_does_not_duplicate_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # what the mcp SDK's MCPServer does
+    configure_logging("dup-check", json=True, level="INFO")
+    get_logger("dup").info("only once", marker="m-1")
+    err = capsys.readouterr().err
+    assert err.count("only once") == 1, err

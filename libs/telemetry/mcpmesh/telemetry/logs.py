@@ -120,6 +120,9 @@ def _renderers(json: bool) -> list[Processor]:
     return [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
 
 
+_BASIC_HANDLERS = (logging.StreamHandler,)
+
+
 def configure_logging(service: str, *, json: bool | None = None, level: str | None = None) -> None:
     """Configure structlog and stdlib logging for this process.
 
@@ -141,7 +144,10 @@ def configure_logging(service: str, *, json: bool | None = None, level: str | No
         )
     )
     root = logging.getLogger()
-    for old in [h for h in root.handlers if getattr(h, "_mcpmesh", False)]:
+    # This process's logging belongs to us: drop our previous handler and any plain handler a
+    # library installed with logging.basicConfig (the mcp SDK's MCPServer does), which would
+    # print every line a second time in another format.
+    for old in [h for h in root.handlers if getattr(h, "_mcpmesh", False) or type(h) in _BASIC_HANDLERS]:
         root.removeHandler(old)
         old.close()
     root.addHandler(handler)
