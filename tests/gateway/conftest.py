@@ -18,6 +18,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from multidict import CIMultiDict
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from mcp.server.mcpserver import Context
@@ -113,7 +114,7 @@ class Gateway:
 
     async def post(
         self, body: Any, *, key: str | None, headers: dict[str, str] | None = None, path: str = "/mcp"
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> tuple[int, Any, CIMultiDict[str]]:
         hdrs = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
         if key is not None:
             hdrs["x-api-key"] = key
@@ -125,7 +126,7 @@ class Gateway:
             parsed = msgspec.json.decode(raw) if raw else None
         except msgspec.DecodeError:
             parsed = raw
-        return resp.status, parsed, dict(resp.headers)
+        return resp.status, parsed, CIMultiDict(resp.headers)
 
     async def rpc(
         self,
@@ -136,7 +137,7 @@ class Gateway:
         path: str = "/mcp",
         rpc_id: Any = 1,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> tuple[int, Any, CIMultiDict[str]]:
         """A well-formed 2026-07-28 request (envelope and routing headers filled in)."""
         body = modern_body(method, params, rpc_id=rpc_id)
         hdrs = modern_headers(method, params)
