@@ -189,3 +189,15 @@ async def test_openapi_lists_every_route(admin: Admin) -> None:
         assert (method, path) in documented
     op = doc["paths"]["/admin/orgs/{org_id}/keys"]["post"]
     assert op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["name", "scopes"]
+
+
+async def test_large_and_oversized_bodies(admin: Admin) -> None:
+    models = [f"provider/model-{i:04d}-" + "x" * 150 for i in range(100)]  # ~17 KB, several chunks
+    org = await admin.org("Big", settings={"allowed_models": models})
+    assert len(org["settings"]["allowed_models"]) == 100
+    huge = b'{"name": "' + b"x" * (300 * 1024) + b'"}'
+    resp = await admin.client.post("/admin/orgs", data=huge, headers=admin.headers)
+    assert resp.status == 413
+    assert "too large" in (await resp.json())["error"]["message"]
+    resp = await admin.client.post("/admin/orgs", data=b'{"name": "\xff"}', headers=admin.headers)
+    assert resp.status == 400 and "UTF-8" in (await resp.json())["error"]["message"]

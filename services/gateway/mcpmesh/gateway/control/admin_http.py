@@ -61,9 +61,16 @@ def guarded(plane: ControlPlane, handler: Handler, *, public: bool = False) -> A
 async def json_body(request: web.Request, *, optional: bool = False) -> dict[str, Any]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise ApiError(413, ErrorCode.INVALID_REQUEST, f"request body too large: at most {MAX_BODY} bytes")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, ErrorCode.INVALID_REQUEST, f"request body too large: at most {MAX_BODY} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(64 * 1024):  # read(n) may return less than n: loop
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(
+                413, ErrorCode.INVALID_REQUEST, f"request body too large: at most {MAX_BODY} bytes"
+            )
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         if optional:
             return {}
