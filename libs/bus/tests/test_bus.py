@@ -90,3 +90,10 @@ def test_deadline_from_header_is_capped_by_the_local_default() -> None:
     assert Deadline.from_header("garbage", default_s=5).remaining() > 4
     near = Deadline.after(1)
     assert abs(Deadline.from_header(near.header(), default_s=30).at - near.at) < 0.002
+
+
+def test_redact_url_hides_only_the_password() -> None:
+    from mcpmesh.bus import redact_url
+
+    assert redact_url("nats://svc-context:s3cret@nats:4222") == "nats://svc-context:***@nats:4222"
+    assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

@@ -9,7 +9,9 @@ died: that makes delivery at-least-once, so use it for idempotent calls.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,17 +34,22 @@ log = get_logger("mcpmesh.bus")
 
 _BACKOFF_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
+#: JetStream replicas for USAGE and AUDIT: 1 on a single server, 3 on a production cluster.
+STREAM_REPLICAS = int(os.environ.get("MCPMESH_JS_REPLICAS", "1"))
+
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
         name=subjects.USAGE_STREAM,
         subjects=[subjects.usage_filter()],
         max_age=30 * 86400.0,
+        num_replicas=STREAM_REPLICAS,
         duplicate_window=120.0,
     ),
     StreamConfig(
         name=subjects.AUDIT_STREAM,
         subjects=[subjects.audit_filter()],
         max_age=400 * 86400.0,
+        num_replicas=STREAM_REPLICAS,
         duplicate_window=120.0,
     ),
 )
@@ -171,3 +178,12 @@ async def connect(
         ) from None
     log.debug("nats connected", url=url, ms=round((time.monotonic() - started) * 1000, 1))
     return Bus(nc)
+
+
+def redact_url(url: str) -> str:
+    """`url` without its password, for logs."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))

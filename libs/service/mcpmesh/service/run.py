@@ -19,7 +19,7 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
 
-from mcpmesh.bus import Bus, Deadline, connect
+from mcpmesh.bus import Bus, Deadline, connect, redact_url
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.proto.subjects import TENANT_ACTIONS, service_queue_subject, tenant_control_subject
 from mcpmesh.service.call import CURRENT_CALL, Call
@@ -119,7 +119,9 @@ async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: as
     await service.started(settings, bus)
     server = BusServer(service, bus)
     await server.start()
-    log.info("serving on the bus", subject=service_queue_subject(service.name), nats=settings.nats_url)
+    log.info(
+        "serving on the bus", subject=service_queue_subject(service.name), nats=redact_url(settings.nats_url)
+    )
     await stop.wait()
     log.info("shutting down", inflight=len(server.inflight))
     await server.stop(settings.shutdown_grace_s)

@@ -171,7 +171,10 @@ class MeshService:
         if self._vectors is None:
             from mcpmesh.vectors import Vectors, connect_qdrant
 
-            self._vectors = Vectors(connect_qdrant(self.settings.qdrant_url, path=self.settings.qdrant_path))
+            client = connect_qdrant(
+                self.settings.qdrant_url, path=self.settings.qdrant_path, api_key=self.settings.qdrant_api_key
+            )
+            self._vectors = Vectors(client)
         return self._vectors
 
     async def org_settings(self, org_id: str, tier: str) -> OrgSettings:

@@ -24,6 +24,7 @@ class ServiceSettings:
     mongodb_url: str | None = None  # unset: embedded mongomock-motor
     mongodb_database: str = "mcpmesh"
     qdrant_url: str | None = None  # unset: Qdrant local mode at qdrant_path
+    qdrant_api_key: str | None = None
     qdrant_path: str = ".mesh/qdrant"
     max_inflight: int = 256  # concurrent calls per replica
     call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
@@ -38,6 +39,7 @@ class ServiceSettings:
             mongodb_url=_env("MONGODB_URL"),
             mongodb_database=_env("MONGODB_DATABASE", cls.mongodb_database) or cls.mongodb_database,
             qdrant_url=_env("QDRANT_URL"),
+            qdrant_api_key=_env("QDRANT_API_KEY"),
             qdrant_path=_env("QDRANT_PATH", cls.qdrant_path) or cls.qdrant_path,
             max_inflight=int(_env("MCPMESH_MAX_INFLIGHT", str(cls.max_inflight)) or cls.max_inflight),
             call_timeout_s=float(
