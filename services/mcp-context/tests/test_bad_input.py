@@ -109,7 +109,11 @@ async def test_bad_cursors_get_a_clear_error(mesh: Mesh) -> None:
     decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     decoded[3] = "ctx-../../etc"  # edited position
     edited = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
-    assert "invalid" in await mesh.fails(A, "list", {"limit": 1, "cursor": edited})
+    assert "invalid cursor" in await mesh.fails(A, "list", {"limit": 1, "cursor": edited})
+    decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    decoded[2] = 10**30  # a position no timestamp can have
+    huge = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
+    assert "invalid cursor" in await mesh.fails(A, "list", {"limit": 1, "cursor": huge})
     other_query = await mesh.fails(A, "list", {"limit": 1, "cursor": cursor, "namespace": "elsewhere"})
     assert "different query" in other_query
     assert "different query" in await mesh.fails(A, "search", {"text": "c", "cursor": cursor})

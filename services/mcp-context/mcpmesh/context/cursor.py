@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from typing import Any, Final
 
 import msgspec
@@ -36,8 +37,9 @@ def _bad_cursor() -> MeshException:
     )
 
 
-def decode_cursor(value: str, binding: str) -> tuple[int, str]:
-    """(sort value, last id) of a cursor made by `encode_cursor` for the same query."""
+def decode_cursor(value: str, binding: str, id_pattern: re.Pattern[str] | None = None) -> tuple[int, str]:
+    """(sort value, last id) of a cursor made by `encode_cursor` for the same query; the id must
+    match `id_pattern` when given."""
     if not isinstance(value, str) or not value or len(value) > _MAX_LENGTH:
         raise _bad_cursor()
     try:
@@ -51,6 +53,7 @@ def decode_cursor(value: str, binding: str) -> tuple[int, str]:
         or decoded[0] != _VERSION
         or not isinstance(decoded[2], int)
         or isinstance(decoded[2], bool)
+        or not 0 <= decoded[2] < 2**53  # a plausible epoch-ms (or 0)
         or not isinstance(decoded[3], str)
     ):
         raise _bad_cursor()
@@ -58,4 +61,6 @@ def decode_cursor(value: str, binding: str) -> tuple[int, str]:
         raise invalid(
             "this cursor belongs to a different query: repeat the same filters, or start without a cursor"
         )
+    if id_pattern is not None and not id_pattern.fullmatch(decoded[3]):
+        raise _bad_cursor()
     return decoded[2], decoded[3]

@@ -16,8 +16,8 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 CONTEXT_PREFIX: Final = "ctx-"
 SHARE_PREFIX: Final = "shr-"
 _BODY = r"[a-z2-7]{24}"
-_CONTEXT_RE: Final = re.compile(rf"^ctx-{_BODY}$")
-_SHARE_RE: Final = re.compile(rf"^shr-{_BODY}$")
+CONTEXT_ID_RE: Final = re.compile(rf"^ctx-{_BODY}$")
+SHARE_ID_RE: Final = re.compile(rf"^shr-{_BODY}$")
 
 
 def _random_body() -> str:
@@ -37,7 +37,7 @@ def _shown(value: object) -> str:
 
 
 def check_context_id(value: object) -> str:
-    if not isinstance(value, str) or not _CONTEXT_RE.fullmatch(value):
+    if not isinstance(value, str) or not CONTEXT_ID_RE.fullmatch(value):
         raise MeshException(
             ErrorCode.INVALID_REQUEST,
             f"invalid context id {_shown(value)}: expected 'ctx-' followed by 24 characters a-z, 2-7",
@@ -46,7 +46,7 @@ def check_context_id(value: object) -> str:
 
 
 def check_share_id(value: object) -> str:
-    if not isinstance(value, str) or not _SHARE_RE.fullmatch(value):
+    if not isinstance(value, str) or not SHARE_ID_RE.fullmatch(value):
         raise MeshException(
             ErrorCode.INVALID_REQUEST,
             f"invalid share id {_shown(value)}: expected 'shr-' followed by 24 characters a-z, 2-7",

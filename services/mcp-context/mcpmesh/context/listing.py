@@ -21,7 +21,7 @@ from mcpmesh.context.clock import epoch_ms, from_epoch_ms, parse_time
 from mcpmesh.context.cursor import decode_cursor, encode_cursor, query_hash
 from mcpmesh.context.entries import entry_content
 from mcpmesh.context.grants import Grant
-from mcpmesh.context.ids import check_context_id
+from mcpmesh.context.ids import CONTEXT_ID_RE
 from mcpmesh.context.inputs import (
     check_limit,
     check_namespace,
@@ -101,7 +101,7 @@ async def find_contexts(
     binding = query_hash(
         tool, call.org_id, owner, namespace, tag, epoch_ms(since) if since else None, text, in_content
     )
-    position = decode_cursor(cursor, binding) if cursor is not None else None
+    position = decode_cursor(cursor, binding, CONTEXT_ID_RE) if cursor is not None else None
 
     filters: list[dict[str, Any]] = []
     if namespace is not None:
@@ -118,7 +118,7 @@ async def find_contexts(
                 matches.append({"_id": {"$in": ids}})
         filters.append({"$or": matches})
     if position is not None:
-        at, last_id = from_epoch_ms(position[0]), check_context_id(position[1])
+        at, last_id = from_epoch_ms(position[0]), position[1]
         filters.append({"$or": [{"updated_at": {"$lt": at}}, {"updated_at": at, "_id": {"$lt": last_id}}]})
     query: dict[str, Any] = {"$and": filters} if filters else {}
 

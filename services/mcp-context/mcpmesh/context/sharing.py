@@ -10,7 +10,7 @@ from mcpmesh.context.app import ContextApp
 from mcpmesh.context.clock import iso, parse_time, utcnow
 from mcpmesh.context.cursor import decode_cursor, encode_cursor, query_hash
 from mcpmesh.context.grants import Grant, check_share, pointer_owner, revoke_cascade, share_view
-from mcpmesh.context.ids import check_context_id, check_share_id, new_share_id
+from mcpmesh.context.ids import SHARE_ID_RE, check_context_id, check_share_id, new_share_id
 from mcpmesh.context.inputs import (
     check_access,
     check_limit,
@@ -205,7 +205,7 @@ async def shared_with_me(
 ) -> dict[str, Any]:
     page = check_limit(limit)
     binding = query_hash("shared_with_me", call.org_id)
-    after = decode_cursor(cursor, binding)[1] if cursor is not None else ""
+    after = decode_cursor(cursor, binding, SHARE_ID_RE)[1] if cursor is not None else ""
     grants = await app.collection(call.org_id, "grants")
     now = utcnow()
     items: list[dict[str, Any]] = []
@@ -284,7 +284,7 @@ async def list_shares(
     page = check_limit(limit)
     binding = query_hash("list_shares", call.org_id, ctx_id, namespace)
     if cursor is not None:
-        query["_id"] = {"$gt": decode_cursor(cursor, binding)[1]}
+        query["_id"] = {"$gt": decode_cursor(cursor, binding, SHARE_ID_RE)[1]}
     shares = await app.collection(call.org_id, "shares")
     docs = await shares.find(query).sort("_id", 1).limit(page + 1).to_list(None)
     now = utcnow()
