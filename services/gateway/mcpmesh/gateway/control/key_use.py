@@ -52,7 +52,10 @@ class KeyUseRecorder:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        await self.flush()  # what was noted before stop is not lost
+        try:
+            await self.flush()  # what was noted before stop is not lost, if NATS and MongoDB are up
+        except Exception as exc:
+            log.error("key uses not recorded at shutdown", audit_events=len(self._events), error=repr(exc))
 
     async def _run(self) -> None:
         while not self._stopping.is_set():

@@ -24,6 +24,9 @@ from mcpmesh.proto.events import AuditEvent, UsageEvent
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.proto.subjects import AUDIT_STREAM, USAGE_STREAM, audit_filter, usage_filter
 from mcpmesh.store import Store
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.gateway.control")
 
 USAGE_DURABLE = "gateway-usage-writer"
 AUDIT_DURABLE = "gateway-audit-writer"
@@ -87,10 +90,13 @@ class ControlPlane:
         if not self._started:
             return
         self._started = False
-        await self.key_use.stop()
-        await self.usage_writer.stop()
-        await self.audit_writer.stop()
-        await self.auth.stop()
+        for part in (self.key_use, self.usage_writer, self.audit_writer, self.auth):
+            try:
+                await part.stop()
+            except Exception as exc:  # stop the rest regardless; say what was not finished
+                log.error(
+                    "control plane part did not stop cleanly", part=type(part).__name__, error=repr(exc)
+                )
 
     async def _ensure_indexes(self) -> None:
         await (await self.store.control("tenants")).create_index("org_id", unique=True, name="org_id_unique")

@@ -1,0 +1,76 @@
+"""The control plane through a NATS outage: no stale key survives a missed event, no key use is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mcpmesh.bus import connect
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.gateway.control import AuthFailed, ControlPlane, audit
+from mcpmesh.store import Store
+
+from .conftest import ADMIN_KEY, PEPPER, Admin
+
+
+async def until(condition: Callable[[], bool], wait_s: float = 10.0) -> None:
+    deadline = time.monotonic() + wait_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+async def test_cache_is_dropped_after_a_reconnect(private_nats: LocalNatsServer, mongo_db: Any) -> None:
+    bus = await connect(private_nats.url, name="resilience")
+    plane = ControlPlane(Store(mongo_db, {}), bus, admin_key=ADMIN_KEY, key_pepper=PEPPER)
+    await plane.start()
+    try:
+        org = await plane.orgs.create("Acme", "pro", {})
+        row, secret = await plane.keys.create(org["org_id"], "k", ["*"], None)
+        await plane.authenticate(secret)  # cached
+        private_nats.stop()
+        await until(lambda: not bus.connected)
+        # Another replica revokes the key while this one is cut off: its KeyEvent never arrives here.
+        await plane.keys.set_status(row["key_id"], "revoked")
+        with pytest.raises(AuthFailed) as info:  # disconnected: the cache is not trusted
+            await plane.authenticate(secret)
+        assert info.value.reason == "revoked"
+        private_nats.restart()
+        await until(lambda: bus.connected)
+        with pytest.raises(AuthFailed):
+            await plane.authenticate(secret)
+    finally:
+        await plane.stop()
+        await bus.close()
+
+
+async def test_key_uses_survive_a_failed_flush(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+    org = (await admin.org())["id"]
+    key = await admin.key(org)
+    principal = await admin.plane.authenticate(key["secret"])
+    real_publish = audit.publish
+    failing = True
+
+    async def flaky_publish(bus: Any, event: Any) -> None:
+        if failing:
+            raise ConnectionError("JetStream unavailable")
+        await real_publish(bus, event)
+
+    monkeypatch.setattr(audit, "publish", flaky_publish)
+    for i in range(3):
+        await admin.plane.note_key_use(principal, action="tools/list", outcome="ok", request_id=f"r{i}")
+    with pytest.raises(RuntimeError):
+        await admin.plane.key_use.flush()
+    failing = False
+    await admin.plane.key_use.flush()
+    deadline = time.monotonic() + 5
+    while True:
+        items = (await admin.call("GET", f"/admin/audit?org_id={org}&actor={key['id']}", expect=200))["items"]
+        if len(items) == 3 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(i["request_id"] for i in items) == ["r0", "r1", "r2"]
