@@ -11,7 +11,7 @@ import msgspec
 import pytest
 
 from mcpmesh.gateway.control import ControlPlane
-from mcpmesh.gateway.control.usage import UsageRollup
+from mcpmesh.gateway.control.usage import UsageRollup, bucket_id
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.subjects import usage_subject
 
@@ -169,3 +169,22 @@ async def test_an_event_published_for_another_org_is_dropped(admin: Admin) -> No
     await totals_become(admin, f"org_id={org}", 1)
     await asyncio.sleep(0.2)
     assert (await admin.call("GET", f"/admin/usage?org_id={other}", expect=200))["totals"]["calls"] == 0
+
+
+async def test_racing_writers_apply_each_event_once(admin: Admin) -> None:
+    """Two writers holding the same event (an ack deadline passed mid-batch): the bucket's
+    pending ids make the second application a no-op, event by event."""
+    org = (await admin.org())["id"]
+    rollup = UsageRollup(admin.plane.store)
+    rows = await admin.plane.store.control("usage")
+    a = event(org)
+    b = event(org, ts=a.ts)
+    bucket = bucket_id(a)
+    assert bucket_id(b) == bucket
+    await rollup._apply(rows, bucket, [a])
+    await rollup._apply(rows, bucket, [a, b])  # a already counted: only b is added
+    await asyncio.gather(rollup._apply(rows, bucket, [b]), rollup._apply(rows, bucket, [a, b]))
+    doc = await rows.find_one({"_id": bucket})
+    assert (
+        doc is not None and doc["calls"] == 2 and sorted(doc["pending"]) == sorted([a.event_id, b.event_id])
+    )
