@@ -8,8 +8,9 @@ Exactly once without transactions: each event first gets a marker row
 bucket update adds the event ids to the bucket's `pending` list in the *same* atomic
 update that adds their numbers, and only matches if none of them is there yet. Then
 the markers turn `applied` and the ids leave `pending`. A redelivered event whose
-marker is `pending` is applied only if its id is in no bucket's `pending` list; so a
-crash at any step neither loses nor double counts. Markers expire after
+marker is `pending` is applied only if its id is in no bucket's `pending` list and its
+marker is still `pending` after that check; so neither a crash at any step nor two writers
+holding the same event (an ack deadline passed mid-batch) lose or double count. Markers expire after
 MARKER_TTL_S (longer than the USAGE stream keeps messages).
 """
 
@@ -156,7 +157,13 @@ class UsageRollup:
             if states.get(marker_id(event.event_id)) != "pending":
                 continue
             counted = await rows.find_one({"_id": bucket_id(event), "pending": event.event_id}, {"_id": 1})
-            if counted is None:
+            if counted is not None:
+                continue
+            # Not in `pending`: either never applied, or another writer applied it, marked it and
+            # pulled it since we read the marker. Ids leave `pending` only after their marker is
+            # `applied`, so reading the marker again tells the two apart.
+            again = await rows.find_one({"_id": marker_id(event.event_id)}, {"state": 1})
+            if again is not None and again.get("state") == "pending":
                 todo.append(event)
         return todo
 
