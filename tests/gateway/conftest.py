@@ -18,11 +18,11 @@ from typing import Any
 
 import msgspec
 import pytest
-from multidict import CIMultiDict
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from mcp.server.mcpserver import Context
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
+from multidict import CIMultiDict
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.app import build_app

@@ -56,7 +56,7 @@ async def test_health_is_public_and_admin_key_is_not_a_tenant_key(dxp_mesh: Any)
     _mesh, gw = dxp_mesh
     resp = await gw.client.get("/health")
     assert resp.status == 200 and (await resp.json())["status"] == "ok"
-    status, body, _ = await gw.rpc("tools/list", key=gw.state.settings.admin_key)
+    status, _body, _ = await gw.rpc("tools/list", key=gw.state.settings.admin_key)
     assert status == 401
 
 

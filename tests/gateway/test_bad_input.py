@@ -16,7 +16,9 @@ def modern(method: str = "tools/list", **extra: str) -> dict[str, str]:
     return {"mcp-protocol-version": MODERN, "mcp-method": method, **extra}
 
 
-def envelope(method: str = "tools/list", params: dict[str, Any] | None = None, rpc_id: Any = 1) -> dict[str, Any]:
+def envelope(
+    method: str = "tools/list", params: dict[str, Any] | None = None, rpc_id: Any = 1
+) -> dict[str, Any]:
     p = dict(params or {})
     p["_meta"] = {
         "io.modelcontextprotocol/protocolVersion": MODERN,
@@ -42,7 +44,13 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
     ("wrong jsonrpc", {"jsonrpc": "1.0", "id": 1, "method": "tools/list"}, modern(), 400, -32600),
     ("boolean id", {**envelope(), "id": True}, modern(), 400, -32600),
     ("null id", {**envelope(), "id": None}, modern(), 400, -32600),
-    ("params not an object", {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": [1]}, modern(), 400, -32600),
+    (
+        "params not an object",
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": [1]},
+        modern(),
+        400,
+        -32600,
+    ),
     ("missing envelope", {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, modern(), 400, -32602),
     ("method header mismatch", envelope("tools/list"), modern("tools/call"), 400, HEADER_MISMATCH),
     ("missing method header", envelope(), {"mcp-protocol-version": MODERN}, 400, HEADER_MISMATCH),
@@ -53,10 +61,22 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
         400,
         HEADER_MISMATCH,
     ),
-    ("unsupported version", envelope(), {"mcp-protocol-version": "2099-01-01", "mcp-method": "tools/list"}, 400, HEADER_MISMATCH),
+    (
+        "unsupported version",
+        envelope(),
+        {"mcp-protocol-version": "2099-01-01", "mcp-method": "tools/list"},
+        400,
+        HEADER_MISMATCH,
+    ),
     ("unknown method", envelope("bogus/method"), modern("bogus/method"), 404, -32601),
     ("initialize at 2026", envelope("initialize"), modern("initialize"), 404, -32601),
-    ("unknown tool", envelope("tools/call", {"name": "dxp.nope"}), modern("tools/call", **{"mcp-name": "dxp.nope"}), 400, -32602),
+    (
+        "unknown tool",
+        envelope("tools/call", {"name": "dxp.nope"}),
+        modern("tools/call", **{"mcp-name": "dxp.nope"}),
+        400,
+        -32602,
+    ),
     (
         "unprefixed tool",
         envelope("tools/call", {"name": "hello"}),
@@ -71,8 +91,20 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
         400,
         -32602,
     ),
-    ("tool name not a string", envelope("tools/call", {"name": 5}), modern("tools/call"), 400, HEADER_MISMATCH),
-    ("subscriptions", envelope("resources/subscribe", {"uri": "dxp://greeting"}), modern("resources/subscribe"), 404, -32601),
+    (
+        "tool name not a string",
+        envelope("tools/call", {"name": 5}),
+        modern("tools/call"),
+        400,
+        HEADER_MISMATCH,
+    ),
+    (
+        "subscriptions",
+        envelope("resources/subscribe", {"uri": "dxp://greeting"}),
+        modern("resources/subscribe"),
+        404,
+        -32601,
+    ),
     (
         "resource of no service",
         envelope("resources/read", {"uri": "file:///etc/passwd"}),
@@ -117,9 +149,9 @@ async def test_modern_get_and_delete_are_405(gw_key: tuple[Any, str]) -> None:
 
 async def test_content_negotiation(gw_key: tuple[Any, str]) -> None:
     gw, key = gw_key
-    status, body, _ = await gw.post(envelope(), key=key, headers={**modern(), "accept": "text/html"})
+    status, _, _ = await gw.post(envelope(), key=key, headers={**modern(), "accept": "text/html"})
     assert status == 406
-    status, body, _ = await gw.post(envelope(), key=key, headers={**modern(), "content-type": "text/plain"})
+    status, _, _ = await gw.post(envelope(), key=key, headers={**modern(), "content-type": "text/plain"})
     assert status == 415
 
 
@@ -128,16 +160,16 @@ async def test_oversized_body_is_413(dxp_mesh: Any) -> None:
     gw = await mesh.gateway(max_body_bytes=2048)
     _org, key = await mesh.tenant()
     big = envelope("tools/call", {"name": "dxp.hello", "arguments": {"text": "x" * 5000}})
-    status, body, _ = await gw.post(
-        big, key=key, headers=modern("tools/call", **{"mcp-name": "dxp.hello"})
-    )
+    status, body, _ = await gw.post(big, key=key, headers=modern("tools/call", **{"mcp-name": "dxp.hello"}))
     assert status == 413
     assert "2048 bytes" in body["error"]["message"]
 
 
 async def test_disallowed_origin_is_403_and_localhost_is_fine(gw_key: tuple[Any, str]) -> None:
     gw, key = gw_key
-    status, body, _ = await gw.post(envelope(), key=key, headers={**modern(), "origin": "https://evil.example"})
+    status, body, _ = await gw.post(
+        envelope(), key=key, headers={**modern(), "origin": "https://evil.example"}
+    )
     assert status == 403 and "Origin" in body["error"]["message"]
     status, _, _ = await gw.post(envelope(), key=key, headers={**modern(), "origin": "http://localhost:6274"})
     assert status == 200

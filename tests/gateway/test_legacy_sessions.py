@@ -35,20 +35,30 @@ async def open_session(gw: Any, key: str, path: str = "/mcp") -> str:
     assert "resultType" not in body["result"]
     session = headers["Mcp-Session-Id"]
     status, _, _ = await gw.post(
-        {"jsonrpc": "2.0", "method": "notifications/initialized"}, key=key, headers=legacy_headers(session), path=path
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        key=key,
+        headers=legacy_headers(session),
+        path=path,
     )
     assert status == 202
     return session
 
 
-async def test_session_opened_on_one_replica_works_on_another_and_delete_ends_it_everywhere(mesh: Any) -> None:
+async def test_session_opened_on_one_replica_works_on_another_and_delete_ends_it_everywhere(
+    mesh: Any,
+) -> None:
     await mesh.dxp()
     a = await mesh.gateway()
     b = await mesh.gateway()
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     session = await open_session(a, key)
-    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "dxp.hello", "arguments": {"text": "x"}}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "dxp.hello", "arguments": {"text": "x"}},
+    }
     status, body, _ = await b.post(call, key=key, headers=legacy_headers(session))
     assert status == 200, body
     assert body["result"]["structuredContent"]["text"] == "hi x"
@@ -66,9 +76,9 @@ async def test_a_session_is_bound_to_its_key_endpoint_and_version(mesh: Any) -> 
     gw = await mesh.gateway()
     await mesh.wait_discovered("dxp")
     org, key = await mesh.tenant(scopes=["dxp:read"])
-    other_key = (await mesh.admin("POST", f"/admin/orgs/{org}/keys", {"name": "k2", "scopes": ["*"]}, expect=201))[
-        "secret"
-    ]
+    other_key = (
+        await mesh.admin("POST", f"/admin/orgs/{org}/keys", {"name": "k2", "scopes": ["*"]}, expect=201)
+    )["secret"]
     session = await open_session(gw, key)
     ping = {"jsonrpc": "2.0", "id": 3, "method": "ping"}
     assert (await gw.post(ping, key=key, headers=legacy_headers(session)))[0] == 200
@@ -79,7 +89,9 @@ async def test_a_session_is_bound_to_its_key_endpoint_and_version(mesh: Any) -> 
     status, body, _ = await gw.post(ping, key=key, headers=legacy_headers(session), path="/mcp/dxp")
     assert status == 404
     # A version header that disagrees with the negotiated one is a bad request.
-    status, body, _ = await gw.post(ping, key=key, headers={"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"})
+    status, body, _ = await gw.post(
+        ping, key=key, headers={"mcp-session-id": session, "mcp-protocol-version": "2025-06-18"}
+    )
     assert status == 400 and "negotiated" in body["error"]["message"]
     # Tampered or made-up ids are unknown sessions.
     forged = session[:-4] + ("AAAA" if not session.endswith("AAAA") else "BBBB")
@@ -99,7 +111,9 @@ async def test_requests_without_a_session_are_refused_with_guidance(mesh: Any) -
 async def test_initialize_with_bad_params_is_invalid_params(mesh: Any) -> None:
     gw = await mesh.gateway()
     _org, key = await mesh.tenant()
-    status, body, headers = await gw.post({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, key=key)
+    status, body, headers = await gw.post(
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, key=key
+    )
     assert status == 400 and body["error"]["code"] == -32602
     assert "Mcp-Session-Id" not in headers
 

@@ -75,7 +75,8 @@ async def test_limits_hold_across_two_replicas_within_ten_percent(mesh: Any) -> 
     await _fresh_minute(margin_s=30)
     limit = 200
     _org, key = await mesh.tenant(
-        scopes=["dxp:read"], settings={"rate_limits": {"requests_per_minute": limit, "requests_per_day": 100_000}}
+        scopes=["dxp:read"],
+        settings={"rate_limits": {"requests_per_minute": limit, "requests_per_day": 100_000}},
     )
     replicas = [a, b]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import httpx2
@@ -33,7 +32,11 @@ async def test_sdk_lists_and_calls_tools_on_the_aggregate_endpoint(dxp_mesh: Any
         assert names == {"dxp.hello", "dxp.slow", "dxp.refuse", "logs.tail"}
         result = await client.call_tool("dxp.hello", {"text": "bob"})
         assert result.is_error is False
-        assert result.structured_content == {"text": "hi bob", "org": org, "key": result.structured_content["key"]}
+        assert result.structured_content == {
+            "text": "hi bob",
+            "org": org,
+            "key": result.structured_content["key"],
+        }
         tail = await client.call_tool("logs.tail", {"lines": 2})
         assert tail.structured_content == {"result": ["line 0", "line 1"]}
         refused = await client.call_tool("dxp.refuse", {})
