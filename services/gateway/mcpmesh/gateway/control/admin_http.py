@@ -4,6 +4,7 @@ turning errors into JSON, and recording admin actions in the audit log."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,7 @@ from aiohttp import web
 
 from mcpmesh.gateway.control import audit
 from mcpmesh.gateway.control.errors import ApiError, bad_request, unauthorized
+from mcpmesh.gateway.control.schemas import KEY_ID_PATTERN
 from mcpmesh.gateway.control.validation import parse_time
 from mcpmesh.proto.errors import ErrorCode
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
@@ -25,7 +27,6 @@ log = get_logger("mcpmesh.gateway.control")
 Handler = Callable[["ControlPlane", web.Request], Awaitable[web.Response]]
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY = 256 * 1024
-KEY_ID_PATTERN = r"^key-[a-z0-9]{12}$"
 
 
 def presented_admin_key(request: web.Request) -> str:
@@ -96,8 +97,6 @@ def path_org_id(request: web.Request) -> str:
 
 
 def path_key_id(request: web.Request) -> str:
-    import re
-
     key_id = request.match_info["key_id"]
     if not re.fullmatch(KEY_ID_PATTERN, key_id):
         raise bad_request("invalid key id: expected 'key-' followed by 12 lowercase letters or digits")

@@ -71,7 +71,6 @@ async def ask(bus: Bus, action: str, service: str, org_id: str, *, timeout_s: fl
         return TenantDataReply(service=service, org_id=org_id, error=error)
     if reply.org_id != org_id:
         log.error("tenant reply for another org", service=service, action=action)
-
         error = MeshError(ErrorCode.INTERNAL, f"{service} answered the {action} for another org")
         return TenantDataReply(service=service, org_id=org_id, error=error)
     return reply
