@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import statistics
 import time
 import uuid
@@ -89,7 +90,8 @@ async def run_layout(
     service = build_service(ContextSettings(sweep_interval_s=0))
     app = app_of(service)
     rows: list[Row] = []
-    harness = ServiceHarness(service, nats_url, settings=ServiceSettings(mongodb_database=database))
+    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=database)  # honours MONGODB_URL
+    harness = ServiceHarness(service, nats_url, settings=settings)
     minted: dict[str, tuple[float, str]] = {}
 
     def stamp(org: str) -> str:
@@ -147,7 +149,7 @@ async def run_layout(
                 )
             )
     await app.close()
-    await connect_database(None, database).client.drop_database(database)
+    await connect_database(settings.mongodb_url, database).client.drop_database(database)
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -23,9 +24,10 @@ def context_settings() -> ContextSettings:
 async def mesh(nats_url: str, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
     database = f"ctx_test_{uuid.uuid4().hex[:10]}"
     service = build_service(context_settings)
-    async with ServiceHarness(
-        service, nats_url, settings=ServiceSettings(mongodb_database=database)
-    ) as harness:
+    settings = dataclasses.replace(
+        ServiceSettings.from_env(), mongodb_database=database
+    )  # honours MONGODB_URL
+    async with ServiceHarness(service, nats_url, settings=settings) as harness:
         yield Mesh(harness)
     await app_of(service).close()
-    await connect_database(None, database).client.drop_database(database)
+    await connect_database(settings.mongodb_url, database).client.drop_database(database)

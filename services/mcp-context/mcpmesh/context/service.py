@@ -28,7 +28,7 @@ INSTRUCTIONS = """\
 Conversation contexts for LLM work: create a context, append entries (role: system, user,
 assistant or tool), read it whole or as a window of the last N entries / last N tokens, list
 and search your contexts, share them with other orgs. Namespaces 'system' and 'system/...'
-are global (readable by all). Token counts use the cl100k_base tokenizer."""
+are global (readable by every org). Token counts are tiktoken counts (cl100k_base by default)."""
 
 
 def build_service(settings: ContextSettings | None = None) -> MeshService:
