@@ -12,7 +12,8 @@ Two layouts:
            has no query planner (every find scans the whole collection in Python), so there
            the cost follows the collection size; MongoDB proper answers from the
            (ctx_id, seq) / (ctx_id, tok_start) indexes.
-The "read n" / "read tok" columns count the entry documents the service fetched per windowed get.
+The "read n" / "read tok" columns count the entry documents the service fetched per windowed get;
+"whole ms" is the store-level time to fetch a whole context (what a windowed get avoids).
 
     .venv/bin/python tools/bench/bench_context.py [--sizes 10 1000 10000] [--ops 200] [--layout shared per-org]
 """
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.context.app import ContextApp
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
@@ -53,6 +55,7 @@ class Row:
     last_tokens_p50: float
     read_last_n: float
     read_last_tokens: float
+    whole_read_ms: float
 
 
 async def timed(ops: int, call: Callable[[int], Awaitable[Any]], concurrency: int = 1) -> tuple[float, float]:
@@ -83,6 +86,16 @@ async def fill(harness: ServiceHarness, org: str, ctx_id: str, size: int, stamp:
     return time.perf_counter() - started
 
 
+async def whole_context_read_ms(app: ContextApp, org: str, ctx_id: str, repeat: int = 5) -> float:
+    """The store-level cost of what the design avoids: fetching every entry of the context."""
+    entries = await app.collection(org, "entries")
+    started = time.perf_counter()
+    for _ in range(repeat):
+        docs = await entries.find({"ctx_id": ctx_id}).sort("seq", 1).to_list(None)
+        assert docs
+    return (time.perf_counter() - started) / repeat * 1000
+
+
 async def run_layout(
     nats_url: str, layout: str, sizes: list[int], ops: int, window: int, window_tokens: int, concurrency: int
 ) -> list[Row]:
@@ -90,7 +103,9 @@ async def run_layout(
     service = build_service(ContextSettings(sweep_interval_s=0))
     app = app_of(service)
     rows: list[Row] = []
-    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=database)  # honours MONGODB_URL
+    settings = dataclasses.replace(
+        ServiceSettings.from_env(), mongodb_database=database
+    )  # honours MONGODB_URL
     harness = ServiceHarness(service, nats_url, settings=settings)
     minted: dict[str, tuple[float, str]] = {}
 
@@ -130,6 +145,7 @@ async def run_layout(
                 args = {"ctx_id": ctx_id, "role": "user", "content": TEXT.format(i=i)}
                 return harness.call_tool(org, "append", args, stamp=stamp(org))
 
+            whole_read_ms = await whole_context_read_ms(app, org, ctx_id)
             appends = await timed(ops, append)
             appends_conc = await timed(ops, append, concurrency)
             rows.append(
@@ -146,6 +162,7 @@ async def run_layout(
                     last_tokens[1],
                     read_last_n,
                     read_last_tokens,
+                    whole_read_ms,
                 )
             )
     await app.close()
@@ -188,7 +205,7 @@ def main() -> None:
     )
     header = (
         f"{'layout':<8}{'entries':>8}{'fill s':>8}{'append/s':>10}{'p50 ms':>8}{'conc/s':>8}"
-        f"{'last_n/s':>10}{'p50 ms':>8}{'tokens/s':>10}{'p50 ms':>8}{'read n':>8}{'read tok':>9}"
+        f"{'last_n/s':>10}{'p50 ms':>8}{'tokens/s':>10}{'p50 ms':>8}{'read n':>8}{'read tok':>9}{'whole ms':>10}"
     )
     print(header)
     print("-" * len(header))
@@ -196,7 +213,7 @@ def main() -> None:
         print(
             f"{r.layout:<8}{r.size:>8}{r.fill_s:>8.2f}{r.append_rate:>10.0f}{r.append_p50:>8.2f}"
             f"{r.append_conc_rate:>8.0f}{r.last_n_rate:>10.0f}{r.last_n_p50:>8.2f}{r.last_tokens_rate:>10.0f}"
-            f"{r.last_tokens_p50:>8.2f}{r.read_last_n:>8.1f}{r.read_last_tokens:>9.1f}"
+            f"{r.last_tokens_p50:>8.2f}{r.read_last_n:>8.1f}{r.read_last_tokens:>9.1f}{r.whole_read_ms:>10.1f}"
         )
     for layout in args.layout:
         mine = [r for r in rows if r.layout == layout]
