@@ -3,7 +3,7 @@
 An entry is one document in `<org>__entries` (or `entries_cold`):
 
     {_id: "<ctx_id>:<seq, 10 digits>", ctx_id, seq, tok_start, tokens, role,
-     content: str            -- or --   z: zlib bytes (large contents),
+     content: str            -- or --   z: zlib bytes, zipped: true, size (large contents),
      name?, created_at, r: <reservation id of the append that wrote it>}
 
 `tok_start` is the running token total before the entry, so "the last N tokens" is the
@@ -122,6 +122,7 @@ def entry_document(
         packed = zlib.compress(raw, 6)
         if len(packed) < len(raw) * 0.9:  # only when it pays
             doc["z"] = packed
+            doc["zipped"] = True  # indexed flag (never index the blob itself)
             doc["size"] = entry.size
             return doc
     doc["content"] = entry.content

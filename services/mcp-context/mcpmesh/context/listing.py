@@ -72,7 +72,7 @@ async def _content_matches(app: ContextApp, owner: str, text: str) -> list[str]:
     for kind in (HOT[1], COLD[1]):
         entries = await app.collection(owner, kind)
         found.update(await entries.distinct("ctx_id", {"content": {"$regex": pattern, "$options": "i"}}))
-        async for doc in entries.find({"z": {"$exists": True}}, {"ctx_id": 1, "z": 1}):
+        async for doc in entries.find({"zipped": True}, {"ctx_id": 1, "z": 1}):
             if doc["ctx_id"] not in found and compiled.search(entry_content(doc)):
                 found.add(doc["ctx_id"])
     return sorted(found)

@@ -26,7 +26,7 @@ _ENTRY_INDEXES: Final = [
     Index(keys=[("ctx_id", 1), ("seq", 1)]),
     Index(keys=[("ctx_id", 1), ("tok_start", 1)]),
     Index(keys=[("ctx_id", 1), ("r", 1)]),
-    Index(keys=[("z", 1)], sparse=True),  # compressed entries, scanned by content search
+    Index(keys=[("zipped", 1)], sparse=True),  # compressed entries, scanned by content search
 ]
 
 STORE_KINDS: Final[dict[str, list[Index]]] = {
