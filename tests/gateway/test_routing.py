@@ -160,3 +160,30 @@ async def test_tool_deployed_after_caching_is_found(mesh: Any) -> None:
     assert status == 200, body
     assert body["result"]["structuredContent"] == {"result": "answer x"}
     assert harness is not None
+
+
+async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) -> None:
+    await mesh.dxp()
+    gw = await mesh.gateway(call_timeout_s=1.0)
+    await mesh.wait_discovered("dxp")
+    _org, key = await mesh.tenant(scopes=["dxp:read"], settings={"rate_limits": {"requests_per_minute": 30}})
+    args = call("dxp.hello", {"text": "x"})
+    assert (await gw.rpc("tools/call", args, key=key))[0] == 200
+    mesh.nats.stop()
+    try:
+        for _ in range(3):
+            started = time.monotonic()
+            status, body, headers = await gw.rpc("tools/call", args, key=key)
+            assert status == 503, body
+            assert body["error"]["data"]["retryable"] is True
+            assert time.monotonic() - started < 3.0
+        ready = await gw.client.get("/ready")
+        assert ready.status == 503
+    finally:
+        mesh.nats.start()
+    for _ in range(100):
+        status, body, _ = await gw.rpc("tools/call", args, key=key)
+        if status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 200, body

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import mcp_types as types
+import nats.errors
 from aiohttp import web
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pydantic import ValidationError
@@ -35,7 +36,7 @@ from mcpmesh.gateway.wire import (
     origin_allowed,
     parse_request,
 )
-from mcpmesh.proto.errors import ErrorCode
+from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.telemetry.logs import bind_request, get_logger
 from mcpmesh.telemetry.tracing import extract_context, tracer
 
@@ -139,6 +140,13 @@ async def _serve(
     except AuthFailed as exc:
         outcome.auth_reason = exc.reason
         raise unauthorized(exc, state.base_url(request)) from None
+    except MeshException as exc:  # the key store is down: an outage, not a bad key
+        log.warning("API key check unavailable", error=exc.error.message)
+        raise GatewayError(
+            ErrorCode.UNAVAILABLE,
+            "the gateway cannot check API keys right now: retry shortly",
+            headers={"Retry-After": "1"},
+        ) from None
     outcome.principal = principal
     span.set_attribute("mcpmesh.org_id", principal.org_id)
     try:
@@ -168,7 +176,10 @@ async def _serve(
     if isinstance(parsed, EndSession):
         outcome.method = "DELETE session"
         claims = await _session(state, parsed.session_id, principal, service, parsed.protocol_version)
-        await state.ended.end(claims)
+        try:
+            await state.ended.end(claims)
+        except _BUS_ERRORS as exc:
+            raise _sessions_unavailable(exc) from None
         log.info("session ended", session=claims.sid)
         return web.Response(status=200)
     return await _call(state, parsed, principal, body, request_id, outcome, span)
@@ -263,7 +274,11 @@ async def _session(
             -32600,
             f"MCP-Protocol-Version {header_version!r} does not match the session's negotiated {claims.pv!r}",
         )
-    if await state.ended.is_ended(claims):
+    try:
+        ended = await state.ended.is_ended(claims)
+    except _BUS_ERRORS as exc:
+        raise _sessions_unavailable(exc) from None
+    if ended:
         raise _session_gone("the client ended it")
     return claims
 
@@ -291,14 +306,29 @@ async def _stream(
                 break
             except TimeoutError:
                 pass
-            if await state.ended.is_ended(claims) or claims.exp < time.time():
-                break
+            try:
+                if await state.ended.is_ended(claims) or claims.exp < time.time():
+                    break
+            except _BUS_ERRORS:
+                pass  # keep the stream; the check runs again at the next ping
             await response.write(b": ping\n\n")
     except ConnectionResetError:
         pass  # the client went away
     finally:
         state.metrics.streams.dec()
     return response
+
+
+_BUS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+
+
+def _sessions_unavailable(exc: BaseException) -> GatewayError:
+    log.warning("session store unavailable", error=repr(exc))
+    return GatewayError(
+        ErrorCode.UNAVAILABLE,
+        "sessions cannot be checked right now (the bus is unavailable): retry shortly",
+        headers={"Retry-After": "1"},
+    )
 
 
 def _too_large(limit: int) -> GatewayError:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal
 
+import nats.errors
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -105,8 +106,15 @@ def limits_for(org_id: str, key_id: str, settings: OrgSettings, *, tool_call: bo
 
 
 class Limiter:
-    def __init__(self, bus: Bus, quota_seed: Callable[[str], Awaitable[int]] | None = None) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        quota_seed: Callable[[str], Awaitable[int]] | None = None,
+        *,
+        kv_timeout_s: float = 2.0,
+    ) -> None:
         self.bus = bus
+        self.kv_timeout_s = kv_timeout_s
         self.quota_seed = quota_seed
         self._kv: dict[WindowKind, KeyValue] = {}
         self._leases: dict[tuple[str, WindowKind, str], _Lease] = {}
@@ -149,7 +157,17 @@ class Limiter:
                 self._prune(now)
             if lease.available > 0 or lease.full:
                 return lease
-            granted, full = await self._claim(limit, window_id)
+            try:
+                async with asyncio.timeout(self.kv_timeout_s):
+                    granted, full = await self._claim(limit, window_id)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                # Fail closed: without the shared counter nobody can know what is left.
+                log.warning("rate limit counter unavailable", error=repr(exc))
+                raise GatewayError(
+                    ErrorCode.UNAVAILABLE,
+                    "rate limits cannot be checked right now (the bus is unavailable): retry shortly",
+                    headers={"Retry-After": "1"},
+                ) from None
             lease.available += granted
             lease.full = full and lease.available <= 0
             return lease

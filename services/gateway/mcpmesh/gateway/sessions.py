@@ -10,6 +10,7 @@ it. Ending a session (DELETE) records its id in the NATS KV bucket `GATEWAY_SESS
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import os
@@ -133,14 +134,16 @@ class EndedSessions:
     async def end(self, claims: SessionClaims) -> None:
         self._remember(claims.sid, claims.exp)
         kv = await self._bucket()
-        await kv.put(claims.sid, str(claims.exp).encode())
+        async with asyncio.timeout(2.0):
+            await kv.put(claims.sid, str(claims.exp).encode())
 
     async def is_ended(self, claims: SessionClaims) -> bool:
         if claims.sid in self._known:
             return True
         kv = await self._bucket()
         try:
-            await kv.get(claims.sid)
+            async with asyncio.timeout(2.0):
+                await kv.get(claims.sid)
         except KeyNotFoundError:
             return False
         self._remember(claims.sid, claims.exp)
