@@ -173,7 +173,7 @@ async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) 
     try:
         for _ in range(3):
             started = time.monotonic()
-            status, body, headers = await gw.rpc("tools/call", args, key=key)
+            status, body, _ = await gw.rpc("tools/call", args, key=key)
             assert status == 503, body
             assert body["error"]["data"]["retryable"] is True
             assert time.monotonic() - started < 3.0
