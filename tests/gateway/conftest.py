@@ -29,7 +29,7 @@ from mcpmesh.gateway.app import build_app
 from mcpmesh.gateway.settings import GatewaySettings
 from mcpmesh.gateway.state import STATE, GatewayState
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.service import MeshService, call_of
+from mcpmesh.service import MeshService, ServiceSettings, call_of
 from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.tenancy.stamp import generate_signing_key_pem
 
@@ -181,8 +181,8 @@ class Mesh:
     def nats_url(self) -> str:
         return self.nats.url
 
-    async def service(self, svc: MeshService) -> ServiceHarness:
-        harness = ServiceHarness(svc, self.nats_url, signing_key_pem=self.signing_pem)
+    async def service(self, svc: MeshService, settings: ServiceSettings | None = None) -> ServiceHarness:
+        harness = ServiceHarness(svc, self.nats_url, settings=settings, signing_key_pem=self.signing_pem)
         await self.stack.enter_async_context(harness)
         self.harnesses[svc.name] = harness
         return harness
