@@ -375,3 +375,18 @@ async def test_system_namespace_readable_by_all_writable_with_admin(mesh: Mesh) 
     )
     await mesh.call(B, "delete", {"ctx_id": ctx_id}, scopes=["context:write", "admin"])
     assert "not found" in await mesh.fails(A, "get", {"ctx_id": ctx_id})
+
+
+async def test_a_resharer_can_revoke_its_own_reshare_only(mesh: Mesh) -> None:
+    c = "org-initech"
+    ctx_id = await mesh.create(A)
+    own = await mesh.call(A, "share", {"ctx_id": ctx_id, "grantee": B, "allow_resharing": True})
+    reshare = await mesh.call(B, "share", {"ctx_id": ctx_id, "grantee": c})
+    listed = await mesh.call(A, "list_shares", {"ctx_id": ctx_id})
+    assert {(s["grantee"], s["granted_by"]) for s in listed["shares"]} == {(B, A), (c, B)}
+    assert "not found" in await mesh.fails(B, "revoke_share", {"share_id": own["share_id"]})
+    assert (await mesh.call(B, "revoke_share", {"share_id": reshare["share_id"]}))["revoked"] == [
+        reshare["share_id"]
+    ]
+    assert "not found" in await mesh.fails(c, "get", {"ctx_id": ctx_id})
+    assert (await mesh.call(B, "get", {"ctx_id": ctx_id}))["access"] == "read"
