@@ -256,3 +256,28 @@ async def test_gateway_can_export_and_delete_one_orgs_data(nats_url: str) -> Non
         assert [d["n"] for d in (await ask("export", ORG_B)).export["notes"]] == [2]  # type: ignore[index]
         bad = await ask("delete", "org-X")
         assert bad.error is not None and "invalid org id" in bad.error.message
+
+
+async def test_start_and_stop_hooks_run_around_serving(nats_url: str) -> None:
+    svc = MeshService("hooks")
+    events: list[str] = []
+
+    @svc.on_start
+    async def opened(service: MeshService) -> None:
+        events.append(f"start:{service.bus is not None}")
+
+    @svc.on_stop
+    async def closed(service: MeshService) -> None:
+        events.append(f"stop:{service.bus is not None and service.bus.connected}")
+
+    @svc.on_stop
+    async def broken(service: MeshService) -> None:
+        raise RuntimeError("a failing hook must not stop the others")
+
+    @svc.on_stop
+    async def last(service: MeshService) -> None:
+        events.append("last")
+
+    async with ServiceHarness(svc, nats_url):
+        assert events == ["start:True"]
+    assert events == ["start:True", "stop:True", "last"]

@@ -105,10 +105,10 @@ class SettingsCache:
 
     def __init__(self, ttl_s: float = 2.0) -> None:
         self.ttl_s = ttl_s
-        self._cache: dict[str, tuple[float, OrgSettings]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, OrgSettings]] = {}
 
     async def get(self, bus: Bus | None, org_id: str, tier: str) -> OrgSettings:
-        hit = self._cache.get(org_id)
+        hit = self._cache.get((org_id, tier))
         now = time.monotonic()
         if hit and now - hit[0] < self.ttl_s:
             return hit[1]
@@ -121,5 +121,5 @@ class SettingsCache:
                     settings = msgspec.json.decode(entry.value, type=OrgSettings)
             except KeyNotFoundError:
                 pass
-        self._cache[org_id] = (now, settings)
+        self._cache[(org_id, tier)] = (now, settings)
         return settings

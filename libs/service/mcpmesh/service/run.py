@@ -103,6 +103,7 @@ class BusServer:
             await self.micro.stop()
         if self.inflight:
             await asyncio.wait(set(self.inflight), timeout=grace_s)
+        await self.service.stopping()
         await self.bus.close()
 
 

@@ -113,6 +113,7 @@ class MeshService:
         self._org_settings = SettingsCache()
         self._stamp_cache: dict[str, Stamp] = {}
         self._on_start: list[Callable[[MeshService], Awaitable[None]]] = []
+        self._on_stop: list[Callable[[MeshService], Awaitable[None]]] = []
         self.stats = {"calls": 0, "errors": 0, "latency_ms_total": 0.0}
 
     # -- declaring -------------------------------------------------------------------------------
@@ -155,6 +156,13 @@ class MeshService:
         self._on_start.append(fn)
         return fn
 
+    def on_stop(
+        self, fn: Callable[[MeshService], Awaitable[None]]
+    ) -> Callable[[MeshService], Awaitable[None]]:
+        """Run `fn(service)` at shutdown, after in-flight calls finished, before the bus drains."""
+        self._on_stop.append(fn)
+        return fn
+
     # -- resources of a running service ---------------------------------------------------------
 
     @property
@@ -188,6 +196,14 @@ class MeshService:
             self._verifier = StampVerifier(settings.stamp_public_key)
         for hook in self._on_start:
             await hook(self)
+
+    async def stopping(self) -> None:
+        """Called by the runner at shutdown; a failing hook does not stop the others."""
+        for hook in self._on_stop:
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("stop hook failed", hook=getattr(hook, "__name__", "?"))
 
     async def tenant_data(self, action: str, data: bytes) -> TenantDataReply:
         """Delete or export everything this service holds for one org (asked by the gateway)."""
