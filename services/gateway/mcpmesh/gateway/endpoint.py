@@ -41,6 +41,7 @@ from mcpmesh.telemetry.logs import bind_request, get_logger
 from mcpmesh.telemetry.tracing import extract_context, tracer
 
 log = get_logger("mcpmesh.gateway")
+_tracer = tracer("mcpmesh.gateway")  # a proxy until tracing is set up; resolving it per request costs
 
 _JSON = "application/json"
 
@@ -57,6 +58,7 @@ class _Outcome:
     principal: Principal | None = None
     auth_reason: str | None = None
     limit: str | None = None
+    upstream_s: float | None = None
 
 
 def _json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -82,7 +84,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     route = "/mcp/{service}" if service is not None else "/mcp"
     with (
         bind_request(request_id=request_id),
-        tracer("mcpmesh.gateway").start_as_current_span(
+        _tracer.start_as_current_span(
             f"gateway {request.method} {route}",
             context=extract_context(request.headers),
             kind=SpanKind.SERVER,
@@ -228,8 +230,7 @@ async def _call(
         await state.limiter.admit(
             principal.org_id, principal.key_id, principal.settings, tool_call=req.method == "tools/call"
         )
-        with bind_request(org_id=principal.org_id, key_id=principal.key_id):
-            reply = await state.router.dispatch(call)
+        reply = await state.router.dispatch(call)
     except GatewayError as exc:
         outcome.service, outcome.tool = call.service_label, call.tool_label
         if exc.status == 429:
@@ -237,6 +238,7 @@ async def _call(
         outcome.status = exc.code.value
         return _json_response(error_reply(req.rpc_id, exc), exc.status, exc.headers)
     outcome.service, outcome.tool, outcome.status = call.service_label, call.tool_label, reply.outcome
+    outcome.upstream_s = call.upstream_s or None
     headers = dict(reply.headers)
     if req.era == "legacy" and req.method == "initialize" and reply.status == 200:
         token, _claims = state.sessions.issue(
@@ -350,8 +352,9 @@ async def _account(
         metrics.auth_failures.labels(outcome.auth_reason).inc()
     if outcome.limit is not None and principal is not None:
         metrics.rate_limited.labels(org, outcome.limit).inc()
-    metrics.observe_call(outcome.service, outcome.tool or outcome.method, org, outcome.status, seconds)
-    metrics.responses.labels(str(outcome.http_status), org).inc()
+    metrics.observe(
+        outcome.service, outcome.tool or outcome.method, org, outcome.status, outcome.http_status, seconds
+    )
     span.set_attribute("http.response.status_code", outcome.http_status)
     span.set_attribute("mcpmesh.service", outcome.service)
     if outcome.tool:
@@ -368,6 +371,7 @@ async def _account(
         status=outcome.status,
         http_status=outcome.http_status,
         latency_ms=round(seconds * 1000, 2),
+        upstream_ms=round(outcome.upstream_s * 1000, 2) if outcome.upstream_s else None,
     )
     if principal is not None:
         action = outcome.method

@@ -58,8 +58,21 @@ _WHAT: Final[dict[str, str]] = {
 }
 
 
+_window_cache: dict[tuple[WindowKind, int], tuple[str, float]] = {}
+
+
 def window_of(kind: WindowKind, now: float) -> tuple[str, float]:
-    """(window id, unix time the window ends) for `now`, in UTC."""
+    """(window id, unix time the window ends) for `now`, in UTC (computed once per second)."""
+    key = (kind, int(now))
+    hit = _window_cache.get(key)
+    if hit is None:
+        if len(_window_cache) > 64:
+            _window_cache.clear()
+        hit = _window_cache[key] = _compute_window(kind, now)
+    return hit
+
+
+def _compute_window(kind: WindowKind, now: float) -> tuple[str, float]:
     if kind == "minute":
         index = int(now // 60)
         return str(index), (index + 1) * 60.0

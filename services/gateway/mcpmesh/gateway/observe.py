@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 from mcpmesh.telemetry.metrics import Metrics
@@ -28,8 +30,33 @@ class GatewayMetrics(Metrics):
             "Legacy GET event streams currently open on this replica.",
             registry=self.registry,
         )
+        # Label lookups cost more than the increments: the children of each label set are kept.
+        self._children: dict[tuple[str, str, str, str, int], tuple[Any, Any, Any, Any]] = {}
         self.services_up = Gauge(
             "mcpmesh_gateway_services_discovered",
             "Services with at least one replica answering nats.micro discovery.",
             registry=self.registry,
         )
+
+    def observe(
+        self, service: str, tool: str, org_id: str, status: str, http_status: int, seconds: float
+    ) -> None:
+        """`observe_call` plus the HTTP response count, with the label children cached."""
+        key = (service, tool, org_id, status, http_status)
+        children = self._children.get(key)
+        if children is None:
+            if len(self._children) > 50_000:
+                self._children.clear()
+            children = (
+                self.requests.labels(service, tool, org_id, status),
+                self.latency.labels(service, tool),
+                self.errors.labels(service, status) if status != "ok" else None,
+                self.responses.labels(str(http_status), org_id),
+            )
+            self._children[key] = children
+        requests, latency, errors, responses = children
+        requests.inc()
+        latency.observe(max(seconds, 0.0))
+        if errors is not None:
+            errors.inc()
+        responses.inc()

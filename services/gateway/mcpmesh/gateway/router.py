@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ INSTRUCTIONS: Final = (
     "('context://...'). /mcp/<service> serves one service with its own names."
 )
 _MAX_PAGES: Final = 20
+_PARAM_PREFIX: Final = MCP_PARAM_HEADER_PREFIX.lower()
 _UNSUPPORTED: Final = {
     "resources/subscribe": "resource subscriptions are not supported by the gateway",
     "resources/unsubscribe": "resource subscriptions are not supported by the gateway",
@@ -84,6 +86,7 @@ class Call:
     body: bytes  # the client's raw body (forwarded untouched where nothing needs rewriting)
     service_label: str = "gateway"
     tool_label: str = ""
+    upstream_s: float = 0.0  # time spent waiting on services (for the request log line)
 
     @property
     def legacy(self) -> bool:
@@ -300,8 +303,7 @@ class Router:
                 ErrorCode.FORBIDDEN, f"tool {name!r} is not offered on the {principal.tier!r} tier"
             )
         if not call.legacy and (
-            entry.param_headers
-            or any(h.startswith(MCP_PARAM_HEADER_PREFIX.lower()) for h in call.request.headers)
+            entry.param_headers or any(h.lower().startswith(_PARAM_PREFIX) for h in call.request.headers)
         ):
             rejection = validate_mcp_param_headers(entry.input_schema, arguments or {}, call.request.headers)
             if rejection is not None:
@@ -433,9 +435,13 @@ class Router:
     # -- forwarding ----------------------------------------------------------------------------------
 
     async def _forward(self, call: Call, service: str, body: bytes, *, retry_safe: bool) -> Reply:
-        raw = await self._exchange(
-            call.principal, service, body, request_id=call.request_id, retry_safe=retry_safe
-        )
+        started = time.perf_counter()
+        try:
+            raw = await self._exchange(
+                call.principal, service, body, request_id=call.request_id, retry_safe=retry_safe
+            )
+        finally:
+            call.upstream_s += time.perf_counter() - started
         return self._passthrough(call, raw, service)
 
     async def _exchange(

@@ -28,6 +28,7 @@ from mcp.shared.inbound import (
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types.jsonrpc import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from mcpmesh.gateway.errors import HTTP_STATUS, GatewayError
 from mcpmesh.proto.errors import ErrorCode
@@ -235,7 +236,9 @@ def parse_request(
         return _reject(GatewayError(ErrorCode.INVALID_REQUEST, "the request could not be parsed", status=400))
 
 
-def _lower(headers: Mapping[str, str]) -> dict[str, str]:
+def _lower(headers: Mapping[str, str]) -> Mapping[str, str]:
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers  # already case-insensitive: no copy
     out: dict[str, str] = {}
     for key, value in headers.items():
         out.setdefault(key.lower(), value)
@@ -278,7 +281,7 @@ def _parse(
 def _parse_modern(
     http_method: str,
     service: str | None,
-    headers: dict[str, str],
+    headers: Mapping[str, str],
     header_items: Iterable[tuple[str, str]] | None,
     body: bytes,
 ) -> Parsed:
@@ -348,7 +351,7 @@ def _ladder(rejection: InboundLadderRejection) -> GatewayError:
 
 
 def _parse_legacy(
-    http_method: str, service: str | None, headers: dict[str, str], body: bytes, version: str | None
+    http_method: str, service: str | None, headers: Mapping[str, str], body: bytes, version: str | None
 ) -> Parsed:
     session_id = headers.get(SESSION_HEADER) or None
     missing_session = GatewayError(
