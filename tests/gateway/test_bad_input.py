@@ -193,3 +193,27 @@ async def test_unknown_service_path_is_404(gw_key: tuple[Any, str]) -> None:
         status, body, _ = await gw.post(envelope(), key=key, headers=modern(), path=path)
         assert status == 404, (path, body)
         assert body["error"]["message"]
+
+
+async def test_cors_for_allowed_browser_origins(gw_key: tuple[Any, str]) -> None:
+    gw, key = gw_key
+    origin = "http://localhost:6274"
+    preflight = await gw.client.options(
+        "/mcp",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "x-api-key, mcp-method, Mcp-Param-Region",
+        },
+    )
+    assert preflight.status == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == origin
+    assert "x-api-key" in preflight.headers["Access-Control-Allow-Headers"]
+    assert "Mcp-Param-Region" in preflight.headers["Access-Control-Allow-Headers"]
+    status, _, headers = await gw.post(envelope(), key=key, headers={**modern(), "origin": origin})
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == origin
+    assert "mcp-session-id" in headers["Access-Control-Expose-Headers"]
+    refused = await gw.client.options("/mcp", headers={"origin": "https://evil.example"})
+    assert refused.status == 403
+    assert "Access-Control-Allow-Origin" not in refused.headers

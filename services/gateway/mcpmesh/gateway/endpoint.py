@@ -91,7 +91,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
         ) as span,
     ):
         try:
-            response = await _serve(state, request, service, request_id, outcome, span)
+            if request.method == "OPTIONS":
+                response = _preflight(state, request)
+            else:
+                response = await _serve(state, request, service, request_id, outcome, span)
         except GatewayError as exc:
             outcome.status = exc.code.value
             response = _error_response(exc)
@@ -111,7 +114,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
                 )
             )
         outcome.http_status = response.status
-        response.headers["X-Request-Id"] = request_id
+        if not response.prepared:  # the event stream set its headers before it started
+            response.headers.update(_response_headers(state, request, request_id))
         await _account(state, outcome, started, request_id, span)
         return response
 
@@ -174,7 +178,7 @@ async def _serve(
     if isinstance(parsed, OpenStream):
         outcome.method = "GET stream"
         claims = await _session(state, parsed.session_id, principal, service, parsed.protocol_version)
-        return await _stream(state, request, claims, parsed.session_id)
+        return await _stream(state, request, claims, parsed.session_id, request_id)
     if isinstance(parsed, EndSession):
         outcome.method = "DELETE session"
         claims = await _session(state, parsed.session_id, principal, service, parsed.protocol_version)
@@ -286,7 +290,7 @@ async def _session(
 
 
 async def _stream(
-    state: GatewayState, request: web.Request, claims: SessionClaims, token: str
+    state: GatewayState, request: web.Request, claims: SessionClaims, token: str, request_id: str
 ) -> web.StreamResponse:
     """The legacy GET stream: open, keep-alive comments, nothing else (the bus pushes nothing)."""
     response = web.StreamResponse(
@@ -296,6 +300,7 @@ async def _stream(
             "Cache-Control": "no-cache, no-transform",
             "X-Accel-Buffering": "no",
             SESSION_HEADER: token,
+            **_response_headers(state, request, request_id),
         },
     )
     await response.prepare(request)
@@ -322,6 +327,44 @@ async def _stream(
 
 
 _BUS_ERRORS = (nats.errors.Error, TimeoutError, OSError)
+
+#: What a browser client (e.g. the MCP Inspector) may send and read, for allowed origins.
+_CORS_ALLOW_HEADERS = (
+    "accept, authorization, content-type, last-event-id, mcp-method, mcp-name, "
+    "mcp-protocol-version, mcp-session-id, x-api-key, traceparent, tracestate"
+)
+_CORS_EXPOSE_HEADERS = "mcp-session-id, www-authenticate, retry-after, x-request-id"
+
+
+def _response_headers(state: GatewayState, request: web.Request, request_id: str) -> dict[str, str]:
+    headers = {"X-Request-Id": request_id}
+    origin = request.headers.get("origin")
+    if origin is not None and origin_allowed(origin, state.settings.allowed_origins):
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Expose-Headers"] = _CORS_EXPOSE_HEADERS
+        headers["Vary"] = "Origin"
+    return headers
+
+
+def _preflight(state: GatewayState, request: web.Request) -> web.Response:
+    """CORS preflight: allowed origins may POST/GET/DELETE with the MCP headers (no key needed)."""
+    origin = request.headers.get("origin")
+    if origin is None or not origin_allowed(origin, state.settings.allowed_origins):
+        raise GatewayError(
+            ErrorCode.FORBIDDEN,
+            "this Origin is not allowed to call the gateway (MCPMESH_ALLOWED_ORIGINS)",
+            status=403,
+        )
+    requested = request.headers.get("access-control-request-headers", "")
+    params = [h.strip() for h in requested.split(",") if h.strip().lower().startswith("mcp-param-")]
+    return web.Response(
+        status=204,
+        headers={
+            "Access-Control-Allow-Methods": "GET, POST, DELETE",
+            "Access-Control-Allow-Headers": ", ".join([_CORS_ALLOW_HEADERS, *params]),
+            "Access-Control-Max-Age": "600",
+        },
+    )
 
 
 def _sessions_unavailable(exc: BaseException) -> GatewayError:
