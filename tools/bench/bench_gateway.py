@@ -68,13 +68,15 @@ def serve_kit() -> None:
     run(service, [])
 
 
-def serve_gateway(writers: bool) -> None:
+def serve_gateway(writers: bool, key_audit: bool = True) -> None:
     """`python -m mcpmesh.gateway`, optionally without the control plane's usage/audit writers.
 
     The writers consume every usage and audit event into MongoDB. On the embedded default
     (mongomock, in the gateway's own process) that costs milliseconds of CPU per event, more
     than the gateway itself; against a real MongoDB it is mostly I/O. `--no-writers` leaves
     the events in JetStream (nothing is lost) so the gateway's own cost can be measured.
+    `--no-key-audit` (diagnosis only) also skips `note_key_use`, whose once-a-second flush
+    of the queued audit events shows in the tail latencies.
     BENCH_GATEWAY_PROFILE=<path> writes a cProfile of the gateway process on exit.
     """
     import cProfile
@@ -100,6 +102,12 @@ def serve_gateway(writers: bool) -> None:
         for writer in (control.usage_writer, control.audit_writer):
             writer.start = nothing
             writer.stop = nothing
+    if not key_audit:  # diagnosis only: skips last_used_at and the per-request audit event
+
+        async def no_note(*_args: Any, **_kwargs: Any) -> None:
+            return None
+
+        control.note_key_use = no_note
     profile_path = os.environ.get("BENCH_GATEWAY_PROFILE")
     if profile_path:
         profiler = cProfile.Profile(time.process_time)  # CPU time: contention does not blur it
@@ -136,7 +144,13 @@ def start_services(
 
 
 def start_gateway(
-    nats_url: str, signing_pem: str, port: int, log_level: str, logs: Path, writers: bool
+    nats_url: str,
+    signing_pem: str,
+    port: int,
+    log_level: str,
+    logs: Path,
+    writers: bool,
+    key_audit: bool = True,
 ) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
@@ -149,7 +163,8 @@ def start_gateway(
         MONGODB_DATABASE="mcpmesh_bench",
     )
     out = (logs / "gateway.log").open("ab")
-    argv = [sys.executable, str(Path(__file__)), "--serve-gateway", "writers" if writers else "no-writers"]
+    modes = ["writers" if writers else "no-writers", *([] if key_audit else ["no-key-audit"])]
+    argv = [sys.executable, str(Path(__file__)), "--serve-gateway", *modes]
     return subprocess.Popen(argv, env=env, stdout=out, stderr=out)
 
 
@@ -408,6 +423,7 @@ def report(results: list[Result], args: argparse.Namespace) -> dict[str, Any]:
         "replicas": args.replicas,
         "log_level": args.log_level,
         "writers": not args.no_writers,
+        "key_audit": not args.no_key_audit,
         "rows": [],
     }
     for c in [str(c) for c in args.concurrency]:
@@ -467,14 +483,19 @@ def main() -> None:
         action="store_true",
         help="run the gateway without the control plane's usage/audit writers (see serve_gateway)",
     )
+    parser.add_argument(
+        "--no-key-audit",
+        action="store_true",
+        help="diagnosis: the gateway skips note_key_use (no last_used_at, no per-request audit event)",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-gateway", choices=["writers", "no-writers"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve-gateway", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve_kit()
         return
     if args.serve_gateway:
-        serve_gateway(args.serve_gateway == "writers")
+        serve_gateway("writers" in args.serve_gateway, "no-key-audit" not in args.serve_gateway)
         return
 
     logs = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
@@ -485,13 +506,22 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs += start_services(nats.url, public_key_pem(pem), args.replicas, logs)
-        gateway = start_gateway(nats.url, pem, port, args.log_level, logs, writers=not args.no_writers)
+        gateway = start_gateway(
+            nats.url,
+            pem,
+            port,
+            args.log_level,
+            logs,
+            writers=not args.no_writers,
+            key_audit=not args.no_key_audit,
+        )
         procs.append(gateway)
         wait_ready(base, gateway)
         org, key = create_tenant(base)
         print(
             f"nats {nats.url}, gateway {base}, {args.replicas} echo replica(s), gateway LOG_LEVEL={args.log_level}, "
             f"usage/audit writers {'off' if args.no_writers else 'on (embedded MongoDB unless MONGODB_URL)'}, "
+            f"key-use audit {'off' if args.no_key_audit else 'on'}, "
             f"{os.cpu_count()} CPUs; logs in {logs}"
         )
         results = asyncio.run(run_load(args, base, nats.url, key, org, StampSigner(pem, ttl_s=3600)))
