@@ -90,6 +90,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             kind=SpanKind.SERVER,
         ) as span,
     ):
+        response: web.StreamResponse
         try:
             if request.method == "OPTIONS":
                 response = _preflight(state, request)
