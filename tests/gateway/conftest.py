@@ -14,7 +14,7 @@ import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import pytest
@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from mcp.server.mcpserver import Context
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 from multidict import CIMultiDict
+from pydantic import Field
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.app import build_app
@@ -67,6 +68,13 @@ def dxp_service() -> MeshService:
     @svc.tool(access="read")
     async def refuse() -> str:
         raise MeshException(ErrorCode.NOT_FOUND, "no such thing")
+
+    @svc.tool(access="read")
+    async def regional(
+        region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})],
+    ) -> str:
+        """A tool whose region argument is mirrored in an Mcp-Param-Region header (2026-07-28)."""
+        return f"served in {region}"
 
     @svc.resource("dxp://greeting")
     async def greeting() -> str:

@@ -175,4 +175,9 @@ async def test_results_for_legacy_clients_are_shaped_for_their_version(mesh: Any
     )
     assert status == 200 and body["id"] == "a"
     assert {"resultType", "ttlMs", "cacheScope"}.isdisjoint(body["result"])
-    assert {t["name"] for t in body["result"]["tools"]} == {"dxp.hello", "dxp.slow", "dxp.refuse"}
+    assert {t["name"] for t in body["result"]["tools"]} == {
+        "dxp.hello",
+        "dxp.slow",
+        "dxp.refuse",
+        "dxp.regional",
+    }

@@ -16,10 +16,14 @@ def call(name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
 async def test_tools_list_is_filtered_by_scope_and_tier(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     cases = [
-        (["dxp:read"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse"}),
+        (["dxp:read"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional"}),
         (["dxp:write"], "pro", {"dxp.store"}),
-        (["dxp:*"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.store"}),
-        (["dxp:*"], "enterprise", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.store", "dxp.premium"}),
+        (["dxp:*"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "dxp.store"}),
+        (
+            ["dxp:*"],
+            "enterprise",
+            {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "dxp.store", "dxp.premium"},
+        ),
         (["logs:read"], "pro", {"logs.tail"}),
         (["context:read"], "pro", set()),
     ]
@@ -187,3 +191,15 @@ async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) 
             break
         await asyncio.sleep(0.1)
     assert status == 200, body
+
+
+async def test_mcp_param_headers_are_checked_against_the_tool_schema(dxp_mesh: Any) -> None:
+    mesh, gw = dxp_mesh
+    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    args = call("dxp.regional", {"region": "eu-west"})
+    status, body, _ = await gw.rpc("tools/call", args, key=key)
+    assert status == 400 and "Mcp-Param-Region" in body["error"]["message"]
+    status, body, _ = await gw.rpc("tools/call", args, key=key, headers={"Mcp-Param-Region": "us-east"})
+    assert status == 400 and "does not match" in body["error"]["message"]
+    status, body, _ = await gw.rpc("tools/call", args, key=key, headers={"Mcp-Param-Region": "eu-west"})
+    assert status == 200 and body["result"]["structuredContent"] == {"result": "served in eu-west"}

@@ -29,7 +29,7 @@ async def test_sdk_lists_and_calls_tools_on_the_aggregate_endpoint(dxp_mesh: Any
         assert client.session.protocol_version == expected
         names = {t.name for t in (await client.list_tools()).tools}
         # dxp.store needs dxp:write and dxp.premium the enterprise tier: both filtered out.
-        assert names == {"dxp.hello", "dxp.slow", "dxp.refuse", "logs.tail"}
+        assert names == {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "logs.tail"}
         result = await client.call_tool("dxp.hello", {"text": "bob"})
         assert result.is_error is False
         assert result.structured_content == {
@@ -49,7 +49,7 @@ async def test_sdk_on_one_service_endpoint_uses_plain_names(dxp_mesh: Any, mode:
     _org, key = await mesh.tenant(scopes=["*"], tier="enterprise")
     async with sdk_client(gw.base("/mcp/dxp"), key, mode) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-        assert names == {"hello", "store", "slow", "premium", "refuse"}
+        assert names == {"hello", "store", "slow", "premium", "refuse", "regional"}
         assert (await client.call_tool("store", {"value": "v"})).structured_content == {"result": "stored v"}
         assert (await client.call_tool("premium", {})).structured_content == {"result": "premium"}
         resources = await client.list_resources()
@@ -120,3 +120,12 @@ async def test_sdk_legacy_session_hops_between_replicas(mesh: Any) -> None:
             result = await client.call_tool("dxp.hello", {"text": str(i)})
             assert result.structured_content is not None and result.structured_content["text"] == f"hi {i}"
     assert set(transport.sent) == set(ports)
+
+
+async def test_sdk_mirrors_param_headers_through_the_aggregate(dxp_mesh: Any) -> None:
+    mesh, gw = dxp_mesh
+    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    async with sdk_client(gw.url, key, MODERN) as client:
+        await client.list_tools()  # the SDK learns the x-mcp-header declarations from the listing
+        result = await client.call_tool("dxp.regional", {"region": "eu-west"})
+        assert result.structured_content == {"result": "served in eu-west"}
