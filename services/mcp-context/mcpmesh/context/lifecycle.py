@@ -97,6 +97,7 @@ async def open_context(
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
+        doc: dict[str, Any] | None
         if touch:
             doc = await hot.find_one_and_update(
                 {"_id": ctx_id, "lock": None},
