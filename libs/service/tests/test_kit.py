@@ -281,3 +281,22 @@ async def test_start_and_stop_hooks_run_around_serving(nats_url: str) -> None:
     async with ServiceHarness(svc, nats_url):
         assert events == ["start:True"]
     assert events == ["start:True", "stop:True", "last"]
+
+
+async def test_a_tool_offered_on_some_tiers_refuses_the_others(nats_url: str) -> None:
+    svc = MeshService("tiered")
+
+    @svc.tool(tiers=["enterprise"])
+    async def premium() -> str:
+        return "gold"
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        listed = await harness.request(ORG_A, "tools/list")
+        assert listed["tools"][0]["_meta"]["mcpmesh/tiers"] == ["enterprise"]
+        assert (
+            await harness.call_tool(ORG_A, "premium", stamp=harness.stamp(ORG_A, tier="enterprise")) == "gold"
+        )
+        with pytest.raises(MeshException) as info:
+            await harness.call_tool(ORG_A, "premium", stamp=harness.stamp(ORG_A, tier="free"))
+    assert info.value.error.code is ErrorCode.FORBIDDEN
+    assert "not available on the 'free' tier" in info.value.error.message

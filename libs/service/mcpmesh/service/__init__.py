@@ -2,7 +2,16 @@
 
 from mcpmesh.service.call import Call, call_of
 from mcpmesh.service.run import BusServer, run
-from mcpmesh.service.server import TOOL_SCOPE_META, MeshService
+from mcpmesh.service.server import TOOL_SCOPE_META, TOOL_TIERS_META, MeshService
 from mcpmesh.service.settings import ServiceSettings
 
-__all__ = ["TOOL_SCOPE_META", "BusServer", "Call", "MeshService", "ServiceSettings", "call_of", "run"]
+__all__ = [
+    "TOOL_SCOPE_META",
+    "TOOL_TIERS_META",
+    "BusServer",
+    "Call",
+    "MeshService",
+    "ServiceSettings",
+    "call_of",
+    "run",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -54,6 +54,8 @@ log = get_logger("mcpmesh.service")
 
 #: Key of a tool's `_meta` entry naming the scope the tool needs.
 TOOL_SCOPE_META = "mcpmesh/scope"
+#: Key of a tool's `_meta` entry listing the tiers it is offered on (absent: every tier).
+TOOL_TIERS_META = "mcpmesh/tiers"
 
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
@@ -104,6 +106,7 @@ class MeshService:
         self.store_kinds = dict(store_kinds or {})
         self.uses_vectors = uses_vectors
         self.tool_scopes: dict[str, str] = {}
+        self.tool_tiers: dict[str, frozenset[str]] = {}
         self.settings = ServiceSettings()
         self.bus: Bus | None = None
         self.metrics = Metrics()
@@ -125,9 +128,11 @@ class MeshService:
         scope: str | None = None,
         name: str | None = None,
         description: str | None = None,
+        tiers: Sequence[str] | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
-        """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`)."""
+        """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`),
+        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`)."""
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
@@ -135,6 +140,9 @@ class MeshService:
             self.tool_scopes[tool_name] = required
             # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
             meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
+            if tiers is not None:
+                self.tool_tiers[tool_name] = frozenset(tiers)
+                meta[TOOL_TIERS_META] = sorted(tiers)
             self.mcp.tool(name=tool_name, description=description or fn.__doc__, meta=meta, **sdk_options)(
                 _clean_failures(fn, f"{self.name}.{tool_name}")
             )
@@ -297,6 +305,11 @@ class MeshService:
                     allowed = covers(stamp.scopes, required)
                 if not allowed:
                     raise MeshException(ErrorCode.FORBIDDEN, f"missing scope {required!r} for {method}")
+                offered = self.tool_tiers.get(tool) if isinstance(tool, str) else None
+                if offered is not None and stamp.tier not in offered:
+                    raise MeshException(
+                        ErrorCode.FORBIDDEN, f"{self.name}.{tool} is not available on the {stamp.tier!r} tier"
+                    )
                 verdict = classify_inbound_request(decoded)
                 if isinstance(verdict, InboundLadderRejection):
                     raise MCPError(verdict.code, verdict.message, verdict.data)
