@@ -52,7 +52,7 @@ async def test_key_uses_survive_a_failed_flush(admin: Admin, monkeypatch: pytest
     org = (await admin.org())["id"]
     key = await admin.key(org)
     principal = await admin.plane.authenticate(key["secret"])
-    real_publish = audit.publish
+    real_publish = audit.publish_nowait
     failing = True
 
     async def flaky_publish(bus: Any, event: Any) -> None:
@@ -60,7 +60,7 @@ async def test_key_uses_survive_a_failed_flush(admin: Admin, monkeypatch: pytest
             raise ConnectionError("JetStream unavailable")
         await real_publish(bus, event)
 
-    monkeypatch.setattr(audit, "publish", flaky_publish)
+    monkeypatch.setattr(audit, "publish_nowait", flaky_publish)
     for i in range(3):
         await admin.plane.note_key_use(principal, action="tools/list", outcome="ok", request_id=f"r{i}")
     with pytest.raises(RuntimeError):

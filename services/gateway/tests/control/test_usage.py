@@ -130,14 +130,14 @@ async def test_a_crash_at_any_step_then_retry_counts_once(
     org = (await admin.org())["id"]
     rollup = UsageRollup(admin.plane.store)
     events = [event(org) for _ in range(4)] + [event(org, tool="other")]
-    real_apply = UsageRollup._apply
+    real_apply = UsageRollup._apply_buckets
     rows = await admin.plane.store.control("usage")
     real_update_many = type(rows).update_many
 
-    async def crashing_apply(self: UsageRollup, rows: Any, bucket: str, group: list[UsageEvent]) -> None:
+    async def crashing_apply(self: UsageRollup, rows: Any, by_bucket: dict[str, list[UsageEvent]]) -> None:
         if when == "before_bucket":
             raise Crash
-        await real_apply(self, rows, bucket, group)
+        await real_apply(self, rows, by_bucket)
         if when == "after_bucket":
             raise Crash
 
@@ -148,7 +148,7 @@ async def test_a_crash_at_any_step_then_retry_counts_once(
     if when == "before_unpending":
         monkeypatch.setattr(type(rows), "update_many", crashing_update_many)
     else:
-        monkeypatch.setattr(UsageRollup, "_apply", crashing_apply)
+        monkeypatch.setattr(UsageRollup, "_apply_buckets", crashing_apply)
     with pytest.raises(Crash):
         await rollup.write(events)
     monkeypatch.undo()

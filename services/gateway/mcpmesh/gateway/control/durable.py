@@ -6,6 +6,12 @@ batch is nak'ed and redelivered, so nothing is lost when a writer stops or crash
 `write` must therefore be idempotent (a redelivered event must not count twice).
 An undecodable message, or one whose subject disagrees with its content, is
 terminated with a warning (it would fail the same way forever).
+
+Batching: a fetch returns what is there at once, which under a steady trickle is one or two
+messages. So after a short fetch the writer keeps fetching for up to `linger_s` (or until it
+holds `batch` messages) before writing: each `write` then covers many events, and the cost
+per event of its few MongoDB operations drops accordingly. At most `batch` messages are
+held in memory; the linger adds at most `linger_s` to the roll-up lag.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ class DurableWriter(Generic[T]):
         write: Callable[[list[T]], Awaitable[None]],
         check: Callable[[str, T], bool] = lambda _subject, _event: True,
         batch: int = 256,
+        linger_s: float = 0.25,
     ) -> None:
         self.bus = bus
         self.stream = stream
@@ -52,6 +59,7 @@ class DurableWriter(Generic[T]):
         self.write = write
         self.check = check
         self.batch = batch
+        self.linger_s = linger_s
         self._sub: JetStreamContext.PullSubscription | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -108,6 +116,7 @@ class DurableWriter(Generic[T]):
                 log.warning("writer fetch failed", durable=self.durable, error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
+            msgs = await self._fill(msgs)
             try:
                 await self._handle(msgs)
                 failures = 0
@@ -116,6 +125,25 @@ class DurableWriter(Generic[T]):
                 log.error("writer batch failed: redelivering", durable=self.durable, error=repr(exc))
                 await asyncio.gather(*(m.nak(delay=1.0) for m in msgs), return_exceptions=True)
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures))
+
+    async def _fill(self, msgs: list[Msg]) -> list[Msg]:
+        """Top a short batch up for at most `linger_s` (fewer, larger writes)."""
+        if self.linger_s <= 0:
+            return msgs
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.linger_s
+        while len(msgs) < self.batch and not self._stopping.is_set():
+            left = until - loop.time()
+            if left < 0.01 or self._sub is None:
+                break
+            try:
+                msgs.extend(await self._sub.fetch(self.batch - len(msgs), timeout=left))
+            except (nats.errors.TimeoutError, TimeoutError):
+                break
+            except Exception as exc:  # write what we hold; the main loop deals with the connection
+                log.debug("writer top-up fetch failed", durable=self.durable, error=repr(exc))
+                break
+        return msgs
 
     async def _handle(self, msgs: list[Msg]) -> None:
         events: list[T] = []

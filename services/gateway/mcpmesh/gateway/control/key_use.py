@@ -1,5 +1,13 @@
-"""Key use on the hot path: queued in memory, flushed in the background about once a second
-(`last_used_at` in one bulk write, audit events published to JetStream)."""
+"""Key use on the hot path: queued in memory, flushed in the background about once a second.
+
+A flush writes `last_used_at` of every key used since the last one in one bulk write, then
+publishes the queued audit events with core NATS (`audit.publish_nowait`: no JetStream ack
+awaited; the `Nats-Msg-Id` header lets the AUDIT stream drop a re-sent copy within its
+duplicate window, and the audit writer's `_id` drops any later one). Events go out in chunks
+of `PUBLISH_CHUNK`, each followed by a NATS flush (a PING/PONG: the server has read the chunk)
+and a yield to the event loop, so a flush never holds the loop for long. A chunk whose NATS
+flush fails is queued again at the front, in order, for the next flush.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +15,7 @@ import asyncio
 import contextlib
 from collections import deque
 from datetime import UTC, datetime
+from typing import Final
 
 from mcpmesh.bus import Bus
 from mcpmesh.gateway.control import audit
@@ -16,8 +25,11 @@ from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.gateway.control")
 
-MAX_QUEUED = 100_000
-_PUBLISH_CHUNK = 500
+MAX_QUEUED: Final = 100_000
+#: Audit events published between two NATS flushes (and loop yields).
+PUBLISH_CHUNK: Final = 100
+#: How long one chunk's NATS flush may take before the chunk is retried at the next flush.
+FLUSH_TIMEOUT_S: Final = 5.0
 
 
 class KeyUseRecorder:
@@ -28,20 +40,29 @@ class KeyUseRecorder:
         self._last_used: dict[str, datetime] = {}
         self._events: deque[AuditEvent] = deque()
         self.dropped = 0
+        self.published = 0  # audit events handed to NATS and flushed, for tests and metrics
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._flushing = asyncio.Lock()
 
     def note(
         self, org_id: str, key_id: str, *, action: str, outcome: str, request_id: str, ts: float
     ) -> None:
         """Cheap and synchronous: no I/O here."""
-        self._last_used[key_id] = datetime.fromtimestamp(ts, UTC)
+        used = datetime.fromtimestamp(ts, UTC)
+        previous = self._last_used.get(key_id)
+        if previous is None or used > previous:
+            self._last_used[key_id] = used
         if len(self._events) >= MAX_QUEUED:
             self._events.popleft()
             self.dropped += 1
         self._events.append(
             audit.new_event(org_id, actor=key_id, action=action, outcome=outcome, request_id=request_id)
         )
+
+    @property
+    def queued(self) -> int:
+        return len(self._events)
 
     async def start(self) -> None:
         self._stopping.clear()
@@ -67,22 +88,42 @@ class KeyUseRecorder:
                 log.warning("key use flush failed: will retry", error=repr(exc))
 
     async def flush(self) -> None:
+        """`last_used_at` (one bulk write), then the audit events queued when the flush began."""
+        async with self._flushing:
+            await self._touch()
+            await self._publish(len(self._events))
+        if self.dropped:
+            log.warning("audit events dropped: queue full", dropped=self.dropped)
+            self.dropped = 0
+
+    async def _touch(self) -> None:
         used, self._last_used = self._last_used, {}
+        if not used:
+            return
         try:
             await self.keys.touch(used)
         except Exception:
             for key_id, ts in used.items():  # keep them for the next flush
                 self._last_used[key_id] = max(ts, self._last_used.get(key_id, ts))
             raise
-        while self._events:
-            chunk = [self._events.popleft() for _ in range(min(_PUBLISH_CHUNK, len(self._events)))]
-            results = await asyncio.gather(
-                *(audit.publish(self.bus, e) for e in chunk), return_exceptions=True
-            )
-            failed = [e for e, r in zip(chunk, results, strict=True) if isinstance(r, BaseException)]
-            if failed:
-                self._events.extendleft(reversed(failed))
-                raise RuntimeError(f"{len(failed)} audit events not published")
-        if self.dropped:
-            log.warning("audit events dropped: queue full", dropped=self.dropped)
-            self.dropped = 0
+
+    async def _publish(self, count: int) -> None:
+        """Up to `count` events from the front of the queue (those noted since are left for the
+        next flush, so a flush is bounded even under a steady stream of key uses)."""
+        while count > 0 and self._events:
+            n = min(PUBLISH_CHUNK, count, len(self._events))
+            chunk = [self._events.popleft() for _ in range(n)]
+            count -= n
+            sent = 0
+            try:
+                for event in chunk:
+                    await audit.publish_nowait(self.bus, event)
+                    sent += 1
+                await self.bus.nc.flush(timeout=FLUSH_TIMEOUT_S)
+            except Exception as exc:
+                # Re-send the whole chunk: a copy that did arrive is dropped by the stream's
+                # duplicate window (same Nats-Msg-Id) or by the writer (same _id).
+                self._events.extendleft(reversed(chunk))
+                raise RuntimeError(f"{len(chunk) - sent} of {len(chunk)} audit events not published") from exc
+            self.published += n
+            await asyncio.sleep(0)  # let requests in between chunks

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from mcpmesh.gateway.control.bulk import Update, update_each
 from mcpmesh.gateway.control.validation import aware, iso, now
 from mcpmesh.store import Store
 from mcpmesh.tenancy.apikeys import hash_api_key, new_api_key, parse_api_key
@@ -120,9 +121,16 @@ class KeyRegistry:
         return ids
 
     async def touch(self, last_used: Mapping[str, datetime]) -> None:
-        """Record when keys were last used (never moves a time backwards). One small update per
-        key used since the last flush (bulk_write is not in the embedded store)."""
+        """Record when keys were last used (never moves a time backwards): one bulk write of
+        one conditional update per key used since the last flush."""
+        if not last_used:
+            return
         rows = await self._rows()
-        for key_id, used_at in last_used.items():
-            older = {"$or": [{"last_used_at": None}, {"last_used_at": {"$lt": used_at}}]}
-            await rows.update_one({"key_id": key_id, **older}, {"$set": {"last_used_at": used_at}})
+        updates = [
+            Update(
+                {"key_id": key_id, "$or": [{"last_used_at": None}, {"last_used_at": {"$lt": used_at}}]},
+                {"$set": {"last_used_at": used_at}},
+            )
+            for key_id, used_at in last_used.items()
+        ]
+        await update_each(rows, updates)

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from mcpmesh.gateway.control.bulk import Update, update_each
 from mcpmesh.gateway.control.validation import now
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
@@ -134,15 +135,19 @@ class UsageRollup:
         by_bucket: dict[str, list[UsageEvent]] = defaultdict(list)
         for event in todo:
             by_bucket[bucket_id(event)].append(event)
-        for bucket, group in by_bucket.items():
-            await self._apply(rows, bucket, group)
+        await self._apply_buckets(rows, by_bucket)
         all_ids = [marker_id(eid) for eid in unique]
         await rows.update_many({"_id": {"$in": all_ids}}, {"$set": {"state": "applied"}})
         touched: dict[str, list[str]] = defaultdict(list)
         for event in unique.values():
             touched[bucket_id(event)].append(event.event_id)
-        for bucket, ids in touched.items():
-            await rows.update_one({"_id": bucket}, {"$pull": {"pending": {"$in": ids}}})
+        await update_each(
+            rows,
+            [
+                Update({"_id": bucket}, {"$pull": {"pending": {"$in": ids}}})
+                for bucket, ids in touched.items()
+            ],
+        )
 
     async def _unapplied(self, rows: Any, redelivered: list[UsageEvent]) -> list[UsageEvent]:
         """Of events whose marker existed: those not yet counted in their bucket."""
@@ -167,15 +172,32 @@ class UsageRollup:
                 todo.append(event)
         return todo
 
-    async def _apply(self, rows: Any, bucket: str, group: list[UsageEvent]) -> None:
+    async def _apply_buckets(self, rows: Any, by_bucket: dict[str, list[UsageEvent]]) -> None:
+        """Every bucket's update in one bulk write; a bucket whose update was refused (some id
+        already there: a racing writer) is retried event by event."""
+        buckets = list(by_bucket)
+        refused = await update_each(rows, [self._update(b, by_bucket[b]) for b in buckets])
+        for i in sorted(refused):
+            group = by_bucket[buckets[i]]
+            if len(group) > 1:
+                for event in group:
+                    await self._apply(rows, buckets[i], [event])
+
+    @staticmethod
+    def _update(bucket: str, group: list[UsageEvent]) -> Update:
+        """Add the group's numbers and ids to the bucket, only if none of the ids is there yet."""
         ids = [e.event_id for e in group]
         update = {
             "$inc": _deltas(group),
             "$push": {"pending": {"$each": ids}},
             "$setOnInsert": _dims(group[0]),
         }
+        return Update({"_id": bucket, "pending": {"$nin": ids}}, update, upsert=True)
+
+    async def _apply(self, rows: Any, bucket: str, group: list[UsageEvent]) -> None:
+        one = self._update(bucket, group)
         try:
-            await rows.update_one({"_id": bucket, "pending": {"$nin": ids}}, update, upsert=True)
+            await rows.update_one(one.filter, one.update, upsert=True)
         except DuplicateKeyError:  # some id already counted (a racing writer): one event at a time
             if len(group) == 1:
                 return
