@@ -58,6 +58,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
                 admin_key=settings.admin_key,
                 key_pepper=settings.key_pepper,
                 key_grace_s=settings.key_grace_s,
+                run_writers=settings.run_writers,
             )
         except ValueError as exc:
             raise GatewayStartupError(f"control plane: {exc}") from None

@@ -51,6 +51,18 @@ def _integer(env: Mapping[str, str], name: str, default: int, *, minimum: int = 
     return value
 
 
+def _flag(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
 def _secret_file_or_value(env: Mapping[str, str], name: str) -> str | None:
     path = _get(env, f"{name}_FILE")
     if path is not None:
@@ -82,6 +94,7 @@ class GatewaySettings:
     discovery_interval_s: float = 5.0
     session_ttl_s: float = 86_400.0
     sse_ping_s: float = 15.0
+    run_writers: bool = True  # the usage/audit writers in this process (GATEWAY_RUN_WRITERS)
     replica_name: str = field(default_factory=lambda: f"gateway-{os.getpid()}")
 
     @classmethod
@@ -125,6 +138,7 @@ class GatewaySettings:
             ),
             session_ttl_s=_number(env, "MCPMESH_SESSION_TTL_S", cls.session_ttl_s, minimum=60.0),
             sse_ping_s=_number(env, "MCPMESH_SSE_PING_S", cls.sse_ping_s, minimum=0.05),
+            run_writers=_flag(env, "GATEWAY_RUN_WRITERS", cls.run_writers),
             replica_name=_get(env, "MCPMESH_REPLICA_NAME") or f"gateway-{os.getpid()}",
         )
 

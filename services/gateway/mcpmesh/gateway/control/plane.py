@@ -43,6 +43,7 @@ class ControlPlane:
         key_grace_s: float = 3600.0,
         auth_cache_ttl_s: float = 30.0,
         key_use_flush_s: float = 1.0,
+        run_writers: bool = True,
     ) -> None:
         if len(admin_key) < 16:
             raise ValueError("the admin key must be at least 16 characters long")
@@ -50,6 +51,8 @@ class ControlPlane:
         self.bus = bus
         self._admin_key = admin_key.encode()
         self.key_grace_s = key_grace_s
+        #: False: this replica only serves; the writers run on another (GATEWAY_RUN_WRITERS).
+        self.run_writers = run_writers
         self.orgs = OrgRegistry(store, bus)
         self.keys = KeyRegistry(store, key_pepper)
         self.auth = Authenticator(self.keys, self.orgs, bus, ttl_s=auth_cache_ttl_s)
@@ -77,20 +80,22 @@ class ControlPlane:
         self._started = False
 
     async def start(self) -> None:
-        """Indexes, the KEY_EVENTS subscription, the key-use flusher and both writers."""
+        """Indexes, the KEY_EVENTS subscription, the key-use flusher and (if `run_writers`) both writers."""
         await self.bus.ensure_streams()
         await self._ensure_indexes()
         await self.auth.start()
         await self.key_use.start()
-        await self.usage_writer.start()
-        await self.audit_writer.start()
+        if self.run_writers:
+            await self.usage_writer.start()
+            await self.audit_writer.start()
         self._started = True
 
     async def stop(self) -> None:
         if not self._started:
             return
         self._started = False
-        for part in (self.key_use, self.usage_writer, self.audit_writer, self.auth):
+        writers = (self.usage_writer, self.audit_writer) if self.run_writers else ()
+        for part in (self.key_use, *writers, self.auth):
             try:
                 await part.stop()
             except Exception as exc:  # stop the rest regardless; say what was not finished
