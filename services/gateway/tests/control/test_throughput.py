@@ -198,3 +198,18 @@ def test_last_used_never_moves_backwards_in_memory() -> None:
     recorder.note("org-x", "key-x", action="a", outcome="ok", request_id="r1", ts=2000.0)
     recorder.note("org-x", "key-x", action="a", outcome="ok", request_id="r2", ts=1000.0)
     assert recorder._last_used["key-x"] == datetime.fromtimestamp(2000.0, UTC)
+
+
+async def test_embedded_store_prunes_expired_markers_without_a_ttl_index(admin: Admin) -> None:
+    """mongomock scans every document for expiry on each access when a TTL index exists, so
+    the embedded store gets none and the writer deletes expired markers itself."""
+    org = (await admin.org())["id"]
+    rows = await admin.plane.store.control("usage")
+    info = await rows.index_information()
+    assert not any("expireAfterSeconds" in spec for spec in info.values())
+    old = datetime(2000, 1, 1, tzinfo=UTC)
+    await rows.insert_one({"_id": "e|stale-marker", "kind": "event", "org_id": org, "expire_at": old})
+    rollup = UsageRollup(admin.plane.store)
+    await rollup.write([event(org)])
+    assert await rows.find_one({"_id": "e|stale-marker"}) is None
+    assert await rows.count_documents({"kind": "event", "org_id": org}) == 1

@@ -16,6 +16,8 @@ MARKER_TTL_S (longer than the USAGE stream keeps messages).
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -29,6 +31,7 @@ from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
 from mcpmesh.store import Store
 
 MARKER_TTL_S: Final = 40 * 86400  # USAGE keeps 30 days
+PRUNE_EVERY_S: Final = 3600.0  # embedded store only (see UsageRollup._prune)
 DUPLICATE_KEY: Final = 11000
 BUCKET, MARKER = "hour", "event"
 
@@ -97,9 +100,15 @@ def _dims(event: UsageEvent) -> dict[str, Any]:
     }
 
 
+def _embedded(rows: Any) -> bool:
+    """The in-process mongomock store (`MONGODB_URL` unset), not a MongoDB server."""
+    return type(rows).__module__.startswith("mongomock")
+
+
 class UsageRollup:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._next_prune = 0.0
 
     async def _rows(self) -> Any:
         return await self.store.control("usage")
@@ -110,11 +119,14 @@ class UsageRollup:
         if not unique:
             return
         rows = await self._rows()
+        await self._prune(rows)
         expire_at = now() + timedelta(seconds=MARKER_TTL_S)
+        token = uuid.uuid4().hex  # this call's markers, so they can be found without a list of ids
         markers = [
             {
                 "_id": marker_id(e.event_id),
                 "kind": MARKER,
+                "batch": token,
                 "org_id": e.org_id,
                 "bucket": bucket_id(e),
                 "state": "pending",
@@ -136,8 +148,12 @@ class UsageRollup:
         for event in todo:
             by_bucket[bucket_id(event)].append(event)
         await self._apply_buckets(rows, by_bucket)
-        all_ids = [marker_id(eid) for eid in unique]
-        await rows.update_many({"_id": {"$in": all_ids}}, {"$set": {"state": "applied"}})
+        applied = {"$set": {"state": "applied"}}
+        mine = [marker_id(eid) for eid in unique if eid not in seen]
+        if mine:  # `batch` first: the embedded store tests it before the id list
+            await rows.update_many({"batch": token, "_id": {"$in": mine}}, applied)
+        if seen:
+            await rows.update_many({"_id": {"$in": [marker_id(eid) for eid in seen]}}, applied)
         touched: dict[str, list[str]] = defaultdict(list)
         for event in unique.values():
             touched[bucket_id(event)].append(event.event_id)
@@ -207,7 +223,16 @@ class UsageRollup:
     async def ensure_indexes(self) -> None:
         rows = await self._rows()
         await rows.create_index([("kind", 1), ("org_id", 1), ("hour", 1)])
-        await rows.create_index("expire_at", expireAfterSeconds=0)
+        if not _embedded(rows):
+            await rows.create_index("expire_at", expireAfterSeconds=0)
+
+    async def _prune(self, rows: Any) -> None:
+        """The embedded store has no TTL index (mongomock would scan every document for expiry
+        on every insert and query): expired markers are deleted here, at most once an hour."""
+        if not _embedded(rows) or time.monotonic() < self._next_prune:
+            return
+        self._next_prune = time.monotonic() + PRUNE_EVERY_S
+        await rows.delete_many({"kind": MARKER, "expire_at": {"$lt": now()}})
 
     async def query(self, match: dict[str, Any], group_by: list[str]) -> dict[str, Any]:
         """Totals over buckets matching `match`, and the same per `group_by` value."""
