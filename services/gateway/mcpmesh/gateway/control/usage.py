@@ -102,7 +102,7 @@ def _dims(event: UsageEvent) -> dict[str, Any]:
 
 def _embedded(rows: Any) -> bool:
     """The in-process mongomock store (`MONGODB_URL` unset), not a MongoDB server."""
-    return type(rows).__module__.startswith("mongomock")
+    return any(c.__module__.startswith("mongomock") for c in type(rows).__mro__)  # it masquerades as motor
 
 
 class UsageRollup:
