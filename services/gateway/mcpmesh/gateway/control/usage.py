@@ -150,8 +150,8 @@ class UsageRollup:
         await self._apply_buckets(rows, by_bucket)
         applied = {"$set": {"state": "applied"}}
         mine = [marker_id(eid) for eid in unique if eid not in seen]
-        if mine:  # `batch` first: the embedded store tests it before the id list
-            await rows.update_many({"batch": token, "_id": {"$in": mine}}, applied)
+        if mine:  # by id on a server; by token on the embedded store (no index, no O(n²) $in)
+            await rows.update_many({"batch": token} if _embedded(rows) else {"_id": {"$in": mine}}, applied)
         if seen:
             await rows.update_many({"_id": {"$in": [marker_id(eid) for eid in seen]}}, applied)
         touched: dict[str, list[str]] = defaultdict(list)
