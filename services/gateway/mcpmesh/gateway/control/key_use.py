@@ -29,7 +29,7 @@ MAX_QUEUED: Final = 100_000
 #: Audit events published between two NATS flushes (and loop yields).
 PUBLISH_CHUNK: Final = 100
 #: How long one chunk's NATS flush may take before the chunk is retried at the next flush.
-FLUSH_TIMEOUT_S: Final = 5.0
+FLUSH_TIMEOUT_S: Final = 5
 
 
 class KeyUseRecorder:
