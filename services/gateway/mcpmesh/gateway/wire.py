@@ -146,6 +146,27 @@ def origin_allowed(origin: str | None, allowed: Iterable[str]) -> bool:
     return False
 
 
+def _read_post(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any], Any] | Rejection:
+    """What every POST must pass in either revision: Accept, Content-Type, JSON, one message."""
+    if not _accepts(headers, _JSON_TYPES):
+        return _reject(
+            GatewayError(
+                ErrorCode.INVALID_REQUEST, "the Accept header must include application/json", status=406
+            )
+        )
+    if not _json_content(headers):
+        return _reject(
+            GatewayError(ErrorCode.INVALID_REQUEST, "the Content-Type must be application/json", status=415)
+        )
+    decoded, error = _decode(body)
+    if error is not None:
+        return _reject(error)
+    message, rpc_id, error = _message(decoded)
+    if error is not None or message is None:
+        return _reject(error or _protocol(INVALID_REQUEST, "invalid JSON-RPC message"), rpc_id)
+    return message, rpc_id
+
+
 def _decode(body: bytes) -> tuple[Any, GatewayError | None]:
     if not body.strip():
         return None, _protocol(PARSE_ERROR, "the request body is empty: send one JSON-RPC request object")
@@ -296,22 +317,10 @@ def _parse_modern(
             ),
             headers={"Allow": "POST"},
         )
-    if not _accepts(headers, _JSON_TYPES):
-        return _reject(
-            GatewayError(
-                ErrorCode.INVALID_REQUEST, "the Accept header must include application/json", status=406
-            )
-        )
-    if not _json_content(headers):
-        return _reject(
-            GatewayError(ErrorCode.INVALID_REQUEST, "the Content-Type must be application/json", status=415)
-        )
-    decoded, error = _decode(body)
-    if error is not None:
-        return _reject(error)
-    message, rpc_id, error = _message(decoded)
-    if error is not None or message is None:
-        return _reject(error or _protocol(INVALID_REQUEST, "invalid JSON-RPC message"), rpc_id)
+    read = _read_post(headers, body)
+    if isinstance(read, Rejection):
+        return read
+    message, rpc_id = read
     if "method" not in message:  # a response: the 2026-07-28 server never asks the client anything
         return _reject(
             _protocol(INVALID_REQUEST, "the body must be a JSON-RPC request: this server sends no requests")
@@ -383,22 +392,10 @@ def _parse_legacy(
             ),
             headers={"Allow": "GET, POST, DELETE"},
         )
-    if not _accepts(headers, _JSON_TYPES):
-        return _reject(
-            GatewayError(
-                ErrorCode.INVALID_REQUEST, "the Accept header must include application/json", status=406
-            )
-        )
-    if not _json_content(headers):
-        return _reject(
-            GatewayError(ErrorCode.INVALID_REQUEST, "the Content-Type must be application/json", status=415)
-        )
-    decoded, error = _decode(body)
-    if error is not None:
-        return _reject(error)
-    message, rpc_id, error = _message(decoded)
-    if error is not None or message is None:
-        return _reject(error or _protocol(INVALID_REQUEST, "invalid JSON-RPC message"), rpc_id)
+    read = _read_post(headers, body)
+    if isinstance(read, Rejection):
+        return read
+    message, rpc_id = read
     method = message.get("method")
     if method is None:  # the client's answer to a server request: this server sends none
         if "result" not in message and "error" not in message:
