@@ -145,3 +145,21 @@ def test_console_exporter_writes_to_stderr(monkeypatch: pytest.MonkeyPatch) -> N
     (exporter,) = exporters_from_env()
     assert isinstance(exporter, ConsoleSpanExporter)
     assert exporter.out is sys.stderr
+
+
+def test_without_a_reader_spans_are_not_recorded_but_context_still_propagates() -> None:
+    import mcpmesh.telemetry.tracing as tracing
+
+    setup_tracing("sampler-check")
+    saved = tracing._recording
+    tracing._recording = False
+    try:
+        with tracer("t").start_as_current_span("unread") as span:
+            assert not span.is_recording()
+            headers = inject_headers({})
+        parent = span.get_span_context()
+        assert headers["traceparent"].split("-")[1] == format(parent.trace_id, "032x")
+        with tracer("t").start_as_current_span("child", context=extract_context(headers)) as child:
+            assert child.get_span_context().trace_id == parent.trace_id
+    finally:
+        tracing._recording = saved

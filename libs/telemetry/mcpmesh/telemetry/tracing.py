@@ -1,7 +1,9 @@
 """OpenTelemetry tracing: one TracerProvider per process, W3C trace context in NATS headers.
 
-Spans are always recorded so context propagates gateway -> NATS -> service -> store;
-they are exported only when an OTLP endpoint (or the console exporter) is configured.
+Spans are recorded only when something reads them (an OTLP or console exporter, or
+`capture_spans()` in tests). Otherwise they are non-recording: they still get ids and the
+trace context still propagates gateway -> NATS -> service -> store, at a fraction of the
+per-request cost.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -18,6 +21,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 __all__ = [
@@ -49,6 +53,17 @@ class _CaptureProcessor(SpanProcessor):
 
 
 _capture = _CaptureProcessor()
+_recording = False  # True once an exporter is installed or capture_spans() was called
+
+
+class _RecordWhenRead(Sampler):
+    """Record every span when someone reads spans, none otherwise (ids and propagation stay)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return (ALWAYS_ON if _recording else ALWAYS_OFF).should_sample(*args, **kwargs)
+
+    def get_description(self) -> str:
+        return "RecordWhenRead"
 
 
 class _HeaderGetter(Getter[Mapping[str, str]]):
@@ -105,10 +120,14 @@ def setup_tracing(service: str) -> None:
             _provider = current
             _install(current, ())
             return
+        global _recording
         provider = TracerProvider(
-            resource=Resource.create({"service.name": service, "service.namespace": "mcpmesh"})
+            resource=Resource.create({"service.name": service, "service.namespace": "mcpmesh"}),
+            sampler=_RecordWhenRead(),
         )
-        _install(provider, (BatchSpanProcessor(exporter) for exporter in exporters_from_env()))
+        exporters = exporters_from_env()
+        _recording = _recording or bool(exporters)
+        _install(provider, (BatchSpanProcessor(exporter) for exporter in exporters))
         trace.set_tracer_provider(provider)
         _provider = provider
 
@@ -145,6 +164,8 @@ def capture_spans() -> InMemorySpanExporter:
     """
     if _provider is None:
         setup_tracing(os.environ.get("OTEL_SERVICE_NAME", "mcpmesh-test"))
+    global _recording
     exporter = InMemorySpanExporter()
     _capture.exporter = exporter
+    _recording = True
     return exporter
