@@ -46,3 +46,14 @@ def test_errors_round_trip_and_know_what_is_retryable() -> None:
     decoded = msgspec.json.decode(msgspec.json.encode(exc.error), type=MeshError)
     assert decoded == exc.error and decoded.retryable
     assert not MeshException(ErrorCode.FORBIDDEN, "no").error.retryable
+
+
+def test_subject_parsers_accept_only_their_own_shape() -> None:
+    assert subjects.org_and_name("usage.org-acme.context", "usage") == ("org-acme", "context")
+    assert subjects.tenant_action_of(subjects.tenant_control_subject("export", "rag")) == "export"
+    for bad, prefix in (("audit.org-acme.gateway", "usage"), ("usage.ORG.context", "usage"), ("usage.x", "usage")):
+        with pytest.raises(InvalidIdentifier):
+            subjects.org_and_name(bad, prefix)
+    with pytest.raises(InvalidIdentifier):
+        subjects.tenant_action_of("control.tenants.drop.rag")
+    assert subjects.service_event_patterns("rag") == ["usage.*.rag", "audit.*.rag"]

@@ -29,12 +29,17 @@ def service_queue_subject(service: str) -> str:
     return f"mcp.*.{validate_service_name(service)}"
 
 
+def org_and_name(subject: str, prefix: str) -> tuple[str, str]:
+    """(org, last token) of a `<prefix>.<org>.<name>` subject; raises InvalidIdentifier otherwise."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[0] != prefix:
+        raise InvalidIdentifier(f"not a {prefix}.<org>.<name> subject: {subject!r}")
+    return validate_org_id(parts[1]), parts[2]
+
+
 def org_of_service_subject(subject: str) -> str:
     """The org id a request subject names; raises InvalidIdentifier when it has none."""
-    parts = subject.split(".")
-    if len(parts) != 3 or parts[0] != "mcp":
-        raise InvalidIdentifier(f"not a service subject: {subject!r}")
-    return validate_org_id(parts[1])
+    return org_and_name(subject, "mcp")[0]
 
 
 def usage_subject(org_id: str, service: str) -> str:
@@ -56,6 +61,24 @@ def audit_filter(org_id: str | None = None) -> str:
 
 def org_inbox_prefix(org_id: str) -> str:
     return f"_INBOX_{validate_org_id(org_id).replace('-', '_')}"
+
+
+def service_event_patterns(service: str) -> list[str]:
+    """The usage and audit subjects a replica of `service` publishes to, for any org."""
+    name = validate_service_name(service)
+    return [f"usage.*.{name}", f"audit.*.{name}"]
+
+
+#: Every service request subject: a service calls others downstream for any org.
+ALL_SERVICE_REQUESTS: Final = "mcp.*.*"
+
+
+def tenant_action_of(subject: str) -> str:
+    """`delete` or `export` from a `control.tenants.<action>.<service>` subject."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["control", "tenants"] or parts[2] not in TENANT_ACTIONS:
+        raise InvalidIdentifier(f"not a tenant control subject: {subject!r}")
+    return parts[2]
 
 
 def org_subject_space(org_id: str) -> str:

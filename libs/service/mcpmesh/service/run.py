@@ -21,7 +21,12 @@ from nats.micro.service import EndpointStats, Service, ServiceConfig
 
 from mcpmesh.bus import Bus, Deadline, connect, redact_url
 from mcpmesh.proto.errors import MeshException
-from mcpmesh.proto.subjects import TENANT_ACTIONS, service_queue_subject, tenant_control_subject
+from mcpmesh.proto.subjects import (
+    TENANT_ACTIONS,
+    service_queue_subject,
+    tenant_action_of,
+    tenant_control_subject,
+)
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
@@ -69,7 +74,7 @@ class BusServer:
             )
 
     async def _on_tenant_command(self, req: Request) -> None:
-        action = req.subject.split(".")[2]
+        action = tenant_action_of(req.subject)
         reply = await self.service.tenant_data(action, req.data)
         await req.respond(msgspec.json.encode(reply))
 

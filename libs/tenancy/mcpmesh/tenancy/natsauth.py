@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import json
 
-from mcpmesh.proto.subjects import org_inbox_prefix, org_subject_space, service_queue_subject
+from mcpmesh.proto.subjects import (
+    ALL_SERVICE_REQUESTS,
+    org_inbox_prefix,
+    org_subject_space,
+    service_event_patterns,
+    service_queue_subject,
+)
 
 
 def tenant_user(org_id: str, password_ref: str) -> dict[str, object]:
@@ -31,12 +37,11 @@ def service_user(service: str, password_ref: str) -> dict[str, object]:
         "permissions": {
             "publish": {
                 "allow": [
-                    f"usage.*.{service}",
-                    f"audit.*.{service}",
+                    *service_event_patterns(service),
                     "$JS.API.>",
                     "$SRV.>",
                     "_INBOX.>",
-                    "mcp.*.*",
+                    ALL_SERVICE_REQUESTS,
                 ]
             },
             "subscribe": {"allow": [service_queue_subject(service), "$SRV.>", "_INBOX.>", "control.>"]},

@@ -18,7 +18,7 @@ from mcpmesh.gateway.control.errors import bad_request
 from mcpmesh.gateway.control.validation import iso
 from mcpmesh.proto.events import AuditEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
-from mcpmesh.proto.subjects import audit_subject
+from mcpmesh.proto.subjects import audit_subject, org_and_name
 from mcpmesh.store import Store
 
 DUPLICATE_KEY: Final = 11000
@@ -71,12 +71,11 @@ async def publish_nowait(bus: Bus, event: AuditEvent) -> None:
 
 
 def event_matches_subject(subject: str, event: AuditEvent) -> bool:
-    parts = subject.split(".")
+    """`audit.<org>.<source>` must name the event's own org."""
     try:
-        validate_org_id(event.org_id)
+        return org_and_name(subject, "audit")[0] == validate_org_id(event.org_id)
     except InvalidIdentifier:
         return False
-    return len(parts) == 3 and parts[1] == event.org_id
 
 
 def _row(event: AuditEvent, source: str) -> dict[str, Any]:

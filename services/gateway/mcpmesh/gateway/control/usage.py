@@ -28,6 +28,7 @@ from mcpmesh.gateway.control.bulk import Update, update_each
 from mcpmesh.gateway.control.validation import now
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
+from mcpmesh.proto.subjects import org_and_name
 from mcpmesh.store import Store
 
 MARKER_TTL_S: Final = 40 * 86400  # USAGE keeps 30 days
@@ -64,12 +65,10 @@ def marker_id(event_id: str) -> str:
 
 def event_matches_subject(subject: str, event: UsageEvent) -> bool:
     """`usage.<org>.<service>` must name the event's own org and service."""
-    parts = subject.split(".")
     try:
-        validate_org_id(event.org_id)
+        return org_and_name(subject, "usage") == (validate_org_id(event.org_id), event.service)
     except InvalidIdentifier:
         return False
-    return len(parts) == 3 and parts[1] == event.org_id and parts[2] == event.service
 
 
 def _deltas(events: list[UsageEvent]) -> dict[str, float]:
