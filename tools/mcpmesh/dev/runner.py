@@ -156,11 +156,8 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     components = find_components(root)
     services = [c for c in components if c.kind == "service" and c.name != "gateway"]
     gateway = next((c for c in components if c.name == "gateway"), None)
-    print(
-        "mesh: found components: " + ", ".join(c.name for c in components if c.kind == "service")
-        or "mesh: found no services yet",
-        file=sys.stderr,
-    )
+    found = ", ".join(c.name for c in components if c.kind == "service")
+    print(f"mesh: found components: {found}" if found else "mesh: found no services yet", file=sys.stderr)
 
     nats_url = os.environ.get("NATS_URL") or f"nats://127.0.0.1:{nats_port}"
     pids: dict[str, int] = {}
