@@ -51,7 +51,11 @@ def test_errors_round_trip_and_know_what_is_retryable() -> None:
 def test_subject_parsers_accept_only_their_own_shape() -> None:
     assert subjects.org_and_name("usage.org-acme.context", "usage") == ("org-acme", "context")
     assert subjects.tenant_action_of(subjects.tenant_control_subject("export", "rag")) == "export"
-    for bad, prefix in (("audit.org-acme.gateway", "usage"), ("usage.ORG.context", "usage"), ("usage.x", "usage")):
+    for bad, prefix in (
+        ("audit.org-acme.gateway", "usage"),
+        ("usage.ORG.context", "usage"),
+        ("usage.x", "usage"),
+    ):
         with pytest.raises(InvalidIdentifier):
             subjects.org_and_name(bad, prefix)
     with pytest.raises(InvalidIdentifier):
