@@ -97,3 +97,11 @@ def test_redact_url_hides_only_the_password() -> None:
 
     assert redact_url("nats://svc-context:s3cret@nats:4222") == "nats://svc-context:***@nats:4222"
     assert redact_url("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+async def test_kv_handle_is_looked_up_once(nats_url: str) -> None:
+    bus = await connect(nats_url, name="t")
+    try:
+        assert await bus.kv("TEST_BUCKET_ONCE") is await bus.kv("TEST_BUCKET_ONCE")
+    finally:
+        await bus.close()

@@ -59,6 +59,7 @@ class Bus:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
+        self._kv: dict[str, KeyValue] = {}
 
     @property
     def connected(self) -> bool:
@@ -112,11 +113,16 @@ class Bus:
                 await self.js.update_stream(config)
 
     async def kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
-        """A JetStream key-value bucket, created on first use."""
-        try:
-            return await self.js.key_value(bucket)
-        except BucketNotFoundError:
-            return await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
+        """A JetStream key-value bucket, created on first use; the handle is kept, so hot paths
+        (org settings on every call) cost no bucket lookup."""
+        handle = self._kv.get(bucket)
+        if handle is None:
+            try:
+                handle = await self.js.key_value(bucket)
+            except BucketNotFoundError:
+                handle = await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
+            self._kv[bucket] = handle
+        return handle
 
     async def close(self) -> None:
         """Drain: finish delivering what is in flight, then disconnect."""
