@@ -141,8 +141,13 @@ async def connect(
     password: str | None = None,
     inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
+    into: Bus | None = None,
 ) -> Bus:
-    """Connect with unlimited reconnects; a NATS restart is survived transparently."""
+    """Connect with unlimited reconnects; a NATS restart is survived transparently.
+
+    `into`: connect that Bus's (not yet connected) client instead of a new one, for a Bus
+    other objects were built around before startup.
+    """
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error", error=repr(exc))
@@ -176,14 +181,15 @@ async def connect(
         options["inbox_prefix"] = inbox_prefix
     started = time.monotonic()
     try:
-        nc = await nats.connect(**options)
+        nc = into.nc if into is not None else Client()
+        await nc.connect(**options)
         closing.append(nc)
     except (nats.errors.NoServersError, OSError) as exc:
         raise MeshException(
-            ErrorCode.UNAVAILABLE, f"cannot reach NATS at {url}: {exc.__class__.__name__}"
+            ErrorCode.UNAVAILABLE, f"cannot reach NATS at {redact_url(url)}: {exc.__class__.__name__}"
         ) from None
-    log.debug("nats connected", url=url, ms=round((time.monotonic() - started) * 1000, 1))
-    return Bus(nc)
+    log.debug("nats connected", url=redact_url(url), ms=round((time.monotonic() - started) * 1000, 1))
+    return into if into is not None else Bus(nc)
 
 
 def redact_url(url: str) -> str:

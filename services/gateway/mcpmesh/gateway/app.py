@@ -11,13 +11,11 @@ service discovery loop. Cleanup stops them in reverse order and drains NATS.
 from __future__ import annotations
 
 import time
-from typing import Any
 
-import nats.errors
 from aiohttp import web
 from nats.aio.client import Client
 
-from mcpmesh.bus import Bus
+from mcpmesh.bus import Bus, connect
 from mcpmesh.gateway import endpoint, ops
 from mcpmesh.gateway.auth import RESOURCE_METADATA_PATH
 from mcpmesh.gateway.discovery import Discovery
@@ -28,6 +26,7 @@ from mcpmesh.gateway.sessions import EndedSessions, SessionCodec
 from mcpmesh.gateway.settings import GatewaySettings
 from mcpmesh.gateway.stamps import StampCache
 from mcpmesh.gateway.state import STATE, ControlPlaneApi, GatewayState
+from mcpmesh.proto.errors import MeshException
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.stamp import StampSigner
 
@@ -98,36 +97,12 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
 
 
 async def _connect(state: GatewayState) -> None:
-    """Connect the bus's client (the options of `mcpmesh.bus.connect`, on a client built earlier)."""
+    """Connect the client the bus (and everything built around it) was created with."""
     settings = state.settings
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats error", error=repr(exc))
-
-    async def on_disconnected() -> None:
-        log.warning("nats disconnected")
-
-    async def on_reconnected() -> None:
-        log.info("nats reconnected")
-
-    options: dict[str, Any] = dict(
-        servers=[settings.nats_url],
-        name=f"mcpmesh-{settings.replica_name}",
-        error_cb=on_error,
-        disconnected_cb=on_disconnected,
-        reconnected_cb=on_reconnected,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=0.25,
-        connect_timeout=5.0,
-        allow_reconnect=True,
-        drain_timeout=5,
-    )
     try:
-        await state.bus.nc.connect(**options)
-    except (nats.errors.NoServersError, OSError) as exc:
-        raise GatewayStartupError(
-            f"cannot reach NATS at {settings.nats_url}: {exc.__class__.__name__}; start nats-server or set NATS_URL"
-        ) from None
+        await connect(settings.nats_url, name=f"mcpmesh-{settings.replica_name}", into=state.bus)
+    except MeshException as exc:
+        raise GatewayStartupError(f"{exc.error.message}; start nats-server or set NATS_URL") from None
 
 
 async def _startup(app: web.Application) -> None:
