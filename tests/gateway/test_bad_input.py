@@ -312,3 +312,21 @@ async def test_unknown_prompts_and_resources_are_clear_client_errors_not_502(
         "prompts/get", {"name": "dxp.greet", "arguments": {"name": "Ann"}}, key=key
     )
     assert status == 200 and body["result"]["messages"][0]["content"]["text"] == "Say hello to Ann"
+
+
+async def test_context_resources_of_unknown_or_malformed_ids_are_clear_client_errors(
+    context_mesh: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mesh, gw = context_mesh
+    caplog.set_level(logging.INFO)
+    _org, key = await mesh.tenant(scopes=["context:*"])
+    for uri, code, message in [
+        ("context://ctx-" + "a" * 24, "not_found", "not found"),
+        ("context://ctx-nope", "invalid_request", "invalid context id 'ctx-nope'"),
+        ("context://ctx-" + "a" * 24 + "/entries", "not_found", "unknown resource"),
+    ]:
+        status, body, _ = await gw.rpc("resources/read", {"uri": uri}, key=key)
+        assert status == 400 and body["error"]["code"] == -32602, (uri, body)
+        assert body["error"]["data"]["code"] == code and message in body["error"]["message"], (uri, body)
+        assert internals_in(msgspec.json.encode(body).decode()) == [], body
+    assert logged_failures(caplog.records) == []

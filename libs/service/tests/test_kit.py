@@ -59,6 +59,14 @@ def make_service() -> tuple[MeshService, list[dict[str, Any]]]:
     async def word(word: str) -> str:
         return word
 
+    @svc.resource("count://{n}")
+    async def count(n: int) -> str:
+        if n == 0:
+            raise MeshException(ErrorCode.FORBIDDEN, "zero is not yours to read")
+        if n > 10:
+            raise MeshException(ErrorCode.NOT_FOUND, f"no count {n}: counts go up to 10")
+        return str(n)
+
     return svc, seen
 
 
@@ -432,3 +440,25 @@ async def test_params_of_the_wrong_type_are_named(
     assert error["code"] == -32602 and error["data"]["code"] == "invalid_request"
     assert expected in error["message"]
     assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "code", "mesh_code", "message"),
+    [
+        ("count://11", -32602, "not_found", "no count 11: counts go up to 10"),
+        ("count://0", -32003, "forbidden", "zero is not yours to read"),
+        ("count://many", -32602, "invalid_request", "invalid arguments: n: expected an integer."),
+    ],
+)
+async def test_resource_functions_refuse_with_mesh_errors(
+    echo: Any, caplog: pytest.LogCaptureFixture, uri: str, code: int, mesh_code: str, message: str
+) -> None:
+    harness, _ = echo
+    caplog.set_level(logging.INFO)
+    error = await raw_error(harness, "resources/read", {"uri": uri})
+    assert error["code"] == code and error["data"]["code"] == mesh_code, error
+    assert error["message"].startswith(message), error
+    assert logged_failures(caplog.records) == []
+    assert (await harness.request(ORG_A, "resources/read", {"uri": "count://3"}))["contents"][0][
+        "text"
+    ] == "3"

@@ -21,7 +21,12 @@ from mcp.server.connection import Connection
 from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.context import Context
-from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError, UnexpectedToolError
+from mcp.server.mcpserver.exceptions import (
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.server.runner import modern_error_data, serve_one
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
@@ -102,7 +107,8 @@ class _BusDispatchContext:
 
 class _KitServer(MCPServer):
     """The SDK server, with clean refusals where the SDK's own would leak or read as a crash:
-    arguments failing a schema, an unknown prompt or resource, a prompt's missing arguments."""
+    arguments failing a schema, an unknown prompt or resource, a prompt's missing arguments.
+    A resource function raises MeshException as a tool does; it becomes a JSON-RPC error."""
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
@@ -160,6 +166,18 @@ class _KitServer(MCPServer):
                 "name what this service serves",
                 uri=str(uri)[:_SHOWN_MAX],
             ) from None
+        except UnexpectedResourceError as exc:  # raised by the resource function (or its arguments)
+            cause = exc.__cause__
+            if isinstance(cause, MeshException):
+                if cause.error.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST):
+                    raise refusal(cause.error.code, cause.error.message, uri=str(uri)[:_SHOWN_MAX]) from None
+                raise MCPError(
+                    cause.jsonrpc_code, cause.error.message, msgspec.to_builtins(cause.error)
+                ) from None
+            if isinstance(cause, ValidationError):
+                message = describe_invalid_arguments(cause, what="resource template")
+                raise refusal(ErrorCode.INVALID_REQUEST, message, uri=str(uri)[:_SHOWN_MAX]) from None
+            raise
 
 
 class MeshService:
