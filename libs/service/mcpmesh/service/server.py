@@ -128,7 +128,7 @@ class _KitServer(MCPServer):
     ) -> GetPromptResult | InputRequiredResult:
         prompt = next((p for p in await self.list_prompts() if p.name == name), None)
         if prompt is None:
-            raise refusal(
+            raise _refusal(
                 ErrorCode.NOT_FOUND,
                 f"unknown prompt {_shown(name)}: prompts/list names this service's prompts",
             )
@@ -140,7 +140,7 @@ class _KitServer(MCPServer):
             problems = [f"{n}: required" for n in missing] + [
                 f"{n}: not an argument of this prompt" for n in unknown
             ]
-            raise refusal(
+            raise _refusal(
                 ErrorCode.INVALID_REQUEST,
                 f"invalid arguments: {'; '.join(problems[:5])}. prompts/list lists each prompt's arguments",
             )
@@ -150,7 +150,7 @@ class _KitServer(MCPServer):
             cause = _validation_cause(exc)
             if cause is None:
                 raise
-            raise refusal(
+            raise _refusal(
                 ErrorCode.INVALID_REQUEST, describe_invalid_arguments(cause, what="prompt")
             ) from None
 
@@ -160,7 +160,7 @@ class _KitServer(MCPServer):
         try:
             return await super().read_resource(uri, context)
         except ResourceNotFoundError:
-            raise refusal(
+            raise _refusal(
                 ErrorCode.NOT_FOUND,
                 f"unknown resource {_shown(str(uri))}: resources/list and resources/templates/list "
                 "name what this service serves",
@@ -170,13 +170,13 @@ class _KitServer(MCPServer):
             cause = exc.__cause__
             if isinstance(cause, MeshException):
                 if cause.error.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST):
-                    raise refusal(cause.error.code, cause.error.message, uri=str(uri)[:_SHOWN_MAX]) from None
+                    raise _refusal(cause.error.code, cause.error.message, uri=str(uri)[:_SHOWN_MAX]) from None
                 raise MCPError(
                     cause.jsonrpc_code, cause.error.message, msgspec.to_builtins(cause.error)
                 ) from None
             if isinstance(cause, ValidationError):
                 message = describe_invalid_arguments(cause, what="resource template")
-                raise refusal(ErrorCode.INVALID_REQUEST, message, uri=str(uri)[:_SHOWN_MAX]) from None
+                raise _refusal(ErrorCode.INVALID_REQUEST, message, uri=str(uri)[:_SHOWN_MAX]) from None
             raise
 
 
@@ -589,7 +589,7 @@ def _error_reply(
 _SHOWN_MAX = 200
 
 
-def refusal(code: ErrorCode, message: str, **extra: Any) -> MCPError:
+def _refusal(code: ErrorCode, message: str, **extra: Any) -> MCPError:
     """A JSON-RPC error for a request the caller got wrong: -32602 (invalid params), as MCP has it
     for unknown prompts and resources, with the mesh's `MeshError` (plus `extra`) as `data`."""
     return MCPError(INVALID_PARAMS, message, {**msgspec.to_builtins(MeshError(code, message)), **extra})
