@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 from mcp.server.mcpserver import Context
-from mcp.shared.exceptions import MCPError
 
 from mcpmesh.context import appends, contexts, listing, sharing
 from mcpmesh.context.app import ContextApp
@@ -21,7 +20,6 @@ from mcpmesh.context.settings import ContextSettings
 from mcpmesh.context.storage import STORE_KINDS
 from mcpmesh.context.sweep import run_periodically
 from mcpmesh.context.tokens import load_counter
-from mcpmesh.proto.errors import MeshException
 from mcpmesh.service import MeshService, call_of
 
 INSTRUCTIONS = """\
@@ -254,12 +252,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         description="A context with its entries (as the get tool returns it).",
     )
     async def context_resource(ctx_id: str) -> str:
-        try:
-            result = await contexts.get(
-                app, call_of(), ctx_id, last_n=None, last_n_tokens=None, after_seq=None
-            )
-        except MeshException as exc:
-            raise MCPError(exc.jsonrpc_code, exc.error.message, msgspec.to_builtins(exc.error)) from None
+        result = await contexts.get(app, call_of(), ctx_id, last_n=None, last_n_tokens=None, after_seq=None)
         return msgspec.json.encode(result).decode()
 
     return service
