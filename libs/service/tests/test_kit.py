@@ -300,3 +300,89 @@ async def test_a_tool_offered_on_some_tiers_refuses_the_others(nats_url: str) ->
             await harness.call_tool(ORG_A, "premium", stamp=harness.stamp(ORG_A, tier="free"))
     assert info.value.error.code is ErrorCode.FORBIDDEN
     assert "not available on the 'free' tier" in info.value.error.message
+
+
+async def test_tools_publish_their_annotations_and_idempotency_key(nats_url: str) -> None:
+    svc = MeshService("annotated")
+
+    @svc.tool(access="read", open_world=False)
+    async def look() -> str:
+        return "seen"
+
+    @svc.tool(access="write")
+    async def add(item: str) -> str:
+        return item
+
+    @svc.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def put(key: str, value: str) -> str:
+        return value
+
+    @svc.tool(access="write", destructive=False, idempotency_key="op_id")
+    async def charge(amount: int, op_id: str | None = None) -> int:
+        return amount
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        listed = await harness.request(ORG_A, "tools/list")
+    tools = {t["name"]: t for t in listed["tools"]}
+    hints = {name: t["annotations"] for name, t in tools.items()}
+    assert hints["look"] == {
+        "readOnlyHint": True,
+        "idempotentHint": True,
+        "destructiveHint": False,
+        "openWorldHint": False,
+    }
+    # Undeclared hints of a write tool are the conservative MCP defaults.
+    assert hints["add"] == {
+        "readOnlyHint": False,
+        "idempotentHint": False,
+        "destructiveHint": True,
+        "openWorldHint": True,
+    }
+    assert hints["put"]["idempotentHint"] is True and hints["put"]["destructiveHint"] is True
+    assert hints["charge"]["idempotentHint"] is False and hints["charge"]["destructiveHint"] is False
+    assert tools["charge"]["_meta"]["mcpmesh/idempotency_key"] == "op_id"
+    assert "mcpmesh/idempotency_key" not in tools["add"]["_meta"]
+
+
+def test_annotations_that_cannot_be_true_are_refused_at_declaration() -> None:
+    svc = MeshService("annotated")
+    with pytest.raises(ValueError, match="not an argument"):
+
+        @svc.tool(access="write", idempotency_key="request_key")
+        async def charge(amount: int) -> int:
+            return amount
+
+    with pytest.raises(ValueError, match="read_only"):
+        svc.tool(access="read", destructive=True)
+    with pytest.raises(TypeError, match="read_only="):
+        svc.tool(access="read", annotations={"readOnlyHint": True})
+
+
+async def test_each_replica_also_answers_on_its_own_subject(nats_url: str) -> None:
+    from mcpmesh.bus import Deadline, NotDelivered
+    from mcpmesh.bus.mcp import exchange
+
+    svc, _ = make_service()
+    async with ServiceHarness(svc, nats_url) as harness:
+        assert harness.server is not None and harness.server.micro is not None and harness.client is not None
+        body = request_body("tools/call", {"name": "whoami", "arguments": {"text": "direct"}})
+        reply = await exchange(
+            harness.client,
+            org_id=ORG_A,
+            service="echo",
+            body=body,
+            stamp=harness.stamp(ORG_A),
+            deadline=Deadline.after(5),
+            instance=harness.server.micro.id,
+        )
+        assert result_of(reply)["structuredContent"] == {"org": ORG_A, "text": "direct"}
+        with pytest.raises(NotDelivered):  # no such replica: handed back unsent at once
+            await exchange(
+                harness.client,
+                org_id=ORG_A,
+                service="echo",
+                body=body,
+                stamp=harness.stamp(ORG_A),
+                deadline=Deadline.after(5),
+                instance="gone0replica",
+            )

@@ -9,6 +9,7 @@ tool declares. The exchange itself goes through the SDK's single-exchange
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import MessageMetadata, ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ProgressToken, RequestId
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, ProgressToken, RequestId, ToolAnnotations
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mcpmesh.bus import Bus, Deadline
@@ -56,6 +57,8 @@ log = get_logger("mcpmesh.service")
 TOOL_SCOPE_META = "mcpmesh/scope"
 #: Key of a tool's `_meta` entry listing the tiers it is offered on (absent: every tier).
 TOOL_TIERS_META = "mcpmesh/tiers"
+#: Key of a tool's `_meta` entry naming the argument it deduplicates on (an idempotency key).
+TOOL_IDEMPOTENCY_KEY_META = "mcpmesh/idempotency_key"
 
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
@@ -129,10 +132,36 @@ class MeshService:
         name: str | None = None,
         description: str | None = None,
         tiers: Sequence[str] | None = None,
+        read_only: bool | None = None,
+        idempotent: bool | None = None,
+        destructive: bool | None = None,
+        open_world: bool = True,
+        idempotency_key: str | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`),
-        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`)."""
+        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`).
+
+        What the tool does to the world is published as MCP `ToolAnnotations`, and the gateway
+        relies on it when a call times out (may the client simply retry?), so declare it truthfully:
+        `read_only` (default: `access == "read"`), `idempotent` (the same arguments again change
+        nothing more; default: `read_only`), `destructive` (it may overwrite or delete, rather than
+        only add; default: `not read_only`), `open_world` (it reaches outside the mesh's own stores,
+        e.g. an LLM provider or a customer's API). `idempotency_key` names an argument the tool
+        deduplicates on: a second call with the same value does nothing and returns the first
+        result, so a client may resend a call that timed out with the same key.
+        """
+        if "annotations" in sdk_options:
+            raise TypeError("declare annotations with read_only=, idempotent=, destructive=, open_world=")
+        ro = access == "read" if read_only is None else read_only
+        hints = ToolAnnotations(
+            read_only_hint=ro,
+            idempotent_hint=ro if idempotent is None else idempotent,
+            destructive_hint=(not ro) if destructive is None else destructive,
+            open_world_hint=open_world,
+        )
+        if ro and (hints.destructive_hint or idempotency_key is not None):
+            raise ValueError("a read_only tool is neither destructive nor in need of an idempotency_key")
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
@@ -143,9 +172,17 @@ class MeshService:
             if tiers is not None:
                 self.tool_tiers[tool_name] = frozenset(tiers)
                 meta[TOOL_TIERS_META] = sorted(tiers)
-            self.mcp.tool(name=tool_name, description=description or fn.__doc__, meta=meta, **sdk_options)(
-                _clean_failures(fn, f"{self.name}.{tool_name}")
-            )
+            if idempotency_key is not None:
+                if idempotency_key not in inspect.signature(fn).parameters:
+                    raise ValueError(f"idempotency_key {idempotency_key!r} is not an argument of {tool_name}")
+                meta[TOOL_IDEMPOTENCY_KEY_META] = idempotency_key
+            self.mcp.tool(
+                name=tool_name,
+                description=description or fn.__doc__,
+                meta=meta,
+                annotations=hints,
+                **sdk_options,
+            )(_clean_failures(fn, f"{self.name}.{tool_name}"))
             return fn
 
         return register
