@@ -56,6 +56,10 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+NO_RESPONDERS = "no responders"  # nobody subscribes to the subject (any more)
+NOT_CONNECTED = "connection unavailable"  # closed, draining, or the reconnect buffer is full
+
+
 class NotDelivered(MeshException):
     """The request provably reached no service (`reason`): sending it again, anywhere, is safe."""
 
@@ -95,7 +99,7 @@ class Bus:
             try:
                 return await self.nc.request(subject, payload, timeout=left, headers=hdrs)
             except nats.errors.NoRespondersError:
-                reason = "no responders"
+                reason = NO_RESPONDERS
             except nats.errors.TimeoutError:
                 raise MeshException(
                     ErrorCode.TIMEOUT, "the service did not answer before the deadline"
@@ -106,7 +110,7 @@ class Bus:
                 nats.errors.ConnectionReconnectingError,
                 nats.errors.OutboundBufferLimitError,
             ):
-                reason = "connection unavailable"
+                reason = NOT_CONNECTED
             if not retry_unsent:
                 raise NotDelivered(reason)
             pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
