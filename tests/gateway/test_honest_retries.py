@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from mcpmesh.service import MeshService
+from mcpmesh.service import MeshService, ServiceSettings
 from mcpmesh.tenancy.stamp import public_key_pem
 
 REPLICA = Path(__file__).with_name("logs_replica.py")
@@ -101,6 +101,22 @@ async def test_a_timed_out_write_says_it_may_have_been_applied_and_ran_once(mesh
 
     await asyncio.sleep(2.5)  # long enough for any re-sent attempt to have run
     assert runs == ["slow_write", "keyed_write:op-1", "keyed_write:None", "slow_read"]
+
+
+async def test_a_write_the_service_stopped_at_its_deadline_may_have_been_applied(mesh: Any) -> None:
+    runs: list[str] = []
+    await mesh.service(counting_service(runs), ServiceSettings(call_timeout_s=0.5))  # its own, shorter bound
+    gw = await mesh.gateway()
+    await mesh.wait_discovered("rag")
+    _org, key = await mesh.tenant(scopes=["rag:*"])
+    status, body, _ = await gw.rpc("tools/call", call("rag.slow_write", {"seconds": 3}), key=key)
+    assert status == 504, body
+    assert body["error"]["data"]["retryable"] is False
+    assert body["error"]["message"] == (
+        "service 'rag' did not finish in time: tool 'rag.slow_write' may have been applied; "
+        "check the current state before retrying"
+    )
+    assert runs == ["slow_write"]
 
 
 # -- a paused replica ------------------------------------------------------------------------------

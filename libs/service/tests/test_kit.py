@@ -386,3 +386,47 @@ async def test_each_replica_also_answers_on_its_own_subject(nats_url: str) -> No
                 deadline=Deadline.after(5),
                 instance="gone0replica",
             )
+
+
+async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(nats_url: str) -> None:
+    import asyncio
+
+    from mcpmesh.bus import Deadline
+    from mcpmesh.proto import headers as h
+
+    svc = MeshService("slowpoke")
+
+    @svc.tool(access="write")
+    async def save(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "saved"
+
+    @svc.tool(access="read")
+    async def look(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "seen"
+
+    async def stopped(harness: ServiceHarness, tool: str) -> MeshException:
+        """The kit's own answer: the caller waits longer than the deadline it sends."""
+        assert harness.client is not None
+        headers = {
+            h.STAMP: harness.stamp(ORG_A),
+            h.REQUEST_ID: "r1",
+            h.DEADLINE: Deadline.after(0.3).header(),
+        }
+        body = request_body("tools/call", {"name": tool, "arguments": {"seconds": 5}})
+        msg = await harness.client.nc.request("mcp.org-acme.slowpoke", body, timeout=5, headers=headers)
+        with pytest.raises(MeshException) as info:
+            result_of(msg.data)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+        return info.value
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        write = await stopped(harness, "save")
+        read = await stopped(harness, "look")
+    assert write.error.retryable is False
+    assert write.error.message == (
+        "slowpoke.save did not finish before its deadline and was stopped: it may have been applied; "
+        "check the current state before retrying"
+    )
+    assert read.error.retryable is True

@@ -110,6 +110,7 @@ class MeshService:
         self.uses_vectors = uses_vectors
         self.tool_scopes: dict[str, str] = {}
         self.tool_tiers: dict[str, frozenset[str]] = {}
+        self.repeatable_tools: set[str] = set()  # read-only or idempotent
         self.settings = ServiceSettings()
         self.bus: Bus | None = None
         self.metrics = Metrics()
@@ -167,6 +168,8 @@ class MeshService:
             tool_name = name or fn.__name__
             required = scope or scope_for(self.name, access)
             self.tool_scopes[tool_name] = required
+            if hints.read_only_hint or hints.idempotent_hint:
+                self.repeatable_tools.add(tool_name)
             # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
             meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
             if tiers is not None:
@@ -398,8 +401,8 @@ class MeshService:
             message_metadata=ServerMessageMetadata(request_context=call),
             progress_token=progress_token_from_params(decoded.get("params")),
         )
-        with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
-            try:
+        try:  # fail_after raises TimeoutError as its block exits, so catch it outside
+            with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
                 return await serve_one(
                     self.mcp._lowlevel_server,
                     dctx,
@@ -408,10 +411,20 @@ class MeshService:
                     connection=connection,
                     lifespan_state=None,
                 )
-            except TimeoutError:
-                raise MeshException(
-                    ErrorCode.TIMEOUT, "the call did not finish before its deadline"
-                ) from None
+        except TimeoutError:
+            raise self._stopped_at_deadline(decoded) from None
+
+    def _stopped_at_deadline(self, decoded: Mapping[str, Any]) -> MeshException:
+        """The TIMEOUT for a call cut off at its deadline: a write may have been partly applied."""
+        tool = (decoded.get("params") or {}).get("name") if decoded["method"] == "tools/call" else None
+        if not isinstance(tool, str) or tool in self.repeatable_tools:
+            return MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline")
+        return MeshException(
+            ErrorCode.TIMEOUT,
+            f"{self.name}.{tool} did not finish before its deadline and was stopped: it may have been "
+            "applied; check the current state before retrying",
+            retryable=False,
+        )
 
     async def _account(
         self,

@@ -130,9 +130,13 @@ class Repeat:
     key_sent: bool = False  # ... and the client gave it, so resending the same call is safe
 
 
-def timed_out(service: str, seconds: float, repeat: Repeat) -> GatewayError:
-    """The 504 for a request that was sent and not answered: honest about whether it ran."""
-    head = f"service {service!r} did not answer within {seconds:g} s"
+def timed_out(service: str, repeat: Repeat, *, waited_s: float | None) -> GatewayError:
+    """The 504 for a request that was sent and not finished in time (the gateway waited `waited_s`,
+    or the service stopped it at its deadline): honest about whether it ran."""
+    if waited_s is not None:
+        head = f"service {service!r} did not answer within {waited_s:g} s"
+    else:
+        head = f"service {service!r} did not finish in time"
     if repeat.safe:
         return GatewayError(
             ErrorCode.TIMEOUT,

@@ -468,7 +468,7 @@ class Router:
             )
         finally:
             call.upstream_s += time.perf_counter() - started
-        return self._passthrough(call, raw, service)
+        return self._passthrough(call, raw, service, repeat)
 
     async def _exchange(
         self, principal: Principal, service: str, body: bytes, *, request_id: str, repeat: Repeat
@@ -535,7 +535,7 @@ class Router:
         if isinstance(exc, MeshException):
             code = exc.error.code
             if code is ErrorCode.TIMEOUT:
-                return timed_out(service, self.call_timeout_s, repeat or _READ)
+                return timed_out(service, repeat or _READ, waited_s=self.call_timeout_s)
             if code is ErrorCode.UNAVAILABLE:  # the request reached no replica: safe to send again
                 return self._unavailable(service, "no replica took the request")
             return GatewayError(
@@ -544,7 +544,7 @@ class Router:
         log.error("unexpected failure talking to a service", target=service, error=repr(exc))
         return GatewayError(ErrorCode.INTERNAL, f"service {service!r} could not be reached", status=502)
 
-    def _passthrough(self, call: Call, raw: bytes, service: str) -> Reply:
+    def _passthrough(self, call: Call, raw: bytes, service: str, repeat: Repeat) -> Reply:
         """The service's reply as the client's reply: errors mapped to a status, legacy results reshaped."""
         try:
             head = msgspec.json.decode(raw, type=_ReplyHead)
@@ -553,18 +553,20 @@ class Router:
                 ErrorCode.INTERNAL, f"service {service!r} sent a malformed reply", status=502
             ) from None
         if head.error is not None:
-            return self._service_error(call, head.error, service)
+            return self._service_error(call, head.error, service, repeat)
         outcome = "tool_error" if head.result is not None and head.result.isError else "ok"
         if not call.legacy:
             return Reply(raw, outcome=outcome)
         result = msgspec.json.decode(raw).get("result") or {}
         return Reply(self._legacy_result(call, result), outcome=outcome)
 
-    def _service_error(self, call: Call, error: _ErrorHead, service: str) -> Reply:
+    def _service_error(self, call: Call, error: _ErrorHead, service: str, repeat: Repeat) -> Reply:
         code = mesh_code_of(error.code)
         if isinstance(error.data, dict) and isinstance(error.data.get("code"), str):
             with contextlib.suppress(ValueError):
                 code = ErrorCode(error.data["code"])
+        if code is ErrorCode.TIMEOUT:  # the service stopped it at its deadline: say what that means
+            raise timed_out(service, repeat, waited_s=None)
         if code is ErrorCode.UNAUTHENTICATED:
             # The client's key was fine: the service refused the gateway's own stamp.
             log.error("a service refused the gateway's stamp", target=service, detail=error.message)
