@@ -166,9 +166,10 @@ class Discovery:
         self._tasks = [loop.create_task(self._discover_loop()), loop.create_task(self._health_loop())]
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._refreshing] if self._refreshing is not None else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
