@@ -462,3 +462,133 @@ async def test_resource_functions_refuse_with_mesh_errors(
     assert (await harness.request(ORG_A, "resources/read", {"uri": "count://3"}))["contents"][0][
         "text"
     ] == "3"
+
+
+async def test_tools_publish_their_annotations_and_idempotency_key(nats_url: str) -> None:
+    svc = MeshService("annotated")
+
+    @svc.tool(access="read", open_world=False)
+    async def look() -> str:
+        return "seen"
+
+    @svc.tool(access="write")
+    async def add(item: str) -> str:
+        return item
+
+    @svc.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def put(key: str, value: str) -> str:
+        return value
+
+    @svc.tool(access="write", destructive=False, idempotency_key="op_id")
+    async def charge(amount: int, op_id: str | None = None) -> int:
+        return amount
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        listed = await harness.request(ORG_A, "tools/list")
+    tools = {t["name"]: t for t in listed["tools"]}
+    hints = {name: t["annotations"] for name, t in tools.items()}
+    assert hints["look"] == {
+        "readOnlyHint": True,
+        "idempotentHint": True,
+        "destructiveHint": False,
+        "openWorldHint": False,
+    }
+    # Undeclared hints of a write tool are the conservative MCP defaults.
+    assert hints["add"] == {
+        "readOnlyHint": False,
+        "idempotentHint": False,
+        "destructiveHint": True,
+        "openWorldHint": True,
+    }
+    assert hints["put"]["idempotentHint"] is True and hints["put"]["destructiveHint"] is True
+    assert hints["charge"]["idempotentHint"] is False and hints["charge"]["destructiveHint"] is False
+    assert tools["charge"]["_meta"]["mcpmesh/idempotency_key"] == "op_id"
+    assert "mcpmesh/idempotency_key" not in tools["add"]["_meta"]
+
+
+def test_annotations_that_cannot_be_true_are_refused_at_declaration() -> None:
+    svc = MeshService("annotated")
+    with pytest.raises(ValueError, match="not an argument"):
+
+        @svc.tool(access="write", idempotency_key="request_key")
+        async def charge(amount: int) -> int:
+            return amount
+
+    with pytest.raises(ValueError, match="read_only"):
+        svc.tool(access="read", destructive=True)
+    with pytest.raises(TypeError, match="read_only="):
+        svc.tool(access="read", annotations={"readOnlyHint": True})
+
+
+async def test_each_replica_also_answers_on_its_own_subject(nats_url: str) -> None:
+    from mcpmesh.bus import Deadline, NotDelivered
+    from mcpmesh.bus.mcp import exchange
+
+    svc, _ = make_service()
+    async with ServiceHarness(svc, nats_url) as harness:
+        assert harness.server is not None and harness.server.micro is not None and harness.client is not None
+        body = request_body("tools/call", {"name": "whoami", "arguments": {"text": "direct"}})
+        reply = await exchange(
+            harness.client,
+            org_id=ORG_A,
+            service="echo",
+            body=body,
+            stamp=harness.stamp(ORG_A),
+            deadline=Deadline.after(5),
+            instance=harness.server.micro.id,
+        )
+        assert result_of(reply)["structuredContent"] == {"org": ORG_A, "text": "direct"}
+        with pytest.raises(NotDelivered):  # no such replica: handed back unsent at once
+            await exchange(
+                harness.client,
+                org_id=ORG_A,
+                service="echo",
+                body=body,
+                stamp=harness.stamp(ORG_A),
+                deadline=Deadline.after(5),
+                instance="gone0replica",
+            )
+
+
+async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(nats_url: str) -> None:
+    import asyncio
+
+    from mcpmesh.bus import Deadline
+    from mcpmesh.proto import headers as h
+
+    svc = MeshService("slowpoke")
+
+    @svc.tool(access="write")
+    async def save(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "saved"
+
+    @svc.tool(access="read")
+    async def look(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "seen"
+
+    async def stopped(harness: ServiceHarness, tool: str) -> MeshException:
+        """The kit's own answer: the caller waits longer than the deadline it sends."""
+        assert harness.client is not None
+        headers = {
+            h.STAMP: harness.stamp(ORG_A),
+            h.REQUEST_ID: "r1",
+            h.DEADLINE: Deadline.after(0.3).header(),
+        }
+        body = request_body("tools/call", {"name": tool, "arguments": {"seconds": 5}})
+        msg = await harness.client.nc.request("mcp.org-acme.slowpoke", body, timeout=5, headers=headers)
+        with pytest.raises(MeshException) as info:
+            result_of(msg.data)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+        return info.value
+
+    async with ServiceHarness(svc, nats_url) as harness:
+        write = await stopped(harness, "save")
+        read = await stopped(harness, "look")
+    assert write.error.retryable is False
+    assert write.error.message == (
+        "slowpoke.save did not finish before its deadline and was stopped: it may have been applied; "
+        "check the current state before retrying"
+    )
+    assert read.error.retryable is True

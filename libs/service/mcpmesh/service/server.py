@@ -9,6 +9,7 @@ tool declares. The exchange itself goes through the SDK's single-exchange
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -43,6 +44,7 @@ from mcp_types import (
     InputRequiredResult,
     ProgressToken,
     RequestId,
+    ToolAnnotations,
 )
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import AnyUrl, ValidationError
@@ -75,6 +77,8 @@ log = get_logger("mcpmesh.service")
 TOOL_SCOPE_META = "mcpmesh/scope"
 #: Key of a tool's `_meta` entry listing the tiers it is offered on (absent: every tier).
 TOOL_TIERS_META = "mcpmesh/tiers"
+#: Key of a tool's `_meta` entry naming the argument it deduplicates on (an idempotency key).
+TOOL_IDEMPOTENCY_KEY_META = "mcpmesh/idempotency_key"
 
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
@@ -201,6 +205,7 @@ class MeshService:
         self.uses_vectors = uses_vectors
         self.tool_scopes: dict[str, str] = {}
         self.tool_tiers: dict[str, frozenset[str]] = {}
+        self.repeatable_tools: set[str] = set()  # read-only or idempotent
         self.settings = ServiceSettings()
         self.bus: Bus | None = None
         self.metrics = Metrics()
@@ -223,23 +228,59 @@ class MeshService:
         name: str | None = None,
         description: str | None = None,
         tiers: Sequence[str] | None = None,
+        read_only: bool | None = None,
+        idempotent: bool | None = None,
+        destructive: bool | None = None,
+        open_world: bool = True,
+        idempotency_key: str | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`),
-        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`)."""
+        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`).
+
+        What the tool does to the world is published as MCP `ToolAnnotations`, and the gateway
+        relies on it when a call times out (may the client simply retry?), so declare it truthfully:
+        `read_only` (default: `access == "read"`), `idempotent` (the same arguments again change
+        nothing more; default: `read_only`), `destructive` (it may overwrite or delete, rather than
+        only add; default: `not read_only`), `open_world` (it reaches outside the mesh's own stores,
+        e.g. an LLM provider or a customer's API). `idempotency_key` names an argument the tool
+        deduplicates on: a second call with the same value does nothing and returns the first
+        result, so a client may resend a call that timed out with the same key.
+        """
+        if "annotations" in sdk_options:
+            raise TypeError("declare annotations with read_only=, idempotent=, destructive=, open_world=")
+        ro = access == "read" if read_only is None else read_only
+        hints = ToolAnnotations(
+            read_only_hint=ro,
+            idempotent_hint=ro if idempotent is None else idempotent,
+            destructive_hint=(not ro) if destructive is None else destructive,
+            open_world_hint=open_world,
+        )
+        if ro and (hints.destructive_hint or idempotency_key is not None):
+            raise ValueError("a read_only tool is neither destructive nor in need of an idempotency_key")
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
             required = scope or scope_for(self.name, access)
             self.tool_scopes[tool_name] = required
+            if hints.read_only_hint or hints.idempotent_hint:
+                self.repeatable_tools.add(tool_name)
             # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
             meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
             if tiers is not None:
                 self.tool_tiers[tool_name] = frozenset(tiers)
                 meta[TOOL_TIERS_META] = sorted(tiers)
-            self.mcp.tool(name=tool_name, description=description or fn.__doc__, meta=meta, **sdk_options)(
-                _clean_failures(fn, f"{self.name}.{tool_name}")
-            )
+            if idempotency_key is not None:
+                if idempotency_key not in inspect.signature(fn).parameters:
+                    raise ValueError(f"idempotency_key {idempotency_key!r} is not an argument of {tool_name}")
+                meta[TOOL_IDEMPOTENCY_KEY_META] = idempotency_key
+            self.mcp.tool(
+                name=tool_name,
+                description=description or fn.__doc__,
+                meta=meta,
+                annotations=hints,
+                **sdk_options,
+            )(_clean_failures(fn, f"{self.name}.{tool_name}"))
             return fn
 
         return register
@@ -456,8 +497,8 @@ class MeshService:
             message_metadata=ServerMessageMetadata(request_context=call),
             progress_token=progress_token_from_params(decoded.get("params")),
         )
-        with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
-            try:
+        try:  # fail_after raises TimeoutError as its block exits, so catch it outside
+            with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
                 return await serve_one(
                     self.mcp._lowlevel_server,
                     dctx,
@@ -466,10 +507,20 @@ class MeshService:
                     connection=connection,
                     lifespan_state=None,
                 )
-            except TimeoutError:
-                raise MeshException(
-                    ErrorCode.TIMEOUT, "the call did not finish before its deadline"
-                ) from None
+        except TimeoutError:
+            raise self._stopped_at_deadline(decoded) from None
+
+    def _stopped_at_deadline(self, decoded: Mapping[str, Any]) -> MeshException:
+        """The TIMEOUT for a call cut off at its deadline: a write may have been partly applied."""
+        tool = (decoded.get("params") or {}).get("name") if decoded["method"] == "tools/call" else None
+        if not isinstance(tool, str) or tool in self.repeatable_tools:
+            return MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline")
+        return MeshException(
+            ErrorCode.TIMEOUT,
+            f"{self.name}.{tool} did not finish before its deadline and was stopped: it may have been "
+            "applied; check the current state before retrying",
+            retryable=False,
+        )
 
     async def _account(
         self,

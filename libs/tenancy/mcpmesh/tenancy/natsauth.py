@@ -13,7 +13,7 @@ from mcpmesh.proto.subjects import (
     org_inbox_prefix,
     org_subject_space,
     service_event_patterns,
-    service_queue_subject,
+    service_request_subjects,
 )
 
 
@@ -30,7 +30,8 @@ def tenant_user(org_id: str, password_ref: str) -> dict[str, object]:
 
 
 def service_user(service: str, password_ref: str) -> dict[str, object]:
-    """A service replica: its request subjects, replies, usage/audit events, micro discovery, KV reads."""
+    """A service replica: its request subjects (shared and its own), replies, usage/audit events,
+    micro discovery, KV reads."""
     return {
         "user": f"svc-{service}",
         "password": password_ref,
@@ -44,7 +45,7 @@ def service_user(service: str, password_ref: str) -> dict[str, object]:
                     ALL_SERVICE_REQUESTS,
                 ]
             },
-            "subscribe": {"allow": [service_queue_subject(service), "$SRV.>", "_INBOX.>", "control.>"]},
+            "subscribe": {"allow": [*service_request_subjects(service), "$SRV.>", "_INBOX.>", "control.>"]},
             "allow_responses": True,
         },
     }

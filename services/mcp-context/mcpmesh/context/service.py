@@ -46,7 +46,9 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         if settings.sweep_interval_s > 0 and app.sweeper is None:
             app.sweeper = asyncio.get_running_loop().create_task(run_periodically(app))
 
-    @service.tool(access="write")
+    # What each tool does to the world (MCP ToolAnnotations; the gateway tells clients from them
+    # whether a call that timed out may be retried). Every tool touches only this service's store.
+    @service.tool(access="write", idempotent=False, destructive=False, open_world=False)
     async def create(
         title: str,
         ctx: Context,
@@ -67,7 +69,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             entries=[dict(e) for e in entries] if entries else None,
         )
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=False, destructive=False, open_world=False)
     async def append(
         ctx_id: str,
         ctx: Context,
@@ -92,7 +94,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             raw = [one]
         return await appends.append(app, call_of(ctx), ctx_id, raw)
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def get(
         ctx_id: str,
         ctx: Context,
@@ -107,7 +109,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             app, call_of(ctx), ctx_id, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
         )
 
-    @service.tool(access="read", name="list")
+    @service.tool(access="read", name="list", open_world=False)
     async def list_contexts(
         ctx: Context,
         namespace: str | None = None,
@@ -133,7 +135,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             cursor=cursor,
         )
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def search(
         text: str,
         ctx: Context,
@@ -161,7 +163,8 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             cursor=cursor,
         )
 
-    @service.tool(access="write")
+    # Sets the given fields (metadata replaced whole): the same call again changes nothing more.
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def update(
         ctx_id: str,
         ctx: Context,
@@ -172,12 +175,14 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """Change a context's title, tags and/or metadata (metadata is replaced as a whole)."""
         return await contexts.update(app, call_of(ctx), ctx_id, title=title, tags=tags, metadata=metadata)
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def delete(ctx_id: str, ctx: Context) -> dict[str, Any]:
         """Delete a context with its entries and the shares given on it (owner org only)."""
         return await contexts.delete(app, call_of(ctx), ctx_id)
 
-    @service.tool(access="write")
+    # One share per (target, grantee): a repeat sets the same access and expiry again (an
+    # expires_in_s expiry counts from the latest call).
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def share(
         grantee: str,
         ctx: Context,
@@ -207,7 +212,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             require_attribution=require_attribution,
         )
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def revoke_share(
         ctx: Context,
         share_id: str | None = None,
@@ -228,12 +233,12 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             owner_org=owner_org,
         )
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def shared_with_me(ctx: Context, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """Contexts and namespaces other orgs currently share with your org (expired grants left out)."""
         return await sharing.shared_with_me(app, call_of(ctx), limit=limit, cursor=cursor)
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def list_shares(
         ctx: Context,
         ctx_id: str | None = None,
