@@ -31,11 +31,12 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.proto import headers as h
-from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode, MeshError, MeshException
 from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.telemetry.logs import bind_request, get_logger
@@ -351,6 +352,17 @@ class MeshService:
             await self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
             return reply
 
+    def refusal(self, data: bytes, overloaded: Overloaded) -> bytes:
+        """The reply to a request refused at admission: JSON-RPC `unavailable` (the gateway
+        answers 503 with Retry-After), built without decoding more than the request's id."""
+        try:
+            rpc_id = msgspec.json.decode(data, type=_RequestId).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            rpc_id = None
+        self.metrics.admission_refused.labels(overloaded.reason).inc()
+        error = MeshError(ErrorCode.UNAVAILABLE, overloaded.message, retryable=True)
+        return _error_reply(rpc_id, JSONRPC_CODES[ErrorCode.UNAVAILABLE], overloaded.message, error)
+
     async def _serve(self, call: Call, decoded: dict[str, Any], verdict: Any) -> dict[str, Any]:
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
@@ -422,6 +434,10 @@ class MeshService:
             )
         except Exception as exc:  # metering must never fail the call it measures
             log.warning("usage event not published", error=repr(exc))
+
+
+class _RequestId(msgspec.Struct):
+    id: str | int | None = None
 
 
 class _BadMessage(Exception):
