@@ -18,9 +18,9 @@ DEFAULT_ALLOWED_ORIGINS = (
 )
 
 
-#: A replica's admission defaults (MCPMESH_MAX_INFLIGHT etc., see README "Admission"): sized for
-#: a 2-CPU host, where one replica serves some 400-700 calls/s; 128 calls in flight and 128
-#: waiting at most 1 s keep an admitted call well under 2 s, and no org holds more than half.
+#: A replica's admission defaults (MCPMESH_MAX_INFLIGHT etc., see README "Admission"), sized for
+#: a 2-CPU host where one replica completes some 300-700 calls/s: a short queue (64, at most
+#: 0.5 s) keeps an admitted call well under 2 s under overload; no org holds more than half.
 GATEWAY_ADMISSION = AdmissionLimits(max_inflight=128, max_queued=64, queue_wait_s=0.5, org_share=0.5)
 
 
