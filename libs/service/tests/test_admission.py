@@ -110,7 +110,7 @@ def test_limits_from_the_environment() -> None:
     assert (limits.org_inflight, limits.org_queued) == (4, 0)
     with pytest.raises(ValueError, match="MCPMESH_MAX_INFLIGHT='many' is not an integer"):
         AdmissionLimits.from_env(base, {"MCPMESH_MAX_INFLIGHT": "many"})
-    with pytest.raises(ValueError, match="MCPMESH_ORG_SHARE must be more than 0 and at most 1"):
+    with pytest.raises(ValueError, match=r"MCPMESH_ORG_SHARE=1\.5 must be more than 0 and at most 1"):
         AdmissionLimits.from_env(base, {"MCPMESH_ORG_SHARE": "1.5"})
 
 

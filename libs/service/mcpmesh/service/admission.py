@@ -57,13 +57,13 @@ class AdmissionLimits:
 
     def __post_init__(self) -> None:
         if self.max_inflight < 1:
-            raise ValueError(f"{ENV_MAX_INFLIGHT} must be at least 1")
+            raise ValueError(f"{ENV_MAX_INFLIGHT}={self.max_inflight} must be at least 1")
         if self.max_queued < 0:
-            raise ValueError(f"{ENV_MAX_QUEUED} must be at least 0")
+            raise ValueError(f"{ENV_MAX_QUEUED}={self.max_queued} must be at least 0")
         if not self.queue_wait_s > 0:
-            raise ValueError(f"{ENV_QUEUE_WAIT_S} must be more than 0")
+            raise ValueError(f"{ENV_QUEUE_WAIT_S}={self.queue_wait_s:g} must be more than 0")
         if not 0 < self.org_share <= 1:
-            raise ValueError(f"{ENV_ORG_SHARE} must be more than 0 and at most 1")
+            raise ValueError(f"{ENV_ORG_SHARE}={self.org_share:g} must be more than 0 and at most 1")
 
     @property
     def org_inflight(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from mcpmesh.service.admission import AdmissionLimits
@@ -32,9 +32,7 @@ class ServiceSettings:
     qdrant_url: str | None = None  # unset: Qdrant local mode at qdrant_path
     qdrant_api_key: str | None = None
     qdrant_path: str = ".mesh/qdrant"
-    admission: AdmissionLimits = field(
-        default_factory=lambda: SERVICE_ADMISSION
-    )  # in-flight and queue bounds
+    admission: AdmissionLimits = SERVICE_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
     call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
