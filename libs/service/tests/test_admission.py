@@ -71,6 +71,19 @@ async def test_one_org_gets_its_share_and_another_org_is_served_past_its_flood()
     assert (gate.inflight, gate.queued) == (2, 0)
 
 
+async def test_without_a_queue_an_org_past_its_share_is_told_so() -> None:
+    gate = Admission(AdmissionLimits(max_inflight=2, max_queued=0, org_share=0.5), name="the test")
+    await gate.enter("org-a")
+    with pytest.raises(Overloaded) as info:  # a slot is free, but not for org-a
+        await gate.enter("org-a")
+    assert info.value.reason == "org_share"
+    await gate.enter("org-b")
+    with pytest.raises(Overloaded) as info:
+        await gate.enter("org-c")
+    assert info.value.reason == "capacity"
+    assert gate.refused == {"capacity": 1, "org_share": 1, "queue_wait": 0}
+
+
 async def test_queued_orgs_take_turns() -> None:
     gate = Admission(AdmissionLimits(max_inflight=1, max_queued=10, org_share=1), name="the test")
     await gate.enter("org-a")

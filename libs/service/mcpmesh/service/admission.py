@@ -137,17 +137,20 @@ class Admission:
             return
         limits = self.limits
         queue = self._queues.get(org_id)
-        if self.queued >= limits.max_queued:
+        org_waiting = len(queue) if queue is not None else 0
+        if self.queued >= limits.max_queued or org_waiting >= limits.org_queued:
+            # The org's own share is what stops it if there is room for others (a free slot, or
+            # room in the queue it has used up its share of); otherwise the whole process is full.
+            if self.inflight < limits.max_inflight or self.queued < limits.max_queued:
+                raise self._refuse(
+                    "org_share",
+                    f"{self.name} is busy with this organization's other calls (its share is "
+                    f"{limits.org_inflight} at a time, {limits.org_queued} waiting): retry in a second",
+                )
             raise self._refuse(
                 "capacity",
                 f"{self.name} is at capacity ({self.inflight} calls in progress, {self.queued} waiting): "
                 "retry in a second",
-            )
-        if queue is not None and len(queue) >= limits.org_queued:
-            raise self._refuse(
-                "org_share",
-                f"{self.name} is busy with this organization's other calls (its share is "
-                f"{limits.org_inflight} at a time, {limits.org_queued} waiting): retry in a second",
             )
         if queue is None:
             queue = self._queues[org_id] = deque()
