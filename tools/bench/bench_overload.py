@@ -7,16 +7,19 @@ with limits high enough not to interfere and a "quiet" org) and a context to rea
 for each rate offers `context.get` (last 5 entries) open loop for `--seconds`: each call
 is sent at its scheduled time whatever the answers do, from `--senders` processes over
 raw keep-alive HTTP/1.1 connections (cheap enough to offer thousands of calls a second
-from Python). Meanwhile the quiet org sends `--quiet-rate` calls/s of the same tool.
+from Python). At most `--connections` are open at once: a call due while every one of them
+waits for an answer is counted as "not sent" (a gateway that stops answering must not use up
+the machine's ports). Meanwhile the quiet org sends `--quiet-rate` calls/s of the same tool.
 
-Reports per rate: offered/s actually sent, admitted/s (200), refused/s (503, and whether
-each carried Retry-After), other failures, p50/p99 of admitted calls (from the scheduled
-send time, so a stall in the load generator is not hidden), p99 of refusals, the quiet
-org's success rate and p99, gateway RSS before / peak during / after `--idle-s` of idle,
-and whether the gateway then serves `--check-calls` calls normally.
+Reports per rate: offered/s, admitted/s (200), refused/s (503, and whether each carried
+Retry-After), other failures, p50/p99 of admitted calls (from the scheduled send time, so
+a stall in the load generator is not hidden; `send_lag` says how late it was), p99 of
+refusals, the quiet org's success rate and p99, gateway RSS before / peak during / after
+`--idle-s` of idle, the CPU seconds each process used, and whether the gateway then serves
+`--check-calls` calls normally. `--timeline` adds each second's figures.
 
     .venv/bin/python tools/bench/bench_overload.py [--rates 500 1500 3000] [--seconds 20]
-        [--senders 2] [--idle-s 20] [--json out.json]
+        [--senders 2] [--idle-s 20] [--connections 2000] [--env NAME=VALUE] [--json out.json]
 
 Everything shares this machine's CPUs (the load generator included): say what else ran.
 """
@@ -190,6 +193,20 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def gateway_counters(base: str) -> dict[str, float]:
+    """Full (generation 2) collections and admission refusals by reason so far, from /metrics."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=30) as resp:
+        text = resp.read().decode()
+    out = {"gc_full": 0.0}
+    for line in text.splitlines():
+        if line.startswith('python_gc_collections_total{generation="2"}'):
+            out["gc_full"] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith('mcpmesh_admission_refused_total{reason="'):
+            reason = line.split('"')[1]
+            out[f"refused_{reason}"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 def cpu_s(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -326,6 +343,7 @@ class RunResult:
     rss_after: float
     rss_samples: list[tuple[float, float]] = field(default_factory=list)
     cpu_s: dict[str, float] = field(default_factory=dict)  # per process during the run
+    counters: dict[str, float] = field(default_factory=dict)  # gateway /metrics deltas
     service_rss_after: float = float("nan")
     check_ok: int = 0
     check_total: int = 0
@@ -363,6 +381,7 @@ class RunResult:
             },
             "send_lag_p99_ms": pct([lag for *_x, lag in self.calls], 99),
             "cpu_s": {name: round(v, 1) for name, v in self.cpu_s.items()},
+            "gateway_metrics": self.counters,
             "service_rss_after_mb": round(self.service_rss_after, 1),
             "after_check": f"{self.check_ok}/{self.check_total}",
         }
@@ -395,8 +414,10 @@ def run_rate(
     flood: tuple[str, int, bytes],
     quiet: tuple[str, int, bytes],
     pids: dict[str, int],
+    base: str,
 ) -> RunResult:
     host, port, request = flood
+    counters_before = gateway_counters(base)
     gateway_pid = pids["gateway"]
     rss_before = rss_mb(gateway_pid)
     cpu_before = {name: cpu_s(pid) for name, pid in pids.items()}
@@ -444,6 +465,7 @@ def run_rate(
         proc.join()
     cpu = {name: cpu_s(pid) - cpu_before[name] for name, pid in pids.items()}
     cpu["load generator"] = generator_cpu
+    counters_after = gateway_counters(base)
     time.sleep(args.idle_s)
     stop.set()
     sampler.join()
@@ -458,6 +480,7 @@ def run_rate(
         rss_after=rss_after,
         rss_samples=samples,
         cpu_s=cpu,
+        counters={k: v - counters_before.get(k, 0.0) for k, v in counters_after.items()},
         service_rss_after=max(
             (rss_mb(pid) for name, pid in pids.items() if name not in ("gateway", "nats")),
             default=float("nan"),
@@ -518,7 +541,7 @@ def main() -> None:
         quiet = raw_request(mcp_url, quiet_key, quiet_ctx)
         summaries = []
         for rate in args.rates:
-            result = run_rate(args, rate, flood, quiet, pids)
+            result = run_rate(args, rate, flood, quiet, pids, base)
             summary = result.summary()
             summaries.append(summary)
             print(json.dumps(summary))
