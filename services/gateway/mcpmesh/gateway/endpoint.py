@@ -1,9 +1,10 @@
 """The MCP endpoints `/mcp` and `/mcp/<service>`: both protocol revisions, over aiohttp.
 
 Per request, in order: Origin (403), declared body size (413), API key (401), body (413),
-parse (400/405/406/415), admission (503, see admission.py), legacy session (404), limits (429), route. Every answer is a
-JSON-RPC message with the right HTTP status, a span, one log line and metrics; a valid key's
-use (allowed or refused) goes to the control plane's audit via `note_key_use`.
+parse (400/405/406/415), admission (503, see admission.py), legacy session (404), limits
+(429), route. Every answer is a JSON-RPC message with the right HTTP status, a span, one log
+line and metrics; a valid key's use (allowed or refused) goes to the control plane's audit
+via `note_key_use`, except a request shed at admission (counted only).
 """
 
 from __future__ import annotations
