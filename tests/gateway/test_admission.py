@@ -188,6 +188,7 @@ async def gateway_process(mesh: Any, tmp_path: Path) -> AsyncIterator[tuple[str,
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
+        log.close()
         await app_of(service).close()
 
 
