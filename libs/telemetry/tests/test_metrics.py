@@ -86,3 +86,15 @@ def test_fresh_instances_do_not_share_state() -> None:
         is None
     )
     assert any(name == "process_cpu_seconds_total" for name, _ in samples(first))
+
+
+def test_caller_chosen_tool_names_cannot_grow_the_label_sets_without_bound() -> None:
+    metrics = Metrics(CollectorRegistry(), max_tool_labels=3)
+    for i in range(50):
+        metrics.observe_call("context", f"random-{i}", "org-acme", "invalid_request", 0.001)
+    metrics.observe_call("context", "random-0", "org-acme", "ok", 0.001)  # seen before: keeps its name
+    series = {dict(labels)["tool"] for name, labels in samples(metrics) if name == "mcpmesh_requests_total"}
+    assert series == {"random-0", "random-1", "random-2", "other"}
+    other = {"service": "other", "tool": "other", "org_id": "org-acme", "status": "invalid_request"}
+    assert value(metrics, "mcpmesh_requests_total", **other) == 47
+    assert value(metrics, "mcpmesh_request_seconds_count", service="other", tool="other") == 47

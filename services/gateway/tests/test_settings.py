@@ -20,6 +20,13 @@ def test_defaults() -> None:
     assert s.max_body_bytes == 1_048_576 and s.call_timeout_s == 30.0 and s.key_grace_s == 3600.0
     assert s.mongodb_url is None and s.mongodb_database == "mcpmesh"
     assert len(s.session_key()) == 32
+    limits = s.admission
+    assert (limits.max_inflight, limits.max_queued, limits.queue_wait_s, limits.org_share) == (
+        128,
+        64,
+        0.5,
+        0.5,
+    )
 
 
 def test_everything_from_the_environment(tmp_path: Path) -> None:
@@ -42,8 +49,14 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
         "MCPMESH_PUBLIC_URL": "https://mcp.example.com/",
         "MCPMESH_HEALTH_INTERVAL_S": "0.5",
         "MCPMESH_REPLICA_FORGET_S": "120",
+        "MCPMESH_MAX_INFLIGHT": "32",
+        "MCPMESH_MAX_QUEUED": "0",
+        "MCPMESH_QUEUE_WAIT_S": "2",
+        "MCPMESH_ORG_SHARE": "1",
     }
     s = GatewaySettings.from_env(env)
+    assert (s.admission.max_inflight, s.admission.max_queued, s.admission.queue_wait_s) == (32, 0, 2.0)
+    assert s.admission.org_inflight == 32 and s.admission.org_queued == 0
     assert s.stamp_signing_key == PEM and s.admin_key == "admin-key-0123456789"
     assert (s.host, s.port, s.nats_url, s.mongodb_url, s.mongodb_database) == (
         "0.0.0.0",
@@ -70,6 +83,10 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
         ({**BASE, "MCPMESH_MAX_BODY_BYTES": "12"}, "MCPMESH_MAX_BODY_BYTES"),
         ({**BASE, "MCPMESH_HEALTH_INTERVAL_S": "0"}, "MCPMESH_HEALTH_INTERVAL_S='0' must be at least"),
         ({**BASE, "MCPMESH_STAMP_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "cannot be read"),
+        ({**BASE, "MCPMESH_MAX_INFLIGHT": "lots"}, "MCPMESH_MAX_INFLIGHT='lots' is not an integer"),
+        ({**BASE, "MCPMESH_MAX_INFLIGHT": "0"}, "MCPMESH_MAX_INFLIGHT=0 must be at least 1"),
+        ({**BASE, "MCPMESH_QUEUE_WAIT_S": "0"}, "MCPMESH_QUEUE_WAIT_S=0 must be more than 0"),
+        ({**BASE, "MCPMESH_ORG_SHARE": "0"}, "MCPMESH_ORG_SHARE=0 must be more than 0 and at most 1"),
     ],
 )
 def test_errors_name_the_variable(env: dict[str, str], words: str) -> None:

@@ -51,11 +51,12 @@ from pydantic import AnyUrl, ValidationError
 
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.proto import headers as h
-from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode, MeshError, MeshException
 from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.settings import ServiceSettings
@@ -487,6 +488,17 @@ class MeshService:
             await self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
             return reply
 
+    def refusal(self, data: bytes, overloaded: Overloaded) -> bytes:
+        """The reply to a request refused at admission: JSON-RPC `unavailable` (the gateway
+        answers 503 with Retry-After), built without decoding more than the request's id."""
+        try:
+            rpc_id = msgspec.json.decode(data, type=_RequestId).id
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            rpc_id = None
+        self.metrics.admission_refused.labels(overloaded.reason).inc()
+        error = MeshError(ErrorCode.UNAVAILABLE, overloaded.message, retryable=True)
+        return _error_reply(rpc_id, JSONRPC_CODES[ErrorCode.UNAVAILABLE], overloaded.message, error)
+
     async def _serve(self, call: Call, decoded: dict[str, Any], verdict: Any) -> dict[str, Any]:
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
@@ -579,6 +591,10 @@ _PARAMS: Final[dict[str, tuple[tuple[str, type, bool], ...]]] = {
 }
 _LIST_PARAMS: Final[tuple[tuple[str, type, bool], ...]] = (("cursor", str, False),)
 _KIND_NAMES: Final[dict[type, str]] = {str: "a string", dict: "an object"}
+
+
+class _RequestId(msgspec.Struct):
+    id: str | int | None = None
 
 
 class _BadMessage(Exception):

@@ -6,6 +6,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mcpmesh.service.admission import AdmissionLimits
+
+#: A replica's admission defaults: enough concurrency for tools that wait on I/O (LLM calls,
+#: stores), a queue that drains within `queue_wait_s`, no org above half of either.
+SERVICE_ADMISSION = AdmissionLimits(max_inflight=256, max_queued=256, queue_wait_s=1.0, org_share=0.5)
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
@@ -26,7 +32,7 @@ class ServiceSettings:
     qdrant_url: str | None = None  # unset: Qdrant local mode at qdrant_path
     qdrant_api_key: str | None = None
     qdrant_path: str = ".mesh/qdrant"
-    max_inflight: int = 256  # concurrent calls per replica
+    admission: AdmissionLimits = SERVICE_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
     call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
@@ -41,7 +47,7 @@ class ServiceSettings:
             qdrant_url=_env("QDRANT_URL"),
             qdrant_api_key=_env("QDRANT_API_KEY"),
             qdrant_path=_env("QDRANT_PATH", cls.qdrant_path) or cls.qdrant_path,
-            max_inflight=int(_env("MCPMESH_MAX_INFLIGHT", str(cls.max_inflight)) or cls.max_inflight),
+            admission=AdmissionLimits.from_env(SERVICE_ADMISSION),
             call_timeout_s=float(
                 _env("MCPMESH_CALL_TIMEOUT_S", str(cls.call_timeout_s)) or cls.call_timeout_s
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from aiohttp import web
@@ -19,6 +20,9 @@ def main() -> int:
     try:
         settings = GatewaySettings.from_env()
         app = build_app(settings)
+        # What is loaded by now lives as long as the process: kept out of the cyclic collector's
+        # sight, a full collection no longer walks it (~75 ms of stalled event loop each time).
+        gc.freeze()
         web.run_app(
             app,
             host=settings.host,

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 
 from mcpmesh.bus import Bus, connect
 from mcpmesh.gateway import endpoint, ops
+from mcpmesh.gateway.admission import GatewayAdmission
 from mcpmesh.gateway.auth import RESOURCE_METADATA_PATH
 from mcpmesh.gateway.discovery import Discovery
 from mcpmesh.gateway.limits import Limiter
@@ -45,6 +46,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
         raise GatewayStartupError(f"MCPMESH_STAMP_SIGNING_KEY is not usable: {exc}") from None
     # The client connects at startup; everything that holds the bus is built around it now.
     bus = Bus(Client())
+    metrics = GatewayMetrics()
     if control is None:
         from mcpmesh.gateway.control import ControlPlane
         from mcpmesh.store import Store, connect_database
@@ -61,6 +63,8 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
             )
         except ValueError as exc:
             raise GatewayStartupError(f"control plane: {exc}") from None
+        key_use = control.key_use
+        metrics.watch_audit_queue(lambda: key_use.queued, lambda: key_use.dropped_total)
     discovery = Discovery(
         bus,
         interval_s=settings.discovery_interval_s,
@@ -82,7 +86,8 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
         limiter=Limiter(bus, quota_seed=control.monthly_tool_calls),
         sessions=SessionCodec(settings.session_key(), ttl_s=settings.session_ttl_s),
         ended=EndedSessions(bus, ttl_s=settings.session_ttl_s),
-        metrics=GatewayMetrics(),
+        metrics=metrics,
+        admission=GatewayAdmission(settings.admission, metrics),
     )
     app = web.Application(client_max_size=settings.max_body_bytes)
     app[STATE] = state

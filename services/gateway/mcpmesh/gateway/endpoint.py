@@ -1,9 +1,10 @@
 """The MCP endpoints `/mcp` and `/mcp/<service>`: both protocol revisions, over aiohttp.
 
 Per request, in order: Origin (403), declared body size (413), API key (401), body (413),
-parse (400/405/406/415), legacy session (404), limits (429), route. Every answer is a
-JSON-RPC message with the right HTTP status, a span, one log line and metrics; a valid key's
-use (allowed or refused) goes to the control plane's audit via `note_key_use`.
+parse (400/405/406/415), admission (503, see admission.py), legacy session (404), limits
+(429), route. Every answer is a JSON-RPC message with the right HTTP status, a span, one log
+line and metrics; a valid key's use (allowed or refused) goes to the control plane's audit
+via `note_key_use`, except a request shed at admission (counted only).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class _Outcome:
     auth_reason: str | None = None
     limit: str | None = None
     upstream_s: float | None = None
+    shed: bool = False  # refused at admission (503)
 
 
 def _json_response(body: bytes, status: int, headers: dict[str, str] | None = None) -> web.Response:
@@ -189,7 +191,15 @@ async def _serve(
             raise _sessions_unavailable(exc) from None
         log.info("session ended", session=claims.sid)
         return web.Response(status=200)
-    return await _call(state, parsed, principal, body, request_id, outcome, span)
+    try:
+        await state.admission.enter(principal.org_id)
+    except GatewayError as exc:  # shed: the cheapest answer, neither logged nor audited one by one
+        outcome.method, outcome.status, outcome.shed = parsed.method, exc.code.value, True
+        return _json_response(error_reply(parsed.rpc_id, exc), exc.status, exc.headers)
+    try:
+        return await _call(state, parsed, principal, body, request_id, outcome, span)
+    finally:
+        state.admission.leave(principal.org_id)
 
 
 async def _call(
@@ -405,6 +415,8 @@ async def _account(
         span.set_attribute("mcpmesh.tool", outcome.tool)
     if outcome.status not in ("ok", "tool_error"):
         span.set_status(Status(StatusCode.ERROR, outcome.status))
+    if outcome.shed:
+        return
     log.info(
         "mcp request",
         method=outcome.method,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
 
 from mcpmesh.telemetry.metrics import Metrics
 
@@ -38,6 +40,21 @@ class GatewayMetrics(Metrics):
             registry=self.registry,
         )
 
+    def watch_audit_queue(self, queued: Callable[[], int], dropped: Callable[[], int]) -> None:
+        """Export the key-use audit queue (control/key_use.py): its length and what it dropped."""
+        Gauge(
+            "mcpmesh_gateway_audit_queued",
+            "Key-use audit events waiting to be published to NATS.",
+            registry=self.registry,
+        ).set_function(queued)
+        self.registry.register(
+            _CounterOf(
+                "mcpmesh_gateway_audit_dropped",
+                "Key-use audit events dropped because the queue was full (NATS not taking them).",
+                dropped,
+            )
+        )
+
     def observe(
         self, service: str, tool: str, org_id: str, status: str, http_status: int, seconds: float
     ) -> None:
@@ -47,6 +64,7 @@ class GatewayMetrics(Metrics):
         if children is None:
             if len(self._children) > 50_000:
                 self._children.clear()
+            service, tool = self.tool_labels(service, tool)
             children = (
                 self.requests.labels(service, tool, org_id, status),
                 self.latency.labels(service, tool),
@@ -60,3 +78,13 @@ class GatewayMetrics(Metrics):
         if errors is not None:
             errors.inc()
         responses.inc()
+
+
+class _CounterOf:
+    """A counter whose value a function returns (a collector for the registry)."""
+
+    def __init__(self, name: str, documentation: str, value: Callable[[], int]) -> None:
+        self.name, self.documentation, self.value = name, documentation, value
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self.name, self.documentation, value=self.value())

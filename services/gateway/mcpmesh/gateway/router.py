@@ -582,6 +582,7 @@ class Router:
         return Reply(
             msgspec.json.encode({"jsonrpc": "2.0", "id": call.request.rpc_id, "error": body}),
             status=status,
+            headers={"Retry-After": "1"} if status == 503 else {},  # e.g. the service is at capacity
             outcome=code.value,
         )
 

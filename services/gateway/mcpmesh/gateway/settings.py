@@ -8,12 +8,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcpmesh.service.admission import AdmissionLimits
+
 DEFAULT_ALLOWED_ORIGINS = (
     "http://localhost",
     "http://127.0.0.1",
     "https://localhost",
     "https://127.0.0.1",
 )
+
+
+#: A replica's admission defaults (MCPMESH_MAX_INFLIGHT etc., see README "Admission"), sized for
+#: a 2-CPU host where one replica completes some 300-700 calls/s: a short queue (64, at most
+#: 0.5 s) keeps an admitted call well under 2 s under overload; no org holds more than half.
+GATEWAY_ADMISSION = AdmissionLimits(max_inflight=128, max_queued=64, queue_wait_s=0.5, org_share=0.5)
 
 
 class SettingsError(ValueError):
@@ -97,6 +105,7 @@ class GatewaySettings:
     session_ttl_s: float = 86_400.0
     sse_ping_s: float = 15.0
     run_writers: bool = True  # the usage/audit writers in this process (GATEWAY_RUN_WRITERS)
+    admission: AdmissionLimits = GATEWAY_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
     replica_name: str = field(default_factory=lambda: f"gateway-{os.getpid()}")
 
     @classmethod
@@ -114,6 +123,10 @@ class GatewaySettings:
         pepper = _secret_file_or_value(env, "MCPMESH_KEY_PEPPER")
         session = _secret_file_or_value(env, "MCPMESH_SESSION_SECRET")
         origins = _get(env, "MCPMESH_ALLOWED_ORIGINS")
+        try:
+            admission = AdmissionLimits.from_env(GATEWAY_ADMISSION, env)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             stamp_signing_key=signing,
             admin_key=admin_key.strip(),
@@ -143,6 +156,7 @@ class GatewaySettings:
             session_ttl_s=_number(env, "MCPMESH_SESSION_TTL_S", cls.session_ttl_s, minimum=60.0),
             sse_ping_s=_number(env, "MCPMESH_SSE_PING_S", cls.sse_ping_s, minimum=0.05),
             run_writers=_flag(env, "GATEWAY_RUN_WRITERS", cls.run_writers),
+            admission=admission,
             replica_name=_get(env, "MCPMESH_REPLICA_NAME") or f"gateway-{os.getpid()}",
         )
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from mcpmesh.bus import Bus
+from mcpmesh.gateway.admission import GatewayAdmission
 from mcpmesh.gateway.control.principal import Principal
 from mcpmesh.gateway.discovery import Discovery
 from mcpmesh.gateway.limits import Limiter
@@ -45,6 +46,7 @@ class GatewayState:
     sessions: SessionCodec
     ended: EndedSessions
     metrics: GatewayMetrics
+    admission: GatewayAdmission
     closing: asyncio.Event = field(default_factory=asyncio.Event)
     started: bool = False
     extra: dict[str, Any] = field(default_factory=dict)

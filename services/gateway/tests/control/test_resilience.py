@@ -1,4 +1,5 @@
-"""The control plane through a NATS outage: no stale key survives a missed event, no key use is lost."""
+"""The control plane through a NATS outage: no stale key survives a missed event, no key use is
+lost, and the key uses waiting for NATS stay bounded (the oldest dropped, counted)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from mcpmesh.bus import connect
 from mcpmesh.dev.natsproc import LocalNatsServer
-from mcpmesh.gateway.control import AuthFailed, ControlPlane, audit
+from mcpmesh.gateway.control import AuthFailed, ControlPlane, audit, key_use
 from mcpmesh.store import Store
 
 from .conftest import ADMIN_KEY, PEPPER, Admin
@@ -74,3 +75,37 @@ async def test_key_uses_survive_a_failed_flush(admin: Admin, monkeypatch: pytest
             break
         await asyncio.sleep(0.05)
     assert sorted(i["request_id"] for i in items) == ["r0", "r1", "r2"]
+
+
+async def test_key_uses_stay_bounded_while_nats_takes_none(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = (await admin.org())["id"]
+    key = await admin.key(org)
+    principal = await admin.plane.authenticate(key["secret"])
+    recorder = admin.plane.key_use
+    monkeypatch.setattr(key_use, "MAX_QUEUED", 10)
+    failing = True
+    real_publish = audit.publish_nowait
+
+    async def refusing_publish(bus: Any, event: Any) -> None:
+        if failing:
+            raise ConnectionError("no NATS")
+        await real_publish(bus, event)
+
+    monkeypatch.setattr(audit, "publish_nowait", refusing_publish)
+    for i in range(25):
+        await admin.plane.note_key_use(principal, action="tools/list", outcome="ok", request_id=f"r{i}")
+    with pytest.raises(RuntimeError):
+        await recorder.flush()
+    assert (recorder.queued, recorder.dropped_total) == (10, 15)  # the oldest went, and were counted
+    failing = False
+    await recorder.flush()
+    assert recorder.queued == 0
+    deadline = time.monotonic() + 5
+    while True:
+        items = (await admin.call("GET", f"/admin/audit?org_id={org}&actor={key['id']}", expect=200))["items"]
+        if len(items) == 10 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert sorted(int(i["request_id"][1:]) for i in items) == list(range(15, 25))  # the newest ten

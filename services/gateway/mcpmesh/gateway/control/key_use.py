@@ -25,7 +25,10 @@ from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.gateway.control")
 
-MAX_QUEUED: Final = 100_000
+#: Audit events held while NATS cannot take them (about 0.6 KB each): some ten seconds of a
+#: replica's full throughput. Past it the oldest is dropped and counted (`dropped_total`,
+#: metric `mcpmesh_gateway_audit_dropped_total`): memory stays bounded whatever the bus does.
+MAX_QUEUED: Final = 10_000
 #: Audit events published between two NATS flushes (and loop yields).
 PUBLISH_CHUNK: Final = 100
 #: How long one chunk's NATS flush may take before the chunk is retried at the next flush.
@@ -39,7 +42,8 @@ class KeyUseRecorder:
         self.interval_s = interval_s
         self._last_used: dict[str, datetime] = {}
         self._events: deque[AuditEvent] = deque()
-        self.dropped = 0
+        self.dropped = 0  # since the last flush's warning
+        self.dropped_total = 0
         self.published = 0  # audit events handed to NATS and flushed, for tests and metrics
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -56,6 +60,7 @@ class KeyUseRecorder:
         if len(self._events) >= MAX_QUEUED:
             self._events.popleft()
             self.dropped += 1
+            self.dropped_total += 1
         self._events.append(
             audit.new_event(org_id, actor=key_id, action=action, outcome=outcome, request_id=request_id)
         )
