@@ -190,7 +190,7 @@ class Mesh:
         return self.nats.url
 
     async def service(self, svc: MeshService, settings: ServiceSettings | None = None) -> ServiceHarness:
-        harness = ServiceHarness(svc, self.nats_url, settings=settings, signing_key_pem=self.signing_pem)
+        harness = ServiceHarness(svc, self.nats, settings=settings, signing_key_pem=self.signing_pem)
         await self.stack.enter_async_context(harness)
         self.harnesses[svc.name] = harness
         return harness

@@ -56,6 +56,9 @@ class TenantCommand(msgspec.Struct, frozen=True, kw_only=True):
     """Request on `control.tenants.<delete|export>.<service>`."""
 
     org_id: str
+    #: EdDSA JWT signed with the gateway's stamp key, bound to action, org and service
+    #: (`mcpmesh.tenancy.commands`); a service refuses a command without a valid one.
+    authorization: str = ""
 
 
 class TenantDataReply(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,7 +27,7 @@ async def mesh(nats_url: str, context_settings: ContextSettings) -> AsyncIterato
     settings = dataclasses.replace(
         ServiceSettings.from_env(), mongodb_database=database
     )  # honours MONGODB_URL
-    async with ServiceHarness(service, nats_url, settings=settings) as harness:
+    async with ServiceHarness(service, nats_server, settings=settings) as harness:
         yield Mesh(harness)
     await app_of(service).close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)

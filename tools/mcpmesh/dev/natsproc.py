@@ -1,21 +1,27 @@
 """A real nats-server for tests and the dev runner: local binary or a testcontainer.
 
-The container is used only where a Docker engine answers and the image is already
-present locally (`MCPMESH_NATS_IMAGE`, default `nats:2.9`); otherwise the local
-binary runs on a free port with JetStream in a temporary directory.
+`LocalNatsServer(users=BusUsers...)` runs the binary with the mesh's generated users and
+permissions (what the test fixtures and `./mesh up` use); `url_for(user)` is the URL a
+component connects with. The container (open, no users) is used only by `start_nats()`
+without a config, where a Docker engine answers and the image is already present locally
+(`MCPMESH_NATS_IMAGE`, default `nats:2.9`).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from mcpmesh.tenancy.natsauth import BusUsers
 
 NATS_IMAGE = os.environ.get("MCPMESH_NATS_IMAGE", "nats:2.9")
 
@@ -52,9 +58,12 @@ class NatsServer(Protocol):
 
 
 class LocalNatsServer:
-    """`nats-server` child process; `config` is nats-server configuration text."""
+    """`nats-server` child process; `config` is nats-server configuration text, or `users`
+    the mesh users it is rendered from (then `url_for(user)` carries that user's password)."""
 
-    def __init__(self, config: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, config: str | None = None, port: int | None = None, *, users: BusUsers | None = None
+    ) -> None:
         binary = nats_server_binary()
         if binary is None:
             raise RuntimeError("nats-server is not installed: apt-get install nats-server")
@@ -62,13 +71,45 @@ class LocalNatsServer:
         self.port = port or _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="mcpmesh-nats-"))
-        self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
-        if config is not None:
-            conf = self.dir / "nats.conf"
-            conf.write_text(config)
-            self.argv += ["-c", str(conf)]
+        self.users = users
+        self.conf = self.dir / "nats.conf"
+        self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port)]
+        if users is not None:  # JetStream and its store dir in the config: reloadable
+            self.conf.write_text(self._render())
+            self.argv += ["-c", str(self.conf)]
+        else:
+            self.argv += ["-js", "-sd", str(self.dir / "js")]
+            if config is not None:
+                self.conf.write_text(config)
+                self.argv += ["-c", str(self.conf)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
+
+    def _render(self) -> str:
+        assert self.users is not None
+        return self.users.render(store_dir=str(self.dir / "js"))
+
+    def url_for(self, user: str) -> str:
+        """The URL `user` connects with; a mesh user the server does not know yet is added
+        (config rewritten, server reloaded), so a test may run a service of any name."""
+        if self.users is None:
+            return self.url
+        if self.users.ensure([user]):
+            self.reload()
+        return self.users.url(self.url, user)
+
+    def reload(self) -> None:
+        """Rewrite the config from `users` and reload it (SIGHUP), waiting until it is in force."""
+        assert self.users is not None and self.proc is not None
+        log = self.dir / "nats.log"
+        before = log.read_bytes().count(b"Reloaded server configuration")
+        self.conf.write_text(self._render())
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while log.read_bytes().count(b"Reloaded server configuration") == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not reload its configuration: see {log}")
+            time.sleep(0.01)
 
     def start(self) -> None:
         log = (self.dir / "nats.log").open("ab")

@@ -14,9 +14,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from mcpmesh.bus import Bus, connect
 from mcpmesh.gateway.control import ControlPlane
 from mcpmesh.store import Store
+from mcpmesh.tenancy.stamp import generate_signing_key_pem
 
 ADMIN_KEY = "mk_admin_" + "x" * 32
 PEPPER = b"test-pepper"
+#: The gateway's stamp key in these tests: it signs tenant commands, services verify them.
+SIGNING_PEM = generate_signing_key_pem()
 
 
 @dataclass
@@ -64,7 +67,14 @@ async def make_plane(mongo_db: Any, nats_url: str) -> AsyncIterator[PlaneFactory
     async def make(**options: Any) -> ControlPlane:
         bus = await connect(nats_url, name="control-test")
         buses.append(bus)
-        plane = ControlPlane(Store(mongo_db, {}), bus, admin_key=ADMIN_KEY, key_pepper=PEPPER, **options)
+        plane = ControlPlane(
+            Store(mongo_db, {}),
+            bus,
+            admin_key=ADMIN_KEY,
+            stamp_signing_key=SIGNING_PEM,
+            key_pepper=PEPPER,
+            **options,
+        )
         await plane.start()
         planes.append(plane)
         return plane
