@@ -9,6 +9,7 @@ died: that makes delivery at-least-once, so use it for idempotent calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import urllib.parse
@@ -183,11 +184,10 @@ async def connect(
         drain_timeout=5,
     )
     user = urllib.parse.urlsplit(url).username
-    if user is not None:
-        try:
+    # A user that is not one of the mesh's keeps the default inbox: its server decides.
+    with contextlib.suppress(InvalidIdentifier):
+        if user is not None:
             options["inbox_prefix"] = subjects.inbox_prefix(urllib.parse.unquote(user))
-        except InvalidIdentifier:
-            pass  # not one of the mesh's users: the server decides what its inbox may be
     started = time.monotonic()
     try:
         nc = into.nc if into is not None else Client()

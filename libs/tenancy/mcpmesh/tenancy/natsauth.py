@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import signal
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,3 +222,41 @@ def write_private(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     path.chmod(0o600)
+
+
+@dataclass(frozen=True)
+class BusConfigDir:
+    """A nats-server's own directory: `users.json` (every user's password), `nats.conf`
+    rendered from it, `nats.pid`, and the JetStream store. `./mesh up` keeps one in
+    `.mesh/nats`; `meshctl bus-user` edits it and reloads the running server."""
+
+    path: Path
+
+    @property
+    def users_file(self) -> Path:
+        return self.path / "users.json"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.path / "nats.conf"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.path / "nats.pid"
+
+    def users(self) -> BusUsers:
+        return BusUsers.load(self.users_file) if self.users_file.exists() else BusUsers()
+
+    def write(self, users: BusUsers) -> None:
+        """Save the users and render the server config from them (both readable by the owner only)."""
+        users.save(self.users_file)
+        write_private(self.conf_file, users.render(store_dir=str(self.path)))
+
+    def reload(self) -> bool:
+        """Make the running nats-server read its config again (SIGHUP); False if none runs."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, signal.SIGHUP)
+        except (OSError, ValueError):
+            return False
+        return True

@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mcpmesh.bus import Bus, connect
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.control import ControlPlane
 from mcpmesh.store import Store
 from mcpmesh.tenancy.stamp import generate_signing_key_pem
@@ -84,6 +85,31 @@ async def make_plane(mongo_db: Any, nats_url: str) -> AsyncIterator[PlaneFactory
         await plane.stop()
     for bus in buses:
         await bus.close()
+
+
+class ServiceBuses:
+    """A NATS connection per service user, opened on first use: a test publishes usage events
+    as the service they name, the only user the broker lets publish on `usage.*.<service>`."""
+
+    def __init__(self, server: LocalNatsServer) -> None:
+        self.server = server
+        self._buses: dict[str, Bus] = {}
+
+    async def bus(self, service: str) -> Bus:
+        if service not in self._buses:
+            self._buses[service] = await connect(self.server.url_for(f"svc-{service}"), name=service)
+        return self._buses[service]
+
+    async def close(self) -> None:
+        for bus in self._buses.values():
+            await bus.close()
+
+
+@pytest.fixture
+async def services(nats_server: LocalNatsServer) -> AsyncIterator[ServiceBuses]:
+    buses = ServiceBuses(nats_server)
+    yield buses
+    await buses.close()
 
 
 @pytest.fixture
