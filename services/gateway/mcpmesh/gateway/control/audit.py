@@ -34,6 +34,7 @@ def new_event(
     target: str | None = None,
     request_id: str | None = None,
     detail: dict[str, str] | None = None,
+    source: str = "gateway",
 ) -> AuditEvent:
     return AuditEvent(
         event_id=uuid.uuid4().hex,
@@ -45,6 +46,7 @@ def new_event(
         outcome=outcome,
         request_id=request_id,
         detail=detail or {},
+        source=source,
     )
 
 
