@@ -58,8 +58,9 @@ class NatsServer(Protocol):
 
 
 class LocalNatsServer:
-    """`nats-server` child process; `config` is nats-server configuration text, or `users`
-    the mesh users it is rendered from (then `url_for(user)` carries that user's password)."""
+    """`nats-server` child process, open, or on `config` (nats-server configuration text, which
+    enables JetStream itself), or on one rendered from `users` (then `url_for(user)` carries
+    that user's password)."""
 
     def __init__(
         self, config: str | None = None, port: int | None = None, *, users: BusUsers | None = None
@@ -74,14 +75,13 @@ class LocalNatsServer:
         self.users = users
         self.conf = self.dir / "nats.conf"
         self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port)]
-        if users is not None:  # JetStream and its store dir in the config: reloadable
-            self.conf.write_text(self._render())
+        if users is not None:
+            config = self._render()
+        if config is not None:  # JetStream and its store dir come from the config: reloadable
+            self.conf.write_text(config)
             self.argv += ["-c", str(self.conf)]
         else:
             self.argv += ["-js", "-sd", str(self.dir / "js")]
-            if config is not None:
-                self.conf.write_text(config)
-                self.argv += ["-c", str(self.conf)]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
