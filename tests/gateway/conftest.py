@@ -187,7 +187,8 @@ class Mesh:
 
     @property
     def nats_url(self) -> str:
-        return self.nats.url
+        """The bus as the gateway connects to it (its own NATS user)."""
+        return self.nats.url_for("gateway")
 
     async def service(self, svc: MeshService, settings: ServiceSettings | None = None) -> ServiceHarness:
         harness = ServiceHarness(svc, self.nats, settings=settings, signing_key_pem=self.signing_pem)
