@@ -16,6 +16,7 @@ import nats.errors
 import pytest
 
 from mcpmesh.dev.natsproc import _free_port, _wait_listening, nats_server_binary
+from mcpmesh.proto.ids import SERVICES
 from mcpmesh.proto.subjects import inbox_prefix
 from mcpmesh.tenancy.natsauth import BusConfigDir, BusUsers, mesh_users
 
@@ -87,7 +88,7 @@ async def test_issue_then_revoke_an_org_publisher(running: tuple[BusConfigDir, s
     issued = json.loads(meshctl("bus-user", "issue", "org-initech", state=state))
     assert issued["reloaded"] is True and issued["user"] == "org-initech"
     assert issued["publish"] == ["mcp.org-initech.>"] and issued["subscribe"] == ["_INBOX_org_initech.>"]
-    assert oct(bus_dir.users_file.stat().st_mode)[-3:] == "600"
+    assert oct(bus_dir.bus_file.stat().st_mode)[-3:] == "600"
     assert oct(bus_dir.conf_file.stat().st_mode)[-3:] == "600"
     url = issued["url"]
     assert url.startswith("nats://org-initech:") and url.endswith(base.removeprefix("nats://"))
@@ -118,9 +119,27 @@ async def test_issue_then_revoke_an_org_publisher(running: tuple[BusConfigDir, s
 
 def test_bus_user_errors_are_one_clear_line(tmp_path: Path) -> None:
     bad = meshctl("bus-user", "issue", "ACME", "--dir", str(tmp_path), expect=1)
-    assert "users.json does not exist" in bad and "Traceback" not in bad
+    assert "bus.json does not exist" in bad and "Traceback" not in bad
     BusConfigDir(tmp_path).write(BusUsers())
+    assert "exists already" in meshctl(
+        "bus-user", "init", "--dir", str(tmp_path), "--store-dir", "/x", expect=1
+    )
     assert "invalid org id" in meshctl("bus-user", "issue", "ACME", "--dir", str(tmp_path), expect=1)
     assert "has no publisher credentials" in meshctl(
         "bus-user", "revoke", "org-nobody", "--dir", str(tmp_path), expect=1
     )
+
+
+def test_init_makes_a_production_config_directory(tmp_path: Path) -> None:
+    """Component passwords stay `$VAR` references (read from nats-server's environment);
+    publishers issued later get theirs in the (private) config itself."""
+    meshctl(
+        "bus-user", "init", "--dir", str(tmp_path), "--store-dir", "/data/jetstream", "--http-port", "8222"
+    )
+    expected = BusUsers.references(mesh_users(SERVICES)).render(store_dir="/data/jetstream", http_port=8222)
+    assert (tmp_path / "nats.conf").read_text() == expected
+    issued = json.loads(meshctl("bus-user", "issue", "org-initech", "--dir", str(tmp_path)))
+    assert issued["reloaded"] is False  # no server runs here: the operator reloads it
+    conf = (tmp_path / "nats.conf").read_text()
+    assert f'"password": "{issued["password"]}"' in conf and "$NATS_SVC_CONTEXT_PASSWORD" in conf
+    assert 'store_dir: "/data/jetstream"' in conf and "http_port: 8222" in conf

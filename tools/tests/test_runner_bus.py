@@ -65,7 +65,7 @@ def issue(state: Path, org: str) -> dict[str, Any]:
 
 
 def users_of(facts: dict[str, Any]) -> dict[str, str]:
-    users: dict[str, str] = json.loads(Path(facts["nats_dir"], "users.json").read_text())
+    users: dict[str, str] = json.loads(Path(facts["nats_dir"], "bus.json").read_text())["users"]
     return users
 
 

@@ -21,15 +21,15 @@ from mcpmesh.bus import connect
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.ids import SERVICES
 from mcpmesh.proto.subjects import inbox_prefix
-from mcpmesh.tenancy.natsauth import BusUsers, mesh_users, password_reference, render_server_config
+from mcpmesh.tenancy.natsauth import BusUsers, mesh_users
 
 CONFIG = Path(__file__).parents[3] / "compose" / "nats" / "nats-server.conf"
 EXAMPLE_ORGS = ["org-acme", "org-globex"]
 
 
 def test_shipped_config_is_the_generated_one() -> None:
-    users = mesh_users(SERVICES, EXAMPLE_ORGS)
-    shipped = render_server_config({u: password_reference(u) for u in users}, store_dir="/data/jetstream")
+    users = BusUsers.references(mesh_users(SERVICES, EXAMPLE_ORGS))
+    shipped = users.render(store_dir="/data/jetstream", http_port=8222)
     assert CONFIG.read_text() == shipped
     assert k8s_copy().read_text() == shipped
 

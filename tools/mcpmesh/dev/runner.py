@@ -4,7 +4,7 @@ Starts each piece as a child process in its own process group, creates a demo
 organization and API key through the gateway's admin API, prints how to connect
 and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything.
 NATS is locked down as in production: each component connects as its own NATS user
-(`.mesh/nats/users.json`; org publishers: `meshctl bus-user issue ORG`).
+(`.mesh/nats/bus.json`; org publishers: `meshctl bus-user issue ORG`).
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def start_nats(
     sup: Supervisor, state: Path, port: int, services: list[Component], pids: dict[str, int]
 ) -> Callable[[str], str]:
     """nats-server locked down as in production: the gateway and each service connect as their
-    own NATS user (passwords kept in .mesh/nats/users.json, org publishers issued there by
+    own NATS user (passwords kept in .mesh/nats/bus.json, org publishers issued there by
     `meshctl bus-user`). Returns the URL, with credentials, of each user."""
     from mcpmesh.tenancy.natsauth import BusConfigDir, mesh_users
 
@@ -252,7 +252,7 @@ def start_nats(
     if binary is None:
         raise StartupError("nats-server is not installed: install it or set NATS_URL, then run again")
     bus_dir = BusConfigDir(state / "nats")
-    users = bus_dir.users()
+    users, _store, _port = bus_dir.load()
     users.ensure(mesh_users(service_name(c) for c in services))
     bus_dir.write(users)
     argv = [

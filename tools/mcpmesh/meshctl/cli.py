@@ -10,6 +10,7 @@ Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh 
   meshctl usage [--org ORG] [--key KEY] [--service S] [--tool T] [--since ISO] [--until ISO] [--group-by F,...]
   meshctl audit [--org ORG] [--actor A] [--action A] [--limit N]
   meshctl bus-user issue ORG | revoke ORG | list   [--dir .mesh/nats]
+  meshctl bus-user init --dir DIR --store-dir /data/jetstream [--http-port 8222]
 """
 
 from __future__ import annotations
@@ -126,11 +127,11 @@ def _audit(api: AdminClient, a: argparse.Namespace) -> Any:
 
 def _bus_user(a: argparse.Namespace) -> Any:
     """An org's internal publisher on NATS: issue (or rotate) its password, revoke it, list them.
-    Edits the server's users file, re-renders its config and reloads the running server."""
+    Edits the server's config directory (bus.json, nats.conf) and reloads the running server."""
     try:
-        from mcpmesh.proto.ids import InvalidIdentifier
+        from mcpmesh.proto.ids import SERVICES, InvalidIdentifier
         from mcpmesh.proto.subjects import inbox_prefix, org_subject_space
-        from mcpmesh.tenancy.natsauth import BusConfigDir
+        from mcpmesh.tenancy.natsauth import BusConfigDir, BusUsers, mesh_users
     except ImportError:
         raise CliError(
             "bus-user needs the mcpmesh libraries: run it from a checkout after ./mesh test or up"
@@ -140,11 +141,17 @@ def _bus_user(a: argparse.Namespace) -> Any:
     if not where:
         raise CliError("no NATS config directory: pass --dir, or start `./mesh up` (which keeps .mesh/nats)")
     bus_dir = BusConfigDir(Path(where))
-    if not bus_dir.users_file.exists():
+    if a.action == "init":
+        if bus_dir.exists():
+            raise CliError(f"{bus_dir.bus_file} exists already: issue or revoke publishers in it")
+        bus_dir.write(BusUsers.references(mesh_users(SERVICES)), a.store_dir, a.http_port)
+        return {"bus": str(bus_dir.bus_file), "config": str(bus_dir.conf_file)}
+    if not bus_dir.exists():
         raise CliError(
-            f"{bus_dir.users_file} does not exist: is --dir the directory ./mesh up keeps NATS in?"
+            f"{bus_dir.bus_file} does not exist: pass the directory ./mesh up keeps NATS in, "
+            "or create one with `meshctl bus-user init --dir DIR`"
         )
-    users = bus_dir.users()
+    users, _store, _port = bus_dir.load()
     if a.action == "list":
         return {"tenants": users.tenants()}
     try:
@@ -230,6 +237,10 @@ def parser() -> argparse.ArgumentParser:
         b.add_argument("org")
         b.add_argument("--dir", help="the NATS config directory (default: .mesh/nats of ./mesh up)")
     bus.add_parser("list").add_argument("--dir", help="the NATS config directory")
+    b = bus.add_parser("init", help="a config directory for a production server ($VAR passwords)")
+    b.add_argument("--dir", required=True)
+    b.add_argument("--store-dir", required=True, help="the server's JetStream store, e.g. /data/jetstream")
+    b.add_argument("--http-port", type=int, help="monitoring port, e.g. 8222")
     return p
 
 

@@ -159,9 +159,8 @@ def mesh_users(services: Iterable[str], orgs: Iterable[str] = ()) -> list[str]:
 
 @dataclass
 class BusUsers:
-    """Every NATS user of one deployment with its password: what the server config is rendered
-    from and what each component's `NATS_URL` carries. Kept as JSON (mode 0600) by the dev
-    runner in `.mesh/nats/users.json`; `meshctl bus-user` issues and revokes org publishers."""
+    """Every NATS user of one deployment with its password (or `$VAR` reference): what the
+    server config is rendered from and what each component's `NATS_URL` carries."""
 
     passwords: dict[str, str] = field(default_factory=dict)
 
@@ -170,12 +169,9 @@ class BusUsers:
         return cls({validate_bus_user(u): new_password() for u in users})
 
     @classmethod
-    def load(cls, path: Path) -> BusUsers:
-        data = json.loads(path.read_text())
-        return cls({validate_bus_user(u): str(p) for u, p in data.items()})
-
-    def save(self, path: Path) -> None:
-        write_private(path, json.dumps(self.passwords, indent=2, sort_keys=True) + "\n")
+    def references(cls, users: Iterable[str]) -> BusUsers:
+        """Every user's password as a `$VAR` reference nats-server reads from its environment."""
+        return cls({validate_bus_user(u): password_reference(u) for u in users})
 
     def ensure(self, users: Iterable[str]) -> bool:
         """Add a password for every user that has none; True if any was added."""
@@ -226,15 +222,16 @@ def write_private(path: Path, text: str) -> None:
 
 @dataclass(frozen=True)
 class BusConfigDir:
-    """A nats-server's own directory: `users.json` (every user's password), `nats.conf`
-    rendered from it, `nats.pid`, and the JetStream store. `./mesh up` keeps one in
-    `.mesh/nats`; `meshctl bus-user` edits it and reloads the running server."""
+    """A nats-server's own directory: `bus.json` (every user's password, or a `$VAR` reference,
+    and the server's JetStream store dir and monitoring port), `nats.conf` rendered from it, and
+    `nats.pid`. `./mesh up` keeps one in `.mesh/nats` (the JetStream store lives there too);
+    `meshctl bus-user` edits it and reloads the running server."""
 
     path: Path
 
     @property
-    def users_file(self) -> Path:
-        return self.path / "users.json"
+    def bus_file(self) -> Path:
+        return self.path / "bus.json"
 
     @property
     def conf_file(self) -> Path:
@@ -244,16 +241,36 @@ class BusConfigDir:
     def pid_file(self) -> Path:
         return self.path / "nats.pid"
 
-    def users(self) -> BusUsers:
-        return BusUsers.load(self.users_file) if self.users_file.exists() else BusUsers()
+    def exists(self) -> bool:
+        return self.bus_file.exists()
 
-    def write(self, users: BusUsers) -> None:
-        """Save the users and render the server config from them (both readable by the owner only)."""
-        users.save(self.users_file)
-        write_private(self.conf_file, users.render(store_dir=str(self.path)))
+    def load(self) -> tuple[BusUsers, str, int | None]:
+        """(users, JetStream store dir, monitoring port); a new directory: no users, the store
+        in the directory itself, no monitoring port."""
+        if not self.exists():
+            return BusUsers(), str(self.path), None
+        data = json.loads(self.bus_file.read_text())
+        users = BusUsers({validate_bus_user(u): str(p) for u, p in data["users"].items()})
+        return users, str(data["store_dir"]), data.get("http_port")
+
+    def write(self, users: BusUsers, store_dir: str | None = None, http_port: int | None = None) -> None:
+        """Save the users (keeping the directory's store dir and port unless given) and render
+        the server config from them; both files are readable by their owner only."""
+        if self.exists():
+            _, kept_dir, kept_port = self.load()
+            store_dir = store_dir or kept_dir
+            http_port = http_port if http_port is not None else kept_port
+        store_dir = store_dir or str(self.path)
+        data = {
+            "store_dir": store_dir,
+            "http_port": http_port,
+            "users": dict(sorted(users.passwords.items())),
+        }
+        write_private(self.bus_file, json.dumps(data, indent=2) + "\n")
+        write_private(self.conf_file, users.render(store_dir=store_dir, http_port=http_port))
 
     def reload(self) -> bool:
-        """Make the running nats-server read its config again (SIGHUP); False if none runs."""
+        """Make the running nats-server read its config again (SIGHUP); False if none runs here."""
         try:
             pid = int(self.pid_file.read_text().strip())
             os.kill(pid, signal.SIGHUP)
