@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
@@ -262,16 +262,11 @@ class Mesh:
 
 
 @pytest.fixture
-def nats_of_test() -> Iterator[LocalNatsServer]:
-    server = LocalNatsServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def mesh(nats_of_test: LocalNatsServer) -> AsyncIterator[Mesh]:
+async def mesh(private_nats: LocalNatsServer) -> AsyncIterator[Mesh]:
+    """A locked-down nats-server of this test's own: the gateway and each service connect as
+    their own NATS user."""
     async with AsyncExitStack() as stack:
-        yield Mesh(nats_of_test, stack)
+        yield Mesh(private_nats, stack)
 
 
 @pytest.fixture
