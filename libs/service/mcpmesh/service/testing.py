@@ -77,6 +77,7 @@ class ServiceHarness:
         await self.service.started(self.settings, bus)
         self.server = BusServer(self.service, bus)
         await self.server.start()
+        await bus.nc.flush()  # the server has its subscriptions before the first request
         return self
 
     async def __aexit__(
