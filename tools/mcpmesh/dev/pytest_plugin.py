@@ -20,8 +20,12 @@ import pytest
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 
-#: Orgs with an internal publisher in the test fixtures' NATS (others are added on demand).
+#: Orgs with an internal publisher in the test fixtures' NATS.
 TEST_ORGS = ("org-acme", "org-globex")
+#: Service names tests use besides the real ones. Any other is added on demand, but that
+#: reloads the server, and a reload makes nats-server forget the reply permissions of
+#: requests in flight at that instant (libs/tenancy/README.md): better none mid-session.
+TEST_SERVICES = ("echo", "notes", "hooks", "tiered", "late", "silent", "broken")
 
 
 def secured_nats() -> LocalNatsServer:
@@ -29,7 +33,7 @@ def secured_nats() -> LocalNatsServer:
     from mcpmesh.proto.ids import SERVICES
     from mcpmesh.tenancy.natsauth import BusUsers, mesh_users
 
-    return LocalNatsServer(users=BusUsers.generate(mesh_users(SERVICES, TEST_ORGS)))
+    return LocalNatsServer(users=BusUsers.generate(mesh_users((*SERVICES, *TEST_SERVICES), TEST_ORGS)))
 
 
 @pytest.fixture(scope="session")
