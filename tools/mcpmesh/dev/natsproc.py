@@ -1,10 +1,7 @@
-"""A real nats-server for tests and the dev runner: local binary or a testcontainer.
+"""A real nats-server (the local binary) for tests and benchmarks.
 
-`LocalNatsServer(users=BusUsers...)` runs the binary with the mesh's generated users and
-permissions (what the test fixtures and `./mesh up` use); `url_for(user)` is the URL a
-component connects with. The container (open, no users) is used only by `start_nats()`
-without a config, where a Docker engine answers and the image is already present locally
-(`MCPMESH_NATS_IMAGE`, default `nats:2.9`).
+`LocalNatsServer(users=BusUsers...)` runs it with the mesh's generated users and permissions,
+as the test fixtures and `./mesh up` do; `url_for(user)` is the URL a component connects with.
 """
 
 from __future__ import annotations
@@ -18,12 +15,10 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mcpmesh.tenancy.natsauth import BusUsers
-
-NATS_IMAGE = os.environ.get("MCPMESH_NATS_IMAGE", "nats:2.9")
 
 
 def nats_server_binary() -> str | None:
@@ -48,13 +43,6 @@ def _wait_listening(port: int, timeout: float, alive: Callable[[], bool]) -> Non
                 return
         time.sleep(0.02)
     raise TimeoutError(f"nats-server did not listen on {port} within {timeout}s")
-
-
-class NatsServer(Protocol):
-    url: str
-
-    def stop(self) -> None: ...
-    def restart(self) -> None: ...
 
 
 class LocalNatsServer:
@@ -134,52 +122,3 @@ class LocalNatsServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class ContainerNatsServer:
-    """nats-server in a testcontainer (only with a local image: nothing is pulled)."""
-
-    def __init__(self) -> None:
-        from testcontainers.core.container import DockerContainer
-
-        self.container = DockerContainer(NATS_IMAGE).with_exposed_ports(4222).with_command("-js")
-        self.container.start()
-        self._refresh()
-
-    def _refresh(self) -> None:
-        host = self.container.get_container_host_ip()
-        port = int(self.container.get_exposed_port(4222))
-        self.url = f"nats://{host}:{port}"
-        _wait_listening(port, 10.0, lambda: True)
-
-    def stop(self) -> None:
-        self.container.get_wrapped_container().stop()
-
-    def restart(self) -> None:
-        self.container.get_wrapped_container().restart()
-        self._refresh()
-
-    def close(self) -> None:
-        self.container.stop()
-
-
-def docker_image_available() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        client.images.get(NATS_IMAGE)
-        return True
-    except Exception:  # no engine, no image, no docker package: use the binary
-        return False
-
-
-def start_nats(config: str | None = None) -> LocalNatsServer | ContainerNatsServer:
-    """A fresh server; configured servers (accounts, permissions) always use the binary."""
-    if (
-        config is None
-        and os.environ.get("MCPMESH_NATS_CONTAINER", "auto") != "off"
-        and docker_image_available()
-    ):
-        return ContainerNatsServer()
-    return LocalNatsServer(config=config)
