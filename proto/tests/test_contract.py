@@ -19,6 +19,7 @@ def test_asyncapi_document_names_every_subject_and_type() -> None:
     addresses = {c["address"] for c in doc["channels"].values()}
     assert addresses == {
         "mcp.{org_id}.{service}",
+        "mcp.{org_id}.{service}.{instance}",
         "usage.{org_id}.{service}",
         "audit.{org_id}.{source}",
         subjects.KEY_EVENTS,
@@ -37,8 +38,20 @@ def test_subjects_are_built_only_from_valid_ids() -> None:
             subjects.service_subject(bad, "context")
     with pytest.raises(InvalidIdentifier):
         subjects.service_subject("org-acme", "context.>")
-    with pytest.raises(InvalidIdentifier):
-        subjects.org_of_service_subject("mcp.org-acme.context.extra")
+    for bad in ("mcp.org-acme.context.one.two", "mcp.org-acme.context.a-b", "mcp.org-acme.context."):
+        with pytest.raises(InvalidIdentifier):
+            subjects.org_of_service_subject(bad)
+
+
+def test_replica_subjects_carry_the_org_and_a_valid_replica_id() -> None:
+    subject = subjects.instance_subject("org-acme", "context", "ABCdef123")
+    assert subject == "mcp.org-acme.context.ABCdef123"
+    assert subjects.org_of_service_subject(subject) == "org-acme"
+    assert subjects.instance_queue_subject("context", "ABCdef123") == "mcp.*.context.ABCdef123"
+    assert subjects.service_request_subjects("context") == ["mcp.*.context", "mcp.*.context.*"]
+    for bad in ("a.b", "*", ">", "", "x" * 65, "a-b"):
+        with pytest.raises(InvalidIdentifier):
+            subjects.instance_subject("org-acme", "context", bad)
 
 
 def test_errors_round_trip_and_know_what_is_retryable() -> None:
@@ -46,6 +59,14 @@ def test_errors_round_trip_and_know_what_is_retryable() -> None:
     decoded = msgspec.json.decode(msgspec.json.encode(exc.error), type=MeshError)
     assert decoded == exc.error and decoded.retryable
     assert not MeshException(ErrorCode.FORBIDDEN, "no").error.retryable
+
+
+def test_retryable_can_be_overridden_per_error() -> None:
+    applied = MeshException(ErrorCode.TIMEOUT, "may have been applied", retryable=False)
+    assert applied.error.code is ErrorCode.TIMEOUT and applied.error.retryable is False
+    decoded = msgspec.json.decode(msgspec.json.encode(applied.error), type=MeshError)
+    assert decoded.retryable is False
+    assert MeshException(ErrorCode.CONFLICT, "same key, done", retryable=True).error.retryable
 
 
 def test_subject_parsers_accept_only_their_own_shape() -> None:

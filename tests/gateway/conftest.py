@@ -25,6 +25,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOC
 from multidict import CIMultiDict
 from pydantic import Field
 
+from mcpmesh.context import ContextSettings, app_of, build_service
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.app import build_app
 from mcpmesh.gateway.settings import GatewaySettings
@@ -277,3 +278,15 @@ async def dxp_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
     gw = await mesh.gateway()
     await mesh.wait_discovered("dxp", "logs")
     yield mesh, gw
+
+
+@pytest.fixture
+async def context_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
+    """The real mcp-context service behind one gateway."""
+    service = build_service(ContextSettings(sweep_interval_s=0))
+    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=mesh.database + "_ctx")
+    await mesh.service(service, settings)
+    gw = await mesh.gateway()
+    await mesh.wait_discovered("context")
+    yield mesh, gw
+    await app_of(service).close()

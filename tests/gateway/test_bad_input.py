@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 import pytest
 from mcp_types import HEADER_MISMATCH
 from multidict import CIMultiDict
+
+from mcpmesh.service.testing import internals_in, logged_failures
 
 MODERN = "2026-07-28"
 
@@ -217,3 +220,113 @@ async def test_cors_for_allowed_browser_origins(gw_key: tuple[Any, str]) -> None
     refused = await gw.client.options("/mcp", headers={"origin": "https://evil.example"})
     assert refused.status == 403
     assert "Access-Control-Allow-Origin" not in refused.headers
+
+
+# -- inputs that once failed inside a service (issue 8): end to end through the gateway ------------------
+
+YEAR_1_EAST = "0001-01-01T00:00:00+05:00"  # before year 1 once in UTC
+YEAR_9999_WEST = "9999-12-31T23:59:59-05:00"  # after year 9999 once in UTC
+CONTEXT_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("share", {"expires_in_s": 1e12}, "expires_in_s must be a number of seconds above 0"),
+    ("share", {"expires_in_s": 1e308}, "expires_in_s must be a number of seconds above 0"),
+    ("share", {"expires_in_s": "nan"}, "expires_in_s must be a number of seconds above 0"),
+    ("share", {"expires_in_s": "-inf"}, "expires_in_s must be a number of seconds above 0"),
+    ("share", {"expires_at": YEAR_1_EAST}, "expires_at must be an ISO 8601 timestamp between the years 1"),
+    ("share", {"expires_at": YEAR_9999_WEST}, "expires_at must be an ISO 8601 timestamp between the years 1"),
+    ("list", {"updated_since": YEAR_1_EAST}, "updated_since must be an ISO 8601 timestamp between"),
+    ("list", {"updated_since": YEAR_9999_WEST}, "updated_since must be an ISO 8601 timestamp between"),
+    ("get", {"last_n": 10**30}, "last_n must be a positive integer (at most 9007199254740991)"),
+    ("create", {"title": "t", "metadata": {"n": 10**30}}, "integers must fit in 64 bits"),
+    ("create", {"title": "x" * 100_000}, "title must be at most 200 characters"),
+    ("get", {"ctx_id": 5}, "invalid arguments: ctx_id: expected a string"),
+    ("get", {"last_n": "abc"}, "invalid arguments: last_n: expected an integer"),
+    ("append", {"entries": [{"role": "user", "content": {"a": 1}}]}, "entries[0].content: expected a string"),
+    ("append", {"entries": "x" * 100_000}, "invalid arguments: entries: expected a list"),
+]
+
+
+@pytest.mark.parametrize(("tool", "args", "expected"), CONTEXT_CASES, ids=[c[2][:30] for c in CONTEXT_CASES])
+async def test_context_inputs_that_once_failed_inside_get_a_clear_tool_error(
+    context_mesh: Any, caplog: pytest.LogCaptureFixture, tool: str, args: dict[str, Any], expected: str
+) -> None:
+    mesh, gw = context_mesh
+    caplog.set_level(logging.INFO)
+    _org, key = await mesh.tenant(scopes=["context:*"])
+    status, created, _ = await gw.rpc(
+        "tools/call", {"name": "context.create", "arguments": {"title": "t"}}, key=key
+    )
+    assert status == 200, created
+    ctx_id = created["result"]["structuredContent"]["ctx_id"]
+    needs = {
+        "share": {"ctx_id": ctx_id, "grantee": "org-b12"},
+        "get": {"ctx_id": ctx_id},
+        "append": {"ctx_id": ctx_id},
+    }
+    params = {"name": f"context.{tool}", "arguments": {**needs.get(tool, {}), **args}}
+    status, body, _ = await gw.rpc("tools/call", params, key=key)
+    assert status == 200 and body["result"]["isError"] is True, body
+    text = body["result"]["content"][0]["text"]
+    assert "invalid_request" in text and expected in text, text
+    assert internals_in(msgspec.json.encode(body).decode()) == [], body
+    assert "x" * 100 not in text and "0" * 30 not in text
+    assert logged_failures(caplog.records) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "code", "message"),
+    [
+        ("prompts/get", {"name": "dxp.nope"}, "not_found", "unknown prompt 'nope': prompts/list names"),
+        ("prompts/get", {"name": "dxp.greet"}, "invalid_request", "invalid arguments: name: required"),
+        (
+            "prompts/get",
+            {"name": "dxp.greet", "arguments": {"name": "Ann", "tone": "warm"}},
+            "invalid_request",
+            "'tone': not an argument of this prompt",
+        ),
+        (
+            "resources/read",
+            {"uri": "dxp://nope"},
+            "not_found",
+            "unknown resource 'dxp://nope': resources/list",
+        ),
+        ("resources/read", {"uri": "dxp://" + "x" * 5000}, "not_found", "unknown resource 'dxp://xxx"),
+    ],
+)
+async def test_unknown_prompts_and_resources_are_clear_client_errors_not_502(
+    gw_key: tuple[Any, str],
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    params: dict[str, Any],
+    code: str,
+    message: str,
+) -> None:
+    gw, key = gw_key
+    caplog.set_level(logging.INFO)
+    status, body, _ = await gw.rpc(method, params, key=key)
+    assert status == 400, body
+    assert body["error"]["code"] == -32602 and body["error"]["data"]["code"] == code, body
+    assert message in body["error"]["message"] and len(body["error"]["message"]) < 500, body
+    assert internals_in(msgspec.json.encode(body).decode()) == [], body
+    assert logged_failures(caplog.records) == []
+    status, body, _ = await gw.rpc(
+        "prompts/get", {"name": "dxp.greet", "arguments": {"name": "Ann"}}, key=key
+    )
+    assert status == 200 and body["result"]["messages"][0]["content"]["text"] == "Say hello to Ann"
+
+
+async def test_context_resources_of_unknown_or_malformed_ids_are_clear_client_errors(
+    context_mesh: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    mesh, gw = context_mesh
+    caplog.set_level(logging.INFO)
+    _org, key = await mesh.tenant(scopes=["context:*"])
+    for uri, code, message in [
+        ("context://ctx-" + "a" * 24, "not_found", "not found"),
+        ("context://ctx-nope", "invalid_request", "invalid context id 'ctx-nope'"),
+        ("context://ctx-" + "a" * 24 + "/entries", "not_found", "unknown resource"),
+    ]:
+        status, body, _ = await gw.rpc("resources/read", {"uri": uri}, key=key)
+        assert status == 400 and body["error"]["code"] == -32602, (uri, body)
+        assert body["error"]["data"]["code"] == code and message in body["error"]["message"], (uri, body)
+        assert internals_in(msgspec.json.encode(body).decode()) == [], body
+    assert logged_failures(caplog.records) == []

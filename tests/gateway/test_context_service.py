@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,20 +9,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
-
-from mcpmesh.context import ContextSettings, app_of, build_service
-from mcpmesh.service import ServiceSettings
-
-
-@pytest.fixture
-async def context_mesh(mesh: Any) -> AsyncIterator[tuple[Any, Any]]:
-    service = build_service(ContextSettings(sweep_interval_s=0))
-    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=mesh.database + "_ctx")
-    await mesh.service(service, settings)
-    gw = await mesh.gateway()
-    await mesh.wait_discovered("context")
-    yield mesh, gw
-    await app_of(service).close()
 
 
 def client(url: str, key: str, mode: str) -> Client:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -10,8 +11,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from mcpmesh.dev.lifeline import GRACE_S, RUN_ID_ENV, stop_leftovers
 
 
 def runner(state: Path, *args: str) -> subprocess.Popen[str]:
@@ -31,7 +35,29 @@ def alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:  # a zombie has exited: only its exit status waits for a parent to collect it
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def gone_within(pids: list[int], seconds: float) -> list[int]:
+    """The pids still alive after waiting up to `seconds` for all of them to go."""
+    deadline = time.monotonic() + seconds
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
+def wait_for_facts(proc: subprocess.Popen[str], facts_file: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 90
+    while not facts_file.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"runner exited early: {proc.stderr.read() if proc.stderr else ''}")
+        assert time.monotonic() < deadline, "dev.json never appeared"
+        time.sleep(0.2)
+    facts: dict[str, Any] = json.loads(facts_file.read_text())
+    return facts
 
 
 def test_port_in_use_is_refused_with_one_clear_sentence(tmp_path: Path) -> None:
@@ -49,14 +75,7 @@ def test_port_in_use_is_refused_with_one_clear_sentence(tmp_path: Path) -> None:
 
 def test_up_writes_dev_json_and_stops_everything_on_sigterm(tmp_path: Path) -> None:
     proc = runner(tmp_path)
-    facts_file = tmp_path / "dev.json"
-    deadline = time.monotonic() + 90
-    while not facts_file.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"runner exited early: {proc.stderr.read() if proc.stderr else ''}")
-        assert time.monotonic() < deadline, "dev.json never appeared"
-        time.sleep(0.2)
-    facts = json.loads(facts_file.read_text())
+    facts = wait_for_facts(proc, tmp_path / "dev.json")
     host, port = facts["nats_url"].removeprefix("nats://").split(":")
     with socket.create_connection((host, int(port)), timeout=5):
         pass
@@ -66,3 +85,95 @@ def test_up_writes_dev_json_and_stops_everything_on_sigterm(tmp_path: Path) -> N
     assert proc.wait(timeout=60) == 0
     time.sleep(0.2)
     assert not any(alive(p) for p in pids), "orphan processes left behind"
+
+
+def test_a_second_runner_is_refused_and_a_sigkilled_runner_takes_everything_with_it(tmp_path: Path) -> None:
+    first = runner(tmp_path)
+    second: subprocess.Popen[str] | None = None
+    try:
+        facts = wait_for_facts(first, tmp_path / "dev.json")
+        pids = [*facts["pids"].values(), facts["lifeline_pid"]]
+        assert len(pids) >= 3 and all(alive(p) for p in pids)
+
+        second = runner(tmp_path)
+        _out, err = second.communicate(timeout=60)
+        assert second.returncode == 1
+        assert (
+            f"mesh: another `./mesh up` (pid {first.pid}) is running on {tmp_path} or still stopping: "
+            "stop it first, or give this one its own MCPMESH_STATE_DIR"
+        ) in err, err
+        assert json.loads((tmp_path / "dev.json").read_text()) == facts  # the second one touched nothing
+        assert first.poll() is None and all(alive(p) for p in pids)
+
+        first.kill()  # SIGKILL: no handler runs, no finally block
+        first.wait()
+        assert gone_within(pids, GRACE_S + 20) == [], "orphan processes left behind"
+        with (tmp_path / "runner.lock").open("a") as lock:  # released once the watchdog is done
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        for proc in (second, first):
+            if proc is not None and proc.poll() is None:  # a failed assertion: stop it the ordinary way
+                proc.terminate()
+                proc.wait(timeout=60)
+
+
+SUPERVISED = """
+import os, sys, time
+from pathlib import Path
+from mcpmesh.dev.runner import Supervisor
+sup = Supervisor(Path(sys.argv[1]))
+sup.lock()
+# a shell that ignores SIGTERM and has a child of its own (same process group)
+family = sup.start("family", ["sh", "-c", "sleep 300 & echo $! > grandchild.pid; trap '' TERM; wait"], dict(os.environ))
+print(family.pid, sup.lifeline.proc.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_supervisor_takes_grandchildren_and_stubborn_children_with_a_killed_runner(
+    tmp_path: Path,
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SUPERVISED, str(tmp_path)], cwd=tmp_path, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        child, watchdog = map(int, proc.stdout.readline().split())
+        grandchild_file = tmp_path / "grandchild.pid"
+        deadline = time.monotonic() + 30
+        while not (grandchild_file.exists() and grandchild_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the child never started its own child"
+            time.sleep(0.05)
+        grandchild = int(grandchild_file.read_text())
+        assert all(alive(p) for p in (child, grandchild, watchdog))
+        proc.kill()
+        proc.wait()
+        assert gone_within([child, grandchild, watchdog], GRACE_S + 20) == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_leftovers_of_a_dead_run_are_stopped_only_when_provably_its(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def sleeper(env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sleep", "300"], env=env, start_new_session=True)
+
+    ours = sleeper(dict(os.environ, **{RUN_ID_ENV: "run-1"}))
+    stranger = sleeper(dict(os.environ, **{RUN_ID_ENV: "run-2"}))
+    try:
+        facts = {"run_id": "run-1", "pids": {"nats": ours.pid, "gateway": stranger.pid, "gone": 2**22 + 7}}
+        (tmp_path / "dev.json").write_text(json.dumps(facts))
+        stop_leftovers(tmp_path / "dev.json")
+        assert ours.wait(timeout=30) == -signal.SIGTERM
+        assert stranger.poll() is None
+        err = capsys.readouterr().err
+        assert f"mesh: stopping 1 process(es) an earlier run left behind (pids {ours.pid})" in err
+        assert f"mesh: pids {stranger.pid} of an earlier run's dev.json are alive but not provably its" in err
+        (tmp_path / "dev.json").write_text(json.dumps({"pids": {"gateway": stranger.pid}}))  # no run id
+        stop_leftovers(tmp_path / "dev.json")
+        assert stranger.poll() is None and f"mesh: pids {stranger.pid} of" in capsys.readouterr().err
+    finally:
+        stranger.kill()
+        stranger.wait()

@@ -113,3 +113,51 @@ async def test_kv_handle_is_looked_up_once(nats_url: str) -> None:
         assert await bus.kv("TEST_BUCKET_ONCE") is await bus.kv("TEST_BUCKET_ONCE")
     finally:
         await bus.close()
+
+
+async def test_a_request_that_reached_no_one_can_be_handed_back_unsent(nats_url: str) -> None:
+    from mcpmesh.bus import NotDelivered
+
+    bus = await connect(nats_url, name="t")
+    try:
+        with pytest.raises(NotDelivered) as info:
+            await bus.request("mcp.org-acme.nobody", b"x", deadline=Deadline.after(5), retry_unsent=False)
+        assert info.value.reason == "no responders"
+        assert info.value.error.code is ErrorCode.UNAVAILABLE and info.value.error.retryable
+    finally:
+        await bus.close()
+
+
+async def test_a_slow_reply_is_a_timeout_and_the_request_is_delivered_once(
+    nats_url: str, nats_server: LocalNatsServer
+) -> None:
+    bus = await connect(nats_url, name="t")
+    service = await connect(nats_server.url_for("svc-slow"), name="slow")
+    deliveries: list[bytes] = []
+
+    async def slow(msg: object) -> None:  # takes it, never answers in time
+        deliveries.append(msg.data)  # type: ignore[attr-defined]
+
+    await service.nc.subscribe("mcp.org-acme.slow", cb=slow)
+    await service.nc.flush()
+    try:
+        with pytest.raises(MeshException) as info:
+            await bus.request("mcp.org-acme.slow", b"once", deadline=Deadline.after(1))
+        assert info.value.error.code is ErrorCode.TIMEOUT
+        await asyncio.sleep(0.5)
+        assert deliveries == [b"once"]  # sent, so never sent again (the service may have run it)
+    finally:
+        await service.close()
+        await bus.close()
+
+
+def test_a_services_retryable_verdict_survives_the_reply() -> None:
+    from mcpmesh.bus.mcp import exception_from_error
+
+    error = {
+        "code": -32008,
+        "message": "x",
+        "data": {"code": "timeout", "message": "may have been applied", "retryable": False},
+    }
+    exc = exception_from_error(error)
+    assert exc.error.code is ErrorCode.TIMEOUT and exc.error.retryable is False

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 import msgspec
 import pytest
 from mcp.server.mcpserver import Context
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from typing_extensions import TypedDict
 
 from mcpmesh.bus.mcp import request_body, result_of
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import MeshService, call_of
-from mcpmesh.service.testing import ServiceHarness, ToolFailed
+from mcpmesh.service.testing import ServiceHarness, ToolFailed, internals_in, logged_failures
 from mcpmesh.tenancy.stamp import ISSUER, StampSigner, generate_signing_key_pem
 
 ORG_A = "org-acme"
@@ -47,7 +49,32 @@ def make_service() -> tuple[MeshService, list[dict[str, Any]]]:
     async def refuse() -> str:
         raise MeshException(ErrorCode.LIMIT_EXCEEDED, "too many contexts: the free tier allows 100")
 
+    @svc.tool(access="read")
+    async def window(last_n: int, entries: list[Entry] | None = None, mode: Literal["a", "b"] = "a") -> int:
+        return last_n
+
+    @svc.prompt()
+    async def greet(name: str, times: int = 1) -> str:
+        return f"Say hello to {name} {times} times"
+
+    @svc.resource("echo://{word}")
+    async def word(word: str) -> str:
+        return word
+
+    @svc.resource("count://{n}")
+    async def count(n: int) -> str:
+        if n == 0:
+            raise MeshException(ErrorCode.FORBIDDEN, "zero is not yours to read")
+        if n > 10:
+            raise MeshException(ErrorCode.NOT_FOUND, f"no count {n}: counts go up to 10")
+        return str(n)
+
     return svc, seen
+
+
+class Entry(TypedDict):
+    role: str
+    content: str
 
 
 @pytest.fixture
@@ -74,7 +101,7 @@ async def test_tool_call_reaches_handler_with_the_right_tenant(echo: Any) -> Non
 async def test_tools_list_needs_some_scope_on_the_service(echo: Any) -> None:
     harness, _ = echo
     listed = await harness.request(ORG_A, "tools/list", scopes=["echo:write"])
-    assert {t["name"] for t in listed["tools"]} == {"whoami", "store", "explode", "refuse"}
+    assert {t["name"] for t in listed["tools"]} == {"whoami", "store", "explode", "refuse", "window"}
     scopes = {t["name"]: t["_meta"]["mcpmesh/scope"] for t in listed["tools"]}
     assert scopes["whoami"] == "echo:read" and scopes["store"] == "echo:write"
     with pytest.raises(MeshException) as info:
@@ -296,3 +323,270 @@ async def test_a_tool_offered_on_some_tiers_refuses_the_others(nats_server: Loca
             await harness.call_tool(ORG_A, "premium", stamp=harness.stamp(ORG_A, tier="free"))
     assert info.value.error.code is ErrorCode.FORBIDDEN
     assert "not available on the 'free' tier" in info.value.error.message
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "expected"),
+    [
+        ("whoami", {}, "invalid arguments: text: required."),
+        ("whoami", {"text": 5}, "invalid arguments: text: expected a string."),
+        ("window", {"last_n": "abc"}, "last_n: expected an integer."),
+        ("window", {"last_n": 1.5}, "last_n: expected a whole number."),
+        ("window", {"last_n": 1e308}, "last_n: expected a smaller integer."),
+        ("window", {"last_n": 1, "mode": "c"}, "mode: expected 'a' or 'b'."),
+        ("window", {"last_n": 1, "entries": "x" * 10_000}, "entries: expected a list."),
+        (
+            "window",
+            {"last_n": 1, "entries": [{"role": "user", "content": "ok"}, 5, {"role": 1}]},
+            "entries[1]: expected an object; entries[2].role: expected a string; entries[2].content: required.",
+        ),
+        (
+            "window",
+            {"last_n": None, "entries": [{"role": i} for i in range(10)]},
+            "last_n: expected an integer; entries[0].role: expected a string; entries[0].content: required; "
+            "entries[1].role: expected a string; entries[1].content: required; and 16 more.",
+        ),
+    ],
+)
+async def test_arguments_failing_the_schema_are_told_cleanly(
+    echo: Any, caplog: pytest.LogCaptureFixture, tool: str, arguments: dict[str, Any], expected: str
+) -> None:
+    harness, _ = echo
+    caplog.set_level(logging.INFO)
+    with pytest.raises(ToolFailed) as info:
+        await harness.call_tool(ORG_A, tool, arguments)
+    text = info.value.text
+    assert text.startswith(f"Error executing tool {tool}: invalid_request: invalid arguments: "), text
+    assert expected in text and "input schema" in text, text
+    assert internals_in(text) == [] and "x" * 100 not in text, text
+    assert logged_failures(caplog.records) == []
+
+
+async def raw_error(harness: ServiceHarness, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    body = request_body(method, params, request_id="r-7")
+    reply = msgspec.json.decode(await harness.raw(ORG_A, body, stamp=harness.stamp(ORG_A)))
+    assert reply["id"] == "r-7", reply
+    error: dict[str, Any] = reply["error"]
+    assert internals_in(msgspec.json.encode(error).decode()) == [], error
+    return error
+
+
+async def test_unknown_prompts_and_resources_are_not_found(
+    echo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness, _ = echo
+    caplog.set_level(logging.INFO)
+    error = await raw_error(harness, "prompts/get", {"name": "nope"})
+    assert error["code"] == -32602 and error["data"]["code"] == "not_found"
+    assert error["message"] == "unknown prompt 'nope': prompts/list names this service's prompts"
+    error = await raw_error(harness, "resources/read", {"uri": "file:///etc/" + "x" * 5000})
+    assert error["code"] == -32602 and error["data"]["code"] == "not_found"
+    assert (
+        error["message"].startswith("unknown resource 'file:///etc/xxx")
+        and "resources/list" in error["message"]
+    )
+    assert len(error["message"]) < 400 and error["data"]["uri"].startswith("file:///etc/")
+    assert logged_failures(caplog.records) == []
+    rendered = await harness.request(ORG_A, "prompts/get", {"name": "greet", "arguments": {"name": "Ann"}})
+    assert rendered["messages"][0]["content"]["text"] == "Say hello to Ann 1 times"
+    assert (await harness.request(ORG_A, "resources/read", {"uri": "echo://hi"}))["contents"][0][
+        "text"
+    ] == "hi"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ({}, "invalid arguments: name: required."),
+        ({"name": "Ann", "tone": "x"}, "invalid arguments: 'tone': not an argument of this prompt."),
+        ({"name": "Ann", "times": "many"}, "invalid arguments: times: expected an integer."),
+    ],
+)
+async def test_bad_prompt_arguments_are_invalid_params(
+    echo: Any, caplog: pytest.LogCaptureFixture, arguments: dict[str, str], expected: str
+) -> None:
+    harness, _ = echo
+    caplog.set_level(logging.INFO)
+    error = await raw_error(harness, "prompts/get", {"name": "greet", "arguments": arguments})
+    assert error["code"] == -32602 and error["data"]["code"] == "invalid_request"
+    assert error["message"].startswith(expected), error
+    assert logged_failures(caplog.records) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "expected"),
+    [
+        (
+            "tools/call",
+            {"name": "whoami", "arguments": "x"},
+            "tools/call needs params.arguments to be an object",
+        ),
+        ("tools/call", {"name": 5}, "tools/call needs params.name to be a string"),
+        ("resources/read", {"uri": 5}, "resources/read needs params.uri to be a string"),
+        ("prompts/get", {}, "prompts/get needs params.name to be a string"),
+        ("prompts/get", {"name": "greet", "arguments": {"name": 5}}, "must map argument names to strings"),
+        ("tools/list", {"cursor": 5}, "tools/list needs params.cursor to be a string"),
+    ],
+)
+async def test_params_of_the_wrong_type_are_named(
+    echo: Any, method: str, params: dict[str, Any], expected: str
+) -> None:
+    harness, seen = echo
+    error = await raw_error(harness, method, params)
+    assert error["code"] == -32602 and error["data"]["code"] == "invalid_request"
+    assert expected in error["message"]
+    assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "code", "mesh_code", "message"),
+    [
+        ("count://11", -32602, "not_found", "no count 11: counts go up to 10"),
+        ("count://0", -32003, "forbidden", "zero is not yours to read"),
+        ("count://many", -32602, "invalid_request", "invalid arguments: n: expected an integer."),
+    ],
+)
+async def test_resource_functions_refuse_with_mesh_errors(
+    echo: Any, caplog: pytest.LogCaptureFixture, uri: str, code: int, mesh_code: str, message: str
+) -> None:
+    harness, _ = echo
+    caplog.set_level(logging.INFO)
+    error = await raw_error(harness, "resources/read", {"uri": uri})
+    assert error["code"] == code and error["data"]["code"] == mesh_code, error
+    assert error["message"].startswith(message), error
+    assert logged_failures(caplog.records) == []
+    assert (await harness.request(ORG_A, "resources/read", {"uri": "count://3"}))["contents"][0][
+        "text"
+    ] == "3"
+
+
+async def test_tools_publish_their_annotations_and_idempotency_key(nats_server: LocalNatsServer) -> None:
+    svc = MeshService("annotated")
+
+    @svc.tool(access="read", open_world=False)
+    async def look() -> str:
+        return "seen"
+
+    @svc.tool(access="write")
+    async def add(item: str) -> str:
+        return item
+
+    @svc.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def put(key: str, value: str) -> str:
+        return value
+
+    @svc.tool(access="write", destructive=False, idempotency_key="op_id")
+    async def charge(amount: int, op_id: str | None = None) -> int:
+        return amount
+
+    async with ServiceHarness(svc, nats_server) as harness:
+        listed = await harness.request(ORG_A, "tools/list")
+    tools = {t["name"]: t for t in listed["tools"]}
+    hints = {name: t["annotations"] for name, t in tools.items()}
+    assert hints["look"] == {
+        "readOnlyHint": True,
+        "idempotentHint": True,
+        "destructiveHint": False,
+        "openWorldHint": False,
+    }
+    # Undeclared hints of a write tool are the conservative MCP defaults.
+    assert hints["add"] == {
+        "readOnlyHint": False,
+        "idempotentHint": False,
+        "destructiveHint": True,
+        "openWorldHint": True,
+    }
+    assert hints["put"]["idempotentHint"] is True and hints["put"]["destructiveHint"] is True
+    assert hints["charge"]["idempotentHint"] is False and hints["charge"]["destructiveHint"] is False
+    assert tools["charge"]["_meta"]["mcpmesh/idempotency_key"] == "op_id"
+    assert "mcpmesh/idempotency_key" not in tools["add"]["_meta"]
+
+
+def test_annotations_that_cannot_be_true_are_refused_at_declaration() -> None:
+    svc = MeshService("annotated")
+    with pytest.raises(ValueError, match="not an argument"):
+
+        @svc.tool(access="write", idempotency_key="request_key")
+        async def charge(amount: int) -> int:
+            return amount
+
+    with pytest.raises(ValueError, match="read_only"):
+        svc.tool(access="read", destructive=True)
+    with pytest.raises(TypeError, match="read_only="):
+        svc.tool(access="read", annotations={"readOnlyHint": True})
+
+
+async def test_each_replica_also_answers_on_its_own_subject(nats_server: LocalNatsServer) -> None:
+    from mcpmesh.bus import Deadline, NotDelivered
+    from mcpmesh.bus.mcp import exchange
+
+    svc, _ = make_service()
+    async with ServiceHarness(svc, nats_server) as harness:
+        assert harness.server is not None and harness.server.micro is not None and harness.client is not None
+        body = request_body("tools/call", {"name": "whoami", "arguments": {"text": "direct"}})
+        reply = await exchange(
+            harness.client,
+            org_id=ORG_A,
+            service="echo",
+            body=body,
+            stamp=harness.stamp(ORG_A),
+            deadline=Deadline.after(5),
+            instance=harness.server.micro.id,
+        )
+        assert result_of(reply)["structuredContent"] == {"org": ORG_A, "text": "direct"}
+        with pytest.raises(NotDelivered):  # no such replica: handed back unsent at once
+            await exchange(
+                harness.client,
+                org_id=ORG_A,
+                service="echo",
+                body=body,
+                stamp=harness.stamp(ORG_A),
+                deadline=Deadline.after(5),
+                instance="gone0replica",
+            )
+
+
+async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(
+    nats_server: LocalNatsServer,
+) -> None:
+    import asyncio
+
+    from mcpmesh.bus import Deadline
+    from mcpmesh.proto import headers as h
+
+    svc = MeshService("slowpoke")
+
+    @svc.tool(access="write")
+    async def save(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "saved"
+
+    @svc.tool(access="read")
+    async def look(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "seen"
+
+    async def stopped(harness: ServiceHarness, tool: str) -> MeshException:
+        """The kit's own answer: the caller waits longer than the deadline it sends."""
+        assert harness.client is not None
+        headers = {
+            h.STAMP: harness.stamp(ORG_A),
+            h.REQUEST_ID: "r1",
+            h.DEADLINE: Deadline.after(0.3).header(),
+        }
+        body = request_body("tools/call", {"name": tool, "arguments": {"seconds": 5}})
+        msg = await harness.client.nc.request("mcp.org-acme.slowpoke", body, timeout=5, headers=headers)
+        with pytest.raises(MeshException) as info:
+            result_of(msg.data)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+        return info.value
+
+    async with ServiceHarness(svc, nats_server) as harness:
+        write = await stopped(harness, "save")
+        read = await stopped(harness, "look")
+    assert write.error.retryable is False
+    assert write.error.message == (
+        "slowpoke.save did not finish before its deadline and was stopped: it may have been applied; "
+        "check the current state before retrying"
+    )
+    assert read.error.retryable is True

@@ -38,8 +38,18 @@ JSONRPC_CODES: Final[dict[ErrorCode, int]] = {
 RETRYABLE: Final = frozenset({ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED})
 
 
+def is_retryable(code: ErrorCode, override: bool | None = None) -> bool:
+    """`override` when given, else whether errors with `code` are retryable by default."""
+    return code in RETRYABLE if override is None else override
+
+
 class MeshError(msgspec.Struct, frozen=True):
-    """What a caller is told when something fails; carried as JSON-RPC `error.data`."""
+    """What a caller is told when something fails; carried as JSON-RPC `error.data`.
+
+    `retryable` says whether sending the same request again is safe and may succeed: by default
+    the code's (`RETRYABLE`), overridden where the code alone would mislead (a timed-out write
+    that may have been applied is a TIMEOUT, but not retryable).
+    """
 
     code: ErrorCode
     message: str
@@ -49,9 +59,9 @@ class MeshError(msgspec.Struct, frozen=True):
 class MeshException(Exception):
     """Raise anywhere in a service; the kit turns it into a JSON-RPC error."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, *, retryable: bool | None = None) -> None:
         super().__init__(message)
-        self.error = MeshError(code=code, message=message, retryable=code in RETRYABLE)
+        self.error = MeshError(code=code, message=message, retryable=is_retryable(code, retryable))
 
     @property
     def jsonrpc_code(self) -> int:

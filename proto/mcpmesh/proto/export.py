@@ -72,6 +72,20 @@ def asyncapi() -> dict[str, Any]:
                     "reply": {"$ref": "#/components/messages/mcpReply"},
                 },
             },
+            "serviceInstanceRequest": {
+                "address": "mcp.{org_id}.{service}.{instance}",
+                "description": "The same exchange addressed to one replica (its nats.micro id); the "
+                "gateway uses it to route around replicas that stopped answering health checks.",
+                "parameters": {
+                    "org_id": org,
+                    "service": {"enum": list(SERVICES)},
+                    "instance": {"description": "The replica's nats.micro id (letters and digits)"},
+                },
+                "messages": {
+                    "request": {"$ref": "#/components/messages/mcpRequest"},
+                    "reply": {"$ref": "#/components/messages/mcpReply"},
+                },
+            },
             "usage": {
                 "address": "usage.{org_id}.{service}",
                 "description": "Per-call usage events, captured by JetStream stream USAGE.",

@@ -12,6 +12,8 @@ _ORG_ID_RE: Final = re.compile(ORG_ID_PATTERN)
 #: subjects (`mcp.<org>.<name>`), scopes (`<name>:read`) and tool prefixes (`<name>.<tool>`).
 SERVICES: Final = ("context", "llm", "debate", "rag", "dxp", "logs")
 _SERVICE_RE: Final = re.compile(r"^[a-z][a-z0-9]{1,30}$")
+#: A service replica's id: its `nats.micro` instance id (a NUID), one subject token.
+_INSTANCE_RE: Final = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 
 class InvalidIdentifier(ValueError):
@@ -31,4 +33,11 @@ def validate_org_id(value: object) -> str:
 def validate_service_name(value: object) -> str:
     if not isinstance(value, str) or not _SERVICE_RE.fullmatch(value):
         raise InvalidIdentifier(f"invalid service name {value!r}: expected 2-31 lowercase letters or digits")
+    return value
+
+
+def validate_instance_id(value: object) -> str:
+    if not isinstance(value, str) or not _INSTANCE_RE.fullmatch(value):
+        shown = value if isinstance(value, str) and len(value) <= 70 else "<value>"
+        raise InvalidIdentifier(f"invalid replica id {shown!r}: expected 1-64 letters or digits")
     return value

@@ -1,6 +1,7 @@
 """Every NATS subject and stream name; nothing else builds subject strings.
 
 mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
+mcp.<org>.<service>.<id>   the same, addressed to one replica (its nats.micro id)
 usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
 audit.<org>.<source>       audit events (JetStream stream AUDIT)
 control.keys               key revocations / suspensions / rotations, to every gateway
@@ -15,7 +16,12 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
+from mcpmesh.proto.ids import (
+    InvalidIdentifier,
+    validate_instance_id,
+    validate_org_id,
+    validate_service_name,
+)
 
 USAGE_STREAM: Final = "USAGE"
 AUDIT_STREAM: Final = "AUDIT"
@@ -32,6 +38,21 @@ def service_queue_subject(service: str) -> str:
     return f"mcp.*.{validate_service_name(service)}"
 
 
+def instance_subject(org_id: str, service: str, instance: str) -> str:
+    """One replica of `service` (the gateway routes around replicas that stopped answering)."""
+    return f"{service_subject(org_id, service)}.{validate_instance_id(instance)}"
+
+
+def instance_queue_subject(service: str, instance: str) -> str:
+    """What replica `instance` of `service` subscribes to besides the queue subject."""
+    return f"{service_queue_subject(service)}.{validate_instance_id(instance)}"
+
+
+def service_request_subjects(service: str) -> list[str]:
+    """Every request subject a replica of `service` may subscribe to: shared and per replica."""
+    return [service_queue_subject(service), f"{service_queue_subject(service)}.*"]
+
+
 def org_and_name(subject: str, prefix: str) -> tuple[str, str]:
     """(org, last token) of a `<prefix>.<org>.<name>` subject; raises InvalidIdentifier otherwise."""
     parts = subject.split(".")
@@ -41,7 +62,11 @@ def org_and_name(subject: str, prefix: str) -> tuple[str, str]:
 
 
 def org_of_service_subject(subject: str) -> str:
-    """The org id a request subject names; raises InvalidIdentifier when it has none."""
+    """The org id a request subject (shared or per replica) names; raises InvalidIdentifier otherwise."""
+    head, dot, instance = subject.rpartition(".")
+    if dot and head.count(".") == 2:
+        validate_instance_id(instance)
+        subject = head
     return org_and_name(subject, "mcp")[0]
 
 
@@ -111,8 +136,8 @@ def audit_source_pattern(source: str) -> str:
     return f"audit.*.{validate_service_name(source)}"
 
 
-#: Every service request subject: what the gateway publishes to.
-ALL_SERVICE_REQUESTS: Final = "mcp.*.*"
+#: Every service request subject, shared or per replica: what the gateway publishes to.
+ALL_SERVICE_REQUESTS: Final = "mcp.>"
 #: Every control subject (key events, tenant commands): the gateway's alone to publish.
 ALL_CONTROL: Final = "control.>"
 #: nats.micro discovery requests to every service (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`).

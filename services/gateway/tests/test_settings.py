@@ -40,6 +40,8 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
         "MCPMESH_CALL_TIMEOUT_S": "2.5",
         "MCPMESH_KEY_GRACE_S": "60",
         "MCPMESH_PUBLIC_URL": "https://mcp.example.com/",
+        "MCPMESH_HEALTH_INTERVAL_S": "0.5",
+        "MCPMESH_REPLICA_FORGET_S": "120",
     }
     s = GatewaySettings.from_env(env)
     assert s.stamp_signing_key == PEM and s.admin_key == "admin-key-0123456789"
@@ -54,6 +56,7 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
     assert s.allowed_origins == ("https://app.example.com", "http://localhost")
     assert (s.max_body_bytes, s.call_timeout_s, s.key_grace_s) == (4096, 2.5, 60.0)
     assert s.public_url == "https://mcp.example.com"
+    assert (s.health_interval_s, s.replica_forget_s) == (0.5, 120.0)
     assert s.session_key() != GatewaySettings.from_env(BASE).session_key()
 
 
@@ -65,6 +68,7 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
         ({**BASE, "GATEWAY_PORT": "eighty"}, "GATEWAY_PORT='eighty' is not an integer"),
         ({**BASE, "MCPMESH_CALL_TIMEOUT_S": "0"}, "MCPMESH_CALL_TIMEOUT_S='0' must be at least"),
         ({**BASE, "MCPMESH_MAX_BODY_BYTES": "12"}, "MCPMESH_MAX_BODY_BYTES"),
+        ({**BASE, "MCPMESH_HEALTH_INTERVAL_S": "0"}, "MCPMESH_HEALTH_INTERVAL_S='0' must be at least"),
         ({**BASE, "MCPMESH_STAMP_SIGNING_KEY_FILE": "/nonexistent/key.pem"}, "cannot be read"),
     ],
 )

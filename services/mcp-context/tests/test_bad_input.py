@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from typing import Any
 
 import pytest
 
+from mcpmesh.context.clock import MAX_DURATION_S
 from mcpmesh.context.ids import new_context_id, new_share_id
 from mcpmesh.context.testing import Mesh
+from mcpmesh.service.testing import internals_in, logged_failures
 
 A = "org-acme"
 
@@ -111,9 +115,10 @@ async def test_bad_cursors_get_a_clear_error(mesh: Mesh) -> None:
     edited = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
     assert "invalid cursor" in await mesh.fails(A, "list", {"limit": 1, "cursor": edited})
     decoded = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    decoded[2] = 10**30  # a position no timestamp can have
-    huge = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
-    assert "invalid cursor" in await mesh.fails(A, "list", {"limit": 1, "cursor": huge})
+    for position in (10**30, 2**53 - 1):  # positions no timestamp can have
+        decoded[2] = position
+        huge = base64.urlsafe_b64encode(json.dumps(decoded).encode()).decode()
+        assert "invalid cursor" in await mesh.fails(A, "list", {"limit": 1, "cursor": huge})
     other_query = await mesh.fails(A, "list", {"limit": 1, "cursor": cursor, "namespace": "elsewhere"})
     assert "different query" in other_query
     assert "different query" in await mesh.fails(A, "search", {"text": "c", "cursor": cursor})
@@ -208,3 +213,79 @@ async def test_bad_share_parameters(mesh: Mesh) -> None:
     assert "invalid share id" in await mesh.fails(A, "revoke_share", {"share_id": "shr-nope"})
     assert "give share_id" in await mesh.fails(A, "revoke_share", {"grantee": "org-b12"})
     assert (await mesh.call(A, "list_shares"))["shares"] == []
+
+
+DURATION = f"expires_in_s must be a number of seconds above 0 and at most {MAX_DURATION_S} (100 years)"
+TIME = "must be an ISO 8601 timestamp between the years 1 and 9999 (UTC), such as 2026-01-31T12:00:00Z"
+YEAR_1_EAST = "0001-01-01T00:00:00+05:00"  # before year 1 once in UTC
+YEAR_9999_WEST = "9999-12-31T23:59:59-05:00"  # after year 9999 once in UTC
+OUT_OF_RANGE: list[tuple[str, dict[str, Any], str]] = [
+    ("share", {"expires_in_s": 1e12}, DURATION),
+    ("share", {"expires_in_s": 1e308}, DURATION),
+    ("share", {"expires_in_s": "nan"}, DURATION),
+    ("share", {"expires_in_s": "inf"}, DURATION),
+    ("share", {"expires_in_s": 0}, DURATION),
+    ("share", {"expires_in_s": -5}, DURATION),
+    ("share", {"expires_at": YEAR_1_EAST}, "expires_at " + TIME),
+    ("share", {"expires_at": YEAR_9999_WEST}, "expires_at " + TIME),
+    ("share", {"expires_at": "2026-01-01" + "0" * 5000}, "expires_at " + TIME),
+    ("list", {"updated_since": YEAR_1_EAST}, "updated_since " + TIME),
+    ("list", {"updated_since": YEAR_9999_WEST}, "updated_since " + TIME),
+    ("search", {"text": "x", "updated_since": YEAR_9999_WEST}, "updated_since " + TIME),
+    ("get", {"last_n": 10**30}, "last_n must be a positive integer (at most 9007199254740991)"),
+    ("get", {"last_n_tokens": 2**53}, "last_n_tokens must be a positive integer (at most 9007199254740991)"),
+    ("get", {"after_seq": 10**30}, "after_seq must be an integer >= -1 (at most 9007199254740991)"),
+    ("create", {"title": "t", "metadata": {"n": 10**30}}, "integers must fit in 64 bits"),
+    ("create", {"title": "t", "metadata": {"n": [1, {"m": 2**63}]}}, "integers must fit in 64 bits"),
+    ("update", {"metadata": {"n": -(2**63) - 1}}, "integers must fit in 64 bits"),
+    ("get", {"ctx_id": 5}, "invalid arguments: ctx_id: expected a string"),
+    ("get", {"last_n": "abc"}, "invalid arguments: last_n: expected an integer"),
+    ("list", {"limit": 1e308}, "invalid arguments: limit: expected a smaller integer"),
+    (
+        "append",
+        {"entries": [{"role": "user", "content": 5}]},
+        "invalid arguments: entries[0].content: expected a string",
+    ),
+    ("append", {"entries": [{"role": "user"}]}, "invalid arguments: entries[0].content: required"),
+    ("create", {"title": "t", "tags": "x" * 100_000}, "invalid arguments: tags: expected a list"),
+    ("share", {"allow_resharing": "maybe"}, "invalid arguments: allow_resharing: expected true or false"),
+]
+#: Arguments each tool needs besides the one under test.
+NEEDS = {"share": {"grantee": "org-b12"}, "get": {}, "append": {}, "update": {}}
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "expected"), OUT_OF_RANGE, ids=[f"{t}-{e[:24]}" for t, _, e in OUT_OF_RANGE]
+)
+async def test_out_of_range_and_mistyped_values_are_invalid_requests(
+    mesh: Mesh, caplog: pytest.LogCaptureFixture, tool: str, args: dict[str, Any], expected: str
+) -> None:
+    """Values that once failed deep inside (OverflowError, a driver refusing a huge int, pydantic's
+    own text) are refused up front with what was wrong, and nothing is logged as a failure."""
+    caplog.set_level(logging.INFO)
+    ctx_id = await mesh.create(A)
+    needs = {"ctx_id": ctx_id, **NEEDS[tool]} if tool in NEEDS else {}
+    text = await mesh.fails(A, tool, {**needs, **args})
+    assert "invalid_request" in text and expected in text, text
+    assert internals_in(text) == [] and "0" * 100 not in text and "x" * 100 not in text, text
+    assert logged_failures(caplog.records) == []
+    assert (await mesh.call(A, "list_shares"))["shares"] == []
+    assert [c["ctx_id"] for c in (await mesh.call(A, "list"))["contexts"]] == [ctx_id]
+
+
+async def test_the_edges_of_the_ranges_are_accepted(mesh: Mesh) -> None:
+    ctx_id = await mesh.create(A)
+    share = {"ctx_id": ctx_id, "grantee": "org-b12"}
+    assert (await mesh.call(A, "share", {**share, "expires_in_s": MAX_DURATION_S}))["expires_at"] > "2100"
+    await mesh.call(A, "revoke_share", share)
+    edge = await mesh.call(A, "share", {**share, "expires_at": "9999-12-31T23:59:59+05:00"})
+    assert edge["expires_at"] == "9999-12-31T18:59:59.000Z"
+    for since in ("0001-01-01T00:00:00Z", "0001-01-01T05:00:00+05:00"):
+        assert [c["ctx_id"] for c in (await mesh.call(A, "list", {"updated_since": since}))["contexts"]] == [
+            ctx_id
+        ]
+    assert (await mesh.call(A, "list", {"updated_since": "9999-12-31T23:59:59Z"}))["contexts"] == []
+    got = await mesh.call(A, "get", {"ctx_id": ctx_id, "last_n": 2**53 - 1, "after_seq": -1})
+    assert got["entries"] == []
+    created = await mesh.call(A, "create", {"title": "t", "metadata": {"big": 2**63 - 1, "small": -(2**63)}})
+    assert created["metadata"] == {"big": 2**63 - 1, "small": -(2**63)}

@@ -37,6 +37,33 @@ async def test_tools_are_listed_with_their_scopes(mesh: Mesh) -> None:
     assert mesh.harness.service.tool_scopes["get"] == "context:read"
 
 
+async def test_every_tool_declares_what_it_does_to_the_world(mesh: Mesh) -> None:
+    listed = await mesh.harness.request(A, "tools/list", scopes=["context:read"])
+    hints = {t["name"]: t["annotations"] for t in listed["tools"]}
+    # (readOnly, idempotent, destructive): what a client (and the gateway's timeout advice) relies on
+    expected = {
+        "get": (True, True, False),
+        "list": (True, True, False),
+        "search": (True, True, False),
+        "shared_with_me": (True, True, False),
+        "list_shares": (True, True, False),
+        "create": (False, False, False),  # a new context each time
+        "append": (False, False, False),  # the same entries again are appended again
+        "update": (False, True, True),  # sets fields: the same call again changes nothing more
+        "delete": (False, True, True),
+        "share": (False, True, True),  # one share per grantee and target, overwritten
+        "revoke_share": (False, True, True),
+    }
+    assert set(hints) == set(expected)
+    for name, (read_only, idempotent, destructive) in expected.items():
+        assert hints[name] == {
+            "readOnlyHint": read_only,
+            "idempotentHint": idempotent,
+            "destructiveHint": destructive,
+            "openWorldHint": False,  # only this service's own store
+        }, name
+
+
 async def test_create_returns_the_new_context(mesh: Mesh) -> None:
     created = await mesh.call(
         A,

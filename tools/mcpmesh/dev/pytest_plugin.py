@@ -25,7 +25,18 @@ TEST_ORGS = ("org-acme", "org-globex")
 #: Service names tests use besides the real ones. Any other is added on demand, but that
 #: reloads the server, and a reload makes nats-server forget the reply permissions of
 #: requests in flight at that instant (libs/tenancy/README.md): better none mid-session.
-TEST_SERVICES = ("echo", "notes", "hooks", "tiered", "late", "silent", "broken")
+TEST_SERVICES = (
+    "echo",
+    "notes",
+    "hooks",
+    "tiered",
+    "late",
+    "silent",
+    "broken",
+    "annotated",
+    "slowpoke",
+    "slow",
+)
 
 
 def secured_nats() -> LocalNatsServer:

@@ -2,7 +2,9 @@
 
 Starts each piece as a child process in its own process group, creates a demo
 organization and API key through the gateway's admin API, prints how to connect
-and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything.
+and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything;
+if the runner is killed outright, its children still stop (`mcpmesh.dev.lifeline`).
+One runner per state dir: a second one is refused while the first runs.
 NATS is locked down as in production: each component connects as its own NATS user
 (`.mesh/nats/bus.json`; org publishers: `meshctl bus-user issue ORG`).
 """
@@ -10,6 +12,7 @@ NATS is locked down as in production: each component connects as its own NATS us
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import secrets
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpmesh.dev.components import Component, find_components, repo_root
+from mcpmesh.dev.lifeline import RUN_ID_ENV, Lifeline, die_with_parent, stop_groups, stop_leftovers
 from mcpmesh.dev.natsproc import nats_server_binary
 from mcpmesh.proto.subjects import GATEWAY_USER, service_user
 
@@ -85,16 +89,48 @@ def wait_until_ready(url: str, timeout_s: float = 90.0) -> None:
 
 @dataclass
 class Supervisor:
+    """Starts the children of `./mesh up`, each in a process group of its own, and sees that they
+    stop with it: on `stop_all`, and however the runner dies (see `mcpmesh.dev.lifeline`)."""
+
     state_dir: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Set in every child's environment (`MCPMESH_RUN_ID`) and in dev.json: proves whose a process is.
+    run_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    lifeline: Lifeline | None = None
+    lock_fd: int | None = None
+
+    def lock(self) -> None:
+        """Hold the state dir's lock for the runner's life (and its watchdog's): a second runner
+        on the same dir is refused. The kernel releases it when both are gone."""
+        fd = os.open(self.state_dir / "runner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 20).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StartupError(
+                f"another `./mesh up` (pid {holder}) is running on {self.state_dir} or still stopping: "
+                "stop it first, or give this one its own MCPMESH_STATE_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.lock_fd = fd
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        if self.lifeline is None:
+            self.lifeline = Lifeline.start(keep_fds=(self.lock_fd,) if self.lock_fd is not None else ())
         log = self.state_dir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as out:
             proc = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                env={**env, RUN_ID_ENV: self.run_id},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
+        self.lifeline.watch(proc.pid)  # its process group: it leads a new session
         self.procs[name] = proc
         return proc
 
@@ -102,16 +138,15 @@ class Supervisor:
         return self.state_dir / "logs" / f"{name}.log"
 
     def stop_all(self) -> None:
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        """SIGTERM every child's process group; SIGKILL what is left of them after 10 s."""
+        procs = list(self.procs.values())
+        stop_groups([p.pid for p in procs], reap=lambda: [p.poll() for p in procs])
+        for proc in procs:
+            proc.wait()
+        if self.lifeline is not None:
+            for proc in procs:
+                self.lifeline.forget(proc.pid)
+            self.lifeline.close()
 
 
 def admin_post(url: str, admin_key: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
+        sup.lock()
+        stop_leftovers(state / "dev.json")
         facts = start_everything(args, root, state, sup)
+        facts.update(run_id=sup.run_id, lifeline_pid=sup.lifeline.proc.pid if sup.lifeline else None)
         print_facts(facts)
         (state / "dev.json").write_text(json.dumps(facts, indent=2) + "\n")
         while not stop["now"]:

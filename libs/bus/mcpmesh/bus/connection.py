@@ -1,9 +1,10 @@
 """NATS connection with reconnect, drain on close, and requests bound to a deadline.
 
-`Bus.request` retries on *no responders* (a service restarting, a replica not yet
-subscribed) with a short backoff until the deadline. With `attempt_timeout` it also
-retries an attempt that got no reply in time, e.g. because the replica serving it
-died: that makes delivery at-least-once, so use it for idempotent calls.
+`Bus.request` sends a request again only when it provably reached no service: NATS
+answered *no responders* (a service restarting, a replica not yet subscribed) or the
+connection could not take it (closed, draining, reconnect buffer full). It retries those
+with a short backoff until the deadline. A request that was sent and got no reply in time
+is never sent again (the service may be running it): that is a TIMEOUT for the caller.
 """
 
 from __future__ import annotations
@@ -57,6 +58,18 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+NO_RESPONDERS = "no responders"  # nobody subscribes to the subject (any more)
+NOT_CONNECTED = "connection unavailable"  # closed, draining, or the reconnect buffer is full
+
+
+class NotDelivered(MeshException):
+    """The request provably reached no service (`reason`): sending it again, anywhere, is safe."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorCode.UNAVAILABLE, f"the request reached no service ({reason}): retry later")
+        self.reason = reason
+
+
 class Bus:
     def __init__(self, nc: Client) -> None:
         self.nc = nc
@@ -74,35 +87,38 @@ class Bus:
         *,
         deadline: Deadline,
         headers: Mapping[str, str] | None = None,
-        attempt_timeout: float | None = None,
+        retry_unsent: bool = True,
     ) -> Msg:
+        """The reply to one request. Raises MeshException: TIMEOUT when it was sent and no reply
+        came before the deadline (the service may have run it), UNAVAILABLE when it never reached
+        a service. `retry_unsent=False` raises `NotDelivered` at the first such failure instead of
+        retrying (for a caller that picks another subject itself)."""
         hdrs = dict(headers or {})
         attempt = 0
         while True:
             left = deadline.check()
             hdrs[headers_mod.DEADLINE] = deadline.header()
-            timeout = min(left, attempt_timeout) if attempt_timeout else left
             try:
-                return await self.nc.request(subject, payload, timeout=timeout, headers=hdrs)
+                return await self.nc.request(subject, payload, timeout=left, headers=hdrs)
             except nats.errors.NoRespondersError:
-                reason = "no responders"
+                reason = NO_RESPONDERS
             except nats.errors.TimeoutError:
-                if attempt_timeout is None or deadline.remaining() <= 0:
-                    raise MeshException(
-                        ErrorCode.TIMEOUT, "the service did not answer before the deadline"
-                    ) from None
-                reason = "attempt timed out"
+                raise MeshException(
+                    ErrorCode.TIMEOUT, "the service did not answer before the deadline"
+                ) from None
             except (
                 nats.errors.ConnectionClosedError,
+                nats.errors.ConnectionDrainingError,
                 nats.errors.ConnectionReconnectingError,
                 nats.errors.OutboundBufferLimitError,
             ):
-                reason = "connection unavailable"
+                reason = NOT_CONNECTED
+            if not retry_unsent:
+                raise NotDelivered(reason)
             pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
             attempt += 1
             if deadline.remaining() <= pause:
-                code = ErrorCode.TIMEOUT if reason == "attempt timed out" else ErrorCode.UNAVAILABLE
-                raise MeshException(code, "the service is unavailable: retry later")
+                raise MeshException(ErrorCode.UNAVAILABLE, "the service is unavailable: retry later")
             log.debug("bus retry", subject=subject, reason=reason, attempt=attempt)
             await asyncio.sleep(pause)
 

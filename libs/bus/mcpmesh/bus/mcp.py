@@ -19,7 +19,7 @@ from mcpmesh.bus.connection import Bus
 from mcpmesh.bus.request import Deadline
 from mcpmesh.proto import headers as h
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
-from mcpmesh.proto.subjects import service_subject
+from mcpmesh.proto.subjects import instance_subject, service_subject
 from mcpmesh.telemetry.tracing import inject_headers
 
 PROTOCOL_VERSION: Final = LATEST_MODERN_VERSION
@@ -61,7 +61,7 @@ def exception_from_error(error: Any) -> MeshException:
     data = error.get("data") if isinstance(error, dict) else None
     try:
         mesh = msgspec.convert(data, MeshError)
-        return MeshException(mesh.code, mesh.message)
+        return MeshException(mesh.code, mesh.message, retryable=mesh.retryable)
     except msgspec.ValidationError:
         message = error.get("message", "request failed") if isinstance(error, dict) else "request failed"
         return MeshException(ErrorCode.INVALID_REQUEST, str(message))
@@ -76,16 +76,18 @@ async def exchange(
     stamp: str,
     deadline: Deadline,
     request_id: str | None = None,
-    attempt_timeout: float | None = None,
+    instance: str | None = None,
 ) -> bytes:
-    """Send one JSON-RPC message to `mcp.<org>.<service>` and return the raw reply body."""
+    """Send one JSON-RPC message to `mcp.<org>.<service>` and return the raw reply body.
+
+    With `instance`, to that one replica (`mcp.<org>.<service>.<instance>`); a request that
+    reaches no replica there then raises `NotDelivered` at once, so the caller can pick another.
+    """
     hdrs = {h.STAMP: stamp, h.REQUEST_ID: request_id or uuid.uuid4().hex}
     inject_headers(hdrs)
-    msg = await bus.request(
-        service_subject(org_id, service),
-        body,
-        deadline=deadline,
-        headers=hdrs,
-        attempt_timeout=attempt_timeout,
-    )
+    if instance is None:
+        subject = service_subject(org_id, service)
+    else:
+        subject = instance_subject(org_id, service, instance)
+    msg = await bus.request(subject, body, deadline=deadline, headers=hdrs, retry_unsent=instance is None)
     return bytes(msg.data)

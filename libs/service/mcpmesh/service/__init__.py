@@ -2,10 +2,11 @@
 
 from mcpmesh.service.call import Call, call_of
 from mcpmesh.service.run import BusServer, run
-from mcpmesh.service.server import TOOL_SCOPE_META, TOOL_TIERS_META, MeshService
+from mcpmesh.service.server import TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META, TOOL_TIERS_META, MeshService
 from mcpmesh.service.settings import ServiceSettings
 
 __all__ = [
+    "TOOL_IDEMPOTENCY_KEY_META",
     "TOOL_SCOPE_META",
     "TOOL_TIERS_META",
     "BusServer",

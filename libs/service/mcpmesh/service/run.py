@@ -23,6 +23,7 @@ from mcpmesh.bus import Bus, Deadline, connect, redact_url
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.proto.subjects import (
     TENANT_ACTIONS,
+    instance_queue_subject,
     service_queue_subject,
     tenant_action_of,
     tenant_control_subject,
@@ -38,7 +39,11 @@ log = get_logger("mcpmesh.service")
 
 
 class BusServer:
-    """A service on the bus: `mcp.*.<service>` in queue group `<service>`, registered with nats.micro."""
+    """A service on the bus: `mcp.*.<service>` in queue group `<service>`, registered with nats.micro.
+
+    Each replica also serves `mcp.*.<service>.<its micro id>`, so the gateway can address the
+    replicas that still answer health checks when another one stopped (see the gateway README).
+    """
 
     def __init__(self, service: MeshService, bus: Bus) -> None:
         self.service = service
@@ -62,6 +67,12 @@ class BusServer:
         await self.micro.add_endpoint(
             name="mcp",
             subject=service_queue_subject(svc.name),
+            queue_group=svc.name,
+            handler=self._on_request,
+        )
+        await self.micro.add_endpoint(
+            name="mcp-replica",
+            subject=instance_queue_subject(svc.name, self.micro.id),
             queue_group=svc.name,
             handler=self._on_request,
         )

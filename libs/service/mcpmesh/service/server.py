@@ -9,25 +9,45 @@ tool declares. The exchange itself goes through the SDK's single-exchange
 from __future__ import annotations
 
 import functools
+import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 import msgspec
 from mcp.server.connection import Connection
+from mcp.server.lowlevel.helper_types import ReadResourceContents
 from mcp.server.mcpserver import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.context import Context
+from mcp.server.mcpserver.exceptions import (
+    ResourceNotFoundError,
+    ToolError,
+    UnexpectedResourceError,
+    UnexpectedToolError,
+)
 from mcp.server.runner import modern_error_data, serve_one
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
 from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
 from mcp.shared.message import MessageMetadata, ServerMessageMetadata
 from mcp.shared.transport_context import TransportContext
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, ProgressToken, RequestId
+from mcp_types import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    CallToolResult,
+    GetPromptResult,
+    InputRequiredResult,
+    ProgressToken,
+    RequestId,
+    ToolAnnotations,
+)
 from opentelemetry.trace import SpanKind, Status, StatusCode
+from pydantic import AnyUrl, ValidationError
 
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.proto import headers as h
@@ -36,6 +56,7 @@ from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.telemetry.logs import bind_request, get_logger
@@ -57,6 +78,8 @@ log = get_logger("mcpmesh.service")
 TOOL_SCOPE_META = "mcpmesh/scope"
 #: Key of a tool's `_meta` entry listing the tiers it is offered on (absent: every tier).
 TOOL_TIERS_META = "mcpmesh/tiers"
+#: Key of a tool's `_meta` entry naming the argument it deduplicates on (an idempotency key).
+TOOL_IDEMPOTENCY_KEY_META = "mcpmesh/idempotency_key"
 
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
@@ -87,6 +110,81 @@ class _BusDispatchContext:
         return None
 
 
+class _KitServer(MCPServer):
+    """The SDK server, with clean refusals where the SDK's own would leak or read as a crash:
+    arguments failing a schema, an unknown prompt or resource, a prompt's missing arguments.
+    A resource function raises MeshException as a tool does; it becomes a JSON-RPC error."""
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], context: Context[Any, Any] | None = None
+    ) -> CallToolResult | InputRequiredResult:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc, UnexpectedToolError) or not isinstance(exc.__cause__, ValidationError):
+                raise
+            _mark_outcome(ErrorCode.INVALID_REQUEST.value)
+            message = describe_invalid_arguments(exc.__cause__)
+            # The cause stays a ValidationError: the SDK then logs the field names, not the values.
+            raise ToolError(f"Error executing tool {name}: invalid_request: {message}") from exc.__cause__
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        prompt = next((p for p in await self.list_prompts() if p.name == name), None)
+        if prompt is None:
+            raise _refusal(
+                ErrorCode.NOT_FOUND,
+                f"unknown prompt {_shown(name)}: prompts/list names this service's prompts",
+            )
+        declared = {a.name: a.required for a in prompt.arguments or ()}
+        given = arguments or {}
+        missing = sorted(n for n, required in declared.items() if required and n not in given)
+        unknown = sorted(_shown(n) for n in given if n not in declared)
+        if missing or unknown:
+            problems = [f"{n}: required" for n in missing] + [
+                f"{n}: not an argument of this prompt" for n in unknown
+            ]
+            raise _refusal(
+                ErrorCode.INVALID_REQUEST,
+                f"invalid arguments: {'; '.join(problems[:5])}. prompts/list lists each prompt's arguments",
+            )
+        try:
+            return await super().get_prompt(name, arguments, context)
+        except ValueError as exc:  # the SDK reports every rendering failure as a ValueError
+            cause = _validation_cause(exc)
+            if cause is None:
+                raise
+            raise _refusal(
+                ErrorCode.INVALID_REQUEST, describe_invalid_arguments(cause, what="prompt")
+            ) from None
+
+    async def read_resource(
+        self, uri: AnyUrl | str, context: Context[Any, Any] | None = None
+    ) -> Iterable[ReadResourceContents] | InputRequiredResult:
+        try:
+            return await super().read_resource(uri, context)
+        except ResourceNotFoundError:
+            raise _refusal(
+                ErrorCode.NOT_FOUND,
+                f"unknown resource {_shown(str(uri))}: resources/list and resources/templates/list "
+                "name what this service serves",
+                uri=str(uri)[:_SHOWN_MAX],
+            ) from None
+        except UnexpectedResourceError as exc:  # raised by the resource function (or its arguments)
+            cause = exc.__cause__
+            if isinstance(cause, MeshException):
+                if cause.error.code in (ErrorCode.NOT_FOUND, ErrorCode.INVALID_REQUEST):
+                    raise _refusal(cause.error.code, cause.error.message, uri=str(uri)[:_SHOWN_MAX]) from None
+                raise MCPError(
+                    cause.jsonrpc_code, cause.error.message, msgspec.to_builtins(cause.error)
+                ) from None
+            if isinstance(cause, ValidationError):
+                message = describe_invalid_arguments(cause, what="resource template")
+                raise _refusal(ErrorCode.INVALID_REQUEST, message, uri=str(uri)[:_SHOWN_MAX]) from None
+            raise
+
+
 class MeshService:
     """Declare tools with `@service.tool(access=...)`; run with `mcpmesh.service.run(service)`."""
 
@@ -103,11 +201,12 @@ class MeshService:
         self.name = validate_service_name(name)
         self.version = version
         self.description = description
-        self.mcp = MCPServer(name=f"mcpmesh-{name}", version=version, instructions=instructions)
+        self.mcp: MCPServer = _KitServer(name=f"mcpmesh-{name}", version=version, instructions=instructions)
         self.store_kinds = dict(store_kinds or {})
         self.uses_vectors = uses_vectors
         self.tool_scopes: dict[str, str] = {}
         self.tool_tiers: dict[str, frozenset[str]] = {}
+        self.repeatable_tools: set[str] = set()  # read-only or idempotent
         self.settings = ServiceSettings()
         self.bus: Bus | None = None
         self.metrics = Metrics()
@@ -131,23 +230,59 @@ class MeshService:
         name: str | None = None,
         description: str | None = None,
         tiers: Sequence[str] | None = None,
+        read_only: bool | None = None,
+        idempotent: bool | None = None,
+        destructive: bool | None = None,
+        open_world: bool = True,
+        idempotency_key: str | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`),
-        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`)."""
+        optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`).
+
+        What the tool does to the world is published as MCP `ToolAnnotations`, and the gateway
+        relies on it when a call times out (may the client simply retry?), so declare it truthfully:
+        `read_only` (default: `access == "read"`), `idempotent` (the same arguments again change
+        nothing more; default: `read_only`), `destructive` (it may overwrite or delete, rather than
+        only add; default: `not read_only`), `open_world` (it reaches outside the mesh's own stores,
+        e.g. an LLM provider or a customer's API). `idempotency_key` names an argument the tool
+        deduplicates on: a second call with the same value does nothing and returns the first
+        result, so a client may resend a call that timed out with the same key.
+        """
+        if "annotations" in sdk_options:
+            raise TypeError("declare annotations with read_only=, idempotent=, destructive=, open_world=")
+        ro = access == "read" if read_only is None else read_only
+        hints = ToolAnnotations(
+            read_only_hint=ro,
+            idempotent_hint=ro if idempotent is None else idempotent,
+            destructive_hint=(not ro) if destructive is None else destructive,
+            open_world_hint=open_world,
+        )
+        if ro and (hints.destructive_hint or idempotency_key is not None):
+            raise ValueError("a read_only tool is neither destructive nor in need of an idempotency_key")
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
             required = scope or scope_for(self.name, access)
             self.tool_scopes[tool_name] = required
+            if hints.read_only_hint or hints.idempotent_hint:
+                self.repeatable_tools.add(tool_name)
             # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
             meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
             if tiers is not None:
                 self.tool_tiers[tool_name] = frozenset(tiers)
                 meta[TOOL_TIERS_META] = sorted(tiers)
-            self.mcp.tool(name=tool_name, description=description or fn.__doc__, meta=meta, **sdk_options)(
-                _clean_failures(fn, f"{self.name}.{tool_name}")
-            )
+            if idempotency_key is not None:
+                if idempotency_key not in inspect.signature(fn).parameters:
+                    raise ValueError(f"idempotency_key {idempotency_key!r} is not an argument of {tool_name}")
+                meta[TOOL_IDEMPOTENCY_KEY_META] = idempotency_key
+            self.mcp.tool(
+                name=tool_name,
+                description=description or fn.__doc__,
+                meta=meta,
+                annotations=hints,
+                **sdk_options,
+            )(_clean_failures(fn, f"{self.name}.{tool_name}"))
             return fn
 
         return register
@@ -322,6 +457,7 @@ class MeshService:
                     raise MeshException(
                         ErrorCode.FORBIDDEN, f"{self.name}.{tool} is not available on the {stamp.tier!r} tier"
                     )
+                _check_params(method, params)
                 verdict = classify_inbound_request(decoded)
                 if isinstance(verdict, InboundLadderRejection):
                     raise MCPError(verdict.code, verdict.message, verdict.data)
@@ -355,7 +491,7 @@ class MeshService:
                 )
             except Exception as exc:  # SDK errors map to JSON-RPC; anything else is a generic internal error
                 error = modern_error_data(exc)
-                status = ErrorCode.INVALID_REQUEST.value if error.code != -32603 else ErrorCode.INTERNAL.value
+                status = _outcome_of(error.code, error.data)
                 reply = _error_reply(rpc_id, error.code, error.message, None, error.data)
             latency_ms = (time.perf_counter() - started) * 1000
             if status != "ok":
@@ -373,8 +509,8 @@ class MeshService:
             message_metadata=ServerMessageMetadata(request_context=call),
             progress_token=progress_token_from_params(decoded.get("params")),
         )
-        with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
-            try:
+        try:  # fail_after raises TimeoutError as its block exits, so catch it outside
+            with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
                 return await serve_one(
                     self.mcp._lowlevel_server,
                     dctx,
@@ -383,10 +519,20 @@ class MeshService:
                     connection=connection,
                     lifespan_state=None,
                 )
-            except TimeoutError:
-                raise MeshException(
-                    ErrorCode.TIMEOUT, "the call did not finish before its deadline"
-                ) from None
+        except TimeoutError:
+            raise self._stopped_at_deadline(decoded) from None
+
+    def _stopped_at_deadline(self, decoded: Mapping[str, Any]) -> MeshException:
+        """The TIMEOUT for a call cut off at its deadline: a write may have been partly applied."""
+        tool = (decoded.get("params") or {}).get("name") if decoded["method"] == "tools/call" else None
+        if not isinstance(tool, str) or tool in self.repeatable_tools:
+            return MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline")
+        return MeshException(
+            ErrorCode.TIMEOUT,
+            f"{self.name}.{tool} did not finish before its deadline and was stopped: it may have been "
+            "applied; check the current state before retrying",
+            retryable=False,
+        )
 
     async def _account(
         self,
@@ -436,6 +582,17 @@ class MeshService:
             log.warning("usage event not published", error=repr(exc))
 
 
+#: Params a method needs with their JSON type: (name, type, required). A wrong one is refused
+#: with a sentence naming it, rather than the SDK's bare "Invalid request parameters".
+_PARAMS: Final[dict[str, tuple[tuple[str, type, bool], ...]]] = {
+    "tools/call": (("name", str, True), ("arguments", dict, False)),
+    "prompts/get": (("name", str, True), ("arguments", dict, False)),
+    "resources/read": (("uri", str, True),),
+}
+_LIST_PARAMS: Final[tuple[tuple[str, type, bool], ...]] = (("cursor", str, False),)
+_KIND_NAMES: Final[dict[type, str]] = {str: "a string", dict: "an object"}
+
+
 class _BadMessage(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -462,6 +619,25 @@ def _decode(data: bytes) -> dict[str, Any]:
     return decoded
 
 
+def _check_params(method: str, params: Mapping[str, Any]) -> None:
+    for name, kind, required in _PARAMS.get(method, _LIST_PARAMS):
+        value = params.get(name)
+        if value is None and not required:
+            continue
+        if not isinstance(value, kind):
+            raise _BadMessage(INVALID_PARAMS, f"{method} needs params.{name} to be {_KIND_NAMES[kind]}")
+    arguments = params.get("arguments")
+    if method == "prompts/get" and arguments and not all(isinstance(v, str) for v in arguments.values()):
+        raise _BadMessage(INVALID_PARAMS, "prompts/get params.arguments must map argument names to strings")
+
+
+def _outcome_of(code: int, data: Any) -> str:
+    """The mesh error code of a JSON-RPC error: its MeshError's, else internal or invalid_request."""
+    if isinstance(data, dict) and data.get("code") in tuple(ErrorCode):
+        return str(data["code"])
+    return ErrorCode.INTERNAL.value if code == INTERNAL_ERROR else ErrorCode.INVALID_REQUEST.value
+
+
 def _error_reply(
     rpc_id: RequestId | None, code: int, message: str, mesh: MeshError | None, data: Any = None
 ) -> bytes:
@@ -471,6 +647,29 @@ def _error_reply(
     elif data not in (None, ""):
         error["data"] = data
     return msgspec.json.encode({"jsonrpc": "2.0", "id": rpc_id, "error": error})
+
+
+_SHOWN_MAX = 200
+
+
+def _refusal(code: ErrorCode, message: str, **extra: Any) -> MCPError:
+    """A JSON-RPC error for a request the caller got wrong: -32602 (invalid params), as MCP has it
+    for unknown prompts and resources, with the mesh's `MeshError` (plus `extra`) as `data`."""
+    return MCPError(INVALID_PARAMS, message, {**msgspec.to_builtins(MeshError(code, message)), **extra})
+
+
+def _shown(value: str) -> str:
+    return repr(value) if len(value) <= _SHOWN_MAX else repr(value[: _SHOWN_MAX - 3] + "...")
+
+
+def _validation_cause(exc: BaseException) -> ValidationError | None:
+    """The ValidationError a failure was raised from, if any (the SDK wraps it twice for prompts)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ValidationError):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def _clean_failures(fn: F, qualified: str) -> F:

@@ -11,10 +11,11 @@ own NATS permissions; a plain URL is used as it is for both.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
@@ -27,6 +28,35 @@ from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.tenancy.commands import CommandSigner
 from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
+
+#: What no client-visible text may contain: a library's name or docs, a traceback, a source
+#: file, a module path, an echo of pydantic's input.
+INTERNALS: Final = (
+    "pydantic",
+    "errors.pydantic.dev",
+    "Traceback",
+    'File "',
+    ".py",
+    "site-packages",
+    "input_value",
+    "validation error for",
+    "mcpmesh.",
+)
+
+
+def internals_in(text: str) -> list[str]:
+    """The markers of internals (see INTERNALS) that `text` contains; [] when it is clean."""
+    return [marker for marker in INTERNALS if marker in text]
+
+
+def logged_failures(records: Iterable[logging.LogRecord]) -> list[str]:
+    """Log records that carry a traceback or were logged at ERROR or above (e.g. pytest's
+    `caplog.records`): what a client's bad input must never cause."""
+    return [
+        f"{r.name}: {r.getMessage()}"
+        for r in records
+        if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()
+    ]
 
 
 class ToolFailed(Exception):

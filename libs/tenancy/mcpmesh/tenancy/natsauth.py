@@ -5,7 +5,7 @@ Three kinds of user (names from `mcpmesh.proto.subjects`), each allowed only wha
 - `gateway`: publishes requests to every service, control subjects (key events, tenant
   commands), its own audit events and nats.micro discovery; owns JetStream (streams, KV
   buckets, consumers, acks). Hears only `control.keys` and its own inbox.
-- `svc-<service>`: hears its own requests (`mcp.*.<service>`), its own tenant commands and
+- `svc-<service>`: hears its own requests (`mcp.*.<service>[.<replica>]`), its own tenant commands and
   nats.micro requests, and its own inbox; replies only to the requests it received
   (`allow_responses`); publishes only its own usage/audit subjects, requests to the
   services it may call downstream (`stamp.DOWNSTREAM`), its own `$SRV.PING` (health probe)
@@ -48,6 +48,7 @@ from mcpmesh.proto.subjects import (
     service_event_patterns,
     service_of_user,
     service_queue_subject,
+    service_request_subjects,
     service_user,
     tenant_control_patterns,
     validate_bus_user,
@@ -88,7 +89,7 @@ def permissions(user: str) -> dict[str, Any]:
             },
             "subscribe": {
                 "allow": [
-                    service_queue_subject(service),
+                    *service_request_subjects(service),  # shared, and each replica's own
                     tenant_control_patterns(service),
                     *micro_patterns(service),
                     inbox_space(user),

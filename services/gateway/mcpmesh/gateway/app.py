@@ -62,7 +62,12 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
             )
         except ValueError as exc:
             raise GatewayStartupError(f"control plane: {exc}") from None
-    discovery = Discovery(bus, interval_s=settings.discovery_interval_s)
+    discovery = Discovery(
+        bus,
+        interval_s=settings.discovery_interval_s,
+        health_interval_s=settings.health_interval_s,
+        forget_after_s=settings.replica_forget_s,
+    )
     state = GatewayState(
         settings=settings,
         bus=bus,

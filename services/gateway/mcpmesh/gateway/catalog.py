@@ -10,6 +10,10 @@ list that service). What a key sees is then filtered by:
   annotated `readOnlyHint`, else `<service>:write`;
 - tier: a tool may list the tiers it is offered on in `_meta["mcpmesh/tiers"]`; without it,
   every tier.
+
+Its annotations (`readOnlyHint`, `idempotentHint`) and `_meta["mcpmesh/idempotency_key"]` only
+decide what a client is told when a call times out (may it simply retry?): the gateway itself
+never sends a call twice.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any, Final
 
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
-from mcpmesh.service import TOOL_SCOPE_META
+from mcpmesh.service import TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.scopes import covers, scope_for
 
@@ -39,7 +43,8 @@ class ToolEntry:
     raw: dict[str, Any]  # the tool as the service lists it
     scope: str
     tiers: tuple[str, ...] | None
-    retry_safe: bool  # read-only or idempotent: a lost reply may be retried
+    repeatable: bool  # read-only or idempotent: running it again changes nothing more
+    idempotency_key: str | None  # the argument it deduplicates on, if it declares one
     param_headers: bool  # its inputSchema declares Mcp-Param-* headers
 
     @property
@@ -74,7 +79,8 @@ def tool_entry(service: str, raw: dict[str, Any]) -> ToolEntry | None:
         raw=raw,
         scope=scope,
         tiers=tier_tuple,
-        retry_safe=read_only or annotations.get("idempotentHint") is True,
+        repeatable=read_only or annotations.get("idempotentHint") is True,
+        idempotency_key=key if isinstance(key := meta.get(TOOL_IDEMPOTENCY_KEY_META), str) and key else None,
         param_headers=param_headers,
     )
 

@@ -2,12 +2,14 @@
 
 The JSON-RPC `error.data` is a `MeshError` (code, message, retryable), sometimes with a few
 extra keys (e.g. which limit was hit). Messages never carry internals, another org's
-name, id or data, or the caller's secret.
+name, id or data, or the caller's secret. `retryable` is the code's default unless the
+error knows better (a timed-out write may have been applied: not retryable).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 import msgspec
@@ -21,7 +23,7 @@ from mcp_types import (
 )
 from mcp_types.jsonrpc import MISSING_REQUIRED_CLIENT_CAPABILITY, UNSUPPORTED_PROTOCOL_VERSION
 
-from mcpmesh.proto.errors import JSONRPC_CODES, RETRYABLE, ErrorCode, MeshError
+from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode, MeshError, is_retryable
 
 #: HTTP status for a JSON-RPC error code (the SDK's table for protocol codes, plus the mesh's own).
 HTTP_STATUS: Final[dict[int, int]] = {
@@ -77,8 +79,10 @@ class GatewayError(Exception):
         headers: Mapping[str, str] | None = None,
         extra: Mapping[str, Any] | None = None,
         data: Any = None,
+        retryable: bool | None = None,
     ) -> None:
         super().__init__(message)
+        self.retryable = is_retryable(code, retryable)
         self.protocol_data = data  # replaces the MeshError `data` (e.g. the SDK's version list)
         self.code = code
         self.message = message
@@ -98,7 +102,7 @@ class GatewayError(Exception):
         if self.protocol_data is not None:
             data: Any = self.protocol_data
         else:
-            mesh = MeshError(code=self.code, message=self.message, retryable=self.code in RETRYABLE)
+            mesh = MeshError(code=self.code, message=self.message, retryable=self.retryable)
             data = {**msgspec.to_builtins(mesh), **self.extra}
         return {"code": self.jsonrpc_code, "message": self.message, "data": data}
 
@@ -114,3 +118,45 @@ def not_found_method(method: str) -> GatewayError:
 
 def invalid_params(message: str) -> GatewayError:
     return GatewayError.protocol(INVALID_PARAMS, message)
+
+
+@dataclass(frozen=True)
+class Repeat:
+    """What a client may do with a request a service did not answer in time (it may have run it)."""
+
+    what: str  # e.g. "tool 'context.append'"
+    safe: bool  # read-only or idempotent: running it again changes nothing more
+    key: str | None = None  # the argument the tool deduplicates on, if it declares one
+    key_sent: bool = False  # ... and the client gave it, so resending the same call is safe
+
+
+def timed_out(service: str, repeat: Repeat, *, waited_s: float | None) -> GatewayError:
+    """The 504 for a request that was sent and not finished in time (the gateway waited `waited_s`,
+    or the service stopped it at its deadline): honest about whether it ran."""
+    if waited_s is not None:
+        head = f"service {service!r} did not answer within {waited_s:g} s"
+    else:
+        head = f"service {service!r} did not finish in time"
+    if repeat.safe:
+        return GatewayError(
+            ErrorCode.TIMEOUT,
+            f"{head}; {repeat.what} is read-only or idempotent, so retrying it is safe",
+            retryable=True,
+        )
+    if repeat.key is not None and repeat.key_sent:
+        return GatewayError(
+            ErrorCode.TIMEOUT,
+            f"{head}: {repeat.what} may have been applied; resend it with the same {repeat.key!r} "
+            "to retry safely (the service applies it at most once)",
+            retryable=True,
+            extra={"may_have_applied": True, "idempotency_key": repeat.key},
+        )
+    advice = "check the current state before retrying"
+    if repeat.key is not None:
+        advice += f", and pass {repeat.key!r} so that a retry is applied at most once"
+    return GatewayError(
+        ErrorCode.TIMEOUT,
+        f"{head}: {repeat.what} may have been applied; {advice}",
+        retryable=False,
+        extra={"may_have_applied": True},
+    )

@@ -11,6 +11,12 @@ filtered by scope and tier). Refused: `resources/subscribe`/`unsubscribe` and
 `subscriptions/listen` (no server-to-client push over the stateless bus). Everything else
 goes to the service over NATS as one stateless 2026-07-28 exchange carrying the tenant stamp,
 the request id and the trace context, bounded by the call deadline.
+
+A request is sent once. It is sent again (to another replica) only when it provably reached
+none: no responders, or the connection could not take it. A request that was sent and not
+answered in time is a 504 saying whether a retry is safe (read-only, idempotent, or resent
+with the tool's idempotency key) or the call may have been applied. A known service with no
+replica answering health checks is a 503 with `Retry-After`, never "unknown".
 """
 
 from __future__ import annotations
@@ -37,12 +43,20 @@ from mcp_types.version import (
 )
 from pydantic import ValidationError
 
-from mcpmesh.bus import Bus, Deadline
+from mcpmesh.bus import NO_RESPONDERS, Bus, Deadline, NotDelivered
 from mcpmesh.bus.mcp import exchange, request_body
 from mcpmesh.gateway.catalog import Catalog, ToolEntry, can_list
 from mcpmesh.gateway.control.principal import Principal
-from mcpmesh.gateway.discovery import Discovery
-from mcpmesh.gateway.errors import HTTP_STATUS, GatewayError, invalid_params, mesh_code_of, not_found_method
+from mcpmesh.gateway.discovery import Discovery, NoHealthyReplica
+from mcpmesh.gateway.errors import (
+    HTTP_STATUS,
+    GatewayError,
+    Repeat,
+    invalid_params,
+    mesh_code_of,
+    not_found_method,
+    timed_out,
+)
 from mcpmesh.gateway.stamps import StampCache
 from mcpmesh.gateway.wire import McpRequest, modern_envelope
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -114,6 +128,10 @@ class _ResultHead(msgspec.Struct):
 class _ReplyHead(msgspec.Struct):
     result: _ResultHead | None = None
     error: _ErrorHead | None = None
+
+
+#: Reads: a timed-out one is safe to retry.
+_READ: Final = Repeat("the request", safe=True)
 
 
 def _capabilities() -> types.ServerCapabilities:
@@ -188,7 +206,8 @@ class Router:
         await self._require_service(service)
         self._require_some_scope(call.principal, service)
         call.service_label = service
-        return await self._forward(call, service, self._rewritten(call), retry_safe=method.endswith("/list"))
+        repeat = Repeat(f"{method!r}", safe=method.endswith("/list"))
+        return await self._forward(call, service, self._rewritten(call), repeat=repeat)
 
     # -- answered here ---------------------------------------------------------------------------
 
@@ -225,7 +244,7 @@ class Router:
             service,
             request_body("server/discover", None, request_id=call.request_id[:12]),
             request_id=call.request_id,
-            retry_safe=True,
+            repeat=_READ,
         )
         discovered = self._result_or_raise(raw, service)
         info = (discovered.get("_meta") or {}).get(SERVER_INFO_META_KEY) or {
@@ -311,7 +330,14 @@ class Router:
         # /mcp/<service> at 2026-07-28 forwards the client's own request untouched.
         plain = call.request.service is not None and not call.legacy
         body = call.body if plain else self._rewritten(call, name=tool)
-        return await self._forward(call, service, body, retry_safe=entry.retry_safe)
+        key = entry.idempotency_key
+        repeat = Repeat(
+            f"tool {name!r}",
+            safe=entry.repeatable,
+            key=key,
+            key_sent=key is not None and (arguments or {}).get(key) not in (None, ""),
+        )
+        return await self._forward(call, service, body, repeat=repeat)
 
     async def _tool(self, call: Call, service: str, tool: str, shown: str) -> ToolEntry:
         await self._require_service(service, unknown=f"unknown tool {shown!r}: no service {service!r}")
@@ -340,7 +366,7 @@ class Router:
                 service,
                 request_body("tools/list", params, request_id=uuid.uuid4().hex[:12]),
                 request_id=uuid.uuid4().hex,
-                retry_safe=True,
+                repeat=_READ,
             )
             result = self._result_or_raise(raw, service)
             tools += [t for t in result.get("tools") or [] if isinstance(t, dict)]
@@ -359,7 +385,7 @@ class Router:
         call.service_label, call.tool_label = service, f"prompt:{prompt}"
         await self._require_service(service, unknown=f"unknown prompt {name!r}: no service {service!r}")
         self._require_scope(call.principal, scope_for(service, "read"), f"prompt {name!r}")
-        return await self._forward(call, service, self._rewritten(call, name=prompt), retry_safe=True)
+        return await self._forward(call, service, self._rewritten(call, name=prompt), repeat=_READ)
 
     async def _resources_read(self, call: Call) -> Reply:
         uri = call.request.params.get("uri")
@@ -369,7 +395,7 @@ class Router:
         call.service_label, call.tool_label = service, "resources/read"
         await self._require_service(service, unknown=f"no service serves {uri[:80]!r}")
         self._require_scope(call.principal, scope_for(service, "read"), "reading resources")
-        return await self._forward(call, service, self._rewritten(call), retry_safe=True)
+        return await self._forward(call, service, self._rewritten(call), repeat=_READ)
 
     async def _complete(self, call: Call) -> Reply:
         ref = call.request.params.get("ref")
@@ -390,7 +416,7 @@ class Router:
         call.service_label = service
         await self._require_service(service)
         self._require_scope(call.principal, scope_for(service, "read"), "completions")
-        return await self._forward(call, service, body, retry_safe=True)
+        return await self._forward(call, service, body, repeat=_READ)
 
     async def _fan_out_list(self, call: Call, method: str) -> Reply:
         key = _LIST_KEYS[method]
@@ -410,7 +436,7 @@ class Router:
                     service,
                     self._rewritten(call, params=params),
                     request_id=call.request_id,
-                    retry_safe=True,
+                    repeat=_READ,
                 )
                 result = self._result_or_raise(raw, service)
                 items += [i for i in result.get(key) or [] if isinstance(i, dict)]
@@ -434,19 +460,20 @@ class Router:
 
     # -- forwarding ----------------------------------------------------------------------------------
 
-    async def _forward(self, call: Call, service: str, body: bytes, *, retry_safe: bool) -> Reply:
+    async def _forward(self, call: Call, service: str, body: bytes, *, repeat: Repeat) -> Reply:
         started = time.perf_counter()
         try:
             raw = await self._exchange(
-                call.principal, service, body, request_id=call.request_id, retry_safe=retry_safe
+                call.principal, service, body, request_id=call.request_id, repeat=repeat
             )
         finally:
             call.upstream_s += time.perf_counter() - started
-        return self._passthrough(call, raw, service)
+        return self._passthrough(call, raw, service, repeat)
 
     async def _exchange(
-        self, principal: Principal, service: str, body: bytes, *, request_id: str, retry_safe: bool
+        self, principal: Principal, service: str, body: bytes, *, request_id: str, repeat: Repeat
     ) -> bytes:
+        """One exchange with a healthy replica of `service`, sent once (see the module docstring)."""
         stamp = self.stamps.stamp(
             org_id=principal.org_id,
             key_id=principal.key_id,
@@ -454,37 +481,70 @@ class Router:
             scopes=principal.scopes,
             service=service,
         )
-        attempt_timeout = min(5.0, max(0.5, self.call_timeout_s / 3)) if retry_safe else None
-        try:
-            return await exchange(
-                self.bus,
-                org_id=principal.org_id,
-                service=service,
-                body=body,
-                stamp=stamp,
-                deadline=Deadline.after(self.call_timeout_s),
-                request_id=request_id,
-                attempt_timeout=attempt_timeout,
-            )
-        except MeshException as exc:
-            raise self._as_gateway_error(exc, service) from None
+        deadline = Deadline.after(self.call_timeout_s)
+        while True:
+            instance = await self._target(service)
+            if deadline.remaining() <= 0:  # nothing was delivered: safe to retry
+                raise self._unavailable(service, "no replica took the request in time")
+            try:
+                return await exchange(
+                    self.bus,
+                    org_id=principal.org_id,
+                    service=service,
+                    body=body,
+                    stamp=stamp,
+                    deadline=deadline,
+                    request_id=request_id,
+                    instance=instance,
+                )
+            except NotDelivered as exc:  # that replica never saw the request: try again
+                assert instance is not None
+                if exc.reason == NO_RESPONDERS:
+                    self.discovery.drop(service, instance)  # it is gone: pick another
+                else:
+                    await asyncio.sleep(0.05)  # our connection is down: the bus reconnects
+            except MeshException as exc:
+                raise self._as_gateway_error(exc, service, repeat) from None
 
-    def _as_gateway_error(self, exc: BaseException, service: str) -> GatewayError:
+    async def _target(self, service: str) -> str | None:
+        """The replica to address (None: any, NATS picks); 503 when none answers health checks."""
+        try:
+            return self.discovery.target(service)
+        except NoHealthyReplica:
+            await self.discovery.refresh_if_older(1.0)  # a replica started a moment ago is found
+        try:
+            return self.discovery.target(service)
+        except NoHealthyReplica:
+            raise self._unavailable(
+                service, "no replica is answering health checks (paused, overloaded or restarting)"
+            ) from None
+
+    def _unavailable(self, service: str, why: str) -> GatewayError:
+        after = self.discovery.retry_after_s
+        return GatewayError(
+            ErrorCode.UNAVAILABLE,
+            f"service {service!r} is unavailable: {why}; retry in {after} s",
+            headers={"Retry-After": str(after)},
+        )
+
+    def _as_gateway_error(
+        self, exc: BaseException, service: str, repeat: Repeat | None = None
+    ) -> GatewayError:
         if isinstance(exc, GatewayError):
             return exc
         if isinstance(exc, MeshException):
             code = exc.error.code
             if code is ErrorCode.TIMEOUT:
-                return GatewayError(
-                    code, f"service {service!r} did not answer within {self.call_timeout_s:g} s"
-                )
-            if code is ErrorCode.UNAVAILABLE:
-                return GatewayError(code, f"service {service!r} is unavailable: retry later")
-            return GatewayError(code, f"service {service!r}: {exc.error.message}")
+                return timed_out(service, repeat or _READ, waited_s=self.call_timeout_s)
+            if code is ErrorCode.UNAVAILABLE:  # the request reached no replica: safe to send again
+                return self._unavailable(service, "no replica took the request")
+            return GatewayError(
+                code, f"service {service!r}: {exc.error.message}", retryable=exc.error.retryable
+            )
         log.error("unexpected failure talking to a service", target=service, error=repr(exc))
         return GatewayError(ErrorCode.INTERNAL, f"service {service!r} could not be reached", status=502)
 
-    def _passthrough(self, call: Call, raw: bytes, service: str) -> Reply:
+    def _passthrough(self, call: Call, raw: bytes, service: str, repeat: Repeat) -> Reply:
         """The service's reply as the client's reply: errors mapped to a status, legacy results reshaped."""
         try:
             head = msgspec.json.decode(raw, type=_ReplyHead)
@@ -493,18 +553,20 @@ class Router:
                 ErrorCode.INTERNAL, f"service {service!r} sent a malformed reply", status=502
             ) from None
         if head.error is not None:
-            return self._service_error(call, head.error, service)
+            return self._service_error(call, head.error, service, repeat)
         outcome = "tool_error" if head.result is not None and head.result.isError else "ok"
         if not call.legacy:
             return Reply(raw, outcome=outcome)
         result = msgspec.json.decode(raw).get("result") or {}
         return Reply(self._legacy_result(call, result), outcome=outcome)
 
-    def _service_error(self, call: Call, error: _ErrorHead, service: str) -> Reply:
+    def _service_error(self, call: Call, error: _ErrorHead, service: str, repeat: Repeat) -> Reply:
         code = mesh_code_of(error.code)
         if isinstance(error.data, dict) and isinstance(error.data.get("code"), str):
             with contextlib.suppress(ValueError):
                 code = ErrorCode(error.data["code"])
+        if code is ErrorCode.TIMEOUT:  # the service stopped it at its deadline: say what that means
+            raise timed_out(service, repeat, waited_s=None)
         if code is ErrorCode.UNAUTHENTICATED:
             # The client's key was fine: the service refused the gateway's own stamp.
             log.error("a service refused the gateway's stamp", target=service, detail=error.message)
@@ -634,13 +696,18 @@ class Router:
         )
 
     async def _require_service(self, service: str, *, unknown: str | None = None) -> None:
-        if self.discovery.has(service):
+        """Known: discovery saw it within `MCPMESH_REPLICA_FORGET_S`, or its tools are cached.
+        Only a service never seen is unknown; a known one that is down is a 503 when called."""
+        if self._known(service):
             return
         await self.discovery.refresh_if_older(1.0)
-        if not self.discovery.has(service):
+        if not self._known(service):
             if unknown is not None:
                 raise invalid_params(unknown)
             raise GatewayError(ErrorCode.NOT_FOUND, f"no service {service!r} is running in this mesh")
+
+    def _known(self, service: str) -> bool:
+        return self.discovery.has(service) or self.catalog.cached(service) is not None
 
     @staticmethod
     def _require_some_scope(principal: Principal, service: str) -> None:

@@ -92,6 +92,8 @@ class GatewaySettings:
     stamp_ttl_s: int = 60
     catalog_ttl_s: float = 30.0
     discovery_interval_s: float = 5.0
+    health_interval_s: float = 1.0  # nats.micro PING round: two missed, a replica gets no new requests
+    replica_forget_s: float = 600.0  # a replica silent this long is forgotten
     session_ttl_s: float = 86_400.0
     sse_ping_s: float = 15.0
     run_writers: bool = True  # the usage/audit writers in this process (GATEWAY_RUN_WRITERS)
@@ -136,6 +138,8 @@ class GatewaySettings:
             discovery_interval_s=_number(
                 env, "MCPMESH_DISCOVERY_INTERVAL_S", cls.discovery_interval_s, minimum=0.1
             ),
+            health_interval_s=_number(env, "MCPMESH_HEALTH_INTERVAL_S", cls.health_interval_s, minimum=0.05),
+            replica_forget_s=_number(env, "MCPMESH_REPLICA_FORGET_S", cls.replica_forget_s, minimum=1.0),
             session_ttl_s=_number(env, "MCPMESH_SESSION_TTL_S", cls.session_ttl_s, minimum=60.0),
             sse_ping_s=_number(env, "MCPMESH_SSE_PING_S", cls.sse_ping_s, minimum=0.05),
             run_writers=_flag(env, "GATEWAY_RUN_WRITERS", cls.run_writers),

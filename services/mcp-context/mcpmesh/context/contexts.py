@@ -14,9 +14,9 @@ from mcpmesh.context.clock import utcnow
 from mcpmesh.context.entries import prepare_entries
 from mcpmesh.context.ids import check_context_id, new_context_id
 from mcpmesh.context.inputs import (
+    check_count,
     check_metadata,
     check_namespace,
-    check_positive,
     check_tags,
     check_title,
     invalid,
@@ -107,10 +107,9 @@ async def get(
     last_n_tokens: int | None,
     after_seq: int | None,
 ) -> dict[str, Any]:
-    last_n = check_positive(last_n, "last_n")
-    last_n_tokens = check_positive(last_n_tokens, "last_n_tokens")
-    if after_seq is not None and (not isinstance(after_seq, int) or after_seq < -1):
-        raise invalid("after_seq must be an integer >= -1")
+    last_n = check_count(last_n, "last_n")
+    last_n_tokens = check_count(last_n_tokens, "last_n_tokens")
+    after_seq = check_count(after_seq, "after_seq", minimum=-1)
     target = await resolve(app, call, ctx_id, "read")
     view = context_view(target.doc, role=target.role, grant=target.grant)
     window = await read_entries(

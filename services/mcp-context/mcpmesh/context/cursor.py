@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
+from mcpmesh.context.clock import MAX_EPOCH_MS
 from mcpmesh.context.inputs import invalid
 from mcpmesh.proto.errors import MeshException
 
@@ -53,7 +54,7 @@ def decode_cursor(value: str, binding: str, id_pattern: re.Pattern[str] | None =
         or decoded[0] != _VERSION
         or not isinstance(decoded[2], int)
         or isinstance(decoded[2], bool)
-        or not 0 <= decoded[2] < 2**53  # a plausible epoch-ms (or 0)
+        or not 0 <= decoded[2] <= MAX_EPOCH_MS  # a plausible epoch-ms (or 0)
         or not isinstance(decoded[3], str)
     ):
         raise _bad_cursor()

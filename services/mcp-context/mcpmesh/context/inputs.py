@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any, Final, Literal, cast
@@ -26,6 +27,10 @@ MAX_TAGS: Final = 32
 MAX_METADATA_BYTES: Final = 16 * 1024
 MAX_METADATA_DEPTH: Final = 8
 MAX_PAGE: Final = 100
+#: The largest integer a caller may send: every JSON client represents it exactly (2**53 - 1).
+MAX_INT: Final = 2**53 - 1
+#: Integers stored in metadata must fit BSON's 64-bit integers.
+_INT64: Final = range(-(2**63), 2**63)
 
 
 def invalid(message: str) -> MeshException:
@@ -86,13 +91,13 @@ def check_tag(value: object) -> str:
 def check_metadata(value: object) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise invalid("metadata must be a JSON object")
-    _check_keys(value, 0)
+    _check_tree(value, 0)
     if len(msgspec.json.encode(value)) > MAX_METADATA_BYTES:
         raise invalid(f"metadata must be at most {MAX_METADATA_BYTES} bytes as JSON")
     return cast(dict[str, Any], value)
 
 
-def _check_keys(value: object, depth: int) -> None:
+def _check_tree(value: object, depth: int) -> None:
     if depth > MAX_METADATA_DEPTH:
         raise invalid(f"metadata must be nested at most {MAX_METADATA_DEPTH} levels deep")
     if isinstance(value, Mapping):
@@ -101,10 +106,14 @@ def _check_keys(value: object, depth: int) -> None:
                 raise invalid(
                     f"invalid metadata key {_shown(key)}: keys must be non-empty, without '.' or a leading '$'"
                 )
-            _check_keys(item, depth + 1)
+            _check_tree(item, depth + 1)
     elif isinstance(value, list):
         for item in value:
-            _check_keys(item, depth + 1)
+            _check_tree(item, depth + 1)
+    elif (isinstance(value, int) and not isinstance(value, bool) and value not in _INT64) or (
+        isinstance(value, float) and not math.isfinite(value)
+    ):
+        raise invalid("metadata numbers must be finite, and integers must fit in 64 bits")
 
 
 def check_org(value: object, field: str) -> str:
@@ -128,11 +137,13 @@ def check_limit(value: object, default: int = 20) -> int:
     return value
 
 
-def check_positive(value: object, field: str) -> int | None:
+def check_count(value: object, field: str, *, minimum: int = 1) -> int | None:
+    """An optional integer from `minimum` to MAX_INT (None stays None)."""
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise invalid(f"{field} must be a positive integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= MAX_INT:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise invalid(f"{field} must be {what} (at most {MAX_INT})")
     return value
 
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 from mcp.server.mcpserver import Context
-from mcp.shared.exceptions import MCPError
 
 from mcpmesh.context import appends, contexts, listing, sharing
 from mcpmesh.context.app import ContextApp
@@ -21,7 +20,6 @@ from mcpmesh.context.settings import ContextSettings
 from mcpmesh.context.storage import STORE_KINDS
 from mcpmesh.context.sweep import run_periodically
 from mcpmesh.context.tokens import load_counter
-from mcpmesh.proto.errors import MeshException
 from mcpmesh.service import MeshService, call_of
 
 INSTRUCTIONS = """\
@@ -48,7 +46,9 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         if settings.sweep_interval_s > 0 and app.sweeper is None:
             app.sweeper = asyncio.get_running_loop().create_task(run_periodically(app))
 
-    @service.tool(access="write")
+    # What each tool does to the world (MCP ToolAnnotations; the gateway tells clients from them
+    # whether a call that timed out may be retried). Every tool touches only this service's store.
+    @service.tool(access="write", idempotent=False, destructive=False, open_world=False)
     async def create(
         title: str,
         ctx: Context,
@@ -69,7 +69,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             entries=[dict(e) for e in entries] if entries else None,
         )
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=False, destructive=False, open_world=False)
     async def append(
         ctx_id: str,
         ctx: Context,
@@ -94,7 +94,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             raw = [one]
         return await appends.append(app, call_of(ctx), ctx_id, raw)
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def get(
         ctx_id: str,
         ctx: Context,
@@ -109,7 +109,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             app, call_of(ctx), ctx_id, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
         )
 
-    @service.tool(access="read", name="list")
+    @service.tool(access="read", name="list", open_world=False)
     async def list_contexts(
         ctx: Context,
         namespace: str | None = None,
@@ -135,7 +135,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             cursor=cursor,
         )
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def search(
         text: str,
         ctx: Context,
@@ -163,7 +163,8 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             cursor=cursor,
         )
 
-    @service.tool(access="write")
+    # Sets the given fields (metadata replaced whole): the same call again changes nothing more.
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def update(
         ctx_id: str,
         ctx: Context,
@@ -174,12 +175,14 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """Change a context's title, tags and/or metadata (metadata is replaced as a whole)."""
         return await contexts.update(app, call_of(ctx), ctx_id, title=title, tags=tags, metadata=metadata)
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def delete(ctx_id: str, ctx: Context) -> dict[str, Any]:
         """Delete a context with its entries and the shares given on it (owner org only)."""
         return await contexts.delete(app, call_of(ctx), ctx_id)
 
-    @service.tool(access="write")
+    # One share per (target, grantee): a repeat sets the same access and expiry again (an
+    # expires_in_s expiry counts from the latest call).
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def share(
         grantee: str,
         ctx: Context,
@@ -209,7 +212,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             require_attribution=require_attribution,
         )
 
-    @service.tool(access="write")
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def revoke_share(
         ctx: Context,
         share_id: str | None = None,
@@ -230,12 +233,12 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             owner_org=owner_org,
         )
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def shared_with_me(ctx: Context, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """Contexts and namespaces other orgs currently share with your org (expired grants left out)."""
         return await sharing.shared_with_me(app, call_of(ctx), limit=limit, cursor=cursor)
 
-    @service.tool(access="read")
+    @service.tool(access="read", open_world=False)
     async def list_shares(
         ctx: Context,
         ctx_id: str | None = None,
@@ -254,12 +257,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         description="A context with its entries (as the get tool returns it).",
     )
     async def context_resource(ctx_id: str) -> str:
-        try:
-            result = await contexts.get(
-                app, call_of(), ctx_id, last_n=None, last_n_tokens=None, after_seq=None
-            )
-        except MeshException as exc:
-            raise MCPError(exc.jsonrpc_code, exc.error.message, msgspec.to_builtins(exc.error)) from None
+        result = await contexts.get(app, call_of(), ctx_id, last_n=None, last_n_tokens=None, after_seq=None)
         return msgspec.json.encode(result).decode()
 
     return service

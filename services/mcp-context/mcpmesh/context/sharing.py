@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from mcpmesh.context.access import find_namespace_grant, not_found, resolve
 from mcpmesh.context.app import ContextApp
-from mcpmesh.context.clock import iso, parse_time, utcnow
+from mcpmesh.context.clock import iso, parse_duration, parse_time, utcnow
 from mcpmesh.context.cursor import decode_cursor, encode_cursor, query_hash
 from mcpmesh.context.grants import Grant, check_share, pointer_owner, revoke_cascade, share_view
 from mcpmesh.context.ids import SHARE_ID_RE, check_context_id, check_share_id, new_share_id
@@ -28,9 +28,7 @@ def _expiry(expires_at: str | None, expires_in_s: float | None, now: datetime) -
     if expires_at is not None and expires_in_s is not None:
         raise invalid("give expires_at or expires_in_s, not both")
     if expires_in_s is not None:
-        if expires_in_s <= 0:
-            raise invalid("expires_in_s must be positive")
-        return now + timedelta(seconds=expires_in_s)
+        return now + parse_duration(expires_in_s, "expires_in_s")
     if expires_at is None:
         return None
     when = parse_time(expires_at, "expires_at")
