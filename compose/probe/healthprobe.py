@@ -13,7 +13,7 @@ A service has no HTTP port, so `bus` checks two things:
    which would let a rollout go on past a replica that never connected.
 2. a PING on `$SRV.PING.<service>` is answered, i.e. the service is registered on the bus and
    the credentials in NATS_URL work. The probe connects with the service's own NATS user, which
-   may publish on `$SRV.>` and receive on `_INBOX.>`.
+   may publish `$SRV.PING.<service>` and receive on its own inbox (`_INBOX_svc_<service>.>`).
 Caveat: with a sidecar proxy that intercepts NATS traffic (service mesh), check 1 sees the proxy
 instead of the NATS port: exclude port 4222 from interception.
 """
@@ -67,9 +67,16 @@ async def ping(url: str, service: str) -> str | None:
     import nats
     from nats.micro.service import ServiceVerb, control_subject
 
+    from mcpmesh.proto.ids import InvalidIdentifier
+    from mcpmesh.proto.subjects import inbox_prefix
+
     async def quiet(_exc: Exception) -> None:  # nats-py would print a traceback; we say why below
         pass
 
+    try:  # the user's own inbox: the only one its NATS permissions let it hear
+        inbox = inbox_prefix(urlsplit(url).username or "")
+    except InvalidIdentifier:
+        inbox = "_INBOX"
     try:
         nc = await nats.connect(
             servers=[url],
@@ -77,6 +84,7 @@ async def ping(url: str, service: str) -> str | None:
             allow_reconnect=False,
             max_reconnect_attempts=0,
             error_cb=quiet,
+            inbox_prefix=inbox,
         )
     except Exception as exc:
         return f"cannot connect to NATS: {exc.__class__.__name__}"

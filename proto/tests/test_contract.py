@@ -82,3 +82,19 @@ def test_subject_parsers_accept_only_their_own_shape() -> None:
     with pytest.raises(InvalidIdentifier):
         subjects.tenant_action_of("control.tenants.drop.rag")
     assert subjects.service_event_patterns("rag") == ["usage.*.rag", "audit.*.rag"]
+
+
+def test_bus_users_and_their_inboxes() -> None:
+    assert subjects.inbox_prefix("gateway") == "_INBOX_gateway"
+    assert subjects.inbox_prefix(subjects.service_user("context")) == "_INBOX_svc_context"
+    assert (
+        subjects.inbox_prefix("org-acme-2") == subjects.org_inbox_prefix("org-acme-2") == "_INBOX_org_acme_2"
+    )
+    assert subjects.service_of_user("svc-rag") == "rag" and subjects.service_of_user("org-acme") is None
+    for bad in ("admin", "svc-X", "svc-", "org-a", "org-acme.>", "gateway.*", "_INBOX"):
+        with pytest.raises(InvalidIdentifier):
+            subjects.inbox_prefix(bad)
+    assert subjects.micro_patterns("llm")[:3] == ["$SRV.PING", "$SRV.PING.llm", "$SRV.PING.llm.*"]
+    assert subjects.kv_read_patterns("ORG_SETTINGS")[0] == "$JS.API.STREAM.INFO.KV_ORG_SETTINGS"
+    with pytest.raises(InvalidIdentifier):
+        subjects.kv_read_patterns("org.>")

@@ -29,6 +29,7 @@ from nats.micro import add_service
 from nats.micro.service import ServiceConfig
 
 from mcpmesh.dev.natsproc import LocalNatsServer, _free_port
+from mcpmesh.tenancy.natsauth import password_reference
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "compose"
@@ -274,7 +275,7 @@ def test_compose_service_builds_the_folder_and_uses_its_nats_user(folder: str) -
     url = compose_env(folder)["NATS_URL"]
     user = nats_user(folder)
     assert user in nats_conf_users()
-    password_var = "NATS_GATEWAY_PASSWORD" if folder == "gateway" else "NATS_SVC_PASSWORD"
+    password_var = password_reference(user).removeprefix("$")  # each user its own password
     assert url == f"nats://{user}:${{{password_var}}}@nats:4222"
 
 
@@ -293,7 +294,7 @@ def test_compose_waits_only_on_services_that_report_health() -> None:
 
 def test_every_nats_password_the_config_names_is_provided_everywhere() -> None:
     wanted = nats_conf_vars()
-    assert {"NATS_GATEWAY_PASSWORD", "NATS_SVC_PASSWORD"} <= wanted
+    assert {"NATS_GATEWAY_PASSWORD", "NATS_SVC_CONTEXT_PASSWORD", "NATS_SVC_LLM_PASSWORD"} <= wanted
     assert set(compose_env("nats")) == wanted
     assert wanted <= set(env_example())
     nats_secret = next(d for d in secret_template() if d["metadata"]["name"] == "mcpmesh-nats")
@@ -323,7 +324,8 @@ def test_k8s_base_has_deployment_hpa_and_pdb(folder: str) -> None:
     assert container["image"] == f"mcpmesh/{folder}"
     assert container["resources"]["requests"]["cpu"], "CPU autoscaling needs a CPU request"
     env = {e["name"]: e for e in container["env"]}
-    assert env["NATS_URL"]["value"].startswith(f"nats://{nats_user(folder)}:$(")
+    own = password_reference(nats_user(folder)).removeprefix("$")  # its own password, no other's
+    assert env["NATS_URL"]["value"] == f"nats://{nats_user(folder)}:$({own})@nats:4222"
     if folder == "gateway":
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
@@ -380,7 +382,7 @@ def test_committed_files_hold_no_secrets() -> None:
 
 def test_env_example_leaves_every_secret_empty() -> None:
     secrets = {k: v for k, v in env_example().items() if SECRET_NAME.search(k)}
-    assert {"MCPMESH_ADMIN_KEY", "MONGO_ROOT_PASSWORD", "NATS_SVC_PASSWORD"} <= set(secrets)
+    assert {"MCPMESH_ADMIN_KEY", "MONGO_ROOT_PASSWORD", "NATS_SVC_CONTEXT_PASSWORD"} <= set(secrets)
     assert all(v == "" for v in secrets.values()), secrets
 
 
@@ -515,14 +517,15 @@ def test_only_the_gateway_is_reachable_from_outside_the_namespace(target: str) -
 
 # --- the health probe against a real NATS with the shipped users --------------------------
 
-PASSWORDS = {name: f"{name.lower()}-test" for name in ("NATS_GATEWAY_PASSWORD", "NATS_SVC_PASSWORD")}
+PASSWORDS = {name: f"{name.lower()}-test" for name in ("NATS_GATEWAY_PASSWORD", "NATS_SVC_CONTEXT_PASSWORD")}
 
 
 @pytest.fixture
-def secured_nats(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalNatsServer]:
+def secured_nats(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LocalNatsServer]:
     for name in nats_conf_vars():
         monkeypatch.setenv(name, PASSWORDS.get(name, "unused"))
     text = NATS_CONF.read_text().replace("http_port: 8222", f"http_port: {_free_port()}")
+    text = text.replace('store_dir: "/data/jetstream"', f"store_dir: {json.dumps(str(tmp_path))}")
     server = LocalNatsServer(config=text)
     yield server
     server.close()
@@ -541,7 +544,7 @@ def probe(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 async def test_bus_probe_with_a_service_user(secured_nats: LocalNatsServer) -> None:
     port = secured_nats.url.rsplit(":", 1)[1]
-    url = f"nats://svc-context:{PASSWORDS['NATS_SVC_PASSWORD']}@127.0.0.1:{port}"
+    url = f"nats://svc-context:{PASSWORDS['NATS_SVC_CONTEXT_PASSWORD']}@127.0.0.1:{port}"
     nc = await nats.connect(url)
     try:
         await add_service(nc, ServiceConfig(name="context", version="0.0.1"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
 
@@ -188,10 +188,11 @@ class Mesh:
 
     @property
     def nats_url(self) -> str:
-        return self.nats.url
+        """The bus as the gateway connects to it (its own NATS user)."""
+        return self.nats.url_for("gateway")
 
     async def service(self, svc: MeshService, settings: ServiceSettings | None = None) -> ServiceHarness:
-        harness = ServiceHarness(svc, self.nats_url, settings=settings, signing_key_pem=self.signing_pem)
+        harness = ServiceHarness(svc, self.nats, settings=settings, signing_key_pem=self.signing_pem)
         await self.stack.enter_async_context(harness)
         self.harnesses[svc.name] = harness
         return harness
@@ -262,16 +263,11 @@ class Mesh:
 
 
 @pytest.fixture
-def nats_of_test() -> Iterator[LocalNatsServer]:
-    server = LocalNatsServer()
-    yield server
-    server.close()
-
-
-@pytest.fixture
-async def mesh(nats_of_test: LocalNatsServer) -> AsyncIterator[Mesh]:
+async def mesh(private_nats: LocalNatsServer) -> AsyncIterator[Mesh]:
+    """A locked-down nats-server of this test's own: the gateway and each service connect as
+    their own NATS user."""
     async with AsyncExitStack() as stack:
-        yield Mesh(nats_of_test, stack)
+        yield Mesh(private_nats, stack)
 
 
 @pytest.fixture

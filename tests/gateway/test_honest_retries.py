@@ -129,7 +129,7 @@ def start_replicas(mesh: Any) -> Iterator[Any]:
     def start(n: int) -> list[subprocess.Popen[bytes]]:
         env = dict(
             os.environ,
-            NATS_URL=mesh.nats_url,
+            NATS_URL=mesh.nats.url_for("svc-logs"),  # the replica connects as its own user
             MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(mesh.signing_pem),
             MCPMESH_ENV="test",
             LOG_LEVEL="WARNING",

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from mcpmesh.bus import Deadline, connect
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
 
 
@@ -45,9 +46,11 @@ async def test_request_without_responders_fails_as_unavailable_within_the_deadli
         await bus.close()
 
 
-async def test_no_responders_is_retried_until_a_service_appears(nats_url: str) -> None:
+async def test_no_responders_is_retried_until_a_service_appears(
+    nats_url: str, nats_server: LocalNatsServer
+) -> None:
     bus = await connect(nats_url, name="t")
-    late = await connect(nats_url, name="late")
+    late = await connect(nats_server.url_for("svc-late"), name="late")
     try:
 
         async def answer(msg: object) -> None:
@@ -66,14 +69,18 @@ async def test_no_responders_is_retried_until_a_service_appears(nats_url: str) -
         await bus.close()
 
 
-async def test_silent_service_times_out_at_the_deadline_and_deadline_travels(nats_url: str) -> None:
+async def test_silent_service_times_out_at_the_deadline_and_deadline_travels(
+    nats_url: str, nats_server: LocalNatsServer
+) -> None:
     bus = await connect(nats_url, name="t")
+    service = await connect(nats_server.url_for("svc-silent"), name="silent")
     seen: list[str] = []
 
     async def silent(msg: object) -> None:
         seen.append(msg.headers["Mcp-Deadline"])  # type: ignore[attr-defined]
 
-    await bus.nc.subscribe("mcp.org-acme.silent", cb=silent)
+    await service.nc.subscribe("mcp.org-acme.silent", cb=silent)
+    await service.nc.flush()
     try:
         deadline = Deadline.after(0.4)
         with pytest.raises(MeshException) as info:
@@ -81,6 +88,7 @@ async def test_silent_service_times_out_at_the_deadline_and_deadline_travels(nat
         assert info.value.error.code is ErrorCode.TIMEOUT
         assert seen == [deadline.header()]
     finally:
+        await service.close()
         await bus.close()
 
 
@@ -120,14 +128,18 @@ async def test_a_request_that_reached_no_one_can_be_handed_back_unsent(nats_url:
         await bus.close()
 
 
-async def test_a_slow_reply_is_a_timeout_and_the_request_is_delivered_once(nats_url: str) -> None:
+async def test_a_slow_reply_is_a_timeout_and_the_request_is_delivered_once(
+    nats_url: str, nats_server: LocalNatsServer
+) -> None:
     bus = await connect(nats_url, name="t")
+    service = await connect(nats_server.url_for("svc-slow"), name="slow")
     deliveries: list[bytes] = []
 
     async def slow(msg: object) -> None:  # takes it, never answers in time
         deliveries.append(msg.data)  # type: ignore[attr-defined]
 
-    await bus.nc.subscribe("mcp.org-acme.slow", cb=slow)
+    await service.nc.subscribe("mcp.org-acme.slow", cb=slow)
+    await service.nc.flush()
     try:
         with pytest.raises(MeshException) as info:
             await bus.request("mcp.org-acme.slow", b"once", deadline=Deadline.after(1))
@@ -135,6 +147,7 @@ async def test_a_slow_reply_is_a_timeout_and_the_request_is_delivered_once(nats_
         await asyncio.sleep(0.5)
         assert deliveries == [b"once"]  # sent, so never sent again (the service may have run it)
     finally:
+        await service.close()
         await bus.close()
 
 

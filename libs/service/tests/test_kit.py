@@ -11,9 +11,11 @@ import jwt
 import msgspec
 import pytest
 from mcp.server.mcpserver import Context
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from typing_extensions import TypedDict
 
 from mcpmesh.bus.mcp import request_body, result_of
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import MeshService, call_of
 from mcpmesh.service.testing import ServiceHarness, ToolFailed, internals_in, logged_failures
@@ -76,9 +78,9 @@ class Entry(TypedDict):
 
 
 @pytest.fixture
-async def echo(nats_url: str) -> AsyncIterator[tuple[ServiceHarness, list[dict[str, Any]]]]:
+async def echo(nats_server: LocalNatsServer) -> AsyncIterator[tuple[ServiceHarness, list[dict[str, Any]]]]:
     svc, seen = make_service()
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         yield harness, seen
 
 
@@ -236,11 +238,16 @@ async def test_mesh_errors_reach_client_as_clear_tool_errors(echo: Any) -> None:
 async def test_every_call_emits_a_usage_event(echo: Any) -> None:
     harness, _ = echo
     assert harness.client is not None
-    sub = await harness.client.nc.subscribe("usage.org-acme.echo")
+    # Read as the gateway's writers do: from the USAGE stream (only svc-echo may publish there).
+    sub = await harness.client.js.pull_subscribe(
+        "usage.org-acme.echo", stream="USAGE", config=ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
+    )
     await harness.call_tool(ORG_A, "whoami", {"text": "x"}, scopes=["echo:read"], stamp=None)
     with pytest.raises(ToolFailed):
         await harness.call_tool(ORG_A, "refuse")
-    events = [msgspec.json.decode((await sub.next_msg(timeout=5)).data) for _ in range(2)]
+    events = []
+    while len(events) < 2:
+        events += [msgspec.json.decode(m.data) for m in await sub.fetch(2 - len(events), timeout=5)]
     await sub.unsubscribe()
     assert [(e["tool"], e["status"]) for e in events] == [("whoami", "ok"), ("refuse", "limit_exceeded")]
     assert all(e["org_id"] == ORG_A and e["key_id"] == "key-test" and e["bytes_out"] > 0 for e in events)
@@ -248,9 +255,7 @@ async def test_every_call_emits_a_usage_event(echo: Any) -> None:
     assert stream.state.messages >= 2
 
 
-async def test_gateway_can_export_and_delete_one_orgs_data(nats_url: str) -> None:
-    from mcpmesh.proto.events import TenantCommand, TenantDataReply
-    from mcpmesh.proto.subjects import tenant_control_subject
+async def test_gateway_can_export_and_delete_one_orgs_data(nats_server: LocalNatsServer) -> None:
     from mcpmesh.store import Index
 
     svc = MeshService("notes", store_kinds={"notes": [Index(keys=[("n", 1)])]})
@@ -261,19 +266,10 @@ async def test_gateway_can_export_and_delete_one_orgs_data(nats_url: str) -> Non
         await notes.insert_one({"n": n})
         return n
 
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         await harness.call_tool(ORG_A, "add", {"n": 1})
         await harness.call_tool(ORG_B, "add", {"n": 2})
-        assert harness.client is not None
-
-        async def ask(action: str, org: str) -> TenantDataReply:
-            msg = await harness.client.nc.request(  # type: ignore[union-attr]
-                tenant_control_subject(action, "notes"),
-                msgspec.json.encode(TenantCommand(org_id=org)),
-                timeout=5,
-            )
-            return msgspec.json.decode(msg.data, type=TenantDataReply)
-
+        ask = harness.tenant_command
         exported = await ask("export", ORG_A)
         assert exported.export is not None
         assert [d["n"] for d in exported.export["notes"]] == [1]
@@ -281,11 +277,11 @@ async def test_gateway_can_export_and_delete_one_orgs_data(nats_url: str) -> Non
         assert dropped.dropped == ["notes"]
         assert (await ask("export", ORG_A)).export == {}
         assert [d["n"] for d in (await ask("export", ORG_B)).export["notes"]] == [2]  # type: ignore[index]
-        bad = await ask("delete", "org-X")
+        bad = await ask("delete", "org-X", authorization="")
         assert bad.error is not None and "invalid org id" in bad.error.message
 
 
-async def test_start_and_stop_hooks_run_around_serving(nats_url: str) -> None:
+async def test_start_and_stop_hooks_run_around_serving(nats_server: LocalNatsServer) -> None:
     svc = MeshService("hooks")
     events: list[str] = []
 
@@ -305,19 +301,19 @@ async def test_start_and_stop_hooks_run_around_serving(nats_url: str) -> None:
     async def last(service: MeshService) -> None:
         events.append("last")
 
-    async with ServiceHarness(svc, nats_url):
+    async with ServiceHarness(svc, nats_server):
         assert events == ["start:True"]
     assert events == ["start:True", "stop:True", "last"]
 
 
-async def test_a_tool_offered_on_some_tiers_refuses_the_others(nats_url: str) -> None:
+async def test_a_tool_offered_on_some_tiers_refuses_the_others(nats_server: LocalNatsServer) -> None:
     svc = MeshService("tiered")
 
     @svc.tool(tiers=["enterprise"])
     async def premium() -> str:
         return "gold"
 
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         listed = await harness.request(ORG_A, "tools/list")
         assert listed["tools"][0]["_meta"]["mcpmesh/tiers"] == ["enterprise"]
         assert (
@@ -464,7 +460,7 @@ async def test_resource_functions_refuse_with_mesh_errors(
     ] == "3"
 
 
-async def test_tools_publish_their_annotations_and_idempotency_key(nats_url: str) -> None:
+async def test_tools_publish_their_annotations_and_idempotency_key(nats_server: LocalNatsServer) -> None:
     svc = MeshService("annotated")
 
     @svc.tool(access="read", open_world=False)
@@ -483,7 +479,7 @@ async def test_tools_publish_their_annotations_and_idempotency_key(nats_url: str
     async def charge(amount: int, op_id: str | None = None) -> int:
         return amount
 
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         listed = await harness.request(ORG_A, "tools/list")
     tools = {t["name"]: t for t in listed["tools"]}
     hints = {name: t["annotations"] for name, t in tools.items()}
@@ -520,12 +516,12 @@ def test_annotations_that_cannot_be_true_are_refused_at_declaration() -> None:
         svc.tool(access="read", annotations={"readOnlyHint": True})
 
 
-async def test_each_replica_also_answers_on_its_own_subject(nats_url: str) -> None:
+async def test_each_replica_also_answers_on_its_own_subject(nats_server: LocalNatsServer) -> None:
     from mcpmesh.bus import Deadline, NotDelivered
     from mcpmesh.bus.mcp import exchange
 
     svc, _ = make_service()
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         assert harness.server is not None and harness.server.micro is not None and harness.client is not None
         body = request_body("tools/call", {"name": "whoami", "arguments": {"text": "direct"}})
         reply = await exchange(
@@ -550,7 +546,9 @@ async def test_each_replica_also_answers_on_its_own_subject(nats_url: str) -> No
             )
 
 
-async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(nats_url: str) -> None:
+async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(
+    nats_server: LocalNatsServer,
+) -> None:
     import asyncio
 
     from mcpmesh.bus import Deadline
@@ -583,7 +581,7 @@ async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(nat
         assert info.value.error.code is ErrorCode.TIMEOUT
         return info.value
 
-    async with ServiceHarness(svc, nats_url) as harness:
+    async with ServiceHarness(svc, nats_server) as harness:
         write = await stopped(harness, "save")
         read = await stopped(harness, "look")
     assert write.error.retryable is False

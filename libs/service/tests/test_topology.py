@@ -46,8 +46,8 @@ def start_replicas(n: int, nats_url: str, signing_key: str) -> list[subprocess.P
 
 
 @pytest.fixture
-def replicas(nats_url: str, signing_key: str) -> Iterator[list[subprocess.Popen[bytes]]]:
-    procs = start_replicas(2, nats_url, signing_key)
+def replicas(nats_server: LocalNatsServer, signing_key: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs = start_replicas(2, nats_server.url_for("svc-echo"), signing_key)
     yield procs
     for proc in procs:
         if proc.poll() is None:
@@ -156,13 +156,13 @@ async def test_nats_restart_is_survived(private_nats: LocalNatsServer) -> None:
     async def ping() -> str:
         return "pong"
 
-    async with ServiceHarness(svc, private_nats.url) as harness:
+    async with ServiceHarness(svc, private_nats) as harness:
         assert await harness.call_tool(ORG, "ping") == "pong"
         await asyncio.to_thread(private_nats.restart)  # the broker restarts while clients run
         assert await harness.call_tool(ORG, "ping") == "pong"  # both sides reconnected; retried in deadline
 
 
-async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
+async def test_downstream_calls_carry_stamp_and_trace(nats_server: LocalNatsServer) -> None:
     spans = capture_spans()
     llm = MeshService("llm")
     debate = MeshService("debate")
@@ -189,8 +189,8 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
         return str(result["content"][0]["text"])
 
     async with (
-        ServiceHarness(debate, nats_url) as front,
-        ServiceHarness(llm, nats_url, signing_key_pem=front.signing_key_pem),
+        ServiceHarness(debate, nats_server) as front,
+        ServiceHarness(llm, nats_server, signing_key_pem=front.signing_key_pem),
     ):
         with tracer("test").start_as_current_span("client") as root:
             answer = await front.call_tool(ORG, "argue", {"topic": "tabs"}, scopes=["debate:*", "llm:read"])
@@ -204,7 +204,9 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_url: str) -> None:
     assert {s.context.trace_id for s in served} == {root.get_span_context().trace_id}
 
 
-async def test_downstream_call_needs_the_callers_scope_for_that_service(nats_url: str) -> None:
+async def test_downstream_call_needs_the_callers_scope_for_that_service(
+    nats_server: LocalNatsServer,
+) -> None:
     llm = MeshService("llm")
     debate = MeshService("debate")
 
@@ -218,8 +220,8 @@ async def test_downstream_call_needs_the_callers_scope_for_that_service(nats_url
         return "unreachable"
 
     async with (
-        ServiceHarness(debate, nats_url) as front,
-        ServiceHarness(llm, nats_url, signing_key_pem=front.signing_key_pem),
+        ServiceHarness(debate, nats_server) as front,
+        ServiceHarness(llm, nats_server, signing_key_pem=front.signing_key_pem),
     ):
         from mcpmesh.service.testing import ToolFailed
 

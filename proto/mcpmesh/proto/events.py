@@ -41,6 +41,9 @@ class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):
     outcome: str  # "ok" or an ErrorCode value
     request_id: str | None = None
     detail: dict[str, str] = msgspec.field(default_factory=dict)
+    #: The component that recorded it (a service name, or "gateway"); must be the `<source>`
+    #: of its subject, which only that component's NATS user may publish on.
+    source: str = "gateway"
 
 
 class KeyEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,6 +59,9 @@ class TenantCommand(msgspec.Struct, frozen=True, kw_only=True):
     """Request on `control.tenants.<delete|export>.<service>`."""
 
     org_id: str
+    #: EdDSA JWT signed with the gateway's stamp key, bound to action, org and service
+    #: (`mcpmesh.tenancy.commands`); a service refuses a command without a valid one.
+    authorization: str = ""
 
 
 class TenantDataReply(msgspec.Struct, frozen=True, kw_only=True):

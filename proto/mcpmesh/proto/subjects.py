@@ -5,12 +5,15 @@ mcp.<org>.<service>.<id>   the same, addressed to one replica (its nats.micro id
 usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
 audit.<org>.<source>       audit events (JetStream stream AUDIT)
 control.keys               key revocations / suspensions / rotations, to every gateway
-control.tenants.delete     drop one org's data in every service
-_INBOX_<org>.>             reply inbox prefix of an org's own internal publisher
+control.tenants.<action>.<service>   delete or export one org's data in one service
+_INBOX_<user>.>            reply inbox of each NATS user (gateway, svc-<service>, <org>)
+$SRV.<verb>[.<service>[.<id>]]       nats.micro discovery (PING, INFO, STATS)
+$JS.API.…, $KV.<bucket>.<key>        JetStream API and KV writes (permission patterns below)
 """
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from mcpmesh.proto.ids import (
@@ -84,18 +87,91 @@ def audit_filter(org_id: str | None = None) -> str:
     return f"audit.{validate_org_id(org_id)}.>" if org_id else "audit.>"
 
 
+GATEWAY_USER: Final = "gateway"
+_SERVICE_USER_PREFIX: Final = "svc-"
+_USER_RE: Final = re.compile(r"^(gateway|svc-[a-z][a-z0-9]{1,30}|org-[a-z0-9-]{3,40})$")
+
+
+def service_user(service: str) -> str:
+    """The NATS user every replica of `service` connects as."""
+    return _SERVICE_USER_PREFIX + validate_service_name(service)
+
+
+def service_of_user(user: str) -> str | None:
+    """`context` for `svc-context`; None for any other user."""
+    if not user.startswith(_SERVICE_USER_PREFIX):
+        return None
+    return validate_service_name(user.removeprefix(_SERVICE_USER_PREFIX))
+
+
+def validate_bus_user(user: object) -> str:
+    """A NATS user name of the mesh: `gateway`, `svc-<service>` or an org id (its publisher)."""
+    if not isinstance(user, str) or not _USER_RE.fullmatch(user):
+        raise InvalidIdentifier(f"invalid NATS user {user!r}: expected gateway, svc-<service> or an org id")
+    if user.startswith("org-"):
+        validate_org_id(user)
+    return user
+
+
+def inbox_prefix(user: str) -> str:
+    """The reply inbox prefix of a NATS user: the only inbox the broker lets it subscribe to."""
+    return "_INBOX_" + validate_bus_user(user).replace("-", "_")
+
+
 def org_inbox_prefix(org_id: str) -> str:
-    return f"_INBOX_{validate_org_id(org_id).replace('-', '_')}"
+    return inbox_prefix(validate_org_id(org_id))
+
+
+def inbox_space(user: str) -> str:
+    return f"{inbox_prefix(user)}.>"
 
 
 def service_event_patterns(service: str) -> list[str]:
     """The usage and audit subjects a replica of `service` publishes to, for any org."""
+    return [f"usage.*.{validate_service_name(service)}", audit_source_pattern(service)]
+
+
+def audit_source_pattern(source: str) -> str:
+    """Every org's audit subject of one source (a service, or `gateway`)."""
+    return f"audit.*.{validate_service_name(source)}"
+
+
+#: Every service request subject, shared or per replica: what the gateway publishes to.
+ALL_SERVICE_REQUESTS: Final = "mcp.>"
+#: Every control subject (key events, tenant commands): the gateway's alone to publish.
+ALL_CONTROL: Final = "control.>"
+#: nats.micro discovery requests to every service (`$SRV.PING|INFO|STATS[.<name>[.<id>]]`).
+ALL_MICRO: Final = "$SRV.>"
+#: The whole JetStream API, KV writes and acks: the gateway owns streams, buckets and consumers.
+JS_API: Final = "$JS.API.>"
+KV_WRITES: Final = "$KV.>"
+JS_ACKS: Final = "$JS.ACK.>"
+_MICRO_VERBS: Final = ("PING", "INFO", "STATS")
+
+
+def micro_patterns(service: str) -> list[str]:
+    """What a replica of `service` subscribes to for nats.micro: every verb, bare, by name and by id."""
     name = validate_service_name(service)
-    return [f"usage.*.{name}", f"audit.*.{name}"]
+    return [
+        p for verb in _MICRO_VERBS for p in (f"$SRV.{verb}", f"$SRV.{verb}.{name}", f"$SRV.{verb}.{name}.*")
+    ]
 
 
-#: Every service request subject: a service calls others downstream for any org.
-ALL_SERVICE_REQUESTS: Final = "mcp.*.*"
+def micro_ping(service: str) -> str:
+    """`$SRV.PING.<service>`: answered by every replica (health probes)."""
+    return f"$SRV.PING.{validate_service_name(service)}"
+
+
+def kv_read_patterns(bucket: str) -> list[str]:
+    """The JetStream API requests that read a KV bucket (bucket info, direct and stream gets)."""
+    if not re.fullmatch(r"[A-Z][A-Z0-9_]{0,63}", bucket):
+        raise InvalidIdentifier(f"invalid KV bucket name {bucket!r}")
+    stream = f"KV_{bucket}"
+    return [
+        f"$JS.API.STREAM.INFO.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+    ]
 
 
 def tenant_action_of(subject: str) -> str:
@@ -109,6 +185,11 @@ def tenant_action_of(subject: str) -> str:
 def org_subject_space(org_id: str) -> str:
     """Everything an org's own internal publisher may publish to."""
     return f"mcp.{validate_org_id(org_id)}.>"
+
+
+def tenant_control_patterns(service: str) -> str:
+    """Every tenant command addressed to `service` (what its replicas subscribe to)."""
+    return f"control.tenants.*.{validate_service_name(service)}"
 
 
 def tenant_control_subject(action: str, service: str) -> str:

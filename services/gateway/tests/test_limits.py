@@ -41,7 +41,7 @@ def test_windows_are_utc_and_end_where_the_next_begins() -> None:
 
 @pytest.fixture
 async def buses(private_nats: object) -> AsyncIterator[list[Bus]]:
-    url = private_nats.url  # type: ignore[attr-defined]
+    url = private_nats.url_for("gateway")  # type: ignore[attr-defined]
     opened = [await connect(url, name=f"limits-{i}") for i in range(2)]
     yield opened
     for bus in opened:

@@ -10,6 +10,7 @@ import pytest
 
 from mcpmesh.context import ContextSettings, app_of, build_service
 from mcpmesh.context.testing import Mesh
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.store import connect_database
@@ -21,13 +22,13 @@ def context_settings() -> ContextSettings:
 
 
 @pytest.fixture
-async def mesh(nats_url: str, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+async def mesh(nats_server: LocalNatsServer, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
     database = f"ctx_test_{uuid.uuid4().hex[:10]}"
     service = build_service(context_settings)
     settings = dataclasses.replace(
         ServiceSettings.from_env(), mongodb_database=database
     )  # honours MONGODB_URL
-    async with ServiceHarness(service, nats_url, settings=settings) as harness:
+    async with ServiceHarness(service, nats_server, settings=settings) as harness:
         yield Mesh(harness)
     await app_of(service).close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)

@@ -1,23 +1,24 @@
-"""A real nats-server for tests and the dev runner: local binary or a testcontainer.
+"""A real nats-server (the local binary) for tests and benchmarks.
 
-The container is used only where a Docker engine answers and the image is already
-present locally (`MCPMESH_NATS_IMAGE`, default `nats:2.9`); otherwise the local
-binary runs on a free port with JetStream in a temporary directory.
+`LocalNatsServer(users=BusUsers...)` runs it with the mesh's generated users and permissions,
+as the test fixtures and `./mesh up` do; `url_for(user)` is the URL a component connects with.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-NATS_IMAGE = os.environ.get("MCPMESH_NATS_IMAGE", "nats:2.9")
+if TYPE_CHECKING:
+    from mcpmesh.tenancy.natsauth import BusUsers
 
 
 def nats_server_binary() -> str | None:
@@ -44,17 +45,14 @@ def _wait_listening(port: int, timeout: float, alive: Callable[[], bool]) -> Non
     raise TimeoutError(f"nats-server did not listen on {port} within {timeout}s")
 
 
-class NatsServer(Protocol):
-    url: str
-
-    def stop(self) -> None: ...
-    def restart(self) -> None: ...
-
-
 class LocalNatsServer:
-    """`nats-server` child process; `config` is nats-server configuration text."""
+    """`nats-server` child process, open, or on `config` (nats-server configuration text, which
+    enables JetStream itself), or on one rendered from `users` (then `url_for(user)` carries
+    that user's password)."""
 
-    def __init__(self, config: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, config: str | None = None, port: int | None = None, *, users: BusUsers | None = None
+    ) -> None:
         binary = nats_server_binary()
         if binary is None:
             raise RuntimeError("nats-server is not installed: apt-get install nats-server")
@@ -62,13 +60,44 @@ class LocalNatsServer:
         self.port = port or _free_port()
         self.url = f"nats://127.0.0.1:{self.port}"
         self.dir = Path(tempfile.mkdtemp(prefix="mcpmesh-nats-"))
-        self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")]
-        if config is not None:
-            conf = self.dir / "nats.conf"
-            conf.write_text(config)
-            self.argv += ["-c", str(conf)]
+        self.users = users
+        self.conf = self.dir / "nats.conf"
+        self.argv = [binary, "-a", "127.0.0.1", "-p", str(self.port)]
+        if users is not None:
+            config = self._render()
+        if config is not None:  # JetStream and its store dir come from the config: reloadable
+            self.conf.write_text(config)
+            self.argv += ["-c", str(self.conf)]
+        else:
+            self.argv += ["-js", "-sd", str(self.dir / "js")]
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
+
+    def _render(self) -> str:
+        assert self.users is not None
+        return self.users.render(store_dir=str(self.dir / "js"))
+
+    def url_for(self, user: str) -> str:
+        """The URL `user` connects with; a mesh user the server does not know yet is added
+        (config rewritten, server reloaded), so a test may run a service of any name."""
+        if self.users is None:
+            return self.url
+        if self.users.ensure([user]):
+            self.reload()
+        return self.users.url(self.url, user)
+
+    def reload(self) -> None:
+        """Rewrite the config from `users` and reload it (SIGHUP), waiting until it is in force."""
+        assert self.users is not None and self.proc is not None
+        log = self.dir / "nats.log"
+        before = log.read_bytes().count(b"Reloaded server configuration")
+        self.conf.write_text(self._render())
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while log.read_bytes().count(b"Reloaded server configuration") == before:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nats-server did not reload its configuration: see {log}")
+            time.sleep(0.01)
 
     def start(self) -> None:
         log = (self.dir / "nats.log").open("ab")
@@ -93,52 +122,3 @@ class LocalNatsServer:
     def close(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class ContainerNatsServer:
-    """nats-server in a testcontainer (only with a local image: nothing is pulled)."""
-
-    def __init__(self) -> None:
-        from testcontainers.core.container import DockerContainer
-
-        self.container = DockerContainer(NATS_IMAGE).with_exposed_ports(4222).with_command("-js")
-        self.container.start()
-        self._refresh()
-
-    def _refresh(self) -> None:
-        host = self.container.get_container_host_ip()
-        port = int(self.container.get_exposed_port(4222))
-        self.url = f"nats://{host}:{port}"
-        _wait_listening(port, 10.0, lambda: True)
-
-    def stop(self) -> None:
-        self.container.get_wrapped_container().stop()
-
-    def restart(self) -> None:
-        self.container.get_wrapped_container().restart()
-        self._refresh()
-
-    def close(self) -> None:
-        self.container.stop()
-
-
-def docker_image_available() -> bool:
-    try:
-        import docker
-
-        client = docker.from_env(timeout=2)
-        client.images.get(NATS_IMAGE)
-        return True
-    except Exception:  # no engine, no image, no docker package: use the binary
-        return False
-
-
-def start_nats(config: str | None = None) -> LocalNatsServer | ContainerNatsServer:
-    """A fresh server; configured servers (accounts, permissions) always use the binary."""
-    if (
-        config is None
-        and os.environ.get("MCPMESH_NATS_CONTAINER", "auto") != "off"
-        and docker_image_available()
-    ):
-        return ContainerNatsServer()
-    return LocalNatsServer(config=config)

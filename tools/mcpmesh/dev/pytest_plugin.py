@@ -1,5 +1,10 @@
 """Fixtures every test may use: a real nats-server, MongoDB and Qdrant handles.
 
+NATS runs locked down as `./mesh up` runs it: the mesh's users and permissions
+(`mcpmesh.tenancy.natsauth`), so every component of a test connects as itself:
+`nats_server.url_for("svc-context")`, `nats_server.url_for("org-acme")`; `nats_url` is the
+gateway's URL. `ServiceHarness(service, nats_server)` runs a service as `svc-<name>`.
+
 MongoDB and Qdrant run on their embedded defaults (mongomock-motor, Qdrant local
 mode) unless `MONGODB_URL` / `QDRANT_URL` point at real servers.
 """
@@ -13,26 +18,53 @@ from pathlib import Path
 
 import pytest
 
-from mcpmesh.dev.natsproc import ContainerNatsServer, LocalNatsServer, start_nats
+from mcpmesh.dev.natsproc import LocalNatsServer
+
+#: Orgs with an internal publisher in the test fixtures' NATS.
+TEST_ORGS = ("org-acme", "org-globex")
+#: Service names tests use besides the real ones. Any other is added on demand, but that
+#: reloads the server, and a reload makes nats-server forget the reply permissions of
+#: requests in flight at that instant (libs/tenancy/README.md): better none mid-session.
+TEST_SERVICES = (
+    "echo",
+    "notes",
+    "hooks",
+    "tiered",
+    "late",
+    "silent",
+    "broken",
+    "annotated",
+    "slowpoke",
+    "slow",
+)
+
+
+def secured_nats() -> LocalNatsServer:
+    """A nats-server with the mesh's users: the gateway, every service and TEST_ORGS' publishers."""
+    from mcpmesh.proto.ids import SERVICES
+    from mcpmesh.tenancy.natsauth import BusUsers, mesh_users
+
+    return LocalNatsServer(users=BusUsers.generate(mesh_users((*SERVICES, *TEST_SERVICES), TEST_ORGS)))
 
 
 @pytest.fixture(scope="session")
-def nats_server() -> Iterator[LocalNatsServer | ContainerNatsServer]:
-    """One nats-server (JetStream on) for the whole test session."""
-    server = start_nats()
+def nats_server() -> Iterator[LocalNatsServer]:
+    """One locked-down nats-server (JetStream on) for the whole test session."""
+    server = secured_nats()
     yield server
     server.close()
 
 
 @pytest.fixture(scope="session")
-def nats_url(nats_server: LocalNatsServer | ContainerNatsServer) -> str:
-    return nats_server.url
+def nats_url(nats_server: LocalNatsServer) -> str:
+    """The session server as the gateway connects to it."""
+    return nats_server.url_for("gateway")
 
 
 @pytest.fixture
 def private_nats() -> Iterator[LocalNatsServer]:
-    """A nats-server of this test's own, for tests that stop or restart it."""
-    server = LocalNatsServer()
+    """A locked-down nats-server of this test's own, for tests that stop or restart it."""
+    server = secured_nats()
     yield server
     server.close()
 

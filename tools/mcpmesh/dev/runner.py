@@ -5,6 +5,8 @@ organization and API key through the gateway's admin API, prints how to connect
 and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything;
 if the runner is killed outright, its children still stop (`mcpmesh.dev.lifeline`).
 One runner per state dir: a second one is refused while the first runs.
+NATS is locked down as in production: each component connects as its own NATS user
+(`.mesh/nats/bus.json`; org publishers: `meshctl bus-user issue ORG`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcpmesh.dev.components import find_components, repo_root
+from mcpmesh.dev.components import Component, find_components, repo_root
 from mcpmesh.dev.lifeline import RUN_ID_ENV, Lifeline, die_with_parent, stop_groups, stop_leftovers
 from mcpmesh.dev.natsproc import nats_server_binary
+from mcpmesh.proto.subjects import GATEWAY_USER, service_user
 
 READY_TIMEOUT_S = 30.0
 
@@ -214,17 +218,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
 
     nats_url = os.environ.get("NATS_URL") or f"nats://127.0.0.1:{nats_port}"
     pids: dict[str, int] = {}
-    if "NATS_URL" not in os.environ:
-        binary = nats_server_binary()
-        if binary is None:
-            raise StartupError("nats-server is not installed: install it or set NATS_URL, then run again")
-        proc = sup.start(
-            "nats",
-            [binary, "-a", "127.0.0.1", "-p", str(nats_port), "-js", "-sd", str(state / "nats")],
-            dict(os.environ),
-        )
-        wait_for_port(nats_port, proc, "nats-server", sup.log_of("nats"))
-        pids["nats"] = proc.pid
+    url_for = start_nats(sup, state, nats_port, services, pids) if "NATS_URL" not in os.environ else None
 
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
 
@@ -239,16 +233,20 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
     for svc in services:
-        proc = sup.start(svc.name, [sys.executable, "-m", svc.module], env)
+        svc_env = dict(env, NATS_URL=url_for(service_user(service_name(svc)))) if url_for else env
+        proc = sup.start(svc.name, [sys.executable, "-m", svc.module], svc_env)
         pids[svc.name] = proc.pid
 
     facts: dict[str, Any] = {"nats_url": nats_url, "components": [c.name for c in components], "pids": pids}
+    if url_for is not None:
+        facts["nats_dir"] = str(state / "nats")
     if gateway is None:
         print("mesh: no gateway yet: services answer on NATS only", file=sys.stderr)
         return facts
 
     gw_env = dict(
         env,
+        NATS_URL=url_for(GATEWAY_USER) if url_for else nats_url,
         GATEWAY_PORT=str(gateway_port),
         MCPMESH_ADMIN_KEY=admin_key,
         MCPMESH_STAMP_SIGNING_KEY=signing_pem,
@@ -273,6 +271,44 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         admin_key=admin_key,
     )
     return facts
+
+
+def service_name(component: Component) -> str:
+    """The bus name of a service component: its package (`mcpmesh.context` -> `context`)."""
+    return component.module.rsplit(".", 1)[-1]
+
+
+def start_nats(
+    sup: Supervisor, state: Path, port: int, services: list[Component], pids: dict[str, int]
+) -> Callable[[str], str]:
+    """nats-server locked down as in production: the gateway and each service connect as their
+    own NATS user (passwords kept in .mesh/nats/bus.json, org publishers issued there by
+    `meshctl bus-user`). Returns the URL, with credentials, of each user."""
+    from mcpmesh.tenancy.natsauth import BusConfigDir, mesh_users
+
+    binary = nats_server_binary()
+    if binary is None:
+        raise StartupError("nats-server is not installed: install it or set NATS_URL, then run again")
+    bus_dir = BusConfigDir(state / "nats")
+    users, _store, _port = bus_dir.load()
+    users.ensure(mesh_users(service_name(c) for c in services))
+    bus_dir.write(users)
+    argv = [
+        binary,
+        "-a",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-c",
+        str(bus_dir.conf_file),
+        "-P",
+        str(bus_dir.pid_file),
+    ]
+    proc = sup.start("nats", argv, dict(os.environ))
+    wait_for_port(port, proc, "nats-server", sup.log_of("nats"))
+    pids["nats"] = proc.pid
+    base = f"nats://127.0.0.1:{port}"
+    return lambda user: users.url(base, user)
 
 
 def print_facts(facts: dict[str, Any]) -> None:

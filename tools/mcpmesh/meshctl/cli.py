@@ -9,7 +9,8 @@ Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh 
   meshctl key list ORG | rotate KEY [--grace SECONDS] | suspend KEY | resume KEY | revoke KEY
   meshctl usage [--org ORG] [--key KEY] [--service S] [--tool T] [--since ISO] [--until ISO] [--group-by F,...]
   meshctl audit [--org ORG] [--actor A] [--action A] [--limit N]
-  meshctl nats-user ORG [--password-ref REF]
+  meshctl bus-user issue ORG | revoke ORG | list   [--dir .mesh/nats]
+  meshctl bus-user init --dir DIR --store-dir /data/jetstream [--http-port 8222]
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from mcpmesh.meshctl.client import AdminClient, CliError
+from mcpmesh.meshctl.client import AdminClient, CliError, dev_facts
 
 
 def _settings(text: str | None) -> dict[str, Any] | None:
@@ -123,17 +125,54 @@ def _audit(api: AdminClient, a: argparse.Namespace) -> Any:
     return items if a.json else _table(items, ("ts", "org_id", "actor", "action", "target", "outcome"))
 
 
-def _nats_user(a: argparse.Namespace) -> str:
+def _bus_user(a: argparse.Namespace) -> Any:
+    """An org's internal publisher on NATS: issue (or rotate) its password, revoke it, list them.
+    Edits the server's config directory (bus.json, nats.conf) and reloads the running server."""
     try:
-        from mcpmesh.proto.ids import InvalidIdentifier
-        from mcpmesh.tenancy.natsauth import render_user, tenant_user
+        from mcpmesh.proto.ids import SERVICES, InvalidIdentifier
+        from mcpmesh.proto.subjects import inbox_prefix, org_subject_space
+        from mcpmesh.tenancy.natsauth import BusConfigDir, BusUsers, mesh_users
     except ImportError:
         raise CliError(
-            "nats-user needs the mcpmesh libraries: run it from a checkout after ./mesh test or up"
+            "bus-user needs the mcpmesh libraries: run it from a checkout after ./mesh test or up"
         ) from None
-    ref = a.password_ref or "$NATS_" + a.org.upper().replace("-", "_") + "_PASSWORD"
+    facts = dev_facts()
+    where = a.dir or facts.get("nats_dir")
+    if not where:
+        raise CliError("no NATS config directory: pass --dir, or start `./mesh up` (which keeps .mesh/nats)")
+    bus_dir = BusConfigDir(Path(where))
+    if a.action == "init":
+        if bus_dir.exists():
+            raise CliError(f"{bus_dir.bus_file} exists already: issue or revoke publishers in it")
+        bus_dir.write(BusUsers.references(mesh_users(SERVICES)), a.store_dir, a.http_port)
+        return {"bus": str(bus_dir.bus_file), "config": str(bus_dir.conf_file)}
+    if not bus_dir.exists():
+        raise CliError(
+            f"{bus_dir.bus_file} does not exist: pass the directory ./mesh up keeps NATS in, "
+            "or create one with `meshctl bus-user init --dir DIR`"
+        )
+    users, _store, _port = bus_dir.load()
+    if a.action == "list":
+        return {"tenants": users.tenants()}
     try:
-        return render_user(tenant_user(a.org, ref))
+        if a.action == "revoke":
+            if not users.revoke_tenant(a.org):
+                raise CliError(f"{a.org} has no publisher credentials")
+            bus_dir.write(users)
+            return {"user": a.org, "revoked": True, "reloaded": bus_dir.reload()}
+        password = users.issue_tenant(a.org)
+        bus_dir.write(users)
+        reloaded = bus_dir.reload()
+        base = facts.get("nats_url") or "nats://127.0.0.1:4222"
+        return {
+            "user": a.org,
+            "password": password,
+            "url": users.url(base, a.org),
+            "inbox_prefix": inbox_prefix(a.org),
+            "publish": [org_subject_space(a.org)],
+            "subscribe": [f"{inbox_prefix(a.org)}.>"],
+            "reloaded": reloaded,
+        }
     except InvalidIdentifier as exc:
         raise CliError(str(exc)) from None
 
@@ -190,17 +229,26 @@ def parser() -> argparse.ArgumentParser:
     au.add_argument("--action", dest="action_filter")
     au.add_argument("--limit", type=int, default=50)
 
-    n = sub.add_parser("nats-user", help="print the nats-server user block of an org's publisher")
-    n.add_argument("org")
-    n.add_argument("--password-ref", help="password or $VAR reference (default $NATS_<ORG>_PASSWORD)")
+    bus = sub.add_parser("bus-user", help="NATS credentials of an org's internal publisher").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("issue", "revoke"):
+        b = bus.add_parser(action)
+        b.add_argument("org")
+        b.add_argument("--dir", help="the NATS config directory (default: .mesh/nats of ./mesh up)")
+    bus.add_parser("list").add_argument("--dir", help="the NATS config directory")
+    b = bus.add_parser("init", help="a config directory for a production server ($VAR passwords)")
+    b.add_argument("--dir", required=True)
+    b.add_argument("--store-dir", required=True, help="the server's JetStream store, e.g. /data/jetstream")
+    b.add_argument("--http-port", type=int, help="monitoring port, e.g. 8222")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.command == "nats-user":
-            out: Any = _nats_user(args)
+        if args.command == "bus-user":
+            out: Any = _bus_user(args)
         else:
             api = AdminClient.from_env()
             handler = {"org": _org, "key": _key, "usage": _usage, "audit": _audit}[args.command]

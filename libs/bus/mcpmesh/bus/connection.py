@@ -10,6 +10,7 @@ is never sent again (the service may be running it): that is a TIMEOUT for the c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import urllib.parse
@@ -29,6 +30,7 @@ from mcpmesh.bus.request import Deadline
 from mcpmesh.proto import headers as headers_mod
 from mcpmesh.proto import subjects
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.bus")
@@ -121,21 +123,27 @@ class Bus:
             await asyncio.sleep(pause)
 
     async def ensure_streams(self) -> None:
-        """Create (or update) the USAGE and AUDIT streams; safe to call from every replica."""
+        """Create (or update) the USAGE and AUDIT streams. The gateway owns them (only its NATS
+        user may call the stream API); safe to call from every gateway replica."""
         for config in STREAMS:
             try:
                 await self.js.add_stream(config)
             except BadRequestError:  # exists with another config: bring it to ours
                 await self.js.update_stream(config)
 
-    async def kv(self, bucket: str, *, history: int = 1, ttl: float | None = None) -> KeyValue:
-        """A JetStream key-value bucket, created on first use; the handle is kept, so hot paths
-        (org settings on every call) cost no bucket lookup."""
+    async def kv(
+        self, bucket: str, *, history: int = 1, ttl: float | None = None, create: bool = True
+    ) -> KeyValue:
+        """A JetStream key-value bucket, created on first use by its owner (`create=False` for a
+        reader, which gets BucketNotFoundError while the owner has not made it); the handle is
+        kept, so hot paths (org settings on every call) cost no bucket lookup."""
         handle = self._kv.get(bucket)
         if handle is None:
             try:
                 handle = await self.js.key_value(bucket)
             except BucketNotFoundError:
+                if not create:
+                    raise
                 handle = await self.js.create_key_value(bucket=bucket, history=history, ttl=ttl)
             self._kv[bucket] = handle
         return handle
@@ -153,14 +161,14 @@ async def connect(
     url: str,
     *,
     name: str,
-    user: str | None = None,
-    password: str | None = None,
-    inbox_prefix: str | None = None,
     connect_timeout: float = 5.0,
     into: Bus | None = None,
 ) -> Bus:
     """Connect with unlimited reconnects; a NATS restart is survived transparently.
 
+    Credentials come in the URL (`nats://svc-context:<password>@host:4222`); a mesh user
+    (gateway, svc-<service>, an org's publisher) gets its own reply inbox prefix
+    (`subjects.inbox_prefix`), the only inbox its NATS permissions let it subscribe to.
     `into`: connect that Bus's (not yet connected) client instead of a new one, for a Bus
     other objects were built around before startup.
     """
@@ -191,10 +199,11 @@ async def connect(
         allow_reconnect=True,
         drain_timeout=5,
     )
-    if user is not None:
-        options.update(user=user, password=password)
-    if inbox_prefix is not None:
-        options["inbox_prefix"] = inbox_prefix
+    user = urllib.parse.urlsplit(url).username
+    # A user that is not one of the mesh's keeps the default inbox: its server decides.
+    with contextlib.suppress(InvalidIdentifier):
+        if user is not None:
+            options["inbox_prefix"] = subjects.inbox_prefix(urllib.parse.unquote(user))
     started = time.monotonic()
     try:
         nc = into.nc if into is not None else Client()

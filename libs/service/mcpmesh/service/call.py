@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.bus.mcp import exchange, request_body, result_of
@@ -114,12 +114,12 @@ class SettingsCache:
             return hit[1]
         settings = tier_defaults(tier)
         if bus is not None:
-            kv = await bus.kv(ORG_SETTINGS_BUCKET)
-            try:
+            try:  # the gateway owns the bucket: a service only reads it
+                kv = await bus.kv(ORG_SETTINGS_BUCKET, create=False)
                 entry = await kv.get(org_id)
                 if entry.value:
                     settings = msgspec.json.decode(entry.value, type=OrgSettings)
-            except KeyNotFoundError:
+            except (KeyNotFoundError, BucketNotFoundError):
                 pass
         self._cache[(org_id, tier)] = (now, settings)
         return settings

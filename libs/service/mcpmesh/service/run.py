@@ -162,7 +162,6 @@ async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: as
         bus = await connect(settings.nats_url, name=f"mcpmesh-{service.name}")
     except MeshException as exc:
         raise SystemExit(f"mcpmesh-{service.name}: {exc.error.message}") from None
-    await bus.ensure_streams()
     await service.started(settings, bus)
     server = BusServer(service, bus)
     await server.start()

@@ -63,6 +63,7 @@ from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.telemetry.logs import bind_request, get_logger
 from mcpmesh.telemetry.metrics import Metrics
 from mcpmesh.telemetry.tracing import extract_context, tracer
+from mcpmesh.tenancy.commands import CommandVerifier
 from mcpmesh.tenancy.scopes import covers, scope_for
 from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 
@@ -211,6 +212,7 @@ class MeshService:
         self.bus: Bus | None = None
         self.metrics = Metrics()
         self._verifier: StampVerifier | None = None
+        self._commands: CommandVerifier | None = None
         self._store: Store | None = None
         self._vectors: Vectors | None = None
         self._org_settings = SettingsCache()
@@ -338,6 +340,7 @@ class MeshService:
         self.bus = bus
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
+            self._commands = CommandVerifier(settings.stamp_public_key)
         for hook in self._on_start:
             await hook(self)
 
@@ -350,12 +353,21 @@ class MeshService:
                 log.exception("stop hook failed", hook=getattr(hook, "__name__", "?"))
 
     async def tenant_data(self, action: str, data: bytes) -> TenantDataReply:
-        """Delete or export everything this service holds for one org (asked by the gateway)."""
+        """Delete or export everything this service holds for one org, on the gateway's signed
+        authorization for exactly this action, org and service."""
         try:
-            org_id = validate_org_id(msgspec.json.decode(data, type=TenantCommand).org_id)
+            command = msgspec.json.decode(data, type=TenantCommand)
+            org_id = validate_org_id(command.org_id)
         except (msgspec.DecodeError, msgspec.ValidationError, InvalidIdentifier) as exc:
             error = MeshError(ErrorCode.INVALID_REQUEST, f"bad tenant command: {exc}")
             return TenantDataReply(service=self.name, org_id="-", error=error)
+        try:
+            if self._commands is None:
+                raise MeshException(ErrorCode.UNAVAILABLE, "service has no stamp key configured")
+            self._commands.verify(command.authorization, action=action, org_id=org_id, service=self.name)
+        except MeshException as exc:
+            log.warning("tenant command refused", action=action, org_id=org_id, reason=exc.error.message)
+            return TenantDataReply(service=self.name, org_id=org_id, error=exc.error)
         dropped: list[str] = []
         export: dict[str, list[dict[str, Any]]] = {}
         if action == "delete":

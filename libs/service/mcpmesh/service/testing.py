@@ -1,7 +1,11 @@
 """Drive a MeshService on a real bus from tests and benchmarks, as the gateway would.
 
-async with ServiceHarness(service, nats_url) as mesh:
+async with ServiceHarness(service, nats_server) as mesh:
     result = await mesh.call_tool("org-acme", "create", {"title": "x"})
+
+On a locked-down server (anything with `url_for(user)`, e.g. the `nats_server` fixture) the
+service connects as `svc-<name>` and the harness's client as the gateway, each with its
+own NATS permissions; a plain URL is used as it is for both.
 """
 
 from __future__ import annotations
@@ -11,15 +15,18 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from mcpmesh.bus import Bus, Deadline, connect
 from mcpmesh.bus.mcp import exchange, request_body, result_of
+from mcpmesh.proto.events import TenantCommand, TenantDataReply
+from mcpmesh.proto.subjects import GATEWAY_USER, service_user, tenant_control_subject
 from mcpmesh.service.run import BusServer
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.tenancy.commands import CommandSigner
 from mcpmesh.tenancy.stamp import StampSigner, generate_signing_key_pem, public_key_pem
 
 #: What no client-visible text may contain: a library's name or docs, a traceback, a source
@@ -60,35 +67,47 @@ class ToolFailed(Exception):
         self.text = text
 
 
+class NatsUsers(Protocol):
+    """A NATS server with the mesh's users (`LocalNatsServer`): the URL each user connects with."""
+
+    def url_for(self, user: str) -> str: ...
+
+
 class ServiceHarness:
-    """Runs `service` on the bus at `nats_url` and signs stamps for any org and scopes."""
+    """Runs `service` on the bus and signs stamps for any org and scopes (as the gateway would)."""
 
     def __init__(
         self,
         service: MeshService,
-        nats_url: str,
+        nats: str | NatsUsers,
         *,
         settings: ServiceSettings | None = None,
         signing_key_pem: str | None = None,
     ) -> None:
         self.service = service
-        self.nats_url = nats_url
+        if isinstance(nats, str):
+            service_url = self.client_url = nats
+        else:
+            service_url = nats.url_for(service_user(service.name))
+            self.client_url = nats.url_for(GATEWAY_USER)
         self.signing_key_pem = signing_key_pem or generate_signing_key_pem()
         self.signer = StampSigner(self.signing_key_pem)
         base = settings or ServiceSettings()
         self.settings = dataclasses.replace(
-            base, nats_url=nats_url, stamp_public_key=public_key_pem(self.signing_key_pem)
+            base, nats_url=service_url, stamp_public_key=public_key_pem(self.signing_key_pem)
         )
         self.server: BusServer | None = None
         self.client: Bus | None = None
 
     async def __aenter__(self) -> ServiceHarness:
-        bus = await connect(self.nats_url, name=f"harness-{self.service.name}")
-        await bus.ensure_streams()
+        # The client is the gateway: it owns the streams the service's usage events land in.
+        self.client = await connect(self.client_url, name="harness-client")
+        await self.client.ensure_streams()
+        bus = await connect(self.settings.nats_url, name=f"harness-{self.service.name}")
         await self.service.started(self.settings, bus)
         self.server = BusServer(self.service, bus)
         await self.server.start()
-        self.client = await connect(self.nats_url, name="harness-client")
+        await bus.nc.flush()  # the server has its subscriptions before the first request
         return self
 
     async def __aexit__(
@@ -129,6 +148,23 @@ class ServiceHarness:
             deadline=Deadline.after(deadline_s),
             request_id=uuid.uuid4().hex,
         )
+
+    async def tenant_command(
+        self, action: str, org_id: str, *, authorization: str | None = None
+    ) -> TenantDataReply:
+        """Ask the service to delete or export one org's data, authorized as the gateway does
+        (or with the given `authorization`, e.g. a forged one)."""
+        assert self.client is not None, "use `async with ServiceHarness(...)`"
+        if authorization is None:
+            authorization = CommandSigner(self.signing_key_pem).authorize(
+                action=action, org_id=org_id, service=self.service.name
+            )
+        msg = await self.client.request(
+            tenant_control_subject(action, self.service.name),
+            msgspec.json.encode(TenantCommand(org_id=org_id, authorization=authorization)),
+            deadline=Deadline.after(10),
+        )
+        return msgspec.json.decode(msg.data, type=TenantDataReply)
 
     async def request(
         self,

@@ -57,16 +57,28 @@ def public_key_pem(signing_key_pem: str) -> str:
     )
 
 
+def load_signing_key(signing_key_pem: str) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(signing_key_pem.encode(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("the stamp signing key must be an Ed25519 private key (PEM, PKCS8)")
+    return key
+
+
+def load_public_key(public_key_pem: str) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(public_key_pem.encode())
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("the stamp public key must be an Ed25519 public key (PEM)")
+    return key
+
+
 def audience_for(service: str) -> list[str]:
+    """The target service, then the services it may call downstream with the same stamp."""
     return [service, *DOWNSTREAM.get(service, ())]
 
 
 class StampSigner:
     def __init__(self, signing_key_pem: str, ttl_s: int = DEFAULT_TTL_S) -> None:
-        key = serialization.load_pem_private_key(signing_key_pem.encode(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError("the stamp signing key must be an Ed25519 private key (PEM, PKCS8)")
-        self._key = key
+        self._key = load_signing_key(signing_key_pem)
         self.ttl_s = ttl_s
 
     def mint(self, *, org_id: str, tier: str, scopes: list[str], sub: str, service: str) -> str:
@@ -87,10 +99,7 @@ class StampSigner:
 
 class StampVerifier:
     def __init__(self, public_key_pem: str, leeway_s: int = 5) -> None:
-        key = serialization.load_pem_public_key(public_key_pem.encode())
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError("the stamp public key must be an Ed25519 public key (PEM)")
-        self._key = key
+        self._key = load_public_key(public_key_pem)
         self.leeway_s = leeway_s
 
     def verify(self, token: str | None, audience: str) -> Stamp:

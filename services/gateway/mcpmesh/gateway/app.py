@@ -15,7 +15,7 @@ import time
 from aiohttp import web
 from nats.aio.client import Client
 
-from mcpmesh.bus import Bus, connect
+from mcpmesh.bus import Bus, connect, redact_url
 from mcpmesh.gateway import endpoint, ops
 from mcpmesh.gateway.admission import GatewayAdmission
 from mcpmesh.gateway.auth import RESOURCE_METADATA_PATH
@@ -57,6 +57,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
                 store,
                 bus,
                 admin_key=settings.admin_key,
+                stamp_signing_key=settings.stamp_signing_key,
                 key_pepper=settings.key_pepper,
                 key_grace_s=settings.key_grace_s,
                 run_writers=settings.run_writers,
@@ -126,7 +127,7 @@ async def _startup(app: web.Application) -> None:
     state.started = True
     log.info(
         "gateway started",
-        nats=state.settings.nats_url,
+        nats=redact_url(state.settings.nats_url),
         services=state.discovery.names(),
         ms=round((time.monotonic() - started) * 1000, 1),
     )

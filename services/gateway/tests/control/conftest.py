@@ -12,11 +12,15 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from mcpmesh.bus import Bus, connect
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.control import ControlPlane
 from mcpmesh.store import Store
+from mcpmesh.tenancy.stamp import generate_signing_key_pem
 
 ADMIN_KEY = "mk_admin_" + "x" * 32
 PEPPER = b"test-pepper"
+#: The gateway's stamp key in these tests: it signs tenant commands, services verify them.
+SIGNING_PEM = generate_signing_key_pem()
 
 
 @dataclass
@@ -64,7 +68,14 @@ async def make_plane(mongo_db: Any, nats_url: str) -> AsyncIterator[PlaneFactory
     async def make(**options: Any) -> ControlPlane:
         bus = await connect(nats_url, name="control-test")
         buses.append(bus)
-        plane = ControlPlane(Store(mongo_db, {}), bus, admin_key=ADMIN_KEY, key_pepper=PEPPER, **options)
+        plane = ControlPlane(
+            Store(mongo_db, {}),
+            bus,
+            admin_key=ADMIN_KEY,
+            stamp_signing_key=SIGNING_PEM,
+            key_pepper=PEPPER,
+            **options,
+        )
         await plane.start()
         planes.append(plane)
         return plane
@@ -74,6 +85,31 @@ async def make_plane(mongo_db: Any, nats_url: str) -> AsyncIterator[PlaneFactory
         await plane.stop()
     for bus in buses:
         await bus.close()
+
+
+class ServiceBuses:
+    """A NATS connection per service user, opened on first use: a test publishes usage events
+    as the service they name, the only user the broker lets publish on `usage.*.<service>`."""
+
+    def __init__(self, server: LocalNatsServer) -> None:
+        self.server = server
+        self._buses: dict[str, Bus] = {}
+
+    async def bus(self, service: str) -> Bus:
+        if service not in self._buses:
+            self._buses[service] = await connect(self.server.url_for(f"svc-{service}"), name=service)
+        return self._buses[service]
+
+    async def close(self) -> None:
+        for bus in self._buses.values():
+            await bus.close()
+
+
+@pytest.fixture
+async def services(nats_server: LocalNatsServer) -> AsyncIterator[ServiceBuses]:
+    buses = ServiceBuses(nats_server)
+    yield buses
+    await buses.close()
 
 
 @pytest.fixture

@@ -6,9 +6,12 @@ import asyncio
 import time
 from typing import Any
 
-from mcpmesh.gateway.control import audit
+import msgspec
 
-from .conftest import Admin
+from mcpmesh.gateway.control import audit
+from mcpmesh.proto.subjects import audit_subject
+
+from .conftest import Admin, ServiceBuses
 
 
 async def audit_rows(admin: Admin, query: str, count: int, wait_s: float = 5.0) -> list[dict[str, Any]]:
@@ -81,3 +84,22 @@ async def test_append_only(admin: Admin) -> None:
     for method in ("DELETE", "PUT", "PATCH", "POST"):
         resp = await admin.client.request(method, "/admin/audit", headers=admin.headers)
         assert resp.status == 404
+
+
+async def test_an_event_is_stored_only_under_the_source_its_subject_names(
+    admin: Admin, services: ServiceBuses
+) -> None:
+    """Only svc-<service> may publish on `audit.*.<service>` (and only the gateway on
+    `audit.*.gateway`), so the writer keeps an event only if its `source` is its subject's."""
+    org = (await admin.org())["id"]
+    context = await services.bus("context")
+    own = audit.new_event(org, actor="key-x", action="context.share", outcome="ok", source="context")
+    claims_gateway = audit.new_event(org, actor="admin", action="org.delete", outcome="ok")
+    for event in (own, claims_gateway):  # both published by svc-context on its own subject
+        await context.js.publish(audit_subject(org, "context"), msgspec.json.encode(event))
+    rows = await audit_rows(admin, f"org_id={org}", 2)  # org.create + the service's own event
+    assert {r["action"] for r in rows} == {"org.create", "context.share"}
+    stored = await (await admin.plane.store.control("audit")).find_one({"_id": own.event_id})
+    assert stored is not None and stored["source"] == "context"
+    await asyncio.sleep(0.3)
+    assert await (await admin.plane.store.control("audit")).find_one({"_id": claims_gateway.event_id}) is None

@@ -68,10 +68,3 @@ async def test_cli_errors_are_one_clear_line(admin: Admin) -> None:
     assert "'settings.max_contexts' must be an integer" in bad and "Traceback" not in bad
     denied = await meshctl(admin, "org", "list", admin_key="not-the-admin-key-at-all", expect=1)
     assert "admin authentication required" in denied
-
-
-async def test_nats_user_block(admin: Admin) -> None:
-    block = await meshctl(admin, "nats-user", "org-acme")
-    assert '"user": "org-acme"' in block and "$NATS_ORG_ACME_PASSWORD" in block
-    assert '"mcp.org-acme.>"' in block
-    assert "invalid org id" in await meshctl(admin, "nats-user", "ACME", expect=1)

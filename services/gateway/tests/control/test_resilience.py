@@ -15,7 +15,7 @@ from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.control import AuthFailed, ControlPlane, audit, key_use
 from mcpmesh.store import Store
 
-from .conftest import ADMIN_KEY, PEPPER, Admin
+from .conftest import ADMIN_KEY, PEPPER, SIGNING_PEM, Admin
 
 
 async def until(condition: Callable[[], bool], wait_s: float = 10.0) -> None:
@@ -26,8 +26,10 @@ async def until(condition: Callable[[], bool], wait_s: float = 10.0) -> None:
 
 
 async def test_cache_is_dropped_after_a_reconnect(private_nats: LocalNatsServer, mongo_db: Any) -> None:
-    bus = await connect(private_nats.url, name="resilience")
-    plane = ControlPlane(Store(mongo_db, {}), bus, admin_key=ADMIN_KEY, key_pepper=PEPPER)
+    bus = await connect(private_nats.url_for("gateway"), name="resilience")
+    plane = ControlPlane(
+        Store(mongo_db, {}), bus, admin_key=ADMIN_KEY, stamp_signing_key=SIGNING_PEM, key_pepper=PEPPER
+    )
     await plane.start()
     try:
         org = await plane.orgs.create("Acme", "pro", {})

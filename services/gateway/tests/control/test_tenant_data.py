@@ -14,6 +14,7 @@ from nats.micro.request import Request
 from nats.micro.service import ServiceConfig
 
 from mcpmesh.bus import connect
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.control import AuthFailed
 from mcpmesh.proto.errors import ErrorCode, MeshError
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
@@ -23,7 +24,7 @@ from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.store import Index
 
-from .conftest import Admin
+from .conftest import SIGNING_PEM, Admin
 
 
 def notes_service() -> MeshService:
@@ -40,9 +41,10 @@ def notes_service() -> MeshService:
 
 
 @pytest.fixture
-async def notes(nats_url: str, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
+async def notes(nats_server: LocalNatsServer, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
     settings = ServiceSettings(mongodb_database=mongo_db.name)
-    async with ServiceHarness(notes_service(), nats_url, settings=settings) as harness:
+    harness = ServiceHarness(notes_service(), nats_server, settings=settings, signing_key_pem=SIGNING_PEM)
+    async with harness:
         yield harness
 
 
@@ -79,9 +81,9 @@ async def test_export_then_delete_drops_everything(admin: Admin, notes: ServiceH
 
 
 @pytest.fixture
-async def broken(nats_url: str) -> AsyncIterator[dict[str, bool]]:
+async def broken(nats_server: LocalNatsServer) -> AsyncIterator[dict[str, bool]]:
     """A service whose tenant delete fails until `state["fixed"]` is set."""
-    bus = await connect(nats_url, name="broken-service")
+    bus = await connect(nats_server.url_for("svc-broken"), name="broken-service")
     state = {"fixed": False}
 
     async def handle(req: Request) -> None:

@@ -16,17 +16,19 @@ from mcpmesh.gateway.control.usage import UsageRollup
 from mcpmesh.gateway.settings import GatewaySettings, SettingsError
 from mcpmesh.proto.events import UsageEvent
 
-from .conftest import Admin, PlaneFactory
+from .conftest import Admin, PlaneFactory, ServiceBuses
 from .test_usage import event, publish, totals_become
 
 
-async def test_writers_can_run_on_one_replica_only(make_plane: PlaneFactory, admin: Admin) -> None:
+async def test_writers_can_run_on_one_replica_only(
+    make_plane: PlaneFactory, admin: Admin, services: ServiceBuses
+) -> None:
     serving = await make_plane(run_writers=False)
     assert not serving.usage_writer.running and not serving.audit_writer.running
     assert admin.plane.usage_writer.running and admin.plane.audit_writer.running
     org = (await admin.org())["id"]
     before = admin.plane.usage_writer.written
-    await publish(serving, [event(org) for _ in range(10)])
+    await publish(services, [event(org) for _ in range(10)])
     await totals_become(admin, f"org_id={org}", 10)
     assert admin.plane.usage_writer.written - before == 10  # all of it by the writer replica
     assert serving.usage_writer.written == 0
@@ -42,7 +44,9 @@ def test_run_writers_setting() -> None:
         GatewaySettings.from_env({**base, "GATEWAY_RUN_WRITERS": "maybe"})
 
 
-async def test_writer_lingers_to_fill_a_batch(admin: Admin, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_writer_lingers_to_fill_a_batch(
+    admin: Admin, services: ServiceBuses, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Events trickling in are written in a few batches, not one write per event."""
     org = (await admin.org())["id"]
     writer = admin.plane.usage_writer
@@ -55,7 +59,7 @@ async def test_writer_lingers_to_fill_a_batch(admin: Admin, monkeypatch: pytest.
 
     monkeypatch.setattr(writer, "write", counting_write)
     for _ in range(40):
-        await publish(admin.plane, [event(org)])
+        await publish(services, [event(org)])
         await asyncio.sleep(0.005)
     await totals_become(admin, f"org_id={org}", 40)
     assert sum(sizes) == 40 and len(sizes) <= 10, sizes

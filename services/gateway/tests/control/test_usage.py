@@ -10,12 +10,11 @@ from typing import Any
 import msgspec
 import pytest
 
-from mcpmesh.gateway.control import ControlPlane
 from mcpmesh.gateway.control.usage import UsageRollup, bucket_id
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.subjects import usage_subject
 
-from .conftest import Admin
+from .conftest import Admin, ServiceBuses
 
 
 def event(org_id: str, **over: Any) -> UsageEvent:
@@ -37,9 +36,11 @@ def event(org_id: str, **over: Any) -> UsageEvent:
     return UsageEvent(**fields)
 
 
-async def publish(plane: ControlPlane, events: list[UsageEvent], *, msg_id_suffix: str = "") -> None:
+async def publish(services: ServiceBuses, events: list[UsageEvent], *, msg_id_suffix: str = "") -> None:
+    """Into the USAGE stream, each event by the service it names (as the kit publishes them)."""
     for e in events:
-        await plane.bus.js.publish(
+        bus = await services.bus(e.service)
+        await bus.js.publish(
             usage_subject(e.org_id, e.service),
             msgspec.json.encode(e),
             headers={"Nats-Msg-Id": e.event_id + msg_id_suffix},
@@ -56,7 +57,7 @@ async def totals_become(admin: Admin, query: str, calls: int, wait_s: float = 5.
         await asyncio.sleep(0.05)
 
 
-async def test_events_roll_up_by_key_service_tool(admin: Admin) -> None:
+async def test_events_roll_up_by_key_service_tool(admin: Admin, services: ServiceBuses) -> None:
     org = (await admin.org())["id"]
     events = [
         event(org, tool="create", llm_prompt_tokens=5, llm_completion_tokens=7, llm_cost_usd=0.01),
@@ -65,7 +66,7 @@ async def test_events_roll_up_by_key_service_tool(admin: Admin) -> None:
         event(org, service="llm", tool="complete", bytes_in=1, bytes_out=2),
         event(org, method="tools/list", tool=None),
     ]
-    await publish(admin.plane, events)
+    await publish(services, events)
     result = await totals_become(admin, f"org_id={org}&group_by=service,tool", 5)
     totals = result["totals"]
     assert totals["errors"] == 1
@@ -91,12 +92,12 @@ async def test_events_roll_up_by_key_service_tool(admin: Admin) -> None:
     await admin.call("GET", "/admin/usage?org_id=bad", expect=400)
 
 
-async def test_nothing_lost_or_doubled_across_a_writer_restart(admin: Admin) -> None:
+async def test_nothing_lost_or_doubled_across_a_writer_restart(admin: Admin, services: ServiceBuses) -> None:
     org = (await admin.org())["id"]
-    await publish(admin.plane, [event(org) for _ in range(20)])
+    await publish(services, [event(org) for _ in range(20)])
     await totals_become(admin, f"org_id={org}", 20)
     await admin.plane.usage_writer.stop()
-    await publish(admin.plane, [event(org) for _ in range(30)])
+    await publish(services, [event(org) for _ in range(30)])
     await asyncio.sleep(0.3)
     stalled = await admin.call("GET", f"/admin/usage?org_id={org}", expect=200)
     assert stalled["totals"]["calls"] == 20  # the writer is really stopped
@@ -106,14 +107,14 @@ async def test_nothing_lost_or_doubled_across_a_writer_restart(admin: Admin) -> 
     await totals_become(admin, f"org_id={org}", 50, wait_s=0)
 
 
-async def test_a_redelivered_event_counts_once(admin: Admin) -> None:
+async def test_a_redelivered_event_counts_once(admin: Admin, services: ServiceBuses) -> None:
     org = (await admin.org())["id"]
     events = [event(org) for _ in range(5)]
-    await publish(admin.plane, events)
+    await publish(services, events)
     await totals_become(admin, f"org_id={org}", 5)
     # The same events again under other message ids: JetStream stores them twice, the writer dedupes.
-    await publish(admin.plane, events, msg_id_suffix="-again")
-    await publish(admin.plane, [event(org)])
+    await publish(services, events, msg_id_suffix="-again")
+    await publish(services, [event(org)])
     await totals_become(admin, f"org_id={org}", 6)
     await asyncio.sleep(0.3)
     await totals_become(admin, f"org_id={org}", 6, wait_s=0)
@@ -160,12 +161,13 @@ async def test_a_crash_at_any_step_then_retry_counts_once(
     assert await rows.count_documents({"org_id": org, "kind": "hour", "pending.0": {"$exists": True}}) == 0
 
 
-async def test_an_event_published_for_another_org_is_dropped(admin: Admin) -> None:
+async def test_an_event_published_for_another_org_is_dropped(admin: Admin, services: ServiceBuses) -> None:
     org = (await admin.org())["id"]
     other = (await admin.org("Other"))["id"]
     forged = event(other)
-    await admin.plane.bus.js.publish(usage_subject(org, "context"), msgspec.json.encode(forged))
-    await publish(admin.plane, [event(org)])
+    context = await services.bus("context")
+    await context.js.publish(usage_subject(org, "context"), msgspec.json.encode(forged))
+    await publish(services, [event(org)])
     await totals_become(admin, f"org_id={org}", 1)
     await asyncio.sleep(0.2)
     assert (await admin.call("GET", f"/admin/usage?org_id={other}", expect=200))["totals"]["calls"] == 0

@@ -1,6 +1,6 @@
 """Helpers for tests and benchmarks of the context service (no pytest needed).
 
-async with ServiceHarness(build_service(...), nats_url) as harness:
+async with ServiceHarness(build_service(...), nats_server) as harness:
     mesh = Mesh(harness)
     ctx_id = await mesh.create("org-acme", "chat")
     text = await mesh.fails("org-other", "get", {"ctx_id": ctx_id})

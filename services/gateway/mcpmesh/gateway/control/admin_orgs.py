@@ -146,7 +146,7 @@ async def delete_org(plane: ControlPlane, request: web.Request) -> web.Response:
     revoked = await plane.keys.revoke_org(org_id)
     await plane.auth.broadcast("*", org_id, "org_deleted")
     services = await plane.services()
-    replies = await tenant_data.ask_all(plane.bus, "delete", services, org_id)
+    replies = await tenant_data.ask_all(plane.bus, plane.commands, "delete", services, org_id)
     results = {name: _service_result(reply) for name, reply in replies.items()}
     failed = sorted(name for name, result in results.items() if not result["ok"])
     if failed:
@@ -196,7 +196,7 @@ async def export_org(plane: ControlPlane, request: web.Request) -> web.Response:
     audit_rows = await plane.store.control("audit")
     audit = [audit_view(r) async for r in audit_rows.find({"org_id": org_id}).sort("ts", 1)]
     services = await plane.services()
-    replies = await tenant_data.ask_all(plane.bus, "export", services, org_id)
+    replies = await tenant_data.ask_all(plane.bus, plane.commands, "export", services, org_id)
     exported: dict[str, Any] = {}
     failed = []
     for name, reply in replies.items():

@@ -23,7 +23,6 @@ from mcpmesh.store import Store
 
 DUPLICATE_KEY: Final = 11000
 ADMIN: Final = "admin"
-SOURCE: Final = "gateway"
 
 
 def new_event(
@@ -35,6 +34,7 @@ def new_event(
     target: str | None = None,
     request_id: str | None = None,
     detail: dict[str, str] | None = None,
+    source: str = "gateway",
 ) -> AuditEvent:
     return AuditEvent(
         event_id=uuid.uuid4().hex,
@@ -46,13 +46,14 @@ def new_event(
         outcome=outcome,
         request_id=request_id,
         detail=detail or {},
+        source=source,
     )
 
 
 async def publish(bus: Bus, event: AuditEvent) -> None:
     """Into JetStream (the event id is the Nats-Msg-Id, so a retried publish is stored once)."""
     await bus.js.publish(
-        audit_subject(event.org_id, SOURCE),
+        audit_subject(event.org_id, event.source),
         msgspec.json.encode(event),
         headers={"Nats-Msg-Id": event.event_id},
     )
@@ -64,21 +65,22 @@ async def publish_nowait(bus: Bus, event: AuditEvent) -> None:
     its duplicate window, and the writer's `_id` drops any later one. Raises if the connection
     is closed or its outbound buffer is full; `bus.nc.flush()` confirms the server read it."""
     await bus.nc.publish(
-        audit_subject(event.org_id, SOURCE),
+        audit_subject(event.org_id, event.source),
         msgspec.json.encode(event),
         headers={"Nats-Msg-Id": event.event_id},
     )
 
 
 def event_matches_subject(subject: str, event: AuditEvent) -> bool:
-    """`audit.<org>.<source>` must name the event's own org."""
+    """`audit.<org>.<source>` must name the event's own org and source. Only the source's own
+    NATS user may publish on its subjects, so the subject vouches for who recorded the event."""
     try:
-        return org_and_name(subject, "audit")[0] == validate_org_id(event.org_id)
+        return org_and_name(subject, "audit") == (validate_org_id(event.org_id), event.source)
     except InvalidIdentifier:
         return False
 
 
-def _row(event: AuditEvent, source: str) -> dict[str, Any]:
+def _row(event: AuditEvent) -> dict[str, Any]:
     return {
         "_id": event.event_id,
         "org_id": event.org_id,
@@ -89,7 +91,7 @@ def _row(event: AuditEvent, source: str) -> dict[str, Any]:
         "outcome": event.outcome,
         "request_id": event.request_id,
         "detail": dict(event.detail),
-        "source": source,
+        "source": event.source,
     }
 
 
@@ -137,7 +139,7 @@ class AuditLog:
     async def write(self, events: list[AuditEvent]) -> None:
         """Append; an event already stored (a redelivery) is skipped. Rows are never updated."""
         rows = await self._rows()
-        docs = [_row(e, SOURCE) for e in {e.event_id: e for e in events}.values()]
+        docs = [_row(e) for e in {e.event_id: e for e in events}.values()]
         try:
             await rows.insert_many(docs, ordered=False)
         except BulkWriteError as exc:

@@ -25,6 +25,7 @@ from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.proto.subjects import AUDIT_STREAM, USAGE_STREAM, audit_filter, usage_filter
 from mcpmesh.store import Store
 from mcpmesh.telemetry.logs import get_logger
+from mcpmesh.tenancy.commands import CommandSigner
 
 log = get_logger("mcpmesh.gateway.control")
 
@@ -39,6 +40,7 @@ class ControlPlane:
         bus: Bus,
         *,
         admin_key: str,
+        stamp_signing_key: str,
         key_pepper: bytes,
         key_grace_s: float = 3600.0,
         auth_cache_ttl_s: float = 30.0,
@@ -49,6 +51,8 @@ class ControlPlane:
             raise ValueError("the admin key must be at least 16 characters long")
         self.store = store
         self.bus = bus
+        #: Signs the admin authorization every tenant delete/export command carries.
+        self.commands = CommandSigner(stamp_signing_key)
         self._admin_key = admin_key.encode()
         self.key_grace_s = key_grace_s
         #: False: this replica only serves; the writers run on another (GATEWAY_RUN_WRITERS).

@@ -16,6 +16,7 @@ from mcpmesh.proto.events import TenantCommand, TenantDataReply
 from mcpmesh.proto.ids import InvalidIdentifier, validate_service_name
 from mcpmesh.proto.subjects import tenant_control_subject
 from mcpmesh.telemetry.logs import get_logger
+from mcpmesh.tenancy.commands import CommandSigner
 
 log = get_logger("mcpmesh.gateway.control")
 
@@ -55,12 +56,15 @@ def _tenant_service(data: bytes) -> str | None:
     return name if endpoints >= TENANT_ENDPOINTS else None
 
 
-async def ask(bus: Bus, action: str, service: str, org_id: str, *, timeout_s: float) -> TenantDataReply:
+async def ask(
+    bus: Bus, signer: CommandSigner, action: str, service: str, org_id: str, *, timeout_s: float
+) -> TenantDataReply:
     """One service's answer; a service that fails or does not answer yields a reply with `error`."""
+    authorization = signer.authorize(action=action, org_id=org_id, service=service)
     try:
         msg = await bus.request(
             tenant_control_subject(action, service),
-            msgspec.json.encode(TenantCommand(org_id=org_id)),
+            msgspec.json.encode(TenantCommand(org_id=org_id, authorization=authorization)),
             deadline=Deadline.after(timeout_s),
         )
         reply = msgspec.json.decode(msg.data, type=TenantDataReply)
@@ -77,7 +81,16 @@ async def ask(bus: Bus, action: str, service: str, org_id: str, *, timeout_s: fl
 
 
 async def ask_all(
-    bus: Bus, action: str, services: list[str], org_id: str, *, timeout_s: float = 30.0
+    bus: Bus,
+    signer: CommandSigner,
+    action: str,
+    services: list[str],
+    org_id: str,
+    *,
+    timeout_s: float = 30.0,
 ) -> dict[str, TenantDataReply]:
-    replies = await asyncio.gather(*(ask(bus, action, s, org_id, timeout_s=timeout_s) for s in services))
+    """Each service's answer, asked in parallel, each with its own signed authorization."""
+    replies = await asyncio.gather(
+        *(ask(bus, signer, action, s, org_id, timeout_s=timeout_s) for s in services)
+    )
     return dict(zip(services, replies, strict=True))

@@ -64,7 +64,8 @@ def marker_id(event_id: str) -> str:
 
 
 def event_matches_subject(subject: str, event: UsageEvent) -> bool:
-    """`usage.<org>.<service>` must name the event's own org and service."""
+    """`usage.<org>.<service>` must name the event's own org and service. Only `svc-<service>`
+    may publish on `usage.*.<service>` (broker permissions), so the subject names the publisher."""
     try:
         return org_and_name(subject, "usage") == (validate_org_id(event.org_id), event.service)
     except InvalidIdentifier:
