@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from mcpmesh.bus.mcp import request_body
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode
 from mcpmesh.service import MeshService, ServiceSettings
 from mcpmesh.service.admission import Admission, AdmissionLimits, Overloaded
@@ -165,11 +166,11 @@ async def until(condition: Any) -> None:
 
 
 async def test_the_kit_refuses_past_its_inflight_limit_with_unavailable(
-    nats_url: str, held: tuple[MeshService, asyncio.Event, list[str]]
+    nats_server: LocalNatsServer, held: tuple[MeshService, asyncio.Event, list[str]]
 ) -> None:
     svc, release, entered = held
     settings = limited(max_inflight=2, max_queued=0, org_share=1)
-    async with ServiceHarness(svc, nats_url, settings=settings) as harness:
+    async with ServiceHarness(svc, nats_server, settings=settings) as harness:
         stamp = harness.stamp("org-acme")
 
         def hold(tag: str) -> bytes:
@@ -200,11 +201,11 @@ async def test_the_kit_refuses_past_its_inflight_limit_with_unavailable(
 
 
 async def test_the_kit_queues_within_bounds_and_keeps_an_orgs_share(
-    nats_url: str, held: tuple[MeshService, asyncio.Event, list[str]]
+    nats_server: LocalNatsServer, held: tuple[MeshService, asyncio.Event, list[str]]
 ) -> None:
     svc, release, entered = held
     settings = limited(max_inflight=2, max_queued=2, org_share=0.5, queue_wait_s=30)
-    async with ServiceHarness(svc, nats_url, settings=settings) as harness:
+    async with ServiceHarness(svc, nats_server, settings=settings) as harness:
 
         def call(org: str, tag: str) -> asyncio.Task[bytes]:
             body = request_body("tools/call", {"name": "hold", "arguments": {"tag": tag}}, request_id=tag)
