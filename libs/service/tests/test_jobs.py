@@ -297,6 +297,38 @@ async def test_a_resumable_job_resumes_from_its_checkpoint_on_a_survivor(replica
     assert set(Counter(step for _, step in probe.done).values()) == {1}  # every step exactly once
 
 
+async def test_a_resumable_job_interrupted_too_often_fails(replicas: Any) -> None:
+    probe = Probe()
+    probe.hold("r1", 2, "steps")
+    r1 = await replicas(probe, "r1")
+    job_id = (await r1.call_tool(ORG_A, "steps", {"n": 3}, scopes=WRITE))["job_id"]
+    await probe.wait_reached("r1", 2, "steps")
+    r2 = await replicas(probe, "r2", replace(FAST, max_attempts=1))
+    await stop_serving(r1)
+    await r1.kill()
+
+    view = await status_until(r2, job_id, finished)
+    assert view["status"] == "failed" and view["attempts"] == 1
+    assert "interrupted 1 times" in view["error"]["message"]
+    assert probe.done == [("r1", 1)]
+
+
+async def test_deleting_the_tenant_stops_its_running_jobs(replicas: Any) -> None:
+    probe = Probe()
+    probe.hold("r1", 2)
+    r1 = await replicas(probe, "r1")
+    kept = (await r1.call_tool(ORG_B, "steps", {"n": 1}, scopes=WRITE))["job_id"]
+    await status_until(r1, kept, finished, org=ORG_B)
+    await r1.call_tool(ORG_A, "count", {"n": 3}, scopes=WRITE)
+    await probe.wait_reached("r1", 2)
+
+    reply = await r1.service.tenant_data("delete", b'{"org_id": "org-acme"}')
+    assert reply.dropped == ["work_jobs"]
+    await until(lambda: probe.cancelled == ["r1"])  # the next heartbeat found its record gone
+    assert (await r1.call_tool(ORG_A, "jobs", {}, scopes=WRITE))["jobs"] == []
+    assert (await r1.call_tool(ORG_B, "job_status", {"job_id": kept}, scopes=WRITE))["status"] == "succeeded"
+
+
 async def test_sigterm_finishes_what_it_can_and_releases_the_rest(replicas: Any) -> None:
     probe = Probe()
     for tool in ("count", "steps", "nap"):
