@@ -423,6 +423,7 @@ async def test_job_tools_are_listed_with_their_scopes_annotations_and_arguments(
     assert scope["job_cancel"] == scope["count"] == "work:write"
     assert tools["job_status"]["annotations"]["readOnlyHint"] is True
     assert tools["job_cancel"]["annotations"]["destructiveHint"] is True
+    assert tools["count"]["annotations"]["idempotentHint"] is False  # each call starts a job
     assert tools["steps"]["_meta"]["mcpmesh/job"] == {"resumable": True, "budget_s": 60}
     schema = tools["count"]["inputSchema"]
     assert set(schema["properties"]) == {"n"} and schema["required"] == ["n"]

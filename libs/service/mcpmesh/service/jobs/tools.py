@@ -47,6 +47,7 @@ JOB_ADMIN_TOOLS = ("job_status", "job_result", "job_cancel", "jobs")
 _REQUEST_PARAM = "mcpmesh_request"  # the starter's SDK Context parameter
 _WITHOUT_BULK = {"args": 0, "result": 0, "checkpoint": 0}  # what status and cancel never read
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+_START = ToolAnnotations(read_only_hint=False, idempotent_hint=False)
 _CANCEL = ToolAnnotations(
     read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False
 )
@@ -92,6 +93,8 @@ def register_job_tool(
         **(sdk_options.pop("meta", None) or {}),
         TOOL_JOB_META: {"resumable": resumable, "budget_s": budget_s},
     }
+    # Each call starts another job: never re-sent as if repeating it were harmless.
+    sdk_options.setdefault("annotations", _START)
     about = description or inspect.getdoc(fn) or ""
     note = (
         f"Runs as a durable job: answers at once with a job_id; follow it with {service.name}_job_status, "
