@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from mcpmesh.proto import events, headers, rpc, tiers
+from mcpmesh.proto import events, headers, jobs, rpc, tiers
 from mcpmesh.proto.errors import MeshError
 from mcpmesh.proto.ids import ORG_ID_PATTERN, SERVICES
 
@@ -30,6 +30,8 @@ TYPES: tuple[type[msgspec.Struct], ...] = (
     events.TenantCommand,
     events.TenantDataReply,
     tiers.OrgSettings,
+    jobs.JobView,
+    jobs.JobList,
 )
 REF = "#/components/schemas/{name}"
 

@@ -36,6 +36,7 @@ TEST_SERVICES = (
     "annotated",
     "slowpoke",
     "slow",
+    "work",
 )
 
 

@@ -1,9 +1,10 @@
 """The service kit: write an MCP service with the `mcp` SDK, serve it on the tenant-stamped bus."""
 
 from mcpmesh.service.call import Call, call_of
+from mcpmesh.service.jobs import JobContext
 from mcpmesh.service.run import BusServer, run
 from mcpmesh.service.server import TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META, TOOL_TIERS_META, MeshService
-from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.service.settings import JobSettings, ServiceSettings
 
 __all__ = [
     "TOOL_IDEMPOTENCY_KEY_META",
@@ -11,6 +12,8 @@ __all__ = [
     "TOOL_TIERS_META",
     "BusServer",
     "Call",
+    "JobContext",
+    "JobSettings",
     "MeshService",
     "ServiceSettings",
     "call_of",

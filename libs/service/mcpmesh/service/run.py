@@ -144,11 +144,14 @@ class BusServer:
         }
 
     async def stop(self, grace_s: float) -> None:
-        """Stop taking requests, let in-flight calls finish, then drain the connection."""
+        """Stop taking requests, let in-flight calls (and running jobs) finish, then drain the connection."""
         if self.micro is not None:
             await self.micro.stop()
+        jobs = self.service.jobs
+        jobs_stopped = asyncio.ensure_future(jobs.stop(grace_s) if jobs else asyncio.sleep(0))
         if self.inflight:
             await asyncio.wait(set(self.inflight), timeout=grace_s)
+        await jobs_stopped
         await self.service.stopping()
         await self.bus.close()
 

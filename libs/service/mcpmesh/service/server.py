@@ -68,6 +68,7 @@ from mcpmesh.tenancy.scopes import covers, scope_for
 from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 
 if TYPE_CHECKING:
+    from mcpmesh.service.jobs import JobRunner
     from mcpmesh.store import Index, Store
     from mcpmesh.vectors import Vectors
 
@@ -219,6 +220,7 @@ class MeshService:
         self._stamp_cache: dict[str, Stamp] = {}
         self._on_start: list[Callable[[MeshService], Awaitable[None]]] = []
         self._on_stop: list[Callable[[MeshService], Awaitable[None]]] = []
+        self.jobs: JobRunner | None = None  # set by the first @service.job_tool
         self.stats = {"calls": 0, "errors": 0, "latency_ms_total": 0.0}
 
     # -- declaring -------------------------------------------------------------------------------
@@ -284,6 +286,40 @@ class MeshService:
                 annotations=hints,
                 **sdk_options,
             )(_clean_failures(fn, f"{self.name}.{tool_name}"))
+            return fn
+
+        return register
+
+    def job_tool(
+        self,
+        *,
+        access: Access = "write",
+        resumable: bool = False,
+        budget_s: float = 3600.0,
+        name: str | None = None,
+        description: str | None = None,
+        tiers: Sequence[str] | None = None,
+        **sdk_options: Any,
+    ) -> Callable[[F], F]:
+        """Register a tool that runs as a durable job (see `mcpmesh.service.jobs`): the call answers
+        at once with the job's id; the handler gets a `JobContext` parameter instead of `Context`.
+        `resumable`: a run interrupted by a stopped replica resumes from its last checkpoint
+        (else it fails); `budget_s`: the job's whole time budget, resumes included."""
+
+        def register(fn: F) -> F:
+            from mcpmesh.service.jobs.tools import register_job_tool
+
+            register_job_tool(
+                self,
+                fn,
+                access=access,
+                resumable=resumable,
+                budget_s=budget_s,
+                name=name,
+                description=description,
+                tiers=tiers,
+                sdk_options=sdk_options,
+            )
             return fn
 
         return register

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpmesh.service.admission import AdmissionLimits
@@ -23,6 +23,51 @@ def _public_key() -> str | None:
     return Path(path).read_text() if path else _env("MCPMESH_STAMP_PUBLIC_KEY")
 
 
+def _float(name: str, default: float) -> float:
+    return float(_env(name, str(default)) or default)
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Durable jobs (mcpmesh.service.jobs): leases, heartbeats, the sweeper, retention."""
+
+    lease_s: float = 15.0  # a job whose owner has not renewed it for this long is taken over
+    heartbeat_s: float = 1.0  # lease renewal and cancel check, per replica
+    sweep_s: float = 5.0  # how often each replica looks for jobs whose lease expired
+    retention_h: float = 24.0  # finished jobs are kept this long, then deleted (TTL index)
+    max_running: int = 32  # jobs running at once per replica; more wait as `queued`
+    max_attempts: int = 3  # runs of a resumable job before an interruption fails it
+    value_max_bytes: int = 512 * 1024  # largest result, partial result or checkpoint kept
+
+    def __post_init__(self) -> None:
+        if not 0 < 3 * self.heartbeat_s <= self.lease_s:
+            raise ValueError(
+                "MCPMESH_JOB_HEARTBEAT_S must be positive and at most a third of MCPMESH_JOB_LEASE_S "
+                f"(got {self.heartbeat_s:g} and {self.lease_s:g})"
+            )
+        for name, value in (
+            ("MCPMESH_JOB_SWEEP_S", self.sweep_s),
+            ("MCPMESH_JOB_RETENTION_H", self.retention_h),
+            ("MCPMESH_JOB_MAX_RUNNING", self.max_running),
+            ("MCPMESH_JOB_MAX_ATTEMPTS", self.max_attempts),
+            ("MCPMESH_JOB_VALUE_MAX_BYTES", self.value_max_bytes),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive (got {value:g})")
+
+    @classmethod
+    def from_env(cls) -> JobSettings:
+        return cls(
+            lease_s=_float("MCPMESH_JOB_LEASE_S", cls.lease_s),
+            heartbeat_s=_float("MCPMESH_JOB_HEARTBEAT_S", cls.heartbeat_s),
+            sweep_s=_float("MCPMESH_JOB_SWEEP_S", cls.sweep_s),
+            retention_h=_float("MCPMESH_JOB_RETENTION_H", cls.retention_h),
+            max_running=int(_float("MCPMESH_JOB_MAX_RUNNING", cls.max_running)),
+            max_attempts=int(_float("MCPMESH_JOB_MAX_ATTEMPTS", cls.max_attempts)),
+            value_max_bytes=int(_float("MCPMESH_JOB_VALUE_MAX_BYTES", cls.value_max_bytes)),
+        )
+
+
 @dataclass(frozen=True)
 class ServiceSettings:
     nats_url: str = "nats://127.0.0.1:4222"
@@ -36,6 +81,7 @@ class ServiceSettings:
     call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
+    jobs: JobSettings = field(default_factory=JobSettings)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -55,4 +101,5 @@ class ServiceSettings:
                 _env("MCPMESH_SHUTDOWN_GRACE_S", str(cls.shutdown_grace_s)) or cls.shutdown_grace_s
             ),
             dev_org=_env("MCPMESH_DEV_ORG", cls.dev_org) or cls.dev_org,
+            jobs=JobSettings.from_env(),
         )

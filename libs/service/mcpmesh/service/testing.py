@@ -116,7 +116,16 @@ class ServiceHarness:
         if self.client is not None:
             await self.client.close()
         if self.server is not None:
-            await self.server.stop(grace_s=5)
+            await self.server.stop(grace_s=min(5.0, self.settings.shutdown_grace_s))
+
+    async def kill(self) -> None:
+        """Stop this replica as a crash would: its jobs are abandoned without a single write (their
+        leases run out for another replica's sweeper), its connection closes without draining."""
+        assert self.server is not None, "use `async with ServiceHarness(...)`"
+        if self.service.jobs is not None:
+            await self.service.jobs.abandon()
+        await self.server.bus.nc.close()
+        self.server = None
 
     def stamp(
         self,

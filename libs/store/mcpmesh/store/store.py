@@ -16,6 +16,7 @@ from mcpmesh.store.naming import (
     CONTROL_COLLECTIONS,
     ControlName,
     kind_of,
+    org_of,
     tenant_collection_name,
     validate_control_name,
     validate_kind,
@@ -93,6 +94,14 @@ class Store:
             if kind is not None:
                 found[kind] = name
         return dict(sorted(found.items()))
+
+    async def orgs_with(self, kind: str) -> list[str]:
+        """Every org that has a collection of this declared kind, sorted (for work across orgs,
+        e.g. the job sweeper; each org is then reached through `for_tenant`)."""
+        if validate_kind(kind) not in self._kinds:
+            raise UndeclaredKind(kind, self.kinds)
+        names = await self._db.list_collection_names()
+        return sorted({org for name in names if (org := org_of(name, kind)) is not None})
 
     async def drop_tenant(self, org_id: str, *, include_control: bool = False) -> TenantDrop:
         """Drop every collection of the org; delete its control-plane rows only if asked."""
