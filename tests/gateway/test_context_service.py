@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +18,7 @@ from mcpmesh.service import ServiceSettings
 @pytest.fixture
 async def context_mesh(mesh: Any) -> AsyncIterator[tuple[Any, Any]]:
     service = build_service(ContextSettings(sweep_interval_s=0))
-    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=mesh.database + "_ctx")
+    settings = ServiceSettings(mongodb_url=mesh.mongo_url, mongodb_database=mesh.database + "_ctx")
     await mesh.service(service, settings)
     gw = await mesh.gateway()
     await mesh.wait_discovered("context")

@@ -30,6 +30,7 @@ from mcpmesh.proto.subjects import (
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.store import StoreNotConfigured
 from mcpmesh.telemetry.logs import configure_logging, get_logger
 from mcpmesh.telemetry.tracing import setup_tracing
 from mcpmesh.tenancy.stamp import ISSUER, Stamp
@@ -175,11 +176,11 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
     settings = ServiceSettings.from_env()
     configure_logging(f"mcp-{service.name}", json=None)
     setup_tracing(f"mcp-{service.name}")
-    if args.stdio or args.http:
-        asyncio.run(serve_locally(service, settings, args.http))
-        return
 
     async def main() -> None:
+        if args.stdio or args.http:
+            await serve_locally(service, settings, args.http)
+            return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -188,5 +189,7 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
 
     try:
         asyncio.run(main())
+    except StoreNotConfigured as exc:  # every mode needs the store server: there is no in-process one
+        sys.exit(f"mcpmesh-{service.name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

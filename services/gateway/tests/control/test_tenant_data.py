@@ -40,8 +40,8 @@ def notes_service() -> MeshService:
 
 
 @pytest.fixture
-async def notes(nats_url: str, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
-    settings = ServiceSettings(mongodb_database=mongo_db.name)
+async def notes(nats_url: str, mongo_url: str, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
     async with ServiceHarness(notes_service(), nats_url, settings=settings) as harness:
         yield harness
 
