@@ -54,8 +54,12 @@ class ServiceHarness:
 
     async def __aenter__(self) -> ServiceHarness:
         bus = await connect(self.nats_url, name=f"harness-{self.service.name}")
-        await bus.ensure_streams()
-        await self.service.started(self.settings, bus)
+        try:
+            await bus.ensure_streams()
+            await self.service.started(self.settings, bus)
+        except BaseException:
+            await bus.close()
+            raise
         self.server = BusServer(self.service, bus)
         await self.server.start()
         self.client = await connect(self.nats_url, name="harness-client")
