@@ -142,6 +142,13 @@ class LocalMongoServer:
                 self.proc.wait()
         self.proc = None
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: nothing is flushed or checkpointed (tests of durability)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
     def close(self) -> None:
         self.stop()
         if self.temporary:
