@@ -44,6 +44,7 @@ from mcpmesh.store import Collection
 Tier = tuple[str, str]
 _COPY_BATCH: Final = 1000
 _DUPLICATE_KEY: Final = 11000
+_TOUCH_EVERY_MAX_S: Final = 60.0
 
 
 class Waiter:
@@ -91,15 +92,18 @@ async def open_context(
 ) -> dict[str, Any] | None:
     """The hot, unlocked context doc of `owner` (restored from cold if needed), or None.
 
-    With `touch`, marks it used now (one conditional update that also proves it is unlocked)."""
+    With `touch`, marks it used now: a conditional update (`lock` absent), made only when the
+    stored `touched_at` is older than `_touch_every` (more often cannot change what the sweep
+    does, and a write costs several times a read)."""
     hot = await app.collection(owner, HOT[0])
     cold = await app.collection(owner, COLD[0])
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
-        if touch:
-            await hot.update_one({"_id": ctx_id, "lock": None}, {"$set": {"touched_at": now}})
         doc = await hot.find_one({"_id": ctx_id, "lock": None})
+        if doc is not None and touch and _touch_due(app, doc, now):
+            touched = await hot.update_one({"_id": ctx_id, "lock": None}, {"$set": {"touched_at": now}})
+            doc = {**doc, "touched_at": now} if touched.matched_count else None
         if doc is not None:
             if stale_pending(app, doc, now):
                 await repair_pending(app, owner, doc, now)
@@ -119,6 +123,14 @@ async def open_context(
             continue
         if not await restore(app, owner, ctx_id):
             await waiter.pause()
+
+
+def _touch_due(app: ContextApp, doc: Mapping[str, Any], now: datetime) -> bool:
+    """`touched_at` is older than a tenth of CONTEXT_COLD_AFTER_S (at most a minute): a context
+    touched more recently than that is far from the sweep's cutoff."""
+    at = doc.get("touched_at")
+    every = min(_TOUCH_EVERY_MAX_S, app.settings.cold_after_s / 10)
+    return at is None or to_millis(at) < seconds_ago(now, every)
 
 
 async def settle(app: ContextApp, owner: str, doc: Mapping[str, Any], tier: Tier, waiter: Waiter) -> None:
