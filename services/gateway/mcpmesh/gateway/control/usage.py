@@ -14,8 +14,9 @@ Exactly once without transactions, with any number of writers holding the same e
 3. Finish: the markers turn `applied` (only those still `pending` at this writer's epoch),
    then their ids leave `pending`.
 4. Take over: a redelivered event whose marker is still `pending` (its writer crashed, or
-   is merely slow) gets a new epoch (`$inc`, the AFTER document says which), and the bucket
-   a fence `fence.<event_id>` raised to that epoch (`$max`). Counting it then requires the
+   is merely slow) gets a new epoch (an update conditioned on the epoch it was read at, so
+   of racing writers exactly one gets each epoch), and the bucket a fence `fence.<event_id>`
+   raised to that epoch (`$max`). Counting it then requires the
    fence to equal the counter's epoch, so a writer that was overtaken can never count it,
    however late it wakes; and only the writer of the marker's current epoch may finish it.
    Fences are few (one per takeover) and stay with their bucket.
@@ -161,9 +162,8 @@ class UsageRollup:
         unfinished = await self._finish(rows, claimed, epoch=0)  # taken over meanwhile: rare
         redelivered = [unique[eid] for eid in seen]
         pending = await self._still_pending(rows, redelivered)
-        await self._unpend(
-            rows, [e for e in redelivered if e.event_id not in pending]
-        )  # a finisher may have died
+        # Applied already: their finisher may have died before dropping them from `pending`.
+        await self._unpend(rows, [e for e in redelivered if e.event_id not in pending])
         for event in [*unfinished, *(e for e in redelivered if e.event_id in pending)]:
             await self._settle(rows, event)
 
@@ -236,8 +236,8 @@ class UsageRollup:
 
     async def _settle(self, rows: Any, event: UsageEvent) -> None:
         """Return only once the event's marker is `applied`, taking the event over (a new epoch)
-        while it is not; a writer that holds it may be alive, so first give it a moment.
-        Raises if it stays pending: the batch is then redelivered later."""
+        while it is not, with a growing pause between attempts (another writer may hold it and be
+        finishing). Raises if it stays pending: the batch is then redelivered later."""
         for attempt in range(SETTLE_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(SETTLE_PAUSE_S * attempt)
