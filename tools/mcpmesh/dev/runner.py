@@ -267,8 +267,10 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
 
 
 def print_facts(facts: dict[str, Any]) -> None:
+    from mcpmesh.bus import redact_url
+
     print(f"NATS        {facts['nats_url']}")
-    print(f"MongoDB     {facts['mongodb_url']}")
+    print(f"MongoDB     {redact_url(facts['mongodb_url'])}")
     if "mcp_url" not in facts:
         return
     print(f"MCP         {facts['mcp_url']}")
