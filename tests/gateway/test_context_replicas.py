@@ -54,10 +54,10 @@ async def replicas(mesh: Mesh, tmp_path: Path) -> AsyncIterator[list[subprocess.
             proc.terminate()
     for proc in procs:
         try:
-            proc.wait(timeout=30)
+            await asyncio.to_thread(proc.wait, 30)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.wait()
+            await asyncio.to_thread(proc.wait)
 
 
 async def wait_for_replicas(gw: Gateway, n: int) -> None:
