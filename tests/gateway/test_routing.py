@@ -115,7 +115,7 @@ async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_
 
 async def test_ops_endpoints(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
-    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    org, key = await mesh.tenant(scopes=["dxp:read"])
     await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key)
     ready = await gw.client.get("/ready")
     assert ready.status == 200
@@ -127,7 +127,8 @@ async def test_ops_endpoints(dxp_mesh: Any) -> None:
     assert health["services"]["dxp"]["versions"] == ["0.1.0"]
     assert health["services"]["dxp"]["instances"][0]["requests"] >= 1
     metrics = await (await gw.client.get("/metrics")).text()
-    assert 'mcpmesh_requests_total{org_id="' in metrics
+    assert f'mcpmesh_tenant_requests_total{{org_id="{org}",service="dxp"}} 1.0' in metrics
+    assert f'mcpmesh_tenant_request_seconds_count{{org_id="{org}",service="dxp"}} 1.0' in metrics
     assert 'service="dxp",status="ok",tool="hello"' in metrics
     assert 'mcpmesh_request_seconds_bucket{le="0.005",service="dxp",tool="hello"}' in metrics
     assert "mcpmesh_gateway_services_discovered 2.0" in metrics

@@ -374,6 +374,7 @@ class MeshService:
         """Called by the runner once configuration and the bus are ready."""
         self.settings = settings
         self.bus = bus
+        self.metrics.configure(settings.metrics)
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
             self._commands = CommandVerifier(settings.stamp_public_key)
@@ -598,7 +599,8 @@ class MeshService:
         if status != "ok":
             self.stats["errors"] += 1
         org_id = call.org_id if call else "-"
-        self.metrics.observe_call(self.name, tool or method, org_id, status, latency_ms / 1000)
+        usage = call.usage if call is not None else None
+        self.metrics.observe_call(self.name, tool or method, org_id, status, latency_ms / 1000, usage)
         log.info("call", method=method, tool=tool, status=status, latency_ms=round(latency_ms, 2))
         if call is None or self.bus is None:
             return

@@ -2,10 +2,13 @@
 
 from mcpmesh.telemetry.logs import bind_request, configure_logging, get_logger
 from mcpmesh.telemetry.metrics import Metrics
+from mcpmesh.telemetry.tenants import MetricsSettings, TenantLabels
 from mcpmesh.telemetry.tracing import capture_spans, extract_context, inject_headers, setup_tracing, tracer
 
 __all__ = [
     "Metrics",
+    "MetricsSettings",
+    "TenantLabels",
     "bind_request",
     "capture_spans",
     "configure_logging",

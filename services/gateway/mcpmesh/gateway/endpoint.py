@@ -405,7 +405,7 @@ async def _account(
     if outcome.auth_reason is not None:
         metrics.auth_failures.labels(outcome.auth_reason).inc()
     if outcome.limit is not None and principal is not None:
-        metrics.rate_limited.labels(org, outcome.limit).inc()
+        metrics.observe_rate_limited(org, outcome.limit)
     metrics.observe(
         outcome.service, outcome.tool or outcome.method, org, outcome.status, outcome.http_status, seconds
     )
