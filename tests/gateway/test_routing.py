@@ -93,7 +93,7 @@ async def test_a_dead_service_is_unavailable_not_a_hang(mesh: Any) -> None:
 
 async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
-    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    org, key = await mesh.tenant(scopes=["dxp:read"])
     spans = capture_spans()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = f"00-{trace_id}-00f067aa0ba902b7-01"
@@ -111,6 +111,8 @@ async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_
     assert service_span.context.trace_id == gateway_span.context.trace_id
     assert service_span.parent is not None and service_span.parent.span_id == gateway_span.context.span_id
     assert gateway_span.attributes["mcpmesh.tool"] == "hello"
+    assert gateway_span.attributes["mcpmesh.org_id"] == org  # the tenant on the spans of both hops
+    assert service_span.attributes["mcpmesh.org_id"] == org
 
 
 async def test_ops_endpoints(dxp_mesh: Any) -> None:

@@ -38,7 +38,7 @@ class MetricsSettings:
 
     max_tenants: int = 100  # orgs with their own org_id label; the rest are `other`
     tenant_window_s: float = 3600.0  # how often the labelled orgs are re-ranked by traffic
-    port: int | None = None  # a service's /metrics port (the gateway serves /metrics on its own)
+    port: int | None = None  # a service's /metrics port, 0 any free one (the gateway serves /metrics itself)
     host: str = "0.0.0.0"  # a scrape target must be reachable by Prometheus
 
     def __post_init__(self) -> None:
@@ -48,8 +48,8 @@ class MetricsSettings:
             raise ValueError(
                 f"MCPMESH_METRICS_TENANT_WINDOW_S must be positive (got {self.tenant_window_s:g})"
             )
-        if self.port is not None and not 0 < self.port < 65536:
-            raise ValueError(f"MCPMESH_METRICS_PORT must be a TCP port, 1-65535 (got {self.port})")
+        if self.port is not None and not 0 <= self.port < 65536:
+            raise ValueError(f"MCPMESH_METRICS_PORT must be a TCP port, 0-65535 (got {self.port})")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> MetricsSettings:
