@@ -16,6 +16,7 @@ right. Each call is counted once (under its org or under `other`), so
 
 from __future__ import annotations
 
+import heapq
 import os
 import time
 from collections import Counter
@@ -109,8 +110,8 @@ class TenantLabels:
 
     def _rerank(self) -> None:
         held = self.held
-        ranked = sorted(self._counts, key=lambda org: (self._counts[org], org in held), reverse=True)
-        top = set(ranked[: self.max_tenants])
+        counts = self._counts
+        top = set(heapq.nlargest(self.max_tenants, counts, key=lambda org: (counts[org], org in held)))
         # Holders idle for the whole window keep their label while there is room.
         for org in sorted(held - top):
             if len(top) >= self.max_tenants:
