@@ -21,6 +21,7 @@ from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
 
 from mcpmesh.bus import Bus, Deadline, connect, redact_url
+from mcpmesh.bus.frames import ReplyWriter, ResultTooLarge, wants_stream
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.proto.ids import InvalidIdentifier
@@ -118,11 +119,23 @@ class BusServer:
             except Overloaded as exc:
                 await self._respond(req, self.service.refusal(req.data, exc))
                 return
+        writer = ReplyWriter(
+            req.respond,
+            self.bus.nc.max_payload,
+            streaming=wants_stream(req.headers),
+            max_result_bytes=self.service.settings.max_result_bytes,
+        )
         try:
-            reply = await self.service.handle(req.subject, req.data, req.headers)
+            reply = await self.service.handle(req.subject, req.data, req.headers, writer)
         finally:
             self.gate.leave(org_id)
-        await self._respond(req, reply)
+        try:
+            await writer.finish(reply)
+        except ResultTooLarge as exc:
+            log.warning("reply too large", error=exc.error.message)
+            await self._respond(req, self.service.error_reply(req.data, exc))
+        except Exception as exc:  # caller gone or connection lost: nothing left to tell anyone
+            log.warning("reply not sent", error=repr(exc))
 
     @staticmethod
     async def _respond(req: Request, reply: bytes) -> None:
