@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -50,3 +50,12 @@ class RequestHeaders(
     traceparent: str | None = None
     tracestate: str | None = None
     stream: str | None = None
+
+
+class ReplyFrameHeaders(msgspec.Struct, frozen=True, rename={"frame": FRAME, "seq": SEQ}):
+    """The headers of one frame of a streamed reply (absent on a reply sent as one message).
+    A `progress` frame's body is a whole JSON-RPC notification; the bodies of the `part`
+    frames and the `end` frame, joined in `Mcp-Seq` order, are the JSON-RPC reply."""
+
+    frame: Literal["progress", "part", "end"]
+    seq: str
