@@ -1,4 +1,5 @@
-"""The service kit: an `mcp` SDK server served on the bus, one NATS request = one JSON-RPC exchange.
+"""The service kit: an `mcp` SDK server served on the bus, one NATS request = one JSON-RPC exchange
+(its reply one message, or a stream of frames: progress while it runs, the response in parts).
 
 Every request is checked before any handler runs: a valid stamp for this service
 (audience), the subject's org equal to the stamp's org, and the scope the method or
@@ -92,7 +93,8 @@ _LISTING = frozenset(
 
 @dataclass
 class _BusDispatchContext:
-    """`DispatchContext` for one bus exchange: no back-channel (stateless protocol)."""
+    """`DispatchContext` for one bus exchange: no back-channel (stateless protocol); notifications
+    about the request go to the caller as progress frames when it asked for them."""
 
     transport: TransportContext
     request_id: RequestId

@@ -10,7 +10,8 @@ Answered here: `initialize` (legacy), `server/discover` on `/mcp`, `ping`, `logg
 filtered by scope and tier). Refused: `resources/subscribe`/`unsubscribe` and
 `subscriptions/listen` (no server-to-client push over the stateless bus). Everything else
 goes to the service over NATS as one stateless 2026-07-28 exchange carrying the tenant stamp,
-the request id and the trace context, bounded by the call deadline.
+the request id and the trace context, bounded by the call deadline (its progress notifications
+relayed to `Call.on_progress`, its result reassembled when it came in parts).
 
 A request is sent once. It is sent again (to another replica) only when it provably reached
 none: no responders, or the connection could not take it. A request that was sent and not
