@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from mcpmesh.bus import Bus, Deadline, connect
+from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
 from mcpmesh.proto.subjects import GATEWAY_USER, service_user, tenant_control_subject
@@ -107,7 +107,7 @@ class ServiceHarness:
         await self.service.started(self.settings, bus)
         self.server = BusServer(self.service, bus)
         await self.server.start()
-        await bus.nc.flush()  # the server has its subscriptions before the first request
+        await flush(bus.nc)  # the server has its subscriptions before the first request
         return self
 
     async def __aexit__(
