@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 from mcp.server.mcpserver import Context
+from mcp_types import LOG_LEVEL_META_KEY
 
 from mcpmesh.service import MeshService, ServiceSettings
 from tests.gateway.conftest import Mesh, modern_body, modern_headers
@@ -29,6 +30,13 @@ def streamer_service() -> MeshService:
         for i in range(1, steps + 1):
             await ctx.report_progress(i, steps, f"step {i}")
         return f"counted {steps}"
+
+    @svc.tool(access="read")
+    async def narrate(lines: int, ctx: Context) -> str:
+        """Partial output: a log line per step (for requests that opted in to log lines)."""
+        for i in range(lines):
+            await ctx.info(f"partial {i}")
+        return "told"
 
     @svc.tool(access="read")
     async def blob(mib: float) -> str:
@@ -98,6 +106,28 @@ async def test_the_stream_is_sse_events_then_the_response(mesh: Mesh) -> None:
     assert all(m["params"]["progressToken"] == "tok" for m in messages[:3])
     assert messages[-1]["id"] == 7
     assert messages[-1]["result"]["structuredContent"] == {"result": "counted 3"}
+
+
+async def test_partial_output_log_lines_stream_with_the_progress(mesh: Mesh) -> None:
+    gw = await streamer_mesh(mesh)
+    _org, key = await mesh.tenant(scopes=["*"])
+    meta = {"progressToken": 1, LOG_LEVEL_META_KEY: "info"}
+    params = {"name": "streamer.narrate", "arguments": {"lines": 3}, "_meta": meta}
+    resp = await gw.client.post(
+        "/mcp",
+        data=msgspec.json.encode(modern_body("tools/call", params)),
+        headers={
+            "x-api-key": key,
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            **modern_headers("tools/call", params),
+        },
+    )
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    messages = sse_messages(await resp.read())
+    assert [m.get("method") for m in messages] == ["notifications/message"] * 3 + [None]
+    assert [m["params"]["data"] for m in messages[:3]] == ["partial 0", "partial 1", "partial 2"]
+    assert messages[-1]["result"]["structuredContent"] == {"result": "told"}
 
 
 @pytest.mark.parametrize(

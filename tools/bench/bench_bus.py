@@ -118,6 +118,13 @@ async def measure_progress(nats_url: str, stamp: str, calls: int, steps: int) ->
     return statistics.median(many), statistics.median(none)
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used: the responder's cost, whatever else
+    the machine is doing (throughput and latency are shared with every other process)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] * 1000
 
@@ -170,8 +177,11 @@ def main() -> None:
             try:
                 asyncio.run(wait_ready(nats.url, stamp))
                 for c in args.concurrency:
+                    before = cpu_s(proc.pid)
                     rate, lat = asyncio.run(measure(nats.url, stamp, args.calls, c))
-                    rows.append((kind, c, rate, pct(lat, 50), pct(lat, 99)))
+                    # warm-up calls included: (calls + 200) served while measured
+                    cpu_us = (cpu_s(proc.pid) - before) / (args.calls + 200) * 1e6
+                    rows.append((kind, c, rate, pct(lat, 50), pct(lat, 99), cpu_us))
                 if kind == "kit" and args.progress:
                     streamed = asyncio.run(
                         measure_progress(nats.url, stamp, max(args.calls // 20, 20), args.progress)
@@ -182,12 +192,12 @@ def main() -> None:
     finally:
         nats.close()
 
-    print(f"{'responder':<10}{'conc':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
-    for kind, c, rate, p50, p99 in rows:
-        print(f"{kind:<10}{c:>6}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}")
+    print(f"{'responder':<10}{'conc':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'cpu us/call':>13}")
+    for kind, c, rate, p50, p99, cpu_us in rows:
+        print(f"{kind:<10}{c:>6}{rate:>10.0f}{p50:>9.2f}{p99:>9.2f}{cpu_us:>13.0f}")
     print("\nkit / bare at the same concurrency (target: at most 2x):")
     bare = {r[1]: r for r in rows if r[0] == "bare"}
-    for kind, c, rate, p50, p99 in rows:
+    for kind, c, rate, p50, p99, _cpu in rows:
         if kind == "kit":
             b = bare[c]
             print(

@@ -263,6 +263,17 @@ async def _call(
         if stream is not None and stream.response is not None:  # the stream is open: the error ends it
             return await stream.finish(error_reply(req.rpc_id, exc))
         return _json_response(error_reply(req.rpc_id, exc), exc.status, exc.headers)
+    except Exception:
+        if stream is None or stream.response is None:
+            raise  # answered by `handle`, as any failure inside the gateway
+        log.exception("request failed inside the gateway")
+        outcome.status = ErrorCode.INTERNAL.value
+        failure = GatewayError(
+            ErrorCode.INTERNAL,
+            f"internal gateway error: the failure was logged under request id {request_id}",
+            status=500,
+        )
+        return await stream.finish(error_reply(req.rpc_id, failure))
     outcome.service, outcome.tool, outcome.status = call.service_label, call.tool_label, reply.outcome
     outcome.upstream_s = call.upstream_s or None
     if stream is not None and stream.response is not None:
