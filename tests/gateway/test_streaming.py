@@ -108,6 +108,8 @@ async def test_the_stream_is_sse_events_then_the_response(mesh: Mesh) -> None:
     assert messages[-1]["result"]["structuredContent"] == {"result": "counted 3"}
 
 
+# Log notifications are deprecated at 2026-07-28 (SEP-2577) but still sent when a request opts in.
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 async def test_partial_output_log_lines_stream_with_the_progress(mesh: Mesh) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
