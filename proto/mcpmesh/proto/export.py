@@ -21,6 +21,7 @@ from mcpmesh.proto.ids import ORG_ID_PATTERN, SERVICES
 OUT = Path(__file__).resolve().parents[2] / "schema"
 TYPES: tuple[type[msgspec.Struct], ...] = (
     headers.RequestHeaders,
+    headers.ReplyFrameHeaders,
     rpc.JsonRpcRequest,
     rpc.JsonRpcReply,
     MeshError,
@@ -142,7 +143,11 @@ def asyncapi() -> dict[str, Any]:
             "messages": {
                 "mcpRequest": _message("mcpRequest", "JsonRpcRequest", "An MCP request", "RequestHeaders"),
                 "mcpReply": _message(
-                    "mcpReply", "JsonRpcReply", "The MCP reply (errors carry MeshError data)"
+                    "mcpReply",
+                    "JsonRpcReply",
+                    "The MCP reply (errors carry MeshError data): one message, or a stream of "
+                    "frames (progress notifications, then the reply in parts; see ReplyFrameHeaders)",
+                    "ReplyFrameHeaders",
                 ),
                 "usageEvent": _message("usageEvent", "UsageEvent", "One served call"),
                 "auditEvent": _message("auditEvent", "AuditEvent", "An admin action or key use"),

@@ -1,8 +1,8 @@
-"""NATS headers carried by every bus request."""
+"""NATS headers carried by every bus request, and the frames of a streamed reply."""
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 import msgspec
 
@@ -13,6 +13,25 @@ TRACEPARENT: Final = "traceparent"  # W3C trace context
 TRACESTATE: Final = "tracestate"
 
 
+# -- reply streams ---------------------------------------------------------------------------------
+# A request is answered on its reply inbox by ONE message, or by a stream of frames:
+#   zero or more `progress` frames (a whole JSON-RPC notification each: notifications/progress,
+#   notifications/message), then the response in one or more `part` frames, the last one `end`.
+# Every frame carries its sequence number (0, 1, 2, ...); a reply with no `Mcp-Frame` header is the
+# whole response in one message (the common case: small result, no progress asked for).
+STREAM: Final = "Mcp-Stream"  # on a request: "1" = send progress frames (the caller relays them)
+FRAME: Final = "Mcp-Frame"  # on a reply frame: FRAME_PROGRESS, FRAME_PART or FRAME_END
+SEQ: Final = "Mcp-Seq"  # on a reply frame: its sequence number in the stream, from 0
+FRAME_PROGRESS: Final = "progress"
+FRAME_PART: Final = "part"
+FRAME_END: Final = "end"
+#: At most this many reply messages per request (the services' NATS `allow_responses.max`):
+#: the kit stops sending progress frames before it reaches it, keeping room for the response.
+STREAM_MAX_FRAMES: Final = 4096
+#: A service may answer a request for this long (the services' NATS `allow_responses.expires`).
+STREAM_MAX_SECONDS: Final = 3600
+
+
 class RequestHeaders(
     msgspec.Struct,
     frozen=True,
@@ -20,6 +39,7 @@ class RequestHeaders(
         "stamp": STAMP,
         "request_id": REQUEST_ID,
         "deadline_ms": DEADLINE,
+        "stream": STREAM,
     },
 ):
     """The headers of a request on `mcp.<org>.<service>` (documented in the AsyncAPI export)."""
@@ -29,3 +49,13 @@ class RequestHeaders(
     deadline_ms: str | None = None
     traceparent: str | None = None
     tracestate: str | None = None
+    stream: str | None = None
+
+
+class ReplyFrameHeaders(msgspec.Struct, frozen=True, rename={"frame": FRAME, "seq": SEQ}):
+    """The headers of one frame of a streamed reply (absent on a reply sent as one message).
+    A `progress` frame's body is a whole JSON-RPC notification; the bodies of the `part`
+    frames and the `end` frame, joined in `Mcp-Seq` order, are the JSON-RPC reply."""
+
+    frame: Literal["progress", "part", "end"]
+    seq: str

@@ -29,6 +29,7 @@ TEST_ORGS = ("org-acme", "org-globex")
 #: requests in flight at that instant (libs/tenancy/README.md): better none mid-session.
 TEST_SERVICES = (
     "echo",
+    "streamer",
     "notes",
     "hooks",
     "tiered",

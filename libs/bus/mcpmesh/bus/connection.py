@@ -14,8 +14,8 @@ import contextlib
 import os
 import time
 import urllib.parse
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
@@ -26,6 +26,7 @@ from nats.js.api import StreamConfig
 from nats.js.errors import BadRequestError, BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from mcpmesh.bus.frames import OnProgress, ReplyInbox
 from mcpmesh.bus.request import Deadline
 from mcpmesh.proto import headers as headers_mod
 from mcpmesh.proto import subjects
@@ -34,6 +35,7 @@ from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.bus")
+_R = TypeVar("_R")
 
 _BACKOFF_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
 
@@ -75,6 +77,7 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
         self._kv: dict[str, KeyValue] = {}
+        self._inbox: ReplyInbox | None = None
 
     @property
     def connected(self) -> bool:
@@ -93,13 +96,64 @@ class Bus:
         came before the deadline (the service may have run it), UNAVAILABLE when it never reached
         a service. `retry_unsent=False` raises `NotDelivered` at the first such failure instead of
         retrying (for a caller that picks another subject itself)."""
+
+        async def once(hdrs: dict[str, str], left: float) -> Msg:
+            return await self.nc.request(subject, payload, timeout=left, headers=hdrs)
+
+        return await self._sent_once(subject, once, deadline, headers, retry_unsent)
+
+    async def request_stream(
+        self,
+        subject: str,
+        payload: bytes,
+        *,
+        deadline: Deadline,
+        max_result_bytes: int,
+        headers: Mapping[str, str] | None = None,
+        retry_unsent: bool = True,
+        on_progress: OnProgress | None = None,
+    ) -> bytes:
+        """`request`, for a reply that may be a stream of frames (see `mcpmesh.bus.frames`): the
+        response body, reassembled, at most `max_result_bytes`. With `on_progress`, the service
+        is asked for progress frames, each handed to it as it arrives."""
+        if self._inbox is None:
+            self._inbox = ReplyInbox(self.nc)
+        inbox = self._inbox
+
+        async def once(hdrs: dict[str, str], left: float) -> bytes:
+            if self.nc.is_closed:
+                raise nats.errors.ConnectionClosedError
+            if self.nc.is_draining:
+                raise nats.errors.ConnectionDrainingError
+            reply, queue = await inbox.open()
+            try:
+                await self.nc.publish(subject, payload, reply=reply, headers=hdrs)
+                return await inbox.collect(
+                    queue, wait_s=left, max_result_bytes=max_result_bytes, on_progress=on_progress
+                )
+            finally:
+                inbox.close(reply)
+
+        hdrs = dict(headers or {})
+        if on_progress is not None:
+            hdrs[headers_mod.STREAM] = "1"
+        return await self._sent_once(subject, once, deadline, hdrs, retry_unsent)
+
+    async def _sent_once(
+        self,
+        subject: str,
+        once: Callable[[dict[str, str], float], Awaitable[_R]],
+        deadline: Deadline,
+        headers: Mapping[str, str] | None,
+        retry_unsent: bool,
+    ) -> _R:
         hdrs = dict(headers or {})
         attempt = 0
         while True:
             left = deadline.check()
             hdrs[headers_mod.DEADLINE] = deadline.header()
             try:
-                return await self.nc.request(subject, payload, timeout=left, headers=hdrs)
+                return await once(hdrs, left)
             except nats.errors.NoRespondersError:
                 reason = NO_RESPONDERS
             except nats.errors.TimeoutError:

@@ -16,6 +16,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOC
 from mcp_types.version import LATEST_MODERN_VERSION
 
 from mcpmesh.bus.connection import Bus
+from mcpmesh.bus.frames import OnProgress
 from mcpmesh.bus.request import Deadline
 from mcpmesh.proto import headers as h
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
@@ -24,6 +25,8 @@ from mcpmesh.telemetry.tracing import inject_headers
 
 PROTOCOL_VERSION: Final = LATEST_MODERN_VERSION
 CLIENT_INFO: Final = {"name": "mcpmesh-bus", "version": "0.1.0"}
+#: The largest response a caller reassembles unless told otherwise (MCPMESH_MAX_RESULT_BYTES).
+DEFAULT_MAX_RESULT_BYTES: Final = 16 * 1024 * 1024
 
 
 def envelope(meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -77,11 +80,16 @@ async def exchange(
     deadline: Deadline,
     request_id: str | None = None,
     instance: str | None = None,
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+    on_progress: OnProgress | None = None,
 ) -> bytes:
     """Send one JSON-RPC message to `mcp.<org>.<service>` and return the raw reply body.
 
     With `instance`, to that one replica (`mcp.<org>.<service>.<instance>`); a request that
     reaches no replica there then raises `NotDelivered` at once, so the caller can pick another.
+    The reply may come as a stream of frames: a response cut into parts is reassembled (up to
+    `max_result_bytes`); with `on_progress` the service sends progress notifications, each
+    handed to it as it arrives, before the response.
     """
     hdrs = {h.STAMP: stamp, h.REQUEST_ID: request_id or uuid.uuid4().hex}
     inject_headers(hdrs)
@@ -89,5 +97,12 @@ async def exchange(
         subject = service_subject(org_id, service)
     else:
         subject = instance_subject(org_id, service, instance)
-    msg = await bus.request(subject, body, deadline=deadline, headers=hdrs, retry_unsent=instance is None)
-    return bytes(msg.data)
+    return await bus.request_stream(
+        subject,
+        body,
+        deadline=deadline,
+        headers=hdrs,
+        retry_unsent=instance is None,
+        max_result_bytes=max_result_bytes,
+        on_progress=on_progress,
+    )

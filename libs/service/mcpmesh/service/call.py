@@ -81,6 +81,7 @@ class Call:
             stamp=self.token,
             deadline=self.deadline,
             request_id=self.request_id,
+            max_result_bytes=self.service.settings.max_result_bytes,
         )
         return result_of(reply)
 

@@ -24,6 +24,7 @@ from nats.micro.service import EndpointStats, Service, ServiceConfig
 from prometheus_client import start_http_server
 
 from mcpmesh.bus import Bus, Deadline, connect, redact_url
+from mcpmesh.bus.frames import ReplyWriter, ResultTooLarge, wants_stream
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.proto.ids import InvalidIdentifier
@@ -140,11 +141,24 @@ class BusServer:
             except Overloaded as exc:
                 await self._respond(req, self.service.refusal(req.data, exc))
                 return ErrorCode.UNAVAILABLE.value
+        writer = ReplyWriter(
+            req.respond,
+            self.bus.nc.max_payload,
+            streaming=wants_stream(req.headers),
+            max_result_bytes=self.service.settings.max_result_bytes,
+        )
         try:
-            reply, status = await self.service.handle_with_status(req.subject, req.data, req.headers)
+            reply, status = await self.service.handle_with_status(req.subject, req.data, req.headers, writer)
         finally:
             self.gate.leave(org_id)
-        await self._respond(req, reply)
+        try:
+            await writer.finish(reply)
+        except ResultTooLarge as exc:
+            log.warning("reply too large", error=exc.error.message)
+            await self._respond(req, self.service.error_reply(req.data, exc))
+            return exc.error.code.value
+        except Exception as exc:  # caller gone or connection lost: nothing left to tell anyone
+            log.warning("reply not sent", error=repr(exc))
         return None if status == "ok" else status
 
     @staticmethod

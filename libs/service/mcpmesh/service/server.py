@@ -1,4 +1,5 @@
-"""The service kit: an `mcp` SDK server served on the bus, one NATS request = one JSON-RPC exchange.
+"""The service kit: an `mcp` SDK server served on the bus, one NATS request = one JSON-RPC exchange
+(its reply one message, or a stream of frames: progress while it runs, the response in parts).
 
 Every request is checked before any handler runs: a valid stamp for this service
 (audience), the subject's org equal to the stamp's org, and the scope the method or
@@ -50,8 +51,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from pydantic import AnyUrl, ValidationError
 
 from mcpmesh.bus import Bus, Deadline
+from mcpmesh.bus.frames import ReplyWriter
 from mcpmesh.proto import headers as h
-from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode, MeshError, MeshException
+from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
 from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
@@ -91,12 +93,14 @@ _LISTING = frozenset(
 
 @dataclass
 class _BusDispatchContext:
-    """`DispatchContext` for one bus exchange: no back-channel (stateless protocol)."""
+    """`DispatchContext` for one bus exchange: no back-channel (stateless protocol); notifications
+    about the request go to the caller as progress frames when it asked for them."""
 
     transport: TransportContext
     request_id: RequestId
     message_metadata: MessageMetadata
     progress_token: ProgressToken | None = None
+    writer: ReplyWriter | None = None  # the request's reply inbox, when the caller relays progress
     cancel_requested: anyio.Event = field(default_factory=anyio.Event)
     can_send_request: bool = field(default=False, init=False)
 
@@ -106,10 +110,24 @@ class _BusDispatchContext:
         raise NoBackChannelError(method)
 
     async def notify(self, method: str, params: Mapping[str, Any] | None, opts: Any = None) -> None:
-        return None  # progress over the bus is not streamed: one request, one reply
+        """A notification about this request (progress, a log line: partial output) goes to the
+        caller as a progress frame on the request's reply inbox; dropped when nobody relays it."""
+        if self.writer is None or not self.writer.streaming:
+            return
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = dict(params)
+        await self.writer.progress(msgspec.json.encode(message))
 
     async def progress(self, progress: float, total: float | None = None, message: str | None = None) -> None:
-        return None
+        if self.progress_token is None:
+            return
+        params: dict[str, Any] = {"progressToken": self.progress_token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await self.notify("notifications/progress", params)
 
 
 class _KitServer(MCPServer):
@@ -456,13 +474,16 @@ class MeshService:
             return None
         return scope_for(self.name, "read")
 
-    async def handle(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> bytes:
-        """Serve one JSON-RPC exchange from the bus; always returns a JSON-RPC reply body."""
-        reply, _status = await self.handle_with_status(subject, data, headers)
+    async def handle(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, writer: ReplyWriter | None = None
+    ) -> bytes:
+        """Serve one JSON-RPC exchange from the bus; always returns a JSON-RPC reply body.
+        `writer`: the request's reply inbox, for progress frames while the call runs."""
+        reply, _status = await self.handle_with_status(subject, data, headers, writer)
         return reply
 
     async def handle_with_status(
-        self, subject: str, data: bytes, headers: Mapping[str, str] | None
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None, writer: ReplyWriter | None = None
     ) -> tuple[bytes, str]:
         """`handle`, plus the call's outcome: "ok" or an error code (as in the metrics)."""
         started = time.perf_counter()
@@ -529,7 +550,7 @@ class MeshService:
                 token = CURRENT_CALL.set(call)
                 try:
                     with bind_request(tool=tool or method):
-                        result = await self._serve(call, decoded, verdict)
+                        result = await self._serve(call, decoded, verdict, writer)
                 finally:
                     CURRENT_CALL.reset(token)
                 if result.get("isError") and call.outcome == "ok":
@@ -558,15 +579,23 @@ class MeshService:
     def refusal(self, data: bytes, overloaded: Overloaded) -> bytes:
         """The reply to a request refused at admission: JSON-RPC `unavailable` (the gateway
         answers 503 with Retry-After), built without decoding more than the request's id."""
+        self.metrics.admission_refused.labels(overloaded.reason).inc()
+        return self.error_reply(
+            data, MeshException(ErrorCode.UNAVAILABLE, overloaded.message, retryable=True)
+        )
+
+    @staticmethod
+    def error_reply(data: bytes, exc: MeshException) -> bytes:
+        """A JSON-RPC error answering the request `data`, decoding no more than its id."""
         try:
             rpc_id = msgspec.json.decode(data, type=_RequestId).id
         except (msgspec.DecodeError, msgspec.ValidationError):
             rpc_id = None
-        self.metrics.admission_refused.labels(overloaded.reason).inc()
-        error = MeshError(ErrorCode.UNAVAILABLE, overloaded.message, retryable=True)
-        return _error_reply(rpc_id, JSONRPC_CODES[ErrorCode.UNAVAILABLE], overloaded.message, error)
+        return _error_reply(rpc_id, exc.jsonrpc_code, exc.error.message, exc.error)
 
-    async def _serve(self, call: Call, decoded: dict[str, Any], verdict: Any) -> dict[str, Any]:
+    async def _serve(
+        self, call: Call, decoded: dict[str, Any], verdict: Any, writer: ReplyWriter | None
+    ) -> dict[str, Any]:
         connection = Connection.from_envelope(
             verdict.protocol_version, verdict.client_info, verdict.client_capabilities
         )
@@ -575,6 +604,7 @@ class MeshService:
             request_id=decoded["id"],
             message_metadata=ServerMessageMetadata(request_context=call),
             progress_token=progress_token_from_params(decoded.get("params")),
+            writer=writer,
         )
         try:  # fail_after raises TimeoutError as its block exits, so catch it outside
             with anyio.fail_after(max(call.deadline.remaining(), 0.001)):

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES
 from mcpmesh.service.admission import AdmissionLimits
 from mcpmesh.telemetry.tenants import MetricsSettings
 
@@ -82,6 +83,7 @@ class ServiceSettings:
     call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # largest reply sent (in parts past one message)
     jobs: JobSettings = field(default_factory=JobSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)  # /metrics port, tenant cap
 
@@ -103,6 +105,7 @@ class ServiceSettings:
                 _env("MCPMESH_SHUTDOWN_GRACE_S", str(cls.shutdown_grace_s)) or cls.shutdown_grace_s
             ),
             dev_org=_env("MCPMESH_DEV_ORG", cls.dev_org) or cls.dev_org,
+            max_result_bytes=int(_float("MCPMESH_MAX_RESULT_BYTES", cls.max_result_bytes)),
             jobs=JobSettings.from_env(),
             metrics=MetricsSettings.from_env(),
         )

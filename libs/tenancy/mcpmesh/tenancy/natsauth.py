@@ -7,7 +7,8 @@ Three kinds of user (names from `mcpmesh.proto.subjects`), each allowed only wha
   buckets, consumers, acks). Hears only `control.keys` and its own inbox.
 - `svc-<service>`: hears its own requests (`mcp.*.<service>[.<replica>]`), its own tenant commands and
   nats.micro requests, and its own inbox; replies only to the requests it received
-  (`allow_responses`); publishes only its own usage/audit subjects, requests to the
+  (`allow_responses`: up to `STREAM_MAX_FRAMES` messages within `STREAM_MAX_SECONDS`, for a
+  reply streamed as frames); publishes only its own usage/audit subjects, requests to the
   services it may call downstream (`stamp.DOWNSTREAM`), its own `$SRV.PING` (health probe)
   and the JetStream API calls that *read* the `ORG_SETTINGS` bucket.
 - `<org id>` (the org's internal publisher): publishes only `mcp.<org>.>`, hears only its inbox.
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from mcpmesh.proto.headers import STREAM_MAX_FRAMES, STREAM_MAX_SECONDS
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.proto.subjects import (
     ALL_CONTROL,
@@ -95,7 +97,8 @@ def permissions(user: str) -> dict[str, Any]:
                     inbox_space(user),
                 ]
             },
-            "allow_responses": True,
+            # A reply may be a stream of frames (progress, then the response in parts).
+            "allow_responses": {"max": STREAM_MAX_FRAMES, "expires": f"{STREAM_MAX_SECONDS}s"},
         }
     return {
         "publish": {"allow": [org_subject_space(user)]},

@@ -17,7 +17,7 @@ from typing import Any
 
 import mcp_types as types
 import nats.errors
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
@@ -36,6 +36,7 @@ from mcpmesh.gateway.wire import (
     Rejection,
     origin_allowed,
     parse_request,
+    wants_event_stream,
 )
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.telemetry.logs import bind_request, get_logger, update_request
@@ -198,20 +199,21 @@ async def _serve(
         outcome.method, outcome.status, outcome.shed = parsed.method, exc.code.value, True
         return _json_response(error_reply(parsed.rpc_id, exc), exc.status, exc.headers)
     try:
-        return await _call(state, parsed, principal, body, request_id, outcome, span)
+        return await _call(state, request, parsed, principal, body, request_id, outcome, span)
     finally:
         state.admission.leave(principal.org_id)
 
 
 async def _call(
     state: GatewayState,
+    http: web.Request,
     req: McpRequest,
     principal: Principal,
     body: bytes,
     request_id: str,
     outcome: _Outcome,
     span: Span,
-) -> web.Response:
+) -> web.StreamResponse:
     outcome.method = req.method
     span.set_attribute("mcp.method", req.method)
     claims: SessionClaims | None = None
@@ -242,6 +244,13 @@ async def _call(
         client_capabilities=capabilities,
         body=body,
     )
+    stream: _EventStream | None = None
+    if wants_event_stream(req):
+        stream_headers = _response_headers(state, http, request_id)
+        if claims is not None:
+            stream_headers[SESSION_HEADER] = req.session_id or ""
+        stream = _EventStream(http, stream_headers)
+        call.on_progress = stream.progress
     try:
         await state.limiter.admit(
             principal.org_id, principal.key_id, principal.settings, tool_call=req.method == "tools/call"
@@ -252,9 +261,24 @@ async def _call(
         if exc.status == 429:
             outcome.limit = str(exc.extra.get("limit", "rate"))
         outcome.status = exc.code.value
+        if stream is not None and stream.response is not None:  # the stream is open: the error ends it
+            return await stream.finish(error_reply(req.rpc_id, exc))
         return _json_response(error_reply(req.rpc_id, exc), exc.status, exc.headers)
+    except Exception:
+        if stream is None or stream.response is None:
+            raise  # answered by `handle`, as any failure inside the gateway
+        log.exception("request failed inside the gateway")
+        outcome.status = ErrorCode.INTERNAL.value
+        failure = GatewayError(
+            ErrorCode.INTERNAL,
+            f"internal gateway error: the failure was logged under request id {request_id}",
+            status=500,
+        )
+        return await stream.finish(error_reply(req.rpc_id, failure))
     outcome.service, outcome.tool, outcome.status = call.service_label, call.tool_label, reply.outcome
     outcome.upstream_s = call.upstream_s or None
+    if stream is not None and stream.response is not None:
+        return await stream.finish(reply.body)
     headers = dict(reply.headers)
     if req.era == "legacy" and req.method == "initialize" and reply.status == 200:
         token, _claims = state.sessions.issue(
@@ -274,6 +298,53 @@ async def _call(
 
 def _reply_response(reply: Reply, headers: dict[str, str]) -> web.Response:
     return _json_response(reply.body, reply.status, headers)
+
+
+class _EventStream:
+    """A POST answered as SSE (`wire.wants_event_stream`): opened at the first progress
+    notification the service sends, each one an event, then the reply as the last event.
+    A call that sends none is answered with plain JSON. A client gone mid-stream is not an
+    error here: the call runs to its end, its events are dropped."""
+
+    def __init__(self, request: web.Request, headers: dict[str, str]) -> None:
+        self.request = request
+        self.headers = headers
+        self.response: web.StreamResponse | None = None
+        self.gone = False
+
+    async def progress(self, notification: bytes) -> None:
+        if self.gone:
+            return
+        try:
+            if self.response is None:
+                self.response = web.StreamResponse(
+                    status=200,
+                    headers={
+                        "Content-Type": "text/event-stream",
+                        "Cache-Control": "no-cache, no-transform",
+                        "X-Accel-Buffering": "no",
+                        **self.headers,
+                    },
+                )
+                await self.response.prepare(self.request)
+            await self.response.write(_sse_event(notification))
+        except (ConnectionResetError, ClientConnectionResetError):
+            self.gone = True
+
+    async def finish(self, body: bytes) -> web.StreamResponse:
+        assert self.response is not None
+        if not self.gone:
+            try:
+                await self.response.write(_sse_event(body))
+                await self.response.write_eof()
+            except (ConnectionResetError, ClientConnectionResetError):
+                self.gone = True
+        return self.response
+
+
+def _sse_event(message: bytes) -> bytes:
+    """One SSE `message` event carrying one JSON-RPC message (compact JSON: no newlines)."""
+    return b"event: message\ndata: " + message + b"\n\n"
 
 
 async def _session(

@@ -10,7 +10,8 @@ Answered here: `initialize` (legacy), `server/discover` on `/mcp`, `ping`, `logg
 filtered by scope and tier). Refused: `resources/subscribe`/`unsubscribe` and
 `subscriptions/listen` (no server-to-client push over the stateless bus). Everything else
 goes to the service over NATS as one stateless 2026-07-28 exchange carrying the tenant stamp,
-the request id and the trace context, bounded by the call deadline.
+the request id and the trace context, bounded by the call deadline (its progress notifications
+relayed to `Call.on_progress`, its result reassembled when it came in parts).
 
 A request is sent once. It is sent again (to another replica) only when it provably reached
 none: no responders, or the connection could not take it. A request that was sent and not
@@ -44,7 +45,8 @@ from mcp_types.version import (
 from pydantic import ValidationError
 
 from mcpmesh.bus import NO_RESPONDERS, Bus, Deadline, NotDelivered
-from mcpmesh.bus.mcp import exchange, request_body
+from mcpmesh.bus.frames import OnProgress
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exchange, request_body
 from mcpmesh.gateway.catalog import Catalog, ToolEntry, can_list
 from mcpmesh.gateway.control.principal import Principal
 from mcpmesh.gateway.discovery import Discovery, NoHealthyReplica
@@ -101,6 +103,7 @@ class Call:
     service_label: str = "gateway"
     tool_label: str = ""
     upstream_s: float = 0.0  # time spent waiting on services (for the request log line)
+    on_progress: OnProgress | None = None  # relays the service's progress notifications (SSE)
 
     @property
     def legacy(self) -> bool:
@@ -162,11 +165,13 @@ class Router:
         stamps: StampCache,
         call_timeout_s: float,
         catalog_ttl_s: float,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ) -> None:
         self.bus = bus
         self.discovery = discovery
         self.stamps = stamps
         self.call_timeout_s = call_timeout_s
+        self.max_result_bytes = max_result_bytes
         self.catalog = Catalog(self._fetch_tools, ttl_s=catalog_ttl_s)
         self._server_info = {"name": SERVER_NAME, "version": SERVER_VERSION}
         self._handlers: dict[str, Callable[[Call], Awaitable[Reply]]] = {
@@ -464,14 +469,26 @@ class Router:
         started = time.perf_counter()
         try:
             raw = await self._exchange(
-                call.principal, service, body, request_id=call.request_id, repeat=repeat
+                call.principal,
+                service,
+                body,
+                request_id=call.request_id,
+                repeat=repeat,
+                on_progress=call.on_progress,
             )
         finally:
             call.upstream_s += time.perf_counter() - started
         return self._passthrough(call, raw, service, repeat)
 
     async def _exchange(
-        self, principal: Principal, service: str, body: bytes, *, request_id: str, repeat: Repeat
+        self,
+        principal: Principal,
+        service: str,
+        body: bytes,
+        *,
+        request_id: str,
+        repeat: Repeat,
+        on_progress: OnProgress | None = None,
     ) -> bytes:
         """One exchange with a healthy replica of `service`, sent once (see the module docstring)."""
         stamp = self.stamps.stamp(
@@ -496,6 +513,8 @@ class Router:
                     deadline=deadline,
                     request_id=request_id,
                     instance=instance,
+                    max_result_bytes=self.max_result_bytes,
+                    on_progress=on_progress,
                 )
             except NotDelivered as exc:  # that replica never saw the request: try again
                 assert instance is not None

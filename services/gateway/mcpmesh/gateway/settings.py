@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES
 from mcpmesh.service.admission import AdmissionLimits
 from mcpmesh.telemetry.tenants import MetricsSettings
 
@@ -97,6 +98,7 @@ class GatewaySettings:
     allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
     max_body_bytes: int = 1_048_576
     call_timeout_s: float = 30.0
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # largest service reply reassembled from parts
     key_grace_s: float = 3600.0
     stamp_ttl_s: int = 60
     catalog_ttl_s: float = 30.0
@@ -148,6 +150,7 @@ class GatewaySettings:
             ),
             max_body_bytes=_integer(env, "MCPMESH_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             call_timeout_s=_number(env, "MCPMESH_CALL_TIMEOUT_S", cls.call_timeout_s, minimum=0.1),
+            max_result_bytes=_integer(env, "MCPMESH_MAX_RESULT_BYTES", cls.max_result_bytes, minimum=65536),
             key_grace_s=_number(env, "MCPMESH_KEY_GRACE_S", cls.key_grace_s),
             stamp_ttl_s=_integer(env, "MCPMESH_STAMP_TTL_S", cls.stamp_ttl_s, minimum=10),
             catalog_ttl_s=_number(env, "MCPMESH_CATALOG_TTL_S", cls.catalog_ttl_s, minimum=0.0),

@@ -431,3 +431,14 @@ def modern_envelope(protocol_version: str, client_info: Any, client_capabilities
     if client_info is not None:
         meta[CLIENT_INFO_META_KEY] = client_info
     return meta
+
+
+def wants_event_stream(request: McpRequest) -> bool:
+    """Whether to answer this POST as an SSE stream: the client accepts `text/event-stream`
+    and asked for progress (`params._meta.progressToken`); otherwise the answer is plain JSON."""
+    accept = request.headers.get("accept")
+    if not accept or "text/event-stream" not in _media_types(accept):
+        return False
+    meta = request.params.get("_meta")
+    token = meta.get("progressToken") if isinstance(meta, dict) else None
+    return isinstance(token, str | int) and not isinstance(token, bool)
