@@ -29,19 +29,7 @@ def legacy_headers(session: str | None = None) -> dict[str, str]:
 
 
 async def open_session(gw: Any, key: str, path: str = "/mcp") -> str:
-    status, body, headers = await gw.post(init_body(), key=key, path=path)
-    assert status == 200, body
-    assert body["result"]["protocolVersion"] == LEGACY
-    assert "resultType" not in body["result"]
-    session = headers["Mcp-Session-Id"]
-    status, _, _ = await gw.post(
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        key=key,
-        headers=legacy_headers(session),
-        path=path,
-    )
-    assert status == 202
-    return session
+    return str(await gw.legacy_session(key, path))
 
 
 async def test_session_opened_on_one_replica_works_on_another_and_delete_ends_it_everywhere(
