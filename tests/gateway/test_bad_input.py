@@ -262,7 +262,7 @@ async def test_context_inputs_that_once_failed_inside_get_a_clear_tool_error(
         "get": {"ctx_id": ctx_id},
         "append": {"ctx_id": ctx_id},
     }
-    params = {"name": f"context.{tool}", "arguments": {**needs.get(tool, {}), **args}}
+    params = {"name": f"context_{tool}", "arguments": {**needs.get(tool, {}), **args}}
     status, body, _ = await gw.rpc("tools/call", params, key=key)
     assert status == 200 and body["result"]["isError"] is True, body
     text = body["result"]["content"][0]["text"]

@@ -69,7 +69,7 @@ async def test_a_7_s_read_only_tool_runs_exactly_once_and_answers(mesh: Any) -> 
 async def test_a_timed_out_write_says_it_may_have_been_applied_and_ran_once(mesh: Any) -> None:
     runs: list[str] = []
     await mesh.service(counting_service(runs))
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:*"])
 
@@ -105,7 +105,7 @@ async def test_a_timed_out_write_says_it_may_have_been_applied_and_ran_once(mesh
 
 async def test_a_write_the_service_stopped_at_its_deadline_may_have_been_applied(mesh: Any) -> None:
     runs: list[str] = []
-    await mesh.service(counting_service(runs), ServiceSettings(call_timeout_s=0.5))  # its own, shorter bound
+    await mesh.service(counting_service(runs), ServiceSettings(max_call_s=0.5))  # its own, shorter cap
     gw = await mesh.gateway()
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:*"])
@@ -160,7 +160,7 @@ async def test_a_paused_replica_is_ejected_a_service_with_none_left_is_503_and_i
     mesh: Any, start_replicas: Any
 ) -> None:
     first, second = start_replicas(2)
-    gw = await mesh.gateway(call_timeout_s=2.0, health_interval_s=0.5)
+    gw = await mesh.gateway(max_call_s=2.0, health_interval_s=0.5)
     await wait_replicas(gw, "logs", 2)
     _org, key = await mesh.tenant(scopes=["logs:read"])
     statuses: list[int] = []

@@ -64,7 +64,7 @@ async def test_the_service_sees_the_callers_org_and_key(dxp_mesh: Any) -> None:
 
 async def test_a_slow_service_times_out_inside_the_deadline(mesh: Any) -> None:
     await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=0.5)
+    gw = await mesh.gateway(max_call_s=0.5)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     started = time.monotonic()
@@ -78,7 +78,7 @@ async def test_a_slow_service_times_out_inside_the_deadline(mesh: Any) -> None:
 
 async def test_a_dead_service_is_unavailable_not_a_hang(mesh: Any) -> None:
     harness = await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     assert (await gw.rpc("tools/call", call("dxp_hello", {"text": "x"}), key=key))[0] == 200
@@ -168,7 +168,7 @@ async def test_tool_deployed_after_caching_is_found(mesh: Any) -> None:
 
 async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) -> None:
     await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"], settings={"rate_limits": {"requests_per_minute": 30}})
     args = call("dxp_hello", {"text": "x"})
