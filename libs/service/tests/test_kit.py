@@ -594,3 +594,43 @@ async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(
         "check the current state before retrying"
     )
     assert read.error.retryable is True
+
+
+async def test_a_tools_budget_caps_the_callers_deadline(nats_server: LocalNatsServer) -> None:
+    import asyncio
+
+    from mcpmesh.bus import Deadline
+    from mcpmesh.proto import headers as h
+
+    svc = MeshService("slowpoke")
+
+    @svc.tool(access="read", budget_s=1)
+    async def look(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "seen"
+
+    async with ServiceHarness(svc, nats_server) as harness:
+        assert harness.client is not None
+        listed = result_of(await harness.raw(ORG_A, request_body("tools/list"), stamp=harness.stamp(ORG_A)))
+        assert listed["tools"][0]["_meta"]["mcpmesh/budget_s"] == 1
+        headers = {h.STAMP: harness.stamp(ORG_A), h.REQUEST_ID: "r1", h.DEADLINE: Deadline.after(30).header()}
+        body = request_body("tools/call", {"name": "look", "arguments": {"seconds": 20}})
+        msg = await harness.client.nc.request("mcp.org-acme.slowpoke", body, timeout=25, headers=headers)
+        with pytest.raises(MeshException) as info:
+            result_of(msg.data)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+
+
+def test_tool_names_clients_would_reject_are_refused_at_declaration() -> None:
+    svc = MeshService("echo")
+
+    async def handler() -> str:
+        return "x"
+
+    for bad in ("with.dot", "with space", "x" * 60):
+        with pytest.raises(ValueError, match="invalid tool name"):
+            svc.tool(name=bad)(handler)
+    with pytest.raises(ValueError, match="budget_s must be positive"):
+        svc.tool(budget_s=0)
+    svc.tool(name="x" * 59)(handler)  # echo_ + 59 = 64 characters: accepted
+    assert "x" * 59 in svc.tool_scopes
