@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from mcp.client.client import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.server.mcpserver import Context
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.ids import TOOL_NAME_PATTERN

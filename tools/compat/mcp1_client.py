@@ -24,7 +24,11 @@ from mcp.client.streamable_http import streamablehttp_client
 async def check(url: str, key: str) -> list[str]:
     seen: list[str] = []
     async with (
-        streamablehttp_client(url, headers={"x-api-key": key}, timeout=timedelta(seconds=30)) as (read, write, _),
+        streamablehttp_client(url, headers={"x-api-key": key}, timeout=timedelta(seconds=30)) as (
+            read,
+            write,
+            _,
+        ),
         ClientSession(read, write) as session,
     ):
         init = await session.initialize()

@@ -112,6 +112,8 @@ def error_of_tool_result(result: Any) -> MeshError | None:
         return msgspec.convert(result.get("structuredContent"), MeshError)
     except msgspec.ValidationError:
         content = result.get("content")
-        texts = [c.get("text", "") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
+        texts = (
+            [c.get("text", "") for c in content if isinstance(c, dict)] if isinstance(content, list) else []
+        )
         text = " ".join(t for t in texts if isinstance(t, str)).strip()
         return MeshError(ErrorCode.INTERNAL, text[:500] or "the tool failed", retryable=False)

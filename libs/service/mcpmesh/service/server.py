@@ -526,7 +526,7 @@ class MeshService:
                 if offered is not None and stamp.tier not in offered:
                     raise MeshException(
                         ErrorCode.FORBIDDEN,
-                        f"{self.qualified(tool)} is not available on the {stamp.tier!r} tier",
+                        f"{self.qualified(str(tool))} is not available on the {stamp.tier!r} tier",
                     )
                 _check_params(method, params)
                 verdict = classify_inbound_request(decoded)
@@ -776,7 +776,9 @@ def _clean_failures(fn: F, qualified: str) -> F:
         except Exception:
             _mark_outcome(ErrorCode.INTERNAL.value)
             log.exception("tool failed", tool=qualified)
-            return _failed(MeshError(ErrorCode.INTERNAL, f"internal error in {qualified}: the failure was logged"))
+            return _failed(
+                MeshError(ErrorCode.INTERNAL, f"internal error in {qualified}: the failure was logged")
+            )
 
     return wrapper  # type: ignore[return-value]
 

@@ -103,7 +103,9 @@ class GatewayError(Exception):
         if self.protocol_data is not None:
             data: Any = self.protocol_data
         else:
-            mesh = MeshError(code=self.code, message=self.message, retryable=self.retryable, details=self.extra)
+            mesh = MeshError(
+                code=self.code, message=self.message, retryable=self.retryable, details=self.extra
+            )
             data = msgspec.to_builtins(mesh)
         return {"code": self.jsonrpc_code, "message": self.message, "data": data}
 
