@@ -1,8 +1,8 @@
-"""A fresh context service on the session's nats-server, with its own embedded database per test."""
+"""A fresh context service on the session's nats-server, with a database of its own per test
+(on the session's MongoDB server)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -22,13 +22,15 @@ def context_settings() -> ContextSettings:
 
 
 @pytest.fixture
-async def mesh(nats_server: LocalNatsServer, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+async def mesh(
+    nats_server: LocalNatsServer, mongo_url: str, context_settings: ContextSettings
+) -> AsyncIterator[Mesh]:
     database = f"ctx_test_{uuid.uuid4().hex[:10]}"
     service = build_service(context_settings)
-    settings = dataclasses.replace(
-        ServiceSettings.from_env(), mongodb_database=database
-    )  # honours MONGODB_URL
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
     async with ServiceHarness(service, nats_server, settings=settings) as harness:
         yield Mesh(harness)
     await app_of(service).close()
-    await connect_database(settings.mongodb_url, database).client.drop_database(database)
+    db = connect_database(mongo_url, database)
+    await db.client.drop_database(database)
+    db.client.close()

@@ -394,9 +394,14 @@ class MeshService:
         return await self._org_settings.get(self.bus, org_id, tier)
 
     async def started(self, settings: ServiceSettings, bus: Bus | None) -> None:
-        """Called by the runner once configuration and the bus are ready."""
+        """Called by the runner once configuration and the bus are ready.
+
+        A service with store kinds connects now, so a missing MONGODB_URL stops it at
+        start (StoreNotConfigured) rather than at its first call."""
         self.settings = settings
         self.bus = bus
+        if self.store_kinds:
+            _ = self.store
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
             self._commands = CommandVerifier(settings.stamp_public_key)
@@ -404,12 +409,16 @@ class MeshService:
             await hook(self)
 
     async def stopping(self) -> None:
-        """Called by the runner at shutdown; a failing hook does not stop the others."""
+        """Called by the runner at shutdown; a failing hook does not stop the others. Then the
+        store's connections are closed (a later use would open new ones)."""
         for hook in self._on_stop:
             try:
                 await hook(self)
             except Exception:
                 log.exception("stop hook failed", hook=getattr(hook, "__name__", "?"))
+        store, self._store = self._store, None
+        if store is not None:
+            store.close()
 
     async def tenant_data(self, action: str, data: bytes) -> TenantDataReply:
         """Delete or export everything this service holds for one org, on the gateway's signed

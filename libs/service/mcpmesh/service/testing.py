@@ -19,7 +19,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from mcpmesh.bus import Bus, Deadline, connect
+from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto.errors import MeshError, error_of_tool_result
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
@@ -107,10 +107,15 @@ class ServiceHarness:
         self.client = await connect(self.client_url, name="harness-client")
         await self.client.ensure_streams()
         bus = await connect(self.settings.nats_url, name=f"harness-{self.service.name}")
-        await self.service.started(self.settings, bus)
+        try:
+            await self.service.started(self.settings, bus)
+        except BaseException:
+            await bus.close()
+            await self.client.close()
+            raise
         self.server = BusServer(self.service, bus)
         await self.server.start()
-        await bus.nc.flush()  # the server has its subscriptions before the first request
+        await flush(bus.nc)  # the server has its subscriptions before the first request
         return self
 
     async def __aexit__(
