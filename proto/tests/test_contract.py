@@ -98,3 +98,37 @@ def test_bus_users_and_their_inboxes() -> None:
     assert subjects.kv_read_patterns("ORG_SETTINGS")[0] == "$JS.API.STREAM.INFO.KV_ORG_SETTINGS"
     with pytest.raises(InvalidIdentifier):
         subjects.kv_read_patterns("org.>")
+
+
+def test_qualified_tool_names_match_what_every_client_accepts() -> None:
+    import re
+
+    from mcpmesh.proto.ids import TOOL_NAME_PATTERN, qualified_tool_name, split_qualified_name
+
+    assert qualified_tool_name("context", "job_status") == "context_job_status"
+    assert re.fullmatch(TOOL_NAME_PATTERN, qualified_tool_name("context", "create"))
+    assert split_qualified_name("context_job_status") == ("context", "job_status")
+    for bad in ("context", "context_", "_create", "Context_create", "context.create"):
+        assert split_qualified_name(bad) is None
+    for bad_tool in ("with.dot", "with space", "x" * 60, ""):
+        with pytest.raises(InvalidIdentifier):
+            qualified_tool_name("context", bad_tool)
+
+
+def test_limit_exceeded_and_rate_limited_have_distinct_jsonrpc_codes() -> None:
+    from mcpmesh.proto.errors import JSONRPC_CODES
+
+    assert JSONRPC_CODES[ErrorCode.LIMIT_EXCEEDED] != JSONRPC_CODES[ErrorCode.RATE_LIMITED]
+    assert len(set(JSONRPC_CODES.values())) == len(JSONRPC_CODES)
+
+
+def test_a_tool_error_result_carries_the_mesh_error_and_reads_back() -> None:
+    from mcpmesh.proto.errors import error_of_tool_result, tool_error_result
+
+    error = MeshError(ErrorCode.UNAVAILABLE, "provider down", retryable=True, details={"provider": "x"})
+    result = tool_error_result(error)
+    assert result["isError"] is True and result["content"][0]["text"] == "unavailable: provider down"
+    assert error_of_tool_result(msgspec.json.decode(msgspec.json.encode(result))) == error
+    assert error_of_tool_result({"content": []}) is None
+    foreign = error_of_tool_result({"isError": True, "content": [{"type": "text", "text": "boom"}]})
+    assert foreign == MeshError(ErrorCode.INTERNAL, "boom", retryable=False)

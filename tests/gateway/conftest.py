@@ -154,6 +154,35 @@ class Gateway:
         hdrs.update(headers or {})
         return await self.post(body, key=key, headers=hdrs, path=path)
 
+    async def legacy_session(self, key: str, path: str = "/mcp") -> str:
+        """A 2025-11-25 session opened as a client does (initialize, then initialized): its id."""
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": LEGACY,
+                "capabilities": {"roots": {"listChanged": True}},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        }
+        status, body, headers = await self.post(init, key=key, path=path)
+        assert status == 200, body
+        assert body["result"]["protocolVersion"] == LEGACY
+        assert "resultType" not in body["result"]
+        session = headers["Mcp-Session-Id"]
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        status, _, _ = await self.post(initialized, key=key, headers=legacy_headers(session), path=path)
+        assert status == 202
+        return session
+
+
+def legacy_headers(session: str | None = None) -> dict[str, str]:
+    hdrs = {"mcp-protocol-version": LEGACY}
+    if session:
+        hdrs["mcp-session-id"] = session
+    return hdrs
+
 
 def modern_body(method: str, params: dict[str, Any] | None = None, *, rpc_id: Any = 1) -> dict[str, Any]:
     p = dict(params or {})

@@ -90,17 +90,17 @@ async def test_a_flooding_org_gets_its_share_and_another_org_is_served_at_once(
     _, flood = await mesh.tenant(scopes=["dxp:read"], tier="enterprise", settings=UNLIMITED, name="Flood")
     _, quiet = await mesh.tenant(scopes=["dxp:read"], tier="enterprise", settings=UNLIMITED, name="Quiet")
     gate = gw.state.admission.gate
-    running = [call(gw, flood, "dxp.hold", {"tag": str(i)}) for i in range(2)]
+    running = [call(gw, flood, "dxp_hold", {"tag": str(i)}) for i in range(2)]
     await until(lambda: gate.inflight == 2)
-    running.append(call(gw, flood, "dxp.hold", {"tag": "queued"}))
+    running.append(call(gw, flood, "dxp_hold", {"tag": "queued"}))
     await until(lambda: gate.queued == 1)
     # The flooding org holds its share of the slots (2 of 4) and of the queue (1 of 2): refused.
     status, body, headers = await gw.rpc(
-        "tools/call", {"name": "dxp.hold", "arguments": {"tag": "x"}}, key=flood
+        "tools/call", {"name": "dxp_hold", "arguments": {"tag": "x"}}, key=flood
     )
     assert_shed(status, body, headers, "the gateway is busy with this organization's other calls")
     # Another org is served at once, past the flood.
-    status, body, _ = await gw.rpc("tools/call", {"name": "dxp.hello", "arguments": {}}, key=quiet)
+    status, body, _ = await gw.rpc("tools/call", {"name": "dxp_hello", "arguments": {}}, key=quiet)
     assert status == 200 and body["result"]["content"][0]["text"] == "hello"
     assert (gate.inflight, gate.queued) == (2, 1)  # the flood is still held
     release.set()
@@ -122,16 +122,16 @@ async def test_a_service_at_capacity_is_503_with_retry_after_through_the_gateway
     gw = await mesh.gateway()
     await mesh.wait_discovered("dxp")
     _, key = await mesh.tenant(scopes=["dxp:read"], tier="enterprise", settings=UNLIMITED)
-    first = call(gw, key, "dxp.hold", {"tag": "first"})
+    first = call(gw, key, "dxp_hold", {"tag": "first"})
     assert harness.server is not None
     gate = harness.server.gate
     await until(lambda: gate.inflight == 1)
-    status, body, headers = await gw.rpc("tools/call", {"name": "dxp.hello", "arguments": {}}, key=key)
+    status, body, headers = await gw.rpc("tools/call", {"name": "dxp_hello", "arguments": {}}, key=key)
     assert_shed(status, body, headers, "service 'dxp' is at capacity (1 calls in progress, 0 waiting)")
     release.set()
     status, body, _ = await first
     assert status == 200
-    status, body, _ = await gw.rpc("tools/call", {"name": "dxp.hello", "arguments": {}}, key=key)
+    status, body, _ = await gw.rpc("tools/call", {"name": "dxp_hello", "arguments": {}}, key=key)
     assert status == 200 and body["result"]["content"][0]["text"] == "hello"
 
 
@@ -224,14 +224,14 @@ async def test_a_burst_far_above_capacity_is_shed_and_leaves_nothing_behind(
                 return resp.status, msgspec.json.decode(await resp.read()), resp.headers
 
         status, created, _ = await rpc(
-            "context.create", {"title": "burst", "entries": [{"role": "user", "content": "hi"}]}
+            "context_create", {"title": "burst", "entries": [{"role": "user", "content": "hi"}]}
         )
         assert status == 200
         ctx_id = created["result"]["structuredContent"]["ctx_id"]
 
         async def wave(size: int = 400) -> list[tuple[int, Any, Any]]:
             return await asyncio.gather(
-                *(rpc("context.get", {"ctx_id": ctx_id, "last_n": 1}) for _ in range(size))
+                *(rpc("context_get", {"ctx_id": ctx_id, "last_n": 1}) for _ in range(size))
             )
 
         shed = admitted = 0
@@ -258,7 +258,7 @@ async def test_a_burst_far_above_capacity_is_shed_and_leaves_nothing_behind(
         assert after - baseline < 5.0, (baseline, after)
         # The gateway then serves calls normally.
         for _ in range(10):
-            status, body, _ = await rpc("context.get", {"ctx_id": ctx_id, "last_n": 1})
+            status, body, _ = await rpc("context_get", {"ctx_id": ctx_id, "last_n": 1})
             assert status == 200
         async with http.get(f"{base}/metrics") as resp:
             metrics = await resp.text()

@@ -13,7 +13,7 @@ async def test_missing_key_is_401_with_resource_metadata(dxp_mesh: Any) -> None:
     status, body, headers = await gw.rpc("tools/list", key=None)
     assert status == 401
     assert body["error"]["code"] == -32001
-    assert body["error"]["data"]["reason"] == "missing"
+    assert body["error"]["data"]["details"]["reason"] == "missing"
     challenge = headers["WWW-Authenticate"]
     metadata_url = gw.base("/.well-known/oauth-protected-resource")
     assert challenge == f'Bearer resource_metadata="{metadata_url}"'
@@ -40,7 +40,7 @@ async def test_bad_keys_are_401_with_the_reason(dxp_mesh: Any, headers: dict[str
     _mesh, gw = dxp_mesh
     status, body, resp_headers = await gw.rpc("tools/list", key=None, headers=headers)
     assert status == 401
-    assert body["error"]["data"]["reason"] == reason
+    assert body["error"]["data"]["details"]["reason"] == reason
     assert 'error="invalid_token"' in resp_headers["WWW-Authenticate"]
     assert "A" * 43 not in str(body)  # the presented secret is never echoed
 
@@ -73,7 +73,7 @@ async def test_revoked_key_is_refused_on_every_replica_within_a_second(mesh: Any
     await asyncio.sleep(1.0)
     for gw in (a, b):
         status, body, _ = await gw.rpc("tools/list", key=key)
-        assert status == 401 and body["error"]["data"]["reason"] == "revoked"
+        assert status == 401 and body["error"]["data"]["details"]["reason"] == "revoked"
 
 
 async def test_auth_failures_are_counted_by_reason(dxp_mesh: Any) -> None:

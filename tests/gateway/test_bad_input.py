@@ -59,8 +59,8 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
     ("missing method header", envelope(), {"mcp-protocol-version": MODERN}, 400, HEADER_MISMATCH),
     (
         "name header mismatch",
-        envelope("tools/call", {"name": "dxp.hello", "arguments": {"text": "x"}}),
-        modern("tools/call", **{"mcp-name": "dxp.other"}),
+        envelope("tools/call", {"name": "dxp_hello", "arguments": {"text": "x"}}),
+        modern("tools/call", **{"mcp-name": "dxp_other"}),
         400,
         HEADER_MISMATCH,
     ),
@@ -75,8 +75,8 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
     ("initialize at 2026", envelope("initialize"), modern("initialize"), 404, -32601),
     (
         "unknown tool",
-        envelope("tools/call", {"name": "dxp.nope"}),
-        modern("tools/call", **{"mcp-name": "dxp.nope"}),
+        envelope("tools/call", {"name": "dxp_nope"}),
+        modern("tools/call", **{"mcp-name": "dxp_nope"}),
         400,
         -32602,
     ),
@@ -89,8 +89,8 @@ CASES: list[tuple[str, Any, dict[str, str], int, int]] = [
     ),
     (
         "unknown service",
-        envelope("tools/call", {"name": "rag.search"}),
-        modern("tools/call", **{"mcp-name": "rag.search"}),
+        envelope("tools/call", {"name": "rag_search"}),
+        modern("tools/call", **{"mcp-name": "rag_search"}),
         400,
         -32602,
     ),
@@ -162,8 +162,8 @@ async def test_oversized_body_is_413(dxp_mesh: Any) -> None:
     mesh, _ = dxp_mesh
     gw = await mesh.gateway(max_body_bytes=2048)
     _org, key = await mesh.tenant()
-    big = envelope("tools/call", {"name": "dxp.hello", "arguments": {"text": "x" * 5000}})
-    status, body, _ = await gw.post(big, key=key, headers=modern("tools/call", **{"mcp-name": "dxp.hello"}))
+    big = envelope("tools/call", {"name": "dxp_hello", "arguments": {"text": "x" * 5000}})
+    status, body, _ = await gw.post(big, key=key, headers=modern("tools/call", **{"mcp-name": "dxp_hello"}))
     assert status == 413
     assert "2048 bytes" in body["error"]["message"]
 
@@ -253,7 +253,7 @@ async def test_context_inputs_that_once_failed_inside_get_a_clear_tool_error(
     caplog.set_level(logging.INFO)
     _org, key = await mesh.tenant(scopes=["context:*"])
     status, created, _ = await gw.rpc(
-        "tools/call", {"name": "context.create", "arguments": {"title": "t"}}, key=key
+        "tools/call", {"name": "context_create", "arguments": {"title": "t"}}, key=key
     )
     assert status == 200, created
     ctx_id = created["result"]["structuredContent"]["ctx_id"]
@@ -262,7 +262,7 @@ async def test_context_inputs_that_once_failed_inside_get_a_clear_tool_error(
         "get": {"ctx_id": ctx_id},
         "append": {"ctx_id": ctx_id},
     }
-    params = {"name": f"context.{tool}", "arguments": {**needs.get(tool, {}), **args}}
+    params = {"name": f"context_{tool}", "arguments": {**needs.get(tool, {}), **args}}
     status, body, _ = await gw.rpc("tools/call", params, key=key)
     assert status == 200 and body["result"]["isError"] is True, body
     text = body["result"]["content"][0]["text"]
@@ -275,11 +275,11 @@ async def test_context_inputs_that_once_failed_inside_get_a_clear_tool_error(
 @pytest.mark.parametrize(
     ("method", "params", "code", "message"),
     [
-        ("prompts/get", {"name": "dxp.nope"}, "not_found", "unknown prompt 'nope': prompts/list names"),
-        ("prompts/get", {"name": "dxp.greet"}, "invalid_request", "invalid arguments: name: required"),
+        ("prompts/get", {"name": "dxp_nope"}, "not_found", "unknown prompt 'nope': prompts/list names"),
+        ("prompts/get", {"name": "dxp_greet"}, "invalid_request", "invalid arguments: name: required"),
         (
             "prompts/get",
-            {"name": "dxp.greet", "arguments": {"name": "Ann", "tone": "warm"}},
+            {"name": "dxp_greet", "arguments": {"name": "Ann", "tone": "warm"}},
             "invalid_request",
             "'tone': not an argument of this prompt",
         ),
@@ -309,7 +309,7 @@ async def test_unknown_prompts_and_resources_are_clear_client_errors_not_502(
     assert internals_in(msgspec.json.encode(body).decode()) == [], body
     assert logged_failures(caplog.records) == []
     status, body, _ = await gw.rpc(
-        "prompts/get", {"name": "dxp.greet", "arguments": {"name": "Ann"}}, key=key
+        "prompts/get", {"name": "dxp_greet", "arguments": {"name": "Ann"}}, key=key
     )
     assert status == 200 and body["result"]["messages"][0]["content"]["text"] == "Say hello to Ann"
 

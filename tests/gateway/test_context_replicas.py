@@ -91,7 +91,7 @@ class Load:
             i += 1
             started = time.monotonic()
             args = {"ctx_id": self.ctx_id, "role": "user", "content": content}
-            status, body, _ = await self.gw.rpc("tools/call", call("context.append", args), key=self.key)
+            status, body, _ = await self.gw.rpc("tools/call", call("context_append", args), key=self.key)
             result = body.get("result") if status == 200 and isinstance(body, dict) else None
             if result is not None and not result.get("isError"):
                 self.acked[content] = result["structuredContent"]["first_seq"]
@@ -100,7 +100,7 @@ class Load:
             if i % 3 == 0:
                 started = time.monotonic()
                 args = {"ctx_id": self.ctx_id, "last_n": 5}
-                status, body, _ = await self.gw.rpc("tools/call", call("context.get", args), key=self.key)
+                status, body, _ = await self.gw.rpc("tools/call", call("context_get", args), key=self.key)
                 result = body.get("result") if status == 200 and isinstance(body, dict) else None
                 if result is not None and not result.get("isError"):
                     self.gets_ok += 1
@@ -121,7 +121,7 @@ async def read_all(gw: Gateway, key: str, ctx_id: str) -> list[dict[str, Any]]:
     after = -1
     while True:
         args = {"ctx_id": ctx_id, "after_seq": after}
-        status, body, _ = await gw.rpc("tools/call", call("context.get", args), key=key)
+        status, body, _ = await gw.rpc("tools/call", call("context_get", args), key=key)
         assert status == 200 and not body["result"].get("isError"), body
         page = body["result"]["structuredContent"]
         entries += page["entries"]
@@ -134,10 +134,10 @@ async def read_all(gw: Gateway, key: str, ctx_id: str) -> list[dict[str, Any]]:
 async def test_a_replica_killed_mid_load_loses_no_acknowledged_append(
     mesh: Mesh, replicas: list[subprocess.Popen[bytes]], how: signal.Signals
 ) -> None:
-    gw = await mesh.gateway(call_timeout_s=3.0)
+    gw = await mesh.gateway(max_call_s=3.0)
     await wait_for_replicas(gw, 2)
     _org, key = await mesh.tenant(scopes=["context:*"])
-    status, body, _ = await gw.rpc("tools/call", call("context.create", {"title": "load"}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("context_create", {"title": "load"}), key=key)
     assert status == 200, body
     ctx_id = body["result"]["structuredContent"]["ctx_id"]
 

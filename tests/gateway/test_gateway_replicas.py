@@ -92,7 +92,7 @@ async def admin(http: aiohttp.ClientSession, gw: GatewayProcess, path: str, body
 
 
 async def hello(http: aiohttp.ClientSession, gw: GatewayProcess, key: str) -> tuple[int, Any]:
-    params = {"name": "dxp.hello", "arguments": {"text": "x"}}
+    params = {"name": "dxp_hello", "arguments": {"text": "x"}}
     headers = {
         "content-type": "application/json",
         "accept": "application/json, text/event-stream",
@@ -122,5 +122,5 @@ async def test_a_key_made_on_one_replica_works_on_the_other_and_revoking_it_reac
         if status == 401 or time.monotonic() - revoked_at > 1.0:
             break
         await asyncio.sleep(0.05)
-    assert status == 401 and body["error"]["data"]["reason"] == "revoked", (status, body)
+    assert status == 401 and body["error"]["data"]["details"]["reason"] == "revoked", (status, body)
     assert (await hello(http, one, key["secret"]))[0] == 401

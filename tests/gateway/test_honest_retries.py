@@ -60,7 +60,7 @@ async def test_a_7_s_read_only_tool_runs_exactly_once_and_answers(mesh: Any) -> 
     gw = await mesh.gateway()  # the default 30 s call deadline
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:read"])
-    status, body, _ = await gw.rpc("tools/call", call("rag.slow_read", {"seconds": 7}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_slow_read", {"seconds": 7}), key=key)
     assert status == 200, body
     assert body["result"]["structuredContent"] == {"result": "read done"}
     assert runs == ["slow_read"]
@@ -69,33 +69,33 @@ async def test_a_7_s_read_only_tool_runs_exactly_once_and_answers(mesh: Any) -> 
 async def test_a_timed_out_write_says_it_may_have_been_applied_and_ran_once(mesh: Any) -> None:
     runs: list[str] = []
     await mesh.service(counting_service(runs))
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:*"])
 
-    status, body, _ = await gw.rpc("tools/call", call("rag.slow_write", {"seconds": 3}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_slow_write", {"seconds": 3}), key=key)
     assert status == 504, body
     error = body["error"]
     assert error["data"]["code"] == "timeout"
-    assert error["data"]["retryable"] is False and error["data"]["may_have_applied"] is True
-    assert "tool 'rag.slow_write' may have been applied" in error["message"]
+    assert error["data"]["retryable"] is False and error["data"]["details"]["may_have_applied"] is True
+    assert "tool 'rag_slow_write' may have been applied" in error["message"]
     assert "check the current state before retrying" in error["message"]
 
     # With the tool's idempotency key given, resending is safe, and the error says how.
     status, body, _ = await gw.rpc(
-        "tools/call", call("rag.keyed_write", {"seconds": 3, "op_id": "op-1"}), key=key
+        "tools/call", call("rag_keyed_write", {"seconds": 3, "op_id": "op-1"}), key=key
     )
     assert status == 504, body
     assert body["error"]["data"]["retryable"] is True
-    assert body["error"]["data"]["idempotency_key"] == "op_id"
+    assert body["error"]["data"]["details"]["idempotency_key"] == "op_id"
     assert "resend it with the same 'op_id'" in body["error"]["message"]
     # ... and without the key, it is not, and the error says which argument would make it so.
-    status, body, _ = await gw.rpc("tools/call", call("rag.keyed_write", {"seconds": 3}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_keyed_write", {"seconds": 3}), key=key)
     assert status == 504 and body["error"]["data"]["retryable"] is False
     assert "pass 'op_id' so that a retry is applied at most once" in body["error"]["message"]
 
     # A read-only tool that timed out is safe to retry, and says so.
-    status, body, _ = await gw.rpc("tools/call", call("rag.slow_read", {"seconds": 3}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_slow_read", {"seconds": 3}), key=key)
     assert status == 504 and body["error"]["data"]["retryable"] is True
     assert "retrying it is safe" in body["error"]["message"]
 
@@ -105,15 +105,15 @@ async def test_a_timed_out_write_says_it_may_have_been_applied_and_ran_once(mesh
 
 async def test_a_write_the_service_stopped_at_its_deadline_may_have_been_applied(mesh: Any) -> None:
     runs: list[str] = []
-    await mesh.service(counting_service(runs), ServiceSettings(call_timeout_s=0.5))  # its own, shorter bound
+    await mesh.service(counting_service(runs), ServiceSettings(max_call_s=0.5))  # its own, shorter cap
     gw = await mesh.gateway()
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:*"])
-    status, body, _ = await gw.rpc("tools/call", call("rag.slow_write", {"seconds": 3}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_slow_write", {"seconds": 3}), key=key)
     assert status == 504, body
     assert body["error"]["data"]["retryable"] is False
     assert body["error"]["message"] == (
-        "service 'rag' did not finish in time: tool 'rag.slow_write' may have been applied; "
+        "service 'rag' did not finish in time: tool 'rag_slow_write' may have been applied; "
         "check the current state before retrying"
     )
     assert runs == ["slow_write"]
@@ -160,14 +160,14 @@ async def test_a_paused_replica_is_ejected_a_service_with_none_left_is_503_and_i
     mesh: Any, start_replicas: Any
 ) -> None:
     first, second = start_replicas(2)
-    gw = await mesh.gateway(call_timeout_s=2.0, health_interval_s=0.5)
+    gw = await mesh.gateway(max_call_s=2.0, health_interval_s=0.5)
     await wait_replicas(gw, "logs", 2)
     _org, key = await mesh.tenant(scopes=["logs:read"])
     statuses: list[int] = []
 
     async def whoami() -> tuple[int, Any, Any]:
         """(status, the serving replica's pid or the error body, headers)"""
-        status, body, headers = await gw.rpc("tools/call", call("logs.whoami"), key=key)
+        status, body, headers = await gw.rpc("tools/call", call("logs_whoami"), key=key)
         statuses.append(status)
         return status, body["result"]["structuredContent"]["pid"] if status == 200 else body, headers
 
@@ -198,7 +198,7 @@ async def test_a_paused_replica_is_ejected_a_service_with_none_left_is_503_and_i
     assert body["error"]["data"]["code"] == "unavailable" and body["error"]["data"]["retryable"] is True
     assert "service 'logs' is unavailable: no replica is answering health checks" in body["error"]["message"]
     status, listed, _ = await gw.rpc("tools/list", key=key)  # its cached tools are still listed
-    assert status == 200 and "logs.whoami" in {t["name"] for t in listed["result"]["tools"]}
+    assert status == 200 and "logs_whoami" in {t["name"] for t in listed["result"]["tools"]}
 
     # SIGCONT: the replica is healthy again and takes calls.
     first.send_signal(signal.SIGCONT)
@@ -223,7 +223,7 @@ async def test_forty_calls_meeting_an_undiscovered_service_share_one_refresh(mes
     assert not discovery.has("logs")
     rounds = discovery.rounds
     results = await asyncio.gather(
-        *(gw.rpc("tools/call", call("logs.tail", {"lines": 1}), key=key) for _ in range(40))
+        *(gw.rpc("tools/call", call("logs_tail", {"lines": 1}), key=key) for _ in range(40))
     )
     assert [status for status, _, _ in results] == [200] * 40, [b for s, b, _ in results if s != 200][:1]
     assert discovery.rounds == rounds + 1

@@ -29,19 +29,7 @@ def legacy_headers(session: str | None = None) -> dict[str, str]:
 
 
 async def open_session(gw: Any, key: str, path: str = "/mcp") -> str:
-    status, body, headers = await gw.post(init_body(), key=key, path=path)
-    assert status == 200, body
-    assert body["result"]["protocolVersion"] == LEGACY
-    assert "resultType" not in body["result"]
-    session = headers["Mcp-Session-Id"]
-    status, _, _ = await gw.post(
-        {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        key=key,
-        headers=legacy_headers(session),
-        path=path,
-    )
-    assert status == 202
-    return session
+    return str(await gw.legacy_session(key, path))
 
 
 async def test_session_opened_on_one_replica_works_on_another_and_delete_ends_it_everywhere(
@@ -57,7 +45,7 @@ async def test_session_opened_on_one_replica_works_on_another_and_delete_ends_it
         "jsonrpc": "2.0",
         "id": 2,
         "method": "tools/call",
-        "params": {"name": "dxp.hello", "arguments": {"text": "x"}},
+        "params": {"name": "dxp_hello", "arguments": {"text": "x"}},
     }
     status, body, _ = await b.post(call, key=key, headers=legacy_headers(session))
     assert status == 200, body
@@ -176,8 +164,8 @@ async def test_results_for_legacy_clients_are_shaped_for_their_version(mesh: Any
     assert status == 200 and body["id"] == "a"
     assert {"resultType", "ttlMs", "cacheScope"}.isdisjoint(body["result"])
     assert {t["name"] for t in body["result"]["tools"]} == {
-        "dxp.hello",
-        "dxp.slow",
-        "dxp.refuse",
-        "dxp.regional",
+        "dxp_hello",
+        "dxp_slow",
+        "dxp_refuse",
+        "dxp_regional",
     }

@@ -29,7 +29,7 @@ async def test_over_the_minute_limit_is_429_naming_the_limit(dxp_mesh: Any) -> N
     error = body["error"]
     assert error["code"] == -32029
     assert error["data"]["code"] == "rate_limited" and error["data"]["retryable"] is True
-    assert error["data"]["limit"] == "key.requests_per_minute"
+    assert error["data"]["details"]["limit"] == "key.requests_per_minute"
     assert error["message"].startswith("rate limit exceeded: this API key may make 5 requests per minute")
     assert "resets at" in error["message"]
     metrics = await (await gw.client.get("/metrics")).text()
@@ -50,19 +50,20 @@ async def test_the_org_limit_covers_all_of_its_keys(dxp_mesh: Any) -> None:
     ]
     assert [(await gw.rpc("ping", key=k))[0] for k in (key, key, other, other)] == [200] * 4
     status, body, _ = await gw.rpc("ping", key=other)
-    assert status == 429 and body["error"]["data"]["limit"] == "org.requests_per_minute"
+    assert status == 429 and body["error"]["data"]["details"]["limit"] == "org.requests_per_minute"
     assert "this organization may make 4 requests per minute" in body["error"]["message"]
 
 
 async def test_monthly_tool_call_quota(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     _org, key = await mesh.tenant(scopes=["dxp:read"], settings={"monthly_tool_calls": 2})
-    args = {"name": "dxp.hello", "arguments": {"text": "x"}}
+    args = {"name": "dxp_hello", "arguments": {"text": "x"}}
     assert [(await gw.rpc("tools/call", args, key=key))[0] for _ in range(2)] == [200, 200]
     status, body, headers = await gw.rpc("tools/call", args, key=key)
     assert status == 429
-    assert body["error"]["data"]["code"] == "limit_exceeded"
-    assert body["error"]["data"]["limit"] == "org.monthly_tool_calls"
+    # Distinct from a rate limit (-32029): waiting a minute will not help.
+    assert body["error"]["code"] == -32030 and body["error"]["data"]["code"] == "limit_exceeded"
+    assert body["error"]["data"]["details"]["limit"] == "org.monthly_tool_calls"
     assert "tool calls per month" in body["error"]["message"]
     assert int(headers["Retry-After"]) > 0
     # Listing is not a tool call: still allowed.

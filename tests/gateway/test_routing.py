@@ -16,15 +16,15 @@ def call(name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
 async def test_tools_list_is_filtered_by_scope_and_tier(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     cases = [
-        (["dxp:read"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional"}),
-        (["dxp:write"], "pro", {"dxp.store"}),
-        (["dxp:*"], "pro", {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "dxp.store"}),
+        (["dxp:read"], "pro", {"dxp_hello", "dxp_slow", "dxp_refuse", "dxp_regional"}),
+        (["dxp:write"], "pro", {"dxp_store"}),
+        (["dxp:*"], "pro", {"dxp_hello", "dxp_slow", "dxp_refuse", "dxp_regional", "dxp_store"}),
         (
             ["dxp:*"],
             "enterprise",
-            {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "dxp.store", "dxp.premium"},
+            {"dxp_hello", "dxp_slow", "dxp_refuse", "dxp_regional", "dxp_store", "dxp_premium"},
         ),
-        (["logs:read"], "pro", {"logs.tail"}),
+        (["logs:read"], "pro", {"logs_tail"}),
         (["context:read"], "pro", set()),
     ]
     for scopes, tier, expected in cases:
@@ -39,13 +39,13 @@ async def test_tools_list_is_filtered_by_scope_and_tier(dxp_mesh: Any) -> None:
 async def test_calls_outside_scope_or_tier_name_what_is_missing(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     _org, key = await mesh.tenant(scopes=["dxp:read"])
-    status, body, _ = await gw.rpc("tools/call", call("dxp.store", {"value": "v"}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("dxp_store", {"value": "v"}), key=key)
     assert status == 403
-    assert body["error"]["message"].startswith("missing scope 'dxp:write' for tool 'dxp.store'")
-    assert body["error"]["data"]["required_scope"] == "dxp:write"
-    status, body, _ = await gw.rpc("tools/call", call("dxp.premium"), key=key)
+    assert body["error"]["message"].startswith("missing scope 'dxp:write' for tool 'dxp_store'")
+    assert body["error"]["data"]["details"]["required_scope"] == "dxp:write"
+    status, body, _ = await gw.rpc("tools/call", call("dxp_premium"), key=key)
     assert status == 403 and "'pro' tier" in body["error"]["message"]
-    status, body, _ = await gw.rpc("tools/call", call("logs.tail"), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("logs_tail"), key=key)
     assert status == 403 and "logs:read" in body["error"]["message"]
     status, body, _ = await gw.rpc("tools/list", key=key, path="/mcp/logs")
     assert status == 403
@@ -56,7 +56,7 @@ async def test_the_service_sees_the_callers_org_and_key(dxp_mesh: Any) -> None:
     org_a, key_a = await mesh.tenant(scopes=["dxp:read"], name="A")
     org_b, key_b = await mesh.tenant(scopes=["dxp:read"], name="B")
     for org, key in ((org_a, key_a), (org_b, key_b)):
-        status, body, _ = await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key)
+        status, body, _ = await gw.rpc("tools/call", call("dxp_hello", {"text": "x"}), key=key)
         assert status == 200
         assert body["result"]["structuredContent"]["org"] == org
         assert body["result"]["structuredContent"]["key"] == "key-" + key.split("_")[1]
@@ -64,11 +64,11 @@ async def test_the_service_sees_the_callers_org_and_key(dxp_mesh: Any) -> None:
 
 async def test_a_slow_service_times_out_inside_the_deadline(mesh: Any) -> None:
     await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=0.5)
+    gw = await mesh.gateway(max_call_s=0.5)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     started = time.monotonic()
-    status, body, _ = await gw.rpc("tools/call", call("dxp.slow", {"seconds": 5}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("dxp_slow", {"seconds": 5}), key=key)
     elapsed = time.monotonic() - started
     assert status == 504
     assert body["error"]["data"]["code"] == "timeout"
@@ -78,14 +78,14 @@ async def test_a_slow_service_times_out_inside_the_deadline(mesh: Any) -> None:
 
 async def test_a_dead_service_is_unavailable_not_a_hang(mesh: Any) -> None:
     harness = await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"])
-    assert (await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key))[0] == 200
+    assert (await gw.rpc("tools/call", call("dxp_hello", {"text": "x"}), key=key))[0] == 200
     assert harness.server is not None
     await harness.server.micro.stop()  # type: ignore[union-attr]  # the replica vanishes from the bus
     started = time.monotonic()
-    status, body, _ = await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("dxp_hello", {"text": "x"}), key=key)
     assert status in (503, 504), body
     assert body["error"]["data"]["retryable"] is True
     assert time.monotonic() - started < 2.5
@@ -98,7 +98,7 @@ async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = f"00-{trace_id}-00f067aa0ba902b7-01"
     status, _, headers = await gw.rpc(
-        "tools/call", call("dxp.hello", {"text": "x"}), key=key, headers={"traceparent": parent}
+        "tools/call", call("dxp_hello", {"text": "x"}), key=key, headers={"traceparent": parent}
     )
     assert status == 200 and headers["X-Request-Id"]
     for _ in range(50):
@@ -118,7 +118,7 @@ async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_
 async def test_ops_endpoints(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     org, key = await mesh.tenant(scopes=["dxp:read"])
-    await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key)
+    await gw.rpc("tools/call", call("dxp_hello", {"text": "x"}), key=key)
     ready = await gw.client.get("/ready")
     assert ready.status == 200
     assert (await ready.json())["services"] == ["dxp", "logs"]
@@ -157,13 +157,13 @@ async def test_tool_deployed_after_caching_is_found(mesh: Any) -> None:
     gw = await mesh.gateway(catalog_ttl_s=3600)
     await mesh.wait_discovered("rag")
     _org, key = await mesh.tenant(scopes=["rag:read"])
-    assert (await gw.rpc("tools/list", key=key))[1]["result"]["tools"][0]["name"] == "rag.search"
+    assert (await gw.rpc("tools/list", key=key))[1]["result"]["tools"][0]["name"] == "rag_search"
 
     @first.tool(access="read")
     async def ask(q: str) -> str:
         return "answer " + q
 
-    status, body, _ = await gw.rpc("tools/call", call("rag.ask", {"q": "x"}), key=key)
+    status, body, _ = await gw.rpc("tools/call", call("rag_ask", {"q": "x"}), key=key)
     assert status == 200, body
     assert body["result"]["structuredContent"] == {"result": "answer x"}
     assert harness is not None
@@ -171,10 +171,10 @@ async def test_tool_deployed_after_caching_is_found(mesh: Any) -> None:
 
 async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) -> None:
     await mesh.dxp()
-    gw = await mesh.gateway(call_timeout_s=1.0)
+    gw = await mesh.gateway(max_call_s=1.0)
     await mesh.wait_discovered("dxp")
     _org, key = await mesh.tenant(scopes=["dxp:read"], settings={"rate_limits": {"requests_per_minute": 30}})
-    args = call("dxp.hello", {"text": "x"})
+    args = call("dxp_hello", {"text": "x"})
     assert (await gw.rpc("tools/call", args, key=key))[0] == 200
     mesh.nats.stop()
     try:
@@ -199,7 +199,7 @@ async def test_a_nats_outage_is_a_quick_503_and_the_gateway_recovers(mesh: Any) 
 async def test_mcp_param_headers_are_checked_against_the_tool_schema(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
     _org, key = await mesh.tenant(scopes=["dxp:read"])
-    args = call("dxp.regional", {"region": "eu-west"})
+    args = call("dxp_regional", {"region": "eu-west"})
     status, body, _ = await gw.rpc("tools/call", args, key=key)
     assert status == 400 and "Mcp-Param-Region" in body["error"]["message"]
     status, body, _ = await gw.rpc("tools/call", args, key=key, headers={"Mcp-Param-Region": "us-east"})

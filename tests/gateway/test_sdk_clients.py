@@ -29,17 +29,17 @@ async def test_sdk_lists_and_calls_tools_on_the_aggregate_endpoint(dxp_mesh: Any
         assert client.session.protocol_version == expected
         names = {t.name for t in (await client.list_tools()).tools}
         # dxp.store needs dxp:write and dxp.premium the enterprise tier: both filtered out.
-        assert names == {"dxp.hello", "dxp.slow", "dxp.refuse", "dxp.regional", "logs.tail"}
-        result = await client.call_tool("dxp.hello", {"text": "bob"})
+        assert names == {"dxp_hello", "dxp_slow", "dxp_refuse", "dxp_regional", "logs_tail"}
+        result = await client.call_tool("dxp_hello", {"text": "bob"})
         assert result.is_error is False
         assert result.structured_content == {
             "text": "hi bob",
             "org": org,
             "key": result.structured_content["key"],
         }
-        tail = await client.call_tool("logs.tail", {"lines": 2})
+        tail = await client.call_tool("logs_tail", {"lines": 2})
         assert tail.structured_content == {"result": ["line 0", "line 1"]}
-        refused = await client.call_tool("dxp.refuse", {})
+        refused = await client.call_tool("dxp_refuse", {})
         assert refused.is_error is True
 
 
@@ -70,8 +70,8 @@ async def test_sdk_resources_and_prompts_on_the_aggregate(dxp_mesh: Any, mode: s
         read = await client.read_resource("dxp://greeting")
         assert read.contents[0].text == "hello from dxp"  # type: ignore[union-attr]
         prompts = {p.name for p in (await client.list_prompts()).prompts}
-        assert prompts == {"dxp.greet", "logs.summarize"}
-        prompt = await client.get_prompt("dxp.greet", {"name": "Ann"})
+        assert prompts == {"dxp_greet", "logs_summarize"}
+        prompt = await client.get_prompt("dxp_greet", {"name": "Ann"})
         assert "Ann" in prompt.messages[0].content.text  # type: ignore[union-attr]
 
 
@@ -81,11 +81,11 @@ async def test_sdk_sees_a_missing_scope_as_a_clear_error(dxp_mesh: Any, mode: st
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     async with sdk_client(gw.url, key, mode) as client:
         with pytest.raises(MCPError) as info:
-            await client.call_tool("dxp.store", {"value": "v"})
+            await client.call_tool("dxp_store", {"value": "v"})
         assert "missing scope 'dxp:write'" in info.value.error.message
         with pytest.raises(MCPError) as info:
-            await client.call_tool("dxp.nope", {})
-        assert "unknown tool 'dxp.nope'" in info.value.error.message
+            await client.call_tool("dxp_nope", {})
+        assert "unknown tool 'dxp_nope'" in info.value.error.message
 
 
 class RoundRobin(httpx2.AsyncBaseTransport):
@@ -117,7 +117,7 @@ async def test_sdk_legacy_session_hops_between_replicas(mesh: Any) -> None:
     http = httpx2.AsyncClient(transport=transport, headers={"x-api-key": key}, timeout=30)
     async with sdk_client(a.url, key, "legacy", http) as client:
         for i in range(4):
-            result = await client.call_tool("dxp.hello", {"text": str(i)})
+            result = await client.call_tool("dxp_hello", {"text": str(i)})
             assert result.structured_content is not None and result.structured_content["text"] == f"hi {i}"
     assert set(transport.sent) == set(ports)
 
@@ -127,5 +127,5 @@ async def test_sdk_mirrors_param_headers_through_the_aggregate(dxp_mesh: Any) ->
     _org, key = await mesh.tenant(scopes=["dxp:read"])
     async with sdk_client(gw.url, key, MODERN) as client:
         await client.list_tools()  # the SDK learns the x-mcp-header declarations from the listing
-        result = await client.call_tool("dxp.regional", {"region": "eu-west"})
+        result = await client.call_tool("dxp_regional", {"region": "eu-west"})
         assert result.structured_content == {"result": "served in eu-west"}

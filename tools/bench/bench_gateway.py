@@ -329,7 +329,7 @@ class Targets:
         self.bus_headers = {h.STAMP: stamp, h.REQUEST_ID: "bench"}
         self.bus_call = request_body("tools/call", {"name": "echo", "arguments": {"text": TEXT}})
         self.bus_list = request_body("tools/list", None)
-        params = {"name": "echo.echo", "arguments": {"text": TEXT}, "_meta": META}
+        params = {"name": "echo_echo", "arguments": {"text": TEXT}, "_meta": META}
         self.gw_call = msgspec.json.encode(
             {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
         )
@@ -342,7 +342,7 @@ class Targets:
             "accept": "application/json, text/event-stream",
             "mcp-protocol-version": MODERN,
         }
-        self.call_headers = {**common, "mcp-method": "tools/call", "mcp-name": "echo.echo"}
+        self.call_headers = {**common, "mcp-method": "tools/call", "mcp-name": "echo_echo"}
         self.list_headers = {**common, "mcp-method": "tools/list"}
 
     async def bus_tools_call(self) -> None:

@@ -4,7 +4,7 @@ Starts the platform exactly as a developer does (`python -m mcpmesh.dev.runner`,
 `./mesh up`: nats-server, every service and the gateway as separate processes on 127.0.0.1,
 in a temporary state directory), creates two orgs through the admin API (a "flood" org
 with limits high enough not to interfere and a "quiet" org) and a context to read, then
-for each rate offers `context.get` (last 5 entries) open loop for `--seconds`: each call
+for each rate offers `context_get` (last 5 entries) open loop for `--seconds`: each call
 is sent at its scheduled time whatever the answers do, from `--senders` processes over
 raw keep-alive HTTP/1.1 connections (cheap enough to offer thousands of calls a second
 from Python). At most `--connections` are open at once: a call due while every one of them
@@ -159,14 +159,14 @@ def call_headers(key: str, name: str) -> dict[str, str]:
 
 def create_context(mcp_url: str, key: str) -> str:
     entries = [{"role": "user", "content": f"message {i} about the billing cycle"} for i in range(20)]
-    reply = tool_call(mcp_url, key, "context.create", {"title": "bench", "entries": entries})
+    reply = tool_call(mcp_url, key, "context_create", {"title": "bench", "entries": entries})
     result = reply.get("result") or {}
     ctx = result.get("structuredContent") or json.loads(result["content"][0]["text"])
     return str(ctx["ctx_id"])
 
 
 def raw_request(url: str, key: str, ctx_id: str) -> tuple[str, int, bytes]:
-    """(host, port, the bytes of one `context.get` request)."""
+    """(host, port, the bytes of one `context_get` request)."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
@@ -175,11 +175,11 @@ def raw_request(url: str, key: str, ctx_id: str) -> tuple[str, int, bytes]:
             "jsonrpc": "2.0",
             "id": 1,
             "method": "tools/call",
-            "params": {"name": "context.get", "arguments": {"ctx_id": ctx_id, "last_n": 5}, "_meta": META},
+            "params": {"name": "context_get", "arguments": {"ctx_id": ctx_id, "last_n": 5}, "_meta": META},
         }
     ).encode()
     head = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
-    head += [f"{k}: {v}" for k, v in call_headers(key, "context.get").items()]
+    head += [f"{k}: {v}" for k, v in call_headers(key, "context_get").items()]
     return parts.hostname or "127.0.0.1", parts.port or 80, ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -529,8 +529,8 @@ def main() -> None:
         flood_ctx = create_context(mcp_url, flood_key)
         quiet_ctx = create_context(mcp_url, quiet_key)
         for _ in range(50):  # warm: catalog, stamps, auth cache
-            tool_call(mcp_url, flood_key, "context.get", {"ctx_id": flood_ctx, "last_n": 5})
-            tool_call(mcp_url, quiet_key, "context.get", {"ctx_id": quiet_ctx, "last_n": 5})
+            tool_call(mcp_url, flood_key, "context_get", {"ctx_id": flood_ctx, "last_n": 5})
+            tool_call(mcp_url, quiet_key, "context_get", {"ctx_id": quiet_ctx, "last_n": 5})
         time.sleep(3)
         load = os.getloadavg()
         print(

@@ -231,10 +231,10 @@ def test_a_restart_keeps_the_demo_key_and_the_data(tmp_path: Path) -> None:
     try:
         first = wait_for_facts(proc, tmp_path / "dev.json")
         created = mcp_call(
-            first, "context.create", {"title": "kept", "entries": [{"role": "user", "content": "hi"}]}
+            first, "context_create", {"title": "kept", "entries": [{"role": "user", "content": "hi"}]}
         )
         mcp_call(
-            first, "context.append", {"ctx_id": created["ctx_id"], "role": "assistant", "content": "hello"}
+            first, "context_append", {"ctx_id": created["ctx_id"], "role": "assistant", "content": "hello"}
         )
     finally:
         stop(proc)
@@ -247,7 +247,7 @@ def test_a_restart_keeps_the_demo_key_and_the_data(tmp_path: Path) -> None:
             first["api_key"],
         )
         assert "mongo" in again["pids"] and (tmp_path / "mongo" / "data").is_dir()  # the store of .mesh
-        got = mcp_call(again, "context.get", {"ctx_id": created["ctx_id"]})
+        got = mcp_call(again, "context_get", {"ctx_id": created["ctx_id"]})
         assert got["title"] == "kept"
         assert [(e["role"], e["content"]) for e in got["entries"]] == [("user", "hi"), ("assistant", "hello")]
     finally:

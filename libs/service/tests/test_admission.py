@@ -186,6 +186,7 @@ async def test_the_kit_refuses_past_its_inflight_limit_with_unavailable(
             "code": "unavailable",
             "message": "service 'echo' is at capacity (2 calls in progress, 0 waiting): retry in a second",
             "retryable": True,
+            "details": {},
         }
         assert entered == ["a", "b"]  # the refused call never ran
         metrics = svc.metrics.registry

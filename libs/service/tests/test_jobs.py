@@ -361,7 +361,7 @@ async def test_failures_are_recorded_as_mesh_errors_without_internals(replicas: 
     r1 = await replicas(Probe(), "r1")
     expected = {
         "refuse": ("limit_exceeded", False, "the free tier allows 3 reindexes a day"),
-        "crash": ("internal", False, "internal error in work.crash: the failure was logged"),
+        "crash": ("internal", False, "internal error in work_crash: the failure was logged"),
         "huge": ("limit_exceeded", False, "a job keeps: return a reference to the data"),
         "forever": ("timeout", True, "the job ran past its time budget of 0.3 s"),
     }

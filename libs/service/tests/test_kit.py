@@ -224,7 +224,9 @@ async def test_unexpected_failure_reaches_client_without_internals(echo: Any) ->
     harness, _ = echo
     with pytest.raises(ToolFailed) as info:
         await harness.call_tool(ORG_A, "explode")
-    assert "internal error in echo.explode" in info.value.text
+    assert "internal error in echo_explode" in info.value.text
+    assert info.value.error is not None and info.value.error.code == "internal"
+    assert info.value.error.retryable is False
     assert "passwd" not in info.value.text and "RuntimeError" not in info.value.text
 
 
@@ -370,7 +372,9 @@ async def test_arguments_failing_the_schema_are_told_cleanly(
     with pytest.raises(ToolFailed) as info:
         await harness.call_tool(ORG_A, tool, arguments)
     text = info.value.text
-    assert text.startswith(f"Error executing tool {tool}: invalid_request: invalid arguments: "), text
+    assert text.startswith("invalid_request: invalid arguments: "), text
+    assert info.value.error is not None and info.value.error.code == "invalid_request"
+    assert expected in info.value.error.message
     assert expected in text and "input schema" in text, text
     assert internals_in(text) == [] and "x" * 100 not in text, text
     assert logged_failures(caplog.records) == []
@@ -399,7 +403,7 @@ async def test_unknown_prompts_and_resources_are_not_found(
         error["message"].startswith("unknown resource 'file:///etc/xxx")
         and "resources/list" in error["message"]
     )
-    assert len(error["message"]) < 400 and error["data"]["uri"].startswith("file:///etc/")
+    assert len(error["message"]) < 400 and error["data"]["details"]["uri"].startswith("file:///etc/")
     assert logged_failures(caplog.records) == []
     rendered = await harness.request(ORG_A, "prompts/get", {"name": "greet", "arguments": {"name": "Ann"}})
     assert rendered["messages"][0]["content"]["text"] == "Say hello to Ann 1 times"
@@ -600,7 +604,47 @@ async def test_a_write_stopped_at_its_deadline_says_it_may_have_been_applied(
         read = await stopped(harness, "look")
     assert write.error.retryable is False
     assert write.error.message == (
-        "slowpoke.save did not finish before its deadline and was stopped: it may have been applied; "
+        "slowpoke_save did not finish before its deadline and was stopped: it may have been applied; "
         "check the current state before retrying"
     )
     assert read.error.retryable is True
+
+
+async def test_a_tools_budget_caps_the_callers_deadline(nats_server: LocalNatsServer) -> None:
+    import asyncio
+
+    from mcpmesh.bus import Deadline
+    from mcpmesh.proto import headers as h
+
+    svc = MeshService("slowpoke")
+
+    @svc.tool(access="read", budget_s=1)
+    async def look(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "seen"
+
+    async with ServiceHarness(svc, nats_server) as harness:
+        assert harness.client is not None
+        listed = result_of(await harness.raw(ORG_A, request_body("tools/list"), stamp=harness.stamp(ORG_A)))
+        assert listed["tools"][0]["_meta"]["mcpmesh/budget_s"] == 1
+        headers = {h.STAMP: harness.stamp(ORG_A), h.REQUEST_ID: "r1", h.DEADLINE: Deadline.after(30).header()}
+        body = request_body("tools/call", {"name": "look", "arguments": {"seconds": 20}})
+        msg = await harness.client.nc.request("mcp.org-acme.slowpoke", body, timeout=25, headers=headers)
+        with pytest.raises(MeshException) as info:
+            result_of(msg.data)
+        assert info.value.error.code is ErrorCode.TIMEOUT
+
+
+def test_tool_names_clients_would_reject_are_refused_at_declaration() -> None:
+    svc = MeshService("echo")
+
+    async def handler() -> str:
+        return "x"
+
+    for bad in ("with.dot", "with space", "x" * 60):
+        with pytest.raises(ValueError, match="invalid tool name"):
+            svc.tool(name=bad)(handler)
+    with pytest.raises(ValueError, match="budget_s must be positive"):
+        svc.tool(budget_s=0)
+    svc.tool(name="x" * 59)(handler)  # echo_ + 59 = 64 characters: accepted
+    assert "x" * 59 in svc.tool_scopes

@@ -45,13 +45,13 @@ def parse(method: str, headers: dict[str, str], raw: bytes, service: str | None 
 def test_a_modern_request_is_routed_with_its_envelope() -> None:
     parsed = parse(
         "POST",
-        modern_headers("tools/call", **{"mcp-name": "dxp.hello"}),
-        body("tools/call", {"name": "dxp.hello"}),
+        modern_headers("tools/call", **{"mcp-name": "dxp_hello"}),
+        body("tools/call", {"name": "dxp_hello"}),
     )
     assert isinstance(parsed, McpRequest)
     assert parsed.era == "modern" and parsed.method == "tools/call" and parsed.rpc_id == 7
     assert parsed.protocol_version == MODERN and parsed.client_capabilities == {}
-    assert parsed.params["name"] == "dxp.hello"
+    assert parsed.params["name"] == "dxp_hello"
 
 
 def test_legacy_is_chosen_without_a_modern_version_header() -> None:

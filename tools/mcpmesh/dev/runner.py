@@ -362,6 +362,7 @@ def print_facts(facts: dict[str, Any]) -> None:
         }
     }
     print(json.dumps(config, indent=2))
+    print("Tools are named <service>_<tool> (e.g. context_create), as every MCP client accepts.")
     print("\nCtrl-C stops everything.")
 
 

@@ -3,10 +3,17 @@
 from mcpmesh.service.call import Call, call_of
 from mcpmesh.service.jobs import JobContext
 from mcpmesh.service.run import BusServer, run
-from mcpmesh.service.server import TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META, TOOL_TIERS_META, MeshService
+from mcpmesh.service.server import (
+    TOOL_BUDGET_META,
+    TOOL_IDEMPOTENCY_KEY_META,
+    TOOL_SCOPE_META,
+    TOOL_TIERS_META,
+    MeshService,
+)
 from mcpmesh.service.settings import JobSettings, ServiceSettings
 
 __all__ = [
+    "TOOL_BUDGET_META",
     "TOOL_IDEMPOTENCY_KEY_META",
     "TOOL_SCOPE_META",
     "TOOL_TIERS_META",

@@ -14,7 +14,7 @@ from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.bus.mcp import exchange, request_body, result_of
-from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.errors import ErrorCode, MeshException, error_of_tool_result
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
 from mcpmesh.tenancy.stamp import Stamp
 
@@ -61,11 +61,15 @@ class Call:
         return await self.service.org_settings(self.org_id, self.tier)
 
     async def call_tool(self, service: str, tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        """Call another service's tool as this same tenant (stamp, request id, trace, deadline carried)."""
+        """Call another service's tool as this same tenant (stamp, request id, trace, deadline carried).
+
+        A failed tool raises its MeshException as the callee reported it (code, message, retryable,
+        details): raised on from this tool, it reaches the client unchanged, however many hops away.
+        """
         result = await self.request(service, "tools/call", {"name": tool, "arguments": dict(arguments)})
-        if result.get("isError"):
-            text = " ".join(c.get("text", "") for c in result.get("content", []) if isinstance(c, dict))
-            raise MeshException(ErrorCode.INVALID_REQUEST, f"{service}.{tool} failed: {text or 'error'}")
+        error = error_of_tool_result(result)
+        if error is not None:
+            raise MeshException.of(error)
         return result
 
     async def request(

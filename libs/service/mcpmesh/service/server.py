@@ -53,9 +53,15 @@ from pydantic import AnyUrl, ValidationError
 from mcpmesh.bus import Bus, Deadline
 from mcpmesh.bus.frames import ReplyWriter
 from mcpmesh.proto import headers as h
-from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException, tool_error_result
 from mcpmesh.proto.events import TenantCommand, TenantDataReply, UsageEvent
-from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
+from mcpmesh.proto.ids import (
+    QUALIFIER,
+    InvalidIdentifier,
+    qualified_tool_name,
+    validate_org_id,
+    validate_service_name,
+)
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service.admission import Overloaded
@@ -84,6 +90,10 @@ TOOL_SCOPE_META = "mcpmesh/scope"
 TOOL_TIERS_META = "mcpmesh/tiers"
 #: Key of a tool's `_meta` entry naming the argument it deduplicates on (an idempotency key).
 TOOL_IDEMPOTENCY_KEY_META = "mcpmesh/idempotency_key"
+#: Key of a tool's `_meta` entry giving its time budget in seconds (what one call may take).
+TOOL_BUDGET_META = "mcpmesh/budget_s"
+#: A tool's time budget when it declares none.
+DEFAULT_BUDGET_S = 30.0
 
 #: Methods any key with some scope on the service may use.
 _LISTING = frozenset(
@@ -145,8 +155,7 @@ class _KitServer(MCPServer):
                 raise
             _mark_outcome(ErrorCode.INVALID_REQUEST.value)
             message = describe_invalid_arguments(exc.__cause__)
-            # The cause stays a ValidationError: the SDK then logs the field names, not the values.
-            raise ToolError(f"Error executing tool {name}: invalid_request: {message}") from exc.__cause__
+            return _failed(MeshError(ErrorCode.INVALID_REQUEST, message))
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[Any, Any] | None = None
@@ -226,6 +235,7 @@ class MeshService:
         self.uses_vectors = uses_vectors
         self.tool_scopes: dict[str, str] = {}
         self.tool_tiers: dict[str, frozenset[str]] = {}
+        self.tool_budgets: dict[str, float] = {}  # seconds one call of each tool may take
         self.repeatable_tools: set[str] = set()  # read-only or idempotent
         self.settings = ServiceSettings()
         self.bus: Bus | None = None
@@ -256,10 +266,15 @@ class MeshService:
         destructive: bool | None = None,
         open_world: bool = True,
         idempotency_key: str | None = None,
+        budget_s: float = DEFAULT_BUDGET_S,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register an SDK tool that needs `<service>:<access>` (or an explicit `scope`, e.g. `admin`),
         optionally only for orgs on some `tiers` (e.g. `["pro", "enterprise"]`).
+
+        `budget_s` is the longest one call may take (default 30 s; minutes for a slow tool): the
+        gateway and the kit stop the call at min(the caller's deadline, this budget, the operator's
+        `MCPMESH_MAX_CALL_S`). Work longer than a few minutes belongs in a `job_tool`.
 
         What the tool does to the world is published as MCP `ToolAnnotations`, and the gateway
         relies on it when a call times out (may the client simply retry?), so declare it truthfully:
@@ -281,15 +296,23 @@ class MeshService:
         )
         if ro and (hints.destructive_hint or idempotency_key is not None):
             raise ValueError("a read_only tool is neither destructive nor in need of an idempotency_key")
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be positive (got {budget_s!r})")
 
         def register(fn: F) -> F:
             tool_name = name or fn.__name__
+            qualified = qualified_tool_name(self.name, tool_name)  # refuses a name clients would reject
             required = scope or scope_for(self.name, access)
             self.tool_scopes[tool_name] = required
+            self.tool_budgets[tool_name] = budget_s
             if hints.read_only_hint or hints.idempotent_hint:
                 self.repeatable_tools.add(tool_name)
             # The scope is published in the tool's _meta so the gateway can filter tools/list per key.
-            meta = {**(sdk_options.pop("meta", None) or {}), TOOL_SCOPE_META: required}
+            meta = {
+                **(sdk_options.pop("meta", None) or {}),
+                TOOL_SCOPE_META: required,
+                TOOL_BUDGET_META: budget_s,
+            }
             if tiers is not None:
                 self.tool_tiers[tool_name] = frozenset(tiers)
                 meta[TOOL_TIERS_META] = sorted(tiers)
@@ -303,7 +326,7 @@ class MeshService:
                 meta=meta,
                 annotations=hints,
                 **sdk_options,
-            )(_clean_failures(fn, f"{self.name}.{tool_name}"))
+            )(_clean_failures(fn, qualified))
             return fn
 
         return register
@@ -465,6 +488,16 @@ class MeshService:
         self._stamp_cache[token or ""] = stamp
         return stamp
 
+    def qualified(self, tool: str) -> str:
+        """A tool's name as clients of the aggregate `/mcp` see it (`<service>_<tool>`)."""
+        return f"{self.name}{QUALIFIER}{tool}"
+
+    def time_budget(self, tool: Any) -> float:
+        """Seconds a request may take at most (before the caller's own deadline): a tool's budget,
+        `MCPMESH_CALL_TIMEOUT_S` for anything else, never more than `MCPMESH_MAX_CALL_S`."""
+        budget = self.tool_budgets.get(tool) if isinstance(tool, str) else None
+        return min(budget if budget is not None else self.settings.call_timeout_s, self.settings.max_call_s)
+
     def required_scope(self, method: str, params: Mapping[str, Any]) -> str | None:
         """The scope a method needs; None for listing methods (any scope on this service will do)."""
         if method == "tools/call":
@@ -532,7 +565,8 @@ class MeshService:
                 offered = self.tool_tiers.get(tool) if isinstance(tool, str) else None
                 if offered is not None and stamp.tier not in offered:
                     raise MeshException(
-                        ErrorCode.FORBIDDEN, f"{self.name}.{tool} is not available on the {stamp.tier!r} tier"
+                        ErrorCode.FORBIDDEN,
+                        f"{self.qualified(str(tool))} is not available on the {stamp.tier!r} tier",
                     )
                 _check_params(method, params)
                 verdict = classify_inbound_request(decoded)
@@ -543,7 +577,7 @@ class MeshService:
                     stamp=stamp,
                     token=headers.get(h.STAMP, ""),
                     request_id=request_id,
-                    deadline=Deadline.from_header(headers.get(h.DEADLINE), self.settings.call_timeout_s),
+                    deadline=Deadline.from_header(headers.get(h.DEADLINE), self.time_budget(tool)),
                     bus=self.bus,
                     headers=headers,
                 )
@@ -626,7 +660,7 @@ class MeshService:
             return MeshException(ErrorCode.TIMEOUT, "the call did not finish before its deadline")
         return MeshException(
             ErrorCode.TIMEOUT,
-            f"{self.name}.{tool} did not finish before its deadline and was stopped: it may have been "
+            f"{self.qualified(tool)} did not finish before its deadline and was stopped: it may have been "
             "applied; check the current state before retrying",
             retryable=False,
         )
@@ -756,8 +790,8 @@ _SHOWN_MAX = 200
 
 def _refusal(code: ErrorCode, message: str, **extra: Any) -> MCPError:
     """A JSON-RPC error for a request the caller got wrong: -32602 (invalid params), as MCP has it
-    for unknown prompts and resources, with the mesh's `MeshError` (plus `extra`) as `data`."""
-    return MCPError(INVALID_PARAMS, message, {**msgspec.to_builtins(MeshError(code, message)), **extra})
+    for unknown prompts and resources, with the mesh's `MeshError` (`extra` as its details) as `data`."""
+    return MCPError(INVALID_PARAMS, message, msgspec.to_builtins(MeshError(code, message, details=extra)))
 
 
 def _shown(value: str) -> str:
@@ -775,8 +809,10 @@ def _validation_cause(exc: BaseException) -> ValidationError | None:
 
 
 def _clean_failures(fn: F, qualified: str) -> F:
-    """Tool failures reach the client as clean tool errors: a MeshException's message, or
-    a generic line for anything unexpected (logged here with its traceback, never sent)."""
+    """Tool failures reach the client as `isError` results carrying the `MeshError` (proto's
+    `tool_error_result`): a MeshException's code, message, retryability and details as raised
+    (also one a downstream service raised, see `Call.call_tool`), or a generic `internal` line
+    for anything unexpected (logged here with its traceback, never sent)."""
 
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -784,15 +820,21 @@ def _clean_failures(fn: F, qualified: str) -> F:
             return await fn(*args, **kwargs)
         except MeshException as exc:
             _mark_outcome(exc.error.code.value)
-            raise ToolError(f"{exc.error.code.value}: {exc.error.message}") from None
+            return _failed(exc.error)
         except (MCPError, ToolError):
             raise
         except Exception:
             _mark_outcome(ErrorCode.INTERNAL.value)
             log.exception("tool failed", tool=qualified)
-            raise ToolError(f"internal error in {qualified}: the failure was logged") from None
+            return _failed(
+                MeshError(ErrorCode.INTERNAL, f"internal error in {qualified}: the failure was logged")
+            )
 
     return wrapper  # type: ignore[return-value]
+
+
+def _failed(error: MeshError) -> CallToolResult:
+    return CallToolResult.model_validate(tool_error_result(error))
 
 
 def _mark_outcome(outcome: str) -> None:

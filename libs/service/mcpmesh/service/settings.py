@@ -80,7 +80,8 @@ class ServiceSettings:
     qdrant_api_key: str | None = None
     qdrant_path: str = ".mesh/qdrant"
     admission: AdmissionLimits = SERVICE_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
-    call_timeout_s: float = 30.0  # upper bound when the caller sent no deadline
+    call_timeout_s: float = 30.0  # deadline of a request that is not a tool call, when the caller sent none
+    max_call_s: float = 900.0  # operator cap on any one request, whatever a tool's budget
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # largest reply sent (in parts past one message)
@@ -101,6 +102,7 @@ class ServiceSettings:
             call_timeout_s=float(
                 _env("MCPMESH_CALL_TIMEOUT_S", str(cls.call_timeout_s)) or cls.call_timeout_s
             ),
+            max_call_s=_float("MCPMESH_MAX_CALL_S", cls.max_call_s),
             shutdown_grace_s=float(
                 _env("MCPMESH_SHUTDOWN_GRACE_S", str(cls.shutdown_grace_s)) or cls.shutdown_grace_s
             ),

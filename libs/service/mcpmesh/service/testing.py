@@ -21,6 +21,7 @@ import msgspec
 
 from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
+from mcpmesh.proto.errors import MeshError, error_of_tool_result
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
 from mcpmesh.proto.subjects import GATEWAY_USER, service_user, tenant_control_subject
 from mcpmesh.service.run import BusServer
@@ -60,11 +61,13 @@ def logged_failures(records: Iterable[logging.LogRecord]) -> list[str]:
 
 
 class ToolFailed(Exception):
-    """A tool answered with `isError`; `text` is what the client would read."""
+    """A tool answered with `isError`; `text` is what the client would read, `error` the
+    `MeshError` of its structured content (code, message, retryable, details)."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, error: MeshError | None = None) -> None:
         super().__init__(text)
         self.text = text
+        self.error = error
 
 
 class NatsUsers(Protocol):
@@ -214,7 +217,7 @@ class ServiceHarness:
         )
         text = " ".join(c.get("text", "") for c in result.get("content", []) if c.get("type") == "text")
         if result.get("isError"):
-            raise ToolFailed(text)
+            raise ToolFailed(text, error_of_tool_result(result))
         structured = result.get("structuredContent")
         if structured is not None:
             return structured.get("result", structured) if set(structured) == {"result"} else structured

@@ -89,6 +89,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
             stamps=StampCache(signer),
             call_timeout_s=settings.call_timeout_s,
             max_result_bytes=settings.max_result_bytes,
+            max_call_s=settings.max_call_s,
             catalog_ttl_s=settings.catalog_ttl_s,
         ),
         limiter=Limiter(bus, quota_seed=control.monthly_tool_calls),

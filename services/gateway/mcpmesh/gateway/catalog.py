@@ -11,6 +11,8 @@ list that service). What a key sees is then filtered by:
 - tier: a tool may list the tiers it is offered on in `_meta["mcpmesh/tiers"]`; without it,
   every tier.
 
+A tool's `_meta["mcpmesh/budget_s"]` bounds how long the gateway waits for one call of it.
+
 Its annotations (`readOnlyHint`, `idempotentHint`) and `_meta["mcpmesh/idempotency_key"]` only
 decide what a client is told when a call times out (may it simply retry?): the gateway itself
 never sends a call twice.
@@ -26,7 +28,7 @@ from typing import Any, Final
 
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
-from mcpmesh.service import TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META
+from mcpmesh.service import TOOL_BUDGET_META, TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.scopes import covers, scope_for
 
@@ -46,6 +48,7 @@ class ToolEntry:
     repeatable: bool  # read-only or idempotent: running it again changes nothing more
     idempotency_key: str | None  # the argument it deduplicates on, if it declares one
     param_headers: bool  # its inputSchema declares Mcp-Param-* headers
+    budget_s: float | None = None  # seconds one call may take (`_meta["mcpmesh/budget_s"]`)
 
     @property
     def input_schema(self) -> Any:
@@ -82,7 +85,13 @@ def tool_entry(service: str, raw: dict[str, Any]) -> ToolEntry | None:
         repeatable=read_only or annotations.get("idempotentHint") is True,
         idempotency_key=key if isinstance(key := meta.get(TOOL_IDEMPOTENCY_KEY_META), str) and key else None,
         param_headers=param_headers,
+        budget_s=_budget(meta.get(TOOL_BUDGET_META)),
     )
+
+
+def _budget(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    return float(value) if ok else None
 
 
 def can_list(scopes: tuple[str, ...], service: str) -> bool:

@@ -3,7 +3,11 @@
 Per request, in order: Origin (403), declared body size (413), API key (401), body (413),
 parse (400/405/406/415), admission (503, see admission.py), legacy session (404), limits
 (429), route. Every answer is a JSON-RPC message with the right HTTP status, a span, one log
-line and metrics; a valid key's use (allowed or refused) goes to the control plane's audit
+line and metrics; an error reply carries the request's id whenever it could be read. In a
+2025-11-25 session a JSON-RPC error travels with HTTP 200 (what mcp 1.x clients expect: any
+other status drops their connection); only what the spec puts at HTTP level stays there: 401
+(key), 403 (Origin), 404 (unknown session), 400/405/406/415/413 (malformed request). The
+2026-07-28 revision maps each error to its status (errors.HTTP_STATUS); a valid key's use (allowed or refused) goes to the control plane's audit
 via `note_key_use`, except a request shed at admission (counted only).
 """
 
@@ -24,7 +28,7 @@ from pydantic import ValidationError
 from mcpmesh.gateway.auth import presented_key, unauthorized
 from mcpmesh.gateway.control.principal import AuthFailed, Principal
 from mcpmesh.gateway.errors import GatewayError, error_reply, invalid_params
-from mcpmesh.gateway.router import Call, Reply, negotiate
+from mcpmesh.gateway.router import Call, negotiate
 from mcpmesh.gateway.sessions import InvalidSession, SessionClaims
 from mcpmesh.gateway.state import STATE, GatewayState
 from mcpmesh.gateway.wire import (
@@ -197,9 +201,12 @@ async def _serve(
         await state.admission.enter(principal.org_id)
     except GatewayError as exc:  # shed: the cheapest answer, neither logged nor audited one by one
         outcome.method, outcome.status, outcome.shed = parsed.method, exc.code.value, True
-        return _json_response(error_reply(parsed.rpc_id, exc), exc.status, exc.headers)
+        return _json_response(error_reply(parsed.rpc_id, exc), _status(parsed, exc.status), exc.headers)
     try:
         return await _call(state, request, parsed, principal, body, request_id, outcome, span)
+    except GatewayError as exc:  # the session (404) or initialize's params (400): HTTP-level
+        outcome.status = exc.code.value
+        return _error_response(exc, parsed.rpc_id)
     finally:
         state.admission.leave(principal.org_id)
 
@@ -263,7 +270,7 @@ async def _call(
         outcome.status = exc.code.value
         if stream is not None and stream.response is not None:  # the stream is open: the error ends it
             return await stream.finish(error_reply(req.rpc_id, exc))
-        return _json_response(error_reply(req.rpc_id, exc), exc.status, exc.headers)
+        return _json_response(error_reply(req.rpc_id, exc), _status(req, exc.status), exc.headers)
     except Exception:
         if stream is None or stream.response is None:
             raise  # answered by `handle`, as any failure inside the gateway
@@ -293,11 +300,13 @@ async def _call(
         state.metrics.sessions_opened.inc()
     elif claims is not None:
         headers["Mcp-Session-Id"] = req.session_id or ""
-    return _reply_response(reply, headers)
+    return _json_response(reply.body, _status(req, reply.status), headers)
 
 
-def _reply_response(reply: Reply, headers: dict[str, str]) -> web.Response:
-    return _json_response(reply.body, reply.status, headers)
+def _status(req: McpRequest, status: int) -> int:
+    """The HTTP status of a routed request's answer: always 200 in a 2025-11-25 session (its
+    JSON-RPC errors travel in the body; see the module docstring)."""
+    return 200 if req.era == "legacy" else status
 
 
 class _EventStream:
@@ -504,7 +513,7 @@ async def _account(
     if principal is not None:
         action = outcome.method
         if outcome.tool and outcome.tool != outcome.method:
-            action = f"{outcome.method} {outcome.service}.{outcome.tool}"
+            action = f"{outcome.method} {outcome.service}_{outcome.tool}"
         try:  # queued by the control plane: no I/O on this path
             await state.control.note_key_use(
                 principal, action=action, outcome=outcome.status, request_id=request_id

@@ -1,7 +1,7 @@
 """Every refusal the gateway answers with: an HTTP status, a JSON-RPC error and one clear sentence.
 
-The JSON-RPC `error.data` is a `MeshError` (code, message, retryable), sometimes with a few
-extra keys (e.g. which limit was hit). Messages never carry internals, another org's
+The JSON-RPC `error.data` is a `MeshError` (code, message, retryable, details); `details` holds
+what a client may act on (e.g. which limit was hit, the scope it needs). Messages never carry internals, another org's
 name, id or data, or the caller's secret. `retryable` is the code's default unless the
 error knows better (a timed-out write may have been applied: not retryable).
 """
@@ -39,6 +39,7 @@ HTTP_STATUS: Final[dict[int, int]] = {
     JSONRPC_CODES[ErrorCode.NOT_FOUND]: 404,
     JSONRPC_CODES[ErrorCode.CONFLICT]: 409,
     JSONRPC_CODES[ErrorCode.RATE_LIMITED]: 429,
+    JSONRPC_CODES[ErrorCode.LIMIT_EXCEEDED]: 429,
     JSONRPC_CODES[ErrorCode.TIMEOUT]: 504,
     JSONRPC_CODES[ErrorCode.UNAVAILABLE]: 503,
     INTERNAL_ERROR: 500,
@@ -102,8 +103,10 @@ class GatewayError(Exception):
         if self.protocol_data is not None:
             data: Any = self.protocol_data
         else:
-            mesh = MeshError(code=self.code, message=self.message, retryable=self.retryable)
-            data = {**msgspec.to_builtins(mesh), **self.extra}
+            mesh = MeshError(
+                code=self.code, message=self.message, retryable=self.retryable, details=self.extra
+            )
+            data = msgspec.to_builtins(mesh)
         return {"code": self.jsonrpc_code, "message": self.message, "data": data}
 
 
@@ -124,7 +127,7 @@ def invalid_params(message: str) -> GatewayError:
 class Repeat:
     """What a client may do with a request a service did not answer in time (it may have run it)."""
 
-    what: str  # e.g. "tool 'context.append'"
+    what: str  # e.g. "tool 'context_append'"
     safe: bool  # read-only or idempotent: running it again changes nothing more
     key: str | None = None  # the argument the tool deduplicates on, if it declares one
     key_sent: bool = False  # ... and the client gave it, so resending the same call is safe

@@ -1,7 +1,8 @@
 """One MCP request, routed: answered by the gateway, forwarded to one service, or fanned out.
 
 `/mcp` is every service as one MCP server. Names carry the service as a prefix:
-tools and prompts are `<service>.<name>` (`context.create`); resources keep the URI their
+tools and prompts are `<service>_<name>` (`context_create`, `proto.ids.qualified_tool_name`;
+split at the first `_`, service names have none); resources keep the URI their
 service gives them and are routed by URI scheme (`context://...` goes to `context`).
 `/mcp/<service>` is that service alone, with its own names.
 
@@ -10,8 +11,10 @@ Answered here: `initialize` (legacy), `server/discover` on `/mcp`, `ping`, `logg
 filtered by scope and tier). Refused: `resources/subscribe`/`unsubscribe` and
 `subscriptions/listen` (no server-to-client push over the stateless bus). Everything else
 goes to the service over NATS as one stateless 2026-07-28 exchange carrying the tenant stamp,
-the request id and the trace context, bounded by the call deadline (its progress notifications
-relayed to `Call.on_progress`, its result reassembled when it came in parts).
+the request id and the trace context, bounded by its deadline: for a tool call,
+min(the tool's budget from its `_meta["mcpmesh/budget_s"]`, `MCPMESH_MAX_CALL_S`); for anything
+else, min(`MCPMESH_CALL_TIMEOUT_S`, `MCPMESH_MAX_CALL_S`). Its progress notifications are
+relayed to `Call.on_progress`, its result reassembled when it came in parts.
 
 A request is sent once. It is sent again (to another replica) only when it provably reached
 none: no responders, or the connection could not take it. A request that was sent and not
@@ -62,7 +65,13 @@ from mcpmesh.gateway.errors import (
 from mcpmesh.gateway.stamps import StampCache
 from mcpmesh.gateway.wire import McpRequest, modern_envelope
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.proto.ids import InvalidIdentifier, validate_service_name
+from mcpmesh.proto.ids import (
+    TOOL_NAME_PATTERN,
+    InvalidIdentifier,
+    qualified_tool_name,
+    split_qualified_name,
+    validate_service_name,
+)
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.scopes import covers, scope_for
 
@@ -72,7 +81,7 @@ SERVER_NAME: Final = "mcpmesh"
 SERVER_VERSION: Final = "0.1.0"
 INSTRUCTIONS: Final = (
     "mcpmesh: every service of the mesh as one MCP server. Tools and prompts are named "
-    "'<service>.<name>' (e.g. 'context.create'); resource URIs start with their service "
+    "'<service>_<name>' (e.g. 'context_create'); resource URIs start with their service "
     "('context://...'). /mcp/<service> serves one service with its own names."
 )
 _MAX_PAGES: Final = 20
@@ -166,12 +175,14 @@ class Router:
         call_timeout_s: float,
         catalog_ttl_s: float,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
+        max_call_s: float = 900.0,
     ) -> None:
         self.bus = bus
         self.discovery = discovery
         self.stamps = stamps
         self.call_timeout_s = call_timeout_s
         self.max_result_bytes = max_result_bytes
+        self.max_call_s = max_call_s
         self.catalog = Catalog(self._fetch_tools, ttl_s=catalog_ttl_s)
         self._server_info = {"name": SERVER_NAME, "version": SERVER_VERSION}
         self._handlers: dict[str, Callable[[Call], Awaitable[Reply]]] = {
@@ -299,8 +310,12 @@ class Router:
                 continue
             for name in result.order:
                 entry = result.tools[name]
-                if entry.visible_to(principal.scopes, principal.tier):
-                    tools.append(entry.raw if single else {**entry.raw, "name": f"{service}.{name}"})
+                if not entry.visible_to(principal.scopes, principal.tier):
+                    continue
+                if single:
+                    tools.append(entry.raw)
+                elif (qualified := _qualified(service, name)) is not None:
+                    tools.append({**entry.raw, "name": qualified})
         return self._result(call, {"tools": tools}, cacheable=True)
 
     async def _tools_call(self, call: Call) -> Reply:
@@ -342,7 +357,7 @@ class Router:
             key=key,
             key_sent=key is not None and (arguments or {}).get(key) not in (None, ""),
         )
-        return await self._forward(call, service, body, repeat=repeat)
+        return await self._forward(call, service, body, repeat=repeat, budget_s=entry.budget_s)
 
     async def _tool(self, call: Call, service: str, tool: str, shown: str) -> ToolEntry:
         await self._require_service(service, unknown=f"unknown tool {shown!r}: no service {service!r}")
@@ -449,7 +464,8 @@ class Router:
                 if not isinstance(cursor, str) or not cursor:
                     break
             if method == "prompts/list":
-                items = [{**i, "name": f"{service}.{i.get('name')}"} for i in items]
+                named = ((i, _qualified(service, i.get("name"))) for i in items)
+                items = [{**i, "name": name} for i, name in named if name is not None]
             return items
 
         gathered = await asyncio.gather(*(one(s) for s in services), return_exceptions=True)
@@ -465,7 +481,9 @@ class Router:
 
     # -- forwarding ----------------------------------------------------------------------------------
 
-    async def _forward(self, call: Call, service: str, body: bytes, *, repeat: Repeat) -> Reply:
+    async def _forward(
+        self, call: Call, service: str, body: bytes, *, repeat: Repeat, budget_s: float | None = None
+    ) -> Reply:
         started = time.perf_counter()
         try:
             raw = await self._exchange(
@@ -475,6 +493,7 @@ class Router:
                 request_id=call.request_id,
                 repeat=repeat,
                 on_progress=call.on_progress,
+                budget_s=budget_s,
             )
         finally:
             call.upstream_s += time.perf_counter() - started
@@ -489,8 +508,10 @@ class Router:
         request_id: str,
         repeat: Repeat,
         on_progress: OnProgress | None = None,
+        budget_s: float | None = None,
     ) -> bytes:
-        """One exchange with a healthy replica of `service`, sent once (see the module docstring)."""
+        """One exchange with a healthy replica of `service`, sent once (see the module docstring),
+        within `budget_s` (a tool's budget; else MCPMESH_CALL_TIMEOUT_S), at most MCPMESH_MAX_CALL_S."""
         stamp = self.stamps.stamp(
             org_id=principal.org_id,
             key_id=principal.key_id,
@@ -498,7 +519,8 @@ class Router:
             scopes=principal.scopes,
             service=service,
         )
-        deadline = Deadline.after(self.call_timeout_s)
+        allowed_s = min(budget_s if budget_s is not None else self.call_timeout_s, self.max_call_s)
+        deadline = Deadline.after(allowed_s)
         while True:
             instance = await self._target(service)
             if deadline.remaining() <= 0:  # nothing was delivered: safe to retry
@@ -523,7 +545,7 @@ class Router:
                 else:
                     await asyncio.sleep(0.05)  # our connection is down: the bus reconnects
             except MeshException as exc:
-                raise self._as_gateway_error(exc, service, repeat) from None
+                raise self._as_gateway_error(exc, service, repeat, waited_s=allowed_s) from None
 
     async def _target(self, service: str) -> str | None:
         """The replica to address (None: any, NATS picks); 503 when none answers health checks."""
@@ -547,18 +569,26 @@ class Router:
         )
 
     def _as_gateway_error(
-        self, exc: BaseException, service: str, repeat: Repeat | None = None
+        self,
+        exc: BaseException,
+        service: str,
+        repeat: Repeat | None = None,
+        *,
+        waited_s: float | None = None,
     ) -> GatewayError:
         if isinstance(exc, GatewayError):
             return exc
         if isinstance(exc, MeshException):
             code = exc.error.code
             if code is ErrorCode.TIMEOUT:
-                return timed_out(service, repeat or _READ, waited_s=self.call_timeout_s)
+                return timed_out(service, repeat or _READ, waited_s=waited_s or self.call_timeout_s)
             if code is ErrorCode.UNAVAILABLE:  # the request reached no replica: safe to send again
                 return self._unavailable(service, "no replica took the request")
             return GatewayError(
-                code, f"service {service!r}: {exc.error.message}", retryable=exc.error.retryable
+                code,
+                f"service {service!r}: {exc.error.message}",
+                retryable=exc.error.retryable,
+                extra=exc.error.details,
             )
         log.error("unexpected failure talking to a service", target=service, error=repr(exc))
         return GatewayError(ErrorCode.INTERNAL, f"service {service!r} could not be reached", status=502)
@@ -690,18 +720,14 @@ class Router:
         """(service, name at the service) for a prefixed `/mcp` name, or the path's service."""
         if call.request.service is not None:
             return call.request.service, name
-        service, dot, local = name.partition(".")
-        try:
-            validate_service_name(service)
-        except InvalidIdentifier:
-            local = ""
-        if not dot or not local:
+        split = split_qualified_name(name)
+        if split is None:
             shown = name if len(name) <= 80 else name[:77] + "..."
             raise invalid_params(
-                f"unknown {what} {shown!r}: on /mcp {what}s are named '<service>.<{what}>', "
-                f"e.g. 'context.create'; call {what}s/list"
+                f"unknown {what} {shown!r}: on /mcp {what}s are named '<service>_<{what}>', "
+                f"e.g. 'context_create'; call {what}s/list"
             )
-        return service, local
+        return split
 
     @staticmethod
     def _service_of_uri(uri: str) -> str:
@@ -747,3 +773,13 @@ class Router:
                 f"missing scope {scope!r} for {what}: this API key has {', '.join(principal.scopes) or 'no scopes'}",
                 extra={"required_scope": scope},
             )
+
+
+def _qualified(service: str, name: Any) -> str | None:
+    """`<service>_<name>` for `/mcp`; None (the item is left out, with a warning) when the service
+    lists a name no client would accept (the kit refuses such names, other servers might not)."""
+    try:
+        return qualified_tool_name(service, name if isinstance(name, str) else "")
+    except InvalidIdentifier:
+        log.warning("a name left out of /mcp", target=service, pattern=TOOL_NAME_PATTERN)
+        return None

@@ -97,7 +97,8 @@ class GatewaySettings:
     session_secret: bytes | None = None  # unset: derived from the stamp signing key
     allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
     max_body_bytes: int = 1_048_576
-    call_timeout_s: float = 30.0
+    call_timeout_s: float = 30.0  # deadline of a request that is not a tool call (a tool has its budget)
+    max_call_s: float = 900.0  # operator cap on any one request, whatever a tool's budget
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # largest service reply reassembled from parts
     key_grace_s: float = 3600.0
     stamp_ttl_s: int = 60
@@ -151,6 +152,7 @@ class GatewaySettings:
             max_body_bytes=_integer(env, "MCPMESH_MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             call_timeout_s=_number(env, "MCPMESH_CALL_TIMEOUT_S", cls.call_timeout_s, minimum=0.1),
             max_result_bytes=_integer(env, "MCPMESH_MAX_RESULT_BYTES", cls.max_result_bytes, minimum=65536),
+            max_call_s=_number(env, "MCPMESH_MAX_CALL_S", cls.max_call_s, minimum=0.1),
             key_grace_s=_number(env, "MCPMESH_KEY_GRACE_S", cls.key_grace_s),
             stamp_ttl_s=_integer(env, "MCPMESH_STAMP_TTL_S", cls.stamp_ttl_s, minimum=10),
             catalog_ttl_s=_number(env, "MCPMESH_CATALOG_TTL_S", cls.catalog_ttl_s, minimum=0.0),

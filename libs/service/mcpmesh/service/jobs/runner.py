@@ -216,7 +216,7 @@ class JobRunner:
             self.local.pop(job.id, None)
 
     async def _work(self, job: JobContext, spec: JobTool) -> None:
-        qualified = f"{self.service.name}.{job.tool}"
+        qualified = self.service.qualified(job.tool)
         try:
             async with self._slots:
                 if self._stopping:  # still queued at shutdown: leave it to another replica

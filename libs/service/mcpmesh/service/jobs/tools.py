@@ -173,7 +173,12 @@ def _register_admin_tools(service: MeshService, runner: JobRunner) -> None:
         if view.status is JobStatus.SUCCEEDED:
             return CallToolResult.model_validate(doc["result"])
         if view.error is not None:
-            raise MeshException(view.error.code, f"job {job_id} failed: {view.error.message}")
+            raise MeshException(
+                view.error.code,
+                f"job {job_id} failed: {view.error.message}",
+                retryable=view.error.retryable,
+                details=view.error.details,
+            )
         if view.status is JobStatus.CANCELLED:
             raise MeshException(
                 ErrorCode.CONFLICT, f"job {job_id} has no result: {view.message or 'cancelled'}"
