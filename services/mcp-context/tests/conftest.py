@@ -12,7 +12,7 @@ from mcpmesh.context import ContextSettings, app_of, build_service
 from mcpmesh.context.testing import Mesh
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
-from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.service.testing import LocalHarness, ServiceHarness
 from mcpmesh.store import connect_database
 
 
@@ -29,6 +29,18 @@ async def mesh(nats_server: LocalNatsServer, context_settings: ContextSettings) 
         ServiceSettings.from_env(), mongodb_database=database
     )  # honours MONGODB_URL
     async with ServiceHarness(service, nats_server, settings=settings) as harness:
+        yield Mesh(harness)
+    await app_of(service).close()
+    await connect_database(settings.mongodb_url, database).client.drop_database(database)
+
+
+@pytest.fixture
+async def local_mesh(context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+    """The same service driven in process (LocalHarness): no NATS, org settings are tier defaults."""
+    database = f"ctx_test_{uuid.uuid4().hex[:10]}"
+    service = build_service(context_settings)
+    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=database)
+    async with LocalHarness(service, settings=settings) as harness:
         yield Mesh(harness)
     await app_of(service).close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)

@@ -13,7 +13,7 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 from nats.micro import add_service
@@ -109,19 +109,7 @@ class BusServer:
         task.add_done_callback(self.inflight.discard)
 
     async def _serve(self, req: Request, org_id: str, admitted: bool) -> None:
-        if not admitted:
-            deadline = Deadline.from_header(
-                (req.headers or {}).get(DEADLINE), self.service.settings.call_timeout_s
-            )
-            try:
-                await self.gate.enter(org_id, wait_s=deadline.remaining())
-            except Overloaded as exc:
-                await self._respond(req, self.service.refusal(req.data, exc))
-                return
-        try:
-            reply = await self.service.handle(req.subject, req.data, req.headers)
-        finally:
-            self.gate.leave(org_id)
+        reply = await dispatch(self.service, self.gate, req.subject, req.data, req.headers, admitted=admitted)
         await self._respond(req, reply)
 
     @staticmethod
@@ -154,6 +142,36 @@ class BusServer:
         await jobs_stopped
         await self.service.stopping()
         await self.bus.close()
+
+
+async def dispatch(
+    service: MeshService,
+    gate: Admission,
+    subject: str,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    admitted: bool | None = None,
+) -> bytes:
+    """Serve one request as every path does (the bus, `LocalHarness`): admission by the
+    subject's org, then `service.handle` (stamp, org, scope, tier, arguments, the SDK).
+    `admitted`: the caller already tried `gate.try_enter` (the bus does, before spawning a task)."""
+    try:
+        org_id = org_of_service_subject(subject)
+    except InvalidIdentifier:
+        org_id = "-"  # for fair shares only: handle refuses the subject itself
+    if admitted is None:
+        admitted = gate.try_enter(org_id)
+    if not admitted:
+        deadline = Deadline.from_header((headers or {}).get(DEADLINE), service.settings.call_timeout_s)
+        try:
+            await gate.enter(org_id, wait_s=deadline.remaining())
+        except Overloaded as exc:
+            return service.refusal(data, exc)
+    try:
+        return await service.handle(subject, data, headers)
+    finally:
+        gate.leave(org_id)
 
 
 async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: asyncio.Event) -> None:
