@@ -87,14 +87,14 @@ async def test_admission_refuses_past_the_services_limits() -> None:
     limits = AdmissionLimits(max_inflight=1, max_queued=0)
     settings = dataclasses.replace(ServiceSettings(), admission=limits)
     async with LocalHarness(service, settings=settings) as local:
-        held = asyncio.create_task(local.call_tool("org-acme", "hold"))
+        holding = asyncio.create_task(local.call_tool("org-acme", "hold"))
         await held.wait()
         with pytest.raises(MeshException) as refused:
             await local.call_tool("org-acme", "echo", {"text": "x"})
         assert refused.value.error.code == ErrorCode.UNAVAILABLE
         assert refused.value.error.retryable
         release.set()
-        assert await held == "released"
+        assert await holding == "released"
         assert await local.call_tool("org-acme", "echo", {"text": "x"}) == {
             "text": "x",
             "org": "org-acme",
