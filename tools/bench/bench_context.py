@@ -31,11 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpmesh.context import ContextSettings, app_of, build_service
-from mcpmesh.context.app import ContextApp
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
-from mcpmesh.store import connect_database
+from mcpmesh.store import TenantStore, connect_database
 from mcpmesh.telemetry.logs import configure_logging
 
 TEXT = "The customer asked about invoice {i}; the assistant explained the billing cycle and next steps."
@@ -86,9 +85,9 @@ async def fill(harness: ServiceHarness, org: str, ctx_id: str, size: int, stamp:
     return time.perf_counter() - started
 
 
-async def whole_context_read_ms(app: ContextApp, org: str, ctx_id: str, repeat: int = 5) -> float:
+async def whole_context_read_ms(store: TenantStore, ctx_id: str, repeat: int = 5) -> float:
     """The store-level cost of what the design avoids: fetching every entry of the context."""
-    entries = await app.collection(org, "entries")
+    entries = await store.collection("entries")
     started = time.perf_counter()
     for _ in range(repeat):
         docs = await entries.find({"ctx_id": ctx_id}).sort("seq", 1).to_list(None)
@@ -101,7 +100,6 @@ async def run_layout(
 ) -> list[Row]:
     database = f"bench_context_{uuid.uuid4().hex[:8]}"
     service = build_service(ContextSettings(sweep_interval_s=0))
-    app = app_of(service)
     rows: list[Row] = []
     settings = dataclasses.replace(
         ServiceSettings.from_env(), mongodb_database=database
@@ -118,6 +116,7 @@ async def run_layout(
         return token
 
     async with harness:
+        app = app_of(service)  # the service's lifespan state, while it runs
         contexts: dict[int, tuple[str, str, float]] = {}
         for size in sizes:  # build every context first: in `shared`, all rows see the same collection
             org = "org-bench" if layout == "shared" else f"org-bench-{size}"
@@ -145,7 +144,7 @@ async def run_layout(
                 args = {"ctx_id": ctx_id, "role": "user", "content": TEXT.format(i=i)}
                 return harness.call_tool(org, "append", args, stamp=stamp(org))
 
-            whole_read_ms = await whole_context_read_ms(app, org, ctx_id)
+            whole_read_ms = await whole_context_read_ms(service.store.for_tenant(org), ctx_id)
             appends = await timed(ops, append)
             appends_conc = await timed(ops, append, concurrency)
             rows.append(
@@ -165,7 +164,6 @@ async def run_layout(
                     whole_read_ms,
                 )
             )
-    await app.close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)
     return rows
 

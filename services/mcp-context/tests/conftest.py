@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.context import ContextSettings, build_service
 from mcpmesh.context.testing import Mesh
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
@@ -30,7 +30,6 @@ async def mesh(nats_server: LocalNatsServer, context_settings: ContextSettings) 
     )  # honours MONGODB_URL
     async with ServiceHarness(service, nats_server, settings=settings) as harness:
         yield Mesh(harness)
-    await app_of(service).close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)
 
 
@@ -42,5 +41,4 @@ async def local_mesh(context_settings: ContextSettings) -> AsyncIterator[Mesh]:
     settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=database)
     async with LocalHarness(service, settings=settings) as harness:
         yield Mesh(harness)
-    await app_of(service).close()
     await connect_database(settings.mongodb_url, database).client.drop_database(database)

@@ -259,10 +259,10 @@ async def test_delete_removes_context_entries_and_shares(mesh: Mesh) -> None:
     assert deleted["deleted"] == ctx_id
     assert "not found" in await mesh.fails(A, "get", {"ctx_id": ctx_id})
     assert "not found" in await mesh.fails(B, "get", {"ctx_id": ctx_id})
-    entries = await mesh.app.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     assert await entries.count_documents({"ctx_id": ctx_id}) == 0
     assert (await mesh.call(B, "shared_with_me"))["shares"] == []
-    grants = await mesh.app.collection(B, "grants")
+    grants = await mesh.collection(B, "grants")
     assert await grants.count_documents({}) == 0
     assert "not found" in await mesh.fails(A, "delete", {"ctx_id": ctx_id})
 

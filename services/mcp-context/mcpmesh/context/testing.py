@@ -17,6 +17,7 @@ from mcpmesh.context.app import ContextApp
 from mcpmesh.context.service import app_of
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, tier_defaults
 from mcpmesh.service.testing import Harness, ServiceHarness, ToolFailed
+from mcpmesh.store import Collection, TenantStore
 
 
 class Mesh:
@@ -39,6 +40,13 @@ class Mesh:
         except ToolFailed as exc:
             return exc.text
         raise AssertionError(f"{tool} was expected to fail but returned {result!r}")
+
+    def tenant(self, org: str) -> TenantStore:
+        """Any org's store, as a test inspects or damages it (never offered to the service's code)."""
+        return self.harness.service.store.for_tenant(org)
+
+    async def collection(self, org: str, kind: str) -> Collection:
+        return await self.tenant(org).collection(kind)
 
     async def create(self, org: str, title: str = "chat", **args: Any) -> str:
         created = await self.call(org, "create", {"title": title, **args})
