@@ -9,12 +9,14 @@ from typing import Any
 
 import pytest
 
-from mcpmesh.context import ContextSettings
+from mcpmesh.context import ContextSettings, app_of, build_service
 from mcpmesh.context.clock import utcnow
 from mcpmesh.context.entries import PreparedEntry, entry_document
 from mcpmesh.context.limits import context_count
 from mcpmesh.context.sweep import sweep
 from mcpmesh.context.testing import Mesh
+from mcpmesh.proto.errors import MeshException
+from mcpmesh.service.testing import LocalHarness
 
 A = "org-acme"
 B = "org-globex"
@@ -204,8 +206,17 @@ async def test_the_background_sweep_runs_on_its_own(mesh: Mesh) -> None:
         await asyncio.sleep(0.05)
     assert await cold.count_documents({"_id": ctx_id}) == 1
     assert mesh.app.sweeper is not None
-    await mesh.app.close()
-    assert mesh.app.sweeper is None
+
+
+async def test_the_sweep_is_part_of_the_lifespan_and_stops_with_the_service() -> None:
+    service = build_service(ContextSettings(sweep_interval_s=0.05))
+    with pytest.raises(MeshException, match="not running"):
+        app_of(service)  # no state before start: nothing is patched onto the service
+    async with LocalHarness(service):
+        app = app_of(service)
+        task = app.sweeper
+        assert task is not None and not task.done()
+    assert task.cancelled() and app.sweeper is None
 
 
 async def test_appends_in_flight_are_hidden_until_they_commit(mesh: Mesh) -> None:
