@@ -216,10 +216,13 @@ def local_call(service: MeshService, settings: ServiceSettings) -> Call:
 async def serve_locally(service: MeshService, settings: ServiceSettings, http_port: int | None) -> None:
     await service.started(settings, None)
     CURRENT_CALL.set(local_call(service, settings))
-    if http_port is None:
-        await service.mcp.run_stdio_async()
-    else:
-        await service.mcp.run_streamable_http_async(port=http_port)
+    try:
+        if http_port is None:
+            await service.mcp.run_stdio_async()
+        else:
+            await service.mcp.run_streamable_http_async(port=http_port)
+    finally:
+        await service.stopping()
 
 
 def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
