@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -21,6 +22,11 @@ from mcpmesh.service.testing import LocalHarness, ServiceHarness, ToolFailed
 from mcpmesh.store import TenantStore
 
 A, B, C = "org-acme", "org-globex", "org-initech"
+
+
+def _own_database() -> ServiceSettings:
+    """Settings with a database of this test's own (the embedded one is shared by the process)."""
+    return dataclasses.replace(ServiceSettings.from_env(), mongodb_database=f"iso_{uuid.uuid4().hex[:10]}")
 
 
 def _notes(checked: list[str]) -> MeshService:
@@ -67,7 +73,8 @@ def _notes(checked: list[str]) -> MeshService:
 
 async def test_another_orgs_data_only_through_a_grant_checked_on_every_access() -> None:
     checked: list[str] = []
-    async with LocalHarness(_notes(checked)) as local:
+    service = _notes(checked)
+    async with LocalHarness(service, settings=_own_database()) as local:
         await local.call_tool(A, "write", {"text": "acme secret"})
         await local.call_tool(B, "write", {"text": "globex note"})
         assert await local.call_tool(B, "read") == ["globex note"]  # call.store: its own org only
@@ -84,11 +91,12 @@ async def test_another_orgs_data_only_through_a_grant_checked_on_every_access() 
             await local.call_tool(B, "read", {"owner": A})
         assert checked == [A] * 4
         assert await local.call_tool(A, "read") == ["acme secret"]
+        await service.store.db.client.drop_database(service.store.db.name)
 
 
 async def test_a_grant_is_for_another_org_and_a_bad_org_id_reaches_nothing() -> None:
     service = _notes([])
-    async with LocalHarness(service):
+    async with LocalHarness(service, settings=_own_database()):
 
         async def anything(_: TenantStore) -> str:
             return "granted"

@@ -265,6 +265,9 @@ class LocalHarness(Harness):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        grace_s = min(5.0, self.settings.shutdown_grace_s)
+        if self.service.jobs is not None:  # as BusServer.stop: running jobs first, then the service
+            await self.service.jobs.stop(grace_s)
         await self.service.stopping()
 
     async def raw(
