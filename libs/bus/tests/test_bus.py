@@ -3,11 +3,41 @@ from __future__ import annotations
 import asyncio
 import time
 
+import nats.errors
 import pytest
+from nats.aio.msg import Msg
 
-from mcpmesh.bus import Deadline, connect
+from mcpmesh.bus import Deadline, connect, flush
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.subjects import instance_queue_subject, instance_subject
+
+
+async def test_flush_returns_once_a_new_subscription_is_in_force(
+    nats_url: str, nats_server: LocalNatsServer
+) -> None:
+    """A request sent right after `flush` reaches the subscription made before it, every time
+    (after nats-py's own `nc.flush()` some of these got *no responders*: its PING overtakes
+    the SUB still in its buffer)."""
+    bus = await connect(nats_url, name="t")
+    service = await connect(nats_server.url_for("svc-echo"), name="echo")
+
+    async def answer(msg: Msg) -> None:
+        await msg.respond(b"here")
+
+    missed = []
+    try:
+        for replica in (f"r{i}" for i in range(200)):  # a new subject each time: a new SUB
+            await service.nc.subscribe(instance_queue_subject("echo", replica), queue="q", cb=answer)
+            await flush(service.nc)
+            try:
+                await bus.nc.request(instance_subject("org-acme", "echo", replica), b"?", timeout=5)
+            except nats.errors.NoRespondersError:
+                missed.append(replica)
+        assert missed == []
+    finally:
+        await service.close()
+        await bus.close()
 
 
 async def test_streams_are_created_idempotently_and_capture_events(nats_url: str) -> None:
@@ -80,7 +110,7 @@ async def test_silent_service_times_out_at_the_deadline_and_deadline_travels(
         seen.append(msg.headers["Mcp-Deadline"])  # type: ignore[attr-defined]
 
     await service.nc.subscribe("mcp.org-acme.silent", cb=silent)
-    await service.nc.flush()
+    await flush(service.nc)
     try:
         deadline = Deadline.after(0.4)
         with pytest.raises(MeshException) as info:
@@ -139,7 +169,7 @@ async def test_a_slow_reply_is_a_timeout_and_the_request_is_delivered_once(
         deliveries.append(msg.data)  # type: ignore[attr-defined]
 
     await service.nc.subscribe("mcp.org-acme.slow", cb=slow)
-    await service.nc.flush()
+    await flush(service.nc)
     try:
         with pytest.raises(MeshException) as info:
             await bus.request("mcp.org-acme.slow", b"once", deadline=Deadline.after(1))

@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from mcpmesh.bus import connect
+from mcpmesh.bus import connect, flush
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.ids import SERVICES
 from mcpmesh.proto.subjects import inbox_prefix
@@ -90,7 +90,7 @@ async def collect(conn: Conn, subject: str, queue: str = "") -> list[Msg]:
         got.append(msg)
 
     await conn.nc.subscribe(subject, queue=queue, cb=keep)
-    await conn.nc.flush()
+    await flush(conn.nc)
     return got
 
 
@@ -146,7 +146,7 @@ async def test_a_tenant_publishes_only_its_own_requests(as_user: Connect, nats_u
     # Its own subject space works: a request to its own org reaches the service and the reply
     # comes back on its own inbox (the service may answer what it received: allow_responses).
     reply_sub = await context.nc.subscribe("mcp.*.context", queue="answer", cb=pong)
-    await context.nc.flush()
+    await flush(context.nc)
     try:
         reply = await acme.nc.request("mcp.org-acme.context", b"ping", timeout=5)
     except nats.errors.TimeoutError:
@@ -198,7 +198,7 @@ async def test_a_service_may_call_its_downstream_services_only(as_user: Connect)
     debate = await as_user("svc-debate")
     llm = await as_user("svc-llm")
     await llm.nc.subscribe("mcp.*.llm", queue="llm", cb=pong)
-    await llm.nc.flush()
+    await flush(llm.nc)
     assert (await debate.nc.request("mcp.org-acme.llm", b"x", timeout=5)).data == b"pong"
     await debate.nc.publish("mcp.org-acme.rag", b"x")
     assert await debate.refused("mcp.org-acme.rag", "publish")

@@ -157,6 +157,15 @@ class Bus:
                 await self.nc.close()
 
 
+async def flush(nc: Client) -> None:
+    """Return once the server has read everything `nc` sent before (a SUB is in force, a PUB
+    was routed). nats-py's own `flush()` does not promise that: it writes its PING straight
+    to the socket, ahead of the SUB/PUB its flusher task has not written yet, so the PONG can
+    come back before the server has them. So the buffer goes out first, then the PING."""
+    await nc._flush_pending(force_flush=True)  # the buffered commands, written in order
+    await nc.flush()  # the PONG: the server has read all of it
+
+
 async def connect(
     url: str,
     *,

@@ -26,7 +26,7 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-from mcpmesh.bus import Bus, Deadline, connect
+from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto import headers as h
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
@@ -191,7 +191,7 @@ class ServiceHarness(Harness):
         await self.service.started(self.settings, bus)
         self.server = BusServer(self.service, bus)
         await self.server.start()
-        await bus.nc.flush()  # the server has its subscriptions before the first request
+        await flush(bus.nc)  # the server has its subscriptions before the first request
         return self
 
     async def __aexit__(

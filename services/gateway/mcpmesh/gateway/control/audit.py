@@ -63,7 +63,7 @@ async def publish_nowait(bus: Bus, event: AuditEvent) -> None:
     """With core NATS, no JetStream ack awaited (the hot path's key-use events). The AUDIT
     stream captures the subject; the Nats-Msg-Id header makes it drop a copy re-sent within
     its duplicate window, and the writer's `_id` drops any later one. Raises if the connection
-    is closed or its outbound buffer is full; `bus.nc.flush()` confirms the server read it."""
+    is closed or its outbound buffer is full; `mcpmesh.bus.flush(bus.nc)` confirms the server read it."""
     await bus.nc.publish(
         audit_subject(event.org_id, event.source),
         msgspec.json.encode(event),
