@@ -98,18 +98,16 @@ class BusServer:
 
     async def _on_request(self, req: Request) -> None:
         # nats-py runs a subscription's callbacks one at a time: hand each request to its own task.
-        # The org (from the subject, for fair shares only: the stamp is checked when served).
-        try:
-            org_id = org_of_service_subject(req.subject)
-        except InvalidIdentifier:
-            org_id = "-"
+        org_id = admission_org(req.subject)
         admitted = self.gate.try_enter(org_id)
         task = asyncio.get_running_loop().create_task(self._serve(req, org_id, admitted))
         self.inflight.add(task)
         task.add_done_callback(self.inflight.discard)
 
     async def _serve(self, req: Request, org_id: str, admitted: bool) -> None:
-        reply = await dispatch(self.service, self.gate, req.subject, req.data, req.headers, admitted=admitted)
+        reply = await dispatch(
+            self.service, self.gate, req.subject, req.data, req.headers, tried=(org_id, admitted)
+        )
         await self._respond(req, reply)
 
     @staticmethod
@@ -144,6 +142,15 @@ class BusServer:
         await self.bus.close()
 
 
+def admission_org(subject: str) -> str:
+    """The org a request counts against at admission (from its subject, for fair shares only:
+    the stamp is checked when it is served, and a bad subject refused there)."""
+    try:
+        return org_of_service_subject(subject)
+    except InvalidIdentifier:
+        return "-"
+
+
 async def dispatch(
     service: MeshService,
     gate: Admission,
@@ -151,17 +158,17 @@ async def dispatch(
     data: bytes,
     headers: Mapping[str, str] | None,
     *,
-    admitted: bool | None = None,
+    tried: tuple[str, bool] | None = None,
 ) -> bytes:
     """Serve one request as every path does (the bus, `LocalHarness`): admission by the
     subject's org, then `service.handle` (stamp, org, scope, tier, arguments, the SDK).
-    `admitted`: the caller already tried `gate.try_enter` (the bus does, before spawning a task)."""
-    try:
-        org_id = org_of_service_subject(subject)
-    except InvalidIdentifier:
-        org_id = "-"  # for fair shares only: handle refuses the subject itself
-    if admitted is None:
+    `tried`: (org, admitted) when the caller already tried `gate.try_enter` (the bus does,
+    before it spawns the request's task)."""
+    if tried is None:
+        org_id = admission_org(subject)
         admitted = gate.try_enter(org_id)
+    else:
+        org_id, admitted = tried
     if not admitted:
         deadline = Deadline.from_header((headers or {}).get(DEADLINE), service.settings.call_timeout_s)
         try:
