@@ -33,6 +33,7 @@ from mcpmesh.gateway.state import STATE, GatewayState
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import MeshService, ServiceSettings, call_of
 from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.store import connect_database
 from mcpmesh.tenancy.stamp import generate_signing_key_pem
 
 ADMIN_KEY = "mk_admin_" + "g" * 32
@@ -176,11 +177,13 @@ def modern_headers(method: str, params: dict[str, Any] | None = None) -> dict[st
 
 
 class Mesh:
-    """NATS, services and gateway replicas of one test, sharing one signing key and one database."""
+    """NATS, services and gateway replicas of one test, sharing one signing key and one database
+    (named `database`, on the session's MongoDB server; services use databases prefixed by it)."""
 
-    def __init__(self, nats: LocalNatsServer, stack: AsyncExitStack) -> None:
+    def __init__(self, nats: LocalNatsServer, stack: AsyncExitStack, mongo_url: str) -> None:
         self.nats = nats
         self.stack = stack
+        self.mongo_url = mongo_url
         self.signing_pem = generate_signing_key_pem()
         self.database = f"mcpmesh_gw_{uuid.uuid4().hex[:8]}"
         self.gateways: list[Gateway] = []
@@ -208,6 +211,7 @@ class Mesh:
             stamp_signing_key=self.signing_pem,
             admin_key=ADMIN_KEY,
             nats_url=self.nats_url,
+            mongodb_url=self.mongo_url,
             mongodb_database=self.database,
             key_pepper=b"gateway-test-pepper",
             session_secret=b"gateway-test-session-secret",
@@ -263,11 +267,22 @@ class Mesh:
 
 
 @pytest.fixture
-async def mesh(private_nats: LocalNatsServer) -> AsyncIterator[Mesh]:
-    """A locked-down nats-server of this test's own: the gateway and each service connect as
-    their own NATS user."""
+async def mesh(private_nats: LocalNatsServer, mongo_url: str) -> AsyncIterator[Mesh]:
+    """A locked-down nats-server of this test's own (the gateway and each service connect as
+    their own NATS user) and databases on the session's MongoDB server, dropped at the end."""
     async with AsyncExitStack() as stack:
-        yield Mesh(private_nats, stack)
+        mesh = Mesh(private_nats, stack, mongo_url)
+        stack.push_async_callback(drop_databases, mongo_url, mesh.database)
+        yield mesh
+
+
+async def drop_databases(mongo_url: str, prefix: str) -> None:
+    """Drop the test's databases (its gateway's, and its services' named after it)."""
+    client = connect_database(mongo_url, prefix).client
+    for name in await client.list_database_names():
+        if name.startswith(prefix):
+            await client.drop_database(name)
+    client.close()
 
 
 @pytest.fixture
@@ -284,7 +299,7 @@ async def dxp_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
 async def context_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
     """The real mcp-context service behind one gateway."""
     service = build_service(ContextSettings(sweep_interval_s=0))
-    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=mesh.database + "_ctx")
+    settings = ServiceSettings(mongodb_url=mesh.mongo_url, mongodb_database=mesh.database + "_ctx")
     await mesh.service(service, settings)
     gw = await mesh.gateway()
     await mesh.wait_discovered("context")

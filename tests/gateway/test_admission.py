@@ -151,7 +151,7 @@ async def gateway_process(mesh: Any, tmp_path: Path) -> AsyncIterator[tuple[str,
     admission bounds, in front of mcp-context on the test's NATS."""
     service = build_service(ContextSettings(sweep_interval_s=0))
     await mesh.service(
-        service, dataclasses.replace(ServiceSettings(), mongodb_database=mesh.database + "_ctx")
+        service, ServiceSettings(mongodb_url=mesh.mongo_url, mongodb_database=mesh.database + "_ctx")
     )
     port = free_port()
     env = dict(
@@ -160,6 +160,7 @@ async def gateway_process(mesh: Any, tmp_path: Path) -> AsyncIterator[tuple[str,
         GATEWAY_PORT=str(port),
         MCPMESH_ADMIN_KEY=ADMIN_KEY,
         MCPMESH_STAMP_SIGNING_KEY=mesh.signing_pem,
+        MONGODB_URL=mesh.mongo_url,
         MONGODB_DATABASE=mesh.database,
         MCPMESH_MAX_INFLIGHT="8",
         MCPMESH_MAX_QUEUED="8",

@@ -2,27 +2,28 @@
 and 10,000 entries, and how many entries each windowed get reads.
 
 The service runs in this process on a ServiceHarness (the gateway's view: every call is a
-stamped JSON-RPC request over a local nats-server). MongoDB is the embedded mongomock
-unless MONGODB_URL is set.
+stamped JSON-RPC request over a local nats-server). The store is MONGODB_URL when set
+(`--store url`), else the embedded store of `./mesh up`: a SecantusDB server process of
+the benchmark's own in a temporary directory (`--store embedded`, the default).
 
 Two layouts:
   shared   the three contexts live in one org, i.e. the same `<org>__entries` collection:
            only the context size differs between rows.
-  per-org  each context in its own org: the collection grows with the context. mongomock
-           has no query planner (every find scans the whole collection in Python), so there
-           the cost follows the collection size; MongoDB proper answers from the
-           (ctx_id, seq) / (ctx_id, tok_start) indexes.
+  per-org  each context in its own org: the collection grows with the context. The queries
+           are (ctx_id, seq) / (ctx_id, tok_start) index ranges, so the collection size
+           should not matter.
 The "read n" / "read tok" columns count the entry documents the service fetched per windowed get;
 "whole ms" is the store-level time to fetch a whole context (what a windowed get avoids).
 
-    .venv/bin/python tools/bench/bench_context.py [--sizes 10 1000 10000] [--ops 200] [--layout shared per-org]
+    .venv/bin/python tools/bench/bench_context.py [--store embedded|url] [--sizes 10 1000 10000]
+        [--ops 200] [--layout shared per-org]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
+import os
 import statistics
 import time
 import uuid
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.dev.mongoproc import LocalMongoServer
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
@@ -96,14 +98,19 @@ async def whole_context_read_ms(store: TenantStore, ctx_id: str, repeat: int = 5
 
 
 async def run_layout(
-    nats_url: str, layout: str, sizes: list[int], ops: int, window: int, window_tokens: int, concurrency: int
+    nats_url: str,
+    mongo_url: str,
+    layout: str,
+    sizes: list[int],
+    ops: int,
+    window: int,
+    window_tokens: int,
+    concurrency: int,
 ) -> list[Row]:
     database = f"bench_context_{uuid.uuid4().hex[:8]}"
     service = build_service(ContextSettings(sweep_interval_s=0))
     rows: list[Row] = []
-    settings = dataclasses.replace(
-        ServiceSettings.from_env(), mongodb_database=database
-    )  # honours MONGODB_URL
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
     harness = ServiceHarness(service, nats_url, settings=settings)
     minted: dict[str, tuple[float, str]] = {}
 
@@ -164,7 +171,9 @@ async def run_layout(
                     whole_read_ms,
                 )
             )
-    await connect_database(settings.mongodb_url, database).client.drop_database(database)
+    db = connect_database(mongo_url, database)
+    await db.client.drop_database(database)
+    db.client.close()
     return rows
 
 
@@ -180,25 +189,46 @@ def main() -> None:
         "--concurrency", type=int, default=16, help="appends in flight for the concurrent run"
     )
     parser.add_argument("--layout", nargs="+", choices=["shared", "per-org"], default=["shared", "per-org"])
+    parser.add_argument(
+        "--store",
+        choices=["embedded", "url"],
+        default="url" if os.environ.get("MONGODB_URL") else "embedded",
+        help="a SecantusDB process of the benchmark's own, or the server at MONGODB_URL",
+    )
     args = parser.parse_args()
     configure_logging("bench", json=False, level="WARNING")
+    if args.store == "url" and not os.environ.get("MONGODB_URL"):
+        parser.error("--store url needs MONGODB_URL")
 
     nats = LocalNatsServer()
+    mongo = LocalMongoServer() if args.store == "embedded" else None
+    mongo_url = mongo.url if mongo is not None else os.environ["MONGODB_URL"]
     try:
         rows = [
             row
             for layout in args.layout
             for row in asyncio.run(
                 run_layout(
-                    nats.url, layout, args.sizes, args.ops, args.window, args.window_tokens, args.concurrency
+                    nats.url,
+                    mongo_url,
+                    layout,
+                    args.sizes,
+                    args.ops,
+                    args.window,
+                    args.window_tokens,
+                    args.concurrency,
                 )
             )
         ]
     finally:
         nats.close()
+        if mongo is not None:
+            mongo.close()
 
+    store = "embedded SecantusDB" if mongo is not None else "MONGODB_URL"
     print(
-        f"\nmcp-context through the bus ({args.ops} calls per cell; windows: last_n={args.window}, "
+        f"\nmcp-context through the bus on {store} ({args.ops} calls per cell; "
+        f"windows: last_n={args.window}, "
         f"last_n_tokens={args.window_tokens}; concurrent appends: {args.concurrency} in flight)\n"
     )
     header = (

@@ -39,6 +39,7 @@ import msgspec
 
 from mcpmesh.bus import Bus, Deadline, connect
 from mcpmesh.bus.mcp import request_body
+from mcpmesh.dev.mongoproc import LocalMongoServer
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.dev.runner import free_port
 from mcpmesh.proto import headers as h
@@ -71,9 +72,8 @@ def serve_kit() -> None:
 def serve_gateway(writers: bool, key_audit: bool = True) -> None:
     """`python -m mcpmesh.gateway`, optionally without the control plane's usage/audit writers.
 
-    The writers consume every usage and audit event into MongoDB. On the embedded default
-    (mongomock, in the gateway's own process) that costs milliseconds of CPU per event, more
-    than the gateway itself; against a real MongoDB it is mostly I/O. `--no-writers` leaves
+    The writers consume every usage and audit event into MongoDB (MONGODB_URL, else a
+    SecantusDB process of the benchmark's own), a few calls per batch of events. `--no-writers` leaves
     the events in JetStream (nothing is lost) so the gateway's own cost can be measured.
     `--no-key-audit` (diagnosis only) also skips `note_key_use`, whose once-a-second flush
     of the queued audit events shows in the tail latencies.
@@ -150,6 +150,7 @@ def start_gateway(
     log_level: str,
     logs: Path,
     writers: bool,
+    mongo_url: str,
     key_audit: bool = True,
 ) -> subprocess.Popen[bytes]:
     env = dict(
@@ -160,6 +161,7 @@ def start_gateway(
         MCPMESH_STAMP_SIGNING_KEY=signing_pem,
         MCPMESH_ENV="bench",  # JSON log lines, as in production
         LOG_LEVEL=log_level,
+        MONGODB_URL=mongo_url,
         MONGODB_DATABASE="mcpmesh_bench",
     )
     out = (logs / "gateway.log").open("ab")
@@ -500,6 +502,8 @@ def main() -> None:
 
     logs = Path(tempfile.mkdtemp(prefix="bench-gateway-"))
     nats = LocalNatsServer()
+    mongo = None if os.environ.get("MONGODB_URL") else LocalMongoServer()
+    mongo_url = mongo.url if mongo is not None else os.environ["MONGODB_URL"]
     pem = generate_signing_key_pem()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -513,6 +517,7 @@ def main() -> None:
             args.log_level,
             logs,
             writers=not args.no_writers,
+            mongo_url=mongo_url,
             key_audit=not args.no_key_audit,
         )
         procs.append(gateway)
@@ -520,7 +525,7 @@ def main() -> None:
         org, key = create_tenant(base)
         print(
             f"nats {nats.url}, gateway {base}, {args.replicas} echo replica(s), gateway LOG_LEVEL={args.log_level}, "
-            f"usage/audit writers {'off' if args.no_writers else 'on (embedded MongoDB unless MONGODB_URL)'}, "
+            f"usage/audit writers {'off' if args.no_writers else 'on (embedded SecantusDB unless MONGODB_URL)'}, "
             f"key-use audit {'off' if args.no_key_audit else 'on'}, "
             f"{os.cpu_count()} CPUs; logs in {logs}"
         )
@@ -537,6 +542,8 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
         nats.close()
+        if mongo is not None:
+            mongo.close()
 
 
 if __name__ == "__main__":

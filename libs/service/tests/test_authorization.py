@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import jwt
 import pytest
@@ -14,7 +15,7 @@ from mcp.server.mcpserver import Context
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.service import MeshService, call_of
+from mcpmesh.service import MeshService, ServiceSettings, call_of
 from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.store import Index
 from mcpmesh.tenancy.commands import COMMAND_ISSUER, CommandSigner
@@ -42,8 +43,18 @@ def notes_service(name: str) -> MeshService:
 
 
 @pytest.fixture
-async def context(nats_server: LocalNatsServer) -> AsyncIterator[ServiceHarness]:
-    async with ServiceHarness(notes_service("context"), nats_server, signing_key_pem=KEY) as harness:
+def store_settings(mongo_url: str, mongo_db: Any) -> ServiceSettings:
+    """A database of this test's own on the session's MongoDB server."""
+    return ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
+
+
+@pytest.fixture
+async def context(
+    nats_server: LocalNatsServer, store_settings: ServiceSettings
+) -> AsyncIterator[ServiceHarness]:
+    async with ServiceHarness(
+        notes_service("context"), nats_server, signing_key_pem=KEY, settings=store_settings
+    ) as harness:
         await harness.call_tool(ACME, "add", {"n": 1})
         yield harness
         await harness.tenant_command("delete", ACME)
@@ -115,11 +126,16 @@ async def test_the_gateways_authorization_is_obeyed(context: ServiceHarness) -> 
     assert await held(context) == []
 
 
-async def test_a_stolen_stamp_replayed_on_another_subject_is_refused(nats_server: LocalNatsServer) -> None:
+async def test_a_stolen_stamp_replayed_on_another_subject_is_refused(
+    nats_server: LocalNatsServer, store_settings: ServiceSettings
+) -> None:
+    settings = store_settings
     async with (
-        ServiceHarness(notes_service("context"), nats_server, signing_key_pem=KEY) as context,
-        ServiceHarness(notes_service("rag"), nats_server, signing_key_pem=KEY) as rag,
-        ServiceHarness(notes_service("llm"), nats_server, signing_key_pem=KEY) as llm,
+        ServiceHarness(
+            notes_service("context"), nats_server, signing_key_pem=KEY, settings=settings
+        ) as context,
+        ServiceHarness(notes_service("rag"), nats_server, signing_key_pem=KEY, settings=settings) as rag,
+        ServiceHarness(notes_service("llm"), nats_server, signing_key_pem=KEY, settings=settings) as llm,
     ):
         stolen = context.stamp(ACME)  # minted for mcp.org-acme.context
         assert await context.call_tool(ACME, "whoami", stamp=stolen) == ACME

@@ -24,9 +24,9 @@ from mcpmesh.store import TenantStore
 A, B, C = "org-acme", "org-globex", "org-initech"
 
 
-def _own_database() -> ServiceSettings:
-    """Settings with a database of this test's own (the embedded one is shared by the process)."""
-    return dataclasses.replace(ServiceSettings.from_env(), mongodb_database=f"iso_{uuid.uuid4().hex[:10]}")
+def _own_database(mongo_url: str) -> ServiceSettings:
+    """Settings with a database of this test's own on the session's server."""
+    return ServiceSettings(mongodb_url=mongo_url, mongodb_database=f"iso_{uuid.uuid4().hex[:10]}")
 
 
 def _notes(checked: list[str]) -> MeshService:
@@ -71,10 +71,10 @@ def _notes(checked: list[str]) -> MeshService:
     return service
 
 
-async def test_another_orgs_data_only_through_a_grant_checked_on_every_access() -> None:
+async def test_another_orgs_data_only_through_a_grant_checked_on_every_access(mongo_url: str) -> None:
     checked: list[str] = []
     service = _notes(checked)
-    async with LocalHarness(service, settings=_own_database()) as local:
+    async with LocalHarness(service, settings=_own_database(mongo_url)) as local:
         await local.call_tool(A, "write", {"text": "acme secret"})
         await local.call_tool(B, "write", {"text": "globex note"})
         assert await local.call_tool(B, "read") == ["globex note"]  # call.store: its own org only
@@ -94,9 +94,9 @@ async def test_another_orgs_data_only_through_a_grant_checked_on_every_access() 
         await service.store.db.client.drop_database(service.store.db.name)
 
 
-async def test_a_grant_is_for_another_org_and_a_bad_org_id_reaches_nothing() -> None:
+async def test_a_grant_is_for_another_org_and_a_bad_org_id_reaches_nothing(mongo_url: str) -> None:
     service = _notes([])
-    async with LocalHarness(service, settings=_own_database()):
+    async with LocalHarness(service, settings=_own_database(mongo_url)):
 
         async def anything(_: TenantStore) -> str:
             return "granted"

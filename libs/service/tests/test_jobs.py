@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -116,9 +115,9 @@ def make_service(probe: Probe, replica: str) -> MeshService:
 
 
 @pytest.fixture
-def settings(mongo_db: Any) -> ServiceSettings:
+def settings(mongo_url: str, mongo_db: Any) -> ServiceSettings:
     return ServiceSettings(
-        mongodb_url=os.environ.get("MONGODB_URL"),
+        mongodb_url=mongo_url,
         mongodb_database=mongo_db.name,
         shutdown_grace_s=0.5,
         jobs=FAST,

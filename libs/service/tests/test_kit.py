@@ -17,7 +17,7 @@ from typing_extensions import TypedDict
 from mcpmesh.bus.mcp import request_body, result_of
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.service import MeshService, call_of
+from mcpmesh.service import MeshService, ServiceSettings, call_of
 from mcpmesh.service.testing import ServiceHarness, ToolFailed, internals_in, logged_failures
 from mcpmesh.tenancy.stamp import ISSUER, StampSigner, generate_signing_key_pem
 
@@ -255,7 +255,9 @@ async def test_every_call_emits_a_usage_event(echo: Any) -> None:
     assert stream.state.messages >= 2
 
 
-async def test_gateway_can_export_and_delete_one_orgs_data(nats_server: LocalNatsServer) -> None:
+async def test_gateway_can_export_and_delete_one_orgs_data(
+    nats_server: LocalNatsServer, mongo_url: str, mongo_db: Any
+) -> None:
     from mcpmesh.store import Index
 
     svc = MeshService("notes", store_kinds={"notes": [Index(keys=[("n", 1)])]})
@@ -266,7 +268,8 @@ async def test_gateway_can_export_and_delete_one_orgs_data(nats_server: LocalNat
         await notes.insert_one({"n": n})
         return n
 
-    async with ServiceHarness(svc, nats_server) as harness:
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
+    async with ServiceHarness(svc, nats_server, settings=settings) as harness:
         await harness.call_tool(ORG_A, "add", {"n": 1})
         await harness.call_tool(ORG_B, "add", {"n": 2})
         ask = harness.tenant_command
@@ -279,6 +282,17 @@ async def test_gateway_can_export_and_delete_one_orgs_data(nats_server: LocalNat
         assert [d["n"] for d in (await ask("export", ORG_B)).export["notes"]] == [2]  # type: ignore[index]
         bad = await ask("delete", "org-X", authorization="")
         assert bad.error is not None and "invalid org id" in bad.error.message
+
+
+async def test_a_service_with_store_kinds_needs_a_store_url(nats_server: LocalNatsServer) -> None:
+    """No in-process fallback: without MONGODB_URL the service refuses to start, saying what to do."""
+    from mcpmesh.store import MISSING_URL, Index, StoreNotConfigured
+
+    svc = MeshService("notes", store_kinds={"notes": [Index(keys=[("n", 1)])]})
+    with pytest.raises(StoreNotConfigured, match="MONGODB_URL is not set") as refused:
+        async with ServiceHarness(svc, nats_server):
+            pass
+    assert str(refused.value) == MISSING_URL
 
 
 async def test_start_and_stop_hooks_run_around_serving(nats_server: LocalNatsServer) -> None:

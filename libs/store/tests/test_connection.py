@@ -1,23 +1,42 @@
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta, timezone
 
-from mcpmesh.store import Database, MongoSettings, connect_database
+import pytest
+
+from mcpmesh.store import MISSING_URL, Database, MongoSettings, StoreNotConfigured, connect_database
 
 
-def test_settings_from_env_default_to_embedded_mcpmesh() -> None:
+def test_settings_from_env() -> None:
     assert MongoSettings.from_env({}) == MongoSettings(url=None, database="mcpmesh")
     settings = MongoSettings.from_env({"MONGODB_URL": "mongodb://db:27017", "MONGODB_DATABASE": "prod"})
     assert settings == MongoSettings(url="mongodb://db:27017", database="prod")
     assert MongoSettings.from_env({"MONGODB_URL": ""}).url is None
 
 
-async def test_handles_to_the_same_database_share_data(mongo_db: Database) -> None:
-    """The embedded database behaves like a server: every handle in the process sees the same data."""
+def test_no_url_is_refused_with_what_to_do() -> None:
+    """There is no in-process fallback: without a server URL nothing connects."""
+    for url in (None, ""):
+        with pytest.raises(StoreNotConfigured) as refused:
+            connect_database(url, "mcpmesh")
+        assert str(refused.value) == MISSING_URL
+    with pytest.raises(StoreNotConfigured):
+        MongoSettings.from_env({}).connect()
+    assert "./mesh up" in MISSING_URL and "MONGODB_URL" in MISSING_URL
+
+
+async def test_handles_to_the_same_database_share_data(mongo_db: Database, mongo_url: str) -> None:
+    """Every client of the server sees the same data (one store shared by every process)."""
     await mongo_db.get_collection("probe").insert_one({"n": 1})
-    other = connect_database(os.environ.get("MONGODB_URL"), mongo_db.name)
+    other = connect_database(mongo_url, mongo_db.name)
     assert await other.get_collection("probe").count_documents({"n": 1}) == 1
+    other.client.close()
+
+
+async def test_writes_are_journaled(mongo_db: Database) -> None:
+    """An acknowledged write is on the journal (j: true), so it survives a kill of the server."""
+    assert mongo_db.client.write_concern.document.get("j") is True
+    assert mongo_db.get_collection("probe").write_concern.document.get("j") is True
 
 
 async def test_datetimes_come_back_timezone_aware(mongo_db: Database) -> None:

@@ -92,3 +92,13 @@ def test_everything_from_the_environment(tmp_path: Path) -> None:
 def test_errors_name_the_variable(env: dict[str, str], words: str) -> None:
     with pytest.raises(SettingsError, match=words):
         GatewaySettings.from_env(env)
+
+
+def test_the_gateway_needs_a_store_url() -> None:
+    """No in-process fallback: without MONGODB_URL the gateway does not start, and says what to do."""
+    from mcpmesh.gateway.app import GatewayStartupError, build_app
+    from mcpmesh.store import MISSING_URL
+
+    with pytest.raises(GatewayStartupError) as refused:
+        build_app(GatewaySettings.from_env(BASE))
+    assert str(refused.value) == MISSING_URL

@@ -1,8 +1,8 @@
-"""A fresh context service on the session's nats-server, with its own embedded database per test."""
+"""A fresh context service with a database of its own per test (on the session's MongoDB
+server): on the session's nats-server (`mesh`), or in process without NATS (`local_mesh`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -21,24 +21,30 @@ def context_settings() -> ContextSettings:
     return ContextSettings(sweep_interval_s=0)
 
 
+async def _drop(mongo_url: str, database: str) -> None:
+    db = connect_database(mongo_url, database)
+    await db.client.drop_database(database)
+    db.client.close()
+
+
 @pytest.fixture
-async def mesh(nats_server: LocalNatsServer, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+async def mesh(
+    nats_server: LocalNatsServer, mongo_url: str, context_settings: ContextSettings
+) -> AsyncIterator[Mesh]:
     database = f"ctx_test_{uuid.uuid4().hex[:10]}"
     service = build_service(context_settings)
-    settings = dataclasses.replace(
-        ServiceSettings.from_env(), mongodb_database=database
-    )  # honours MONGODB_URL
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
     async with ServiceHarness(service, nats_server, settings=settings) as harness:
         yield Mesh(harness)
-    await connect_database(settings.mongodb_url, database).client.drop_database(database)
+    await _drop(mongo_url, database)
 
 
 @pytest.fixture
-async def local_mesh(context_settings: ContextSettings) -> AsyncIterator[Mesh]:
+async def local_mesh(mongo_url: str, context_settings: ContextSettings) -> AsyncIterator[Mesh]:
     """The same service driven in process (LocalHarness): no NATS, org settings are tier defaults."""
     database = f"ctx_test_{uuid.uuid4().hex[:10]}"
     service = build_service(context_settings)
-    settings = dataclasses.replace(ServiceSettings.from_env(), mongodb_database=database)
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
     async with LocalHarness(service, settings=settings) as harness:
         yield Mesh(harness)
-    await connect_database(settings.mongodb_url, database).client.drop_database(database)
+    await _drop(mongo_url, database)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from mcpmesh.context import ContextSettings
@@ -46,3 +50,23 @@ def test_variables_are_read_and_typed() -> None:
 def test_bad_values_are_refused_clearly(env: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ContextSettings.from_env(env)
+
+
+@pytest.mark.parametrize("mode", [[], ["--stdio"]])
+def test_without_a_store_url_the_service_stops_with_one_sentence(nats_url: str, mode: list[str]) -> None:
+    """On the bus or alone over stdio, nothing falls back to an in-process database."""
+    from mcpmesh.store import MISSING_URL
+    from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
+
+    env = {k: v for k, v in os.environ.items() if k != "MONGODB_URL"}
+    env.update(NATS_URL=nats_url, MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(generate_signing_key_pem()))
+    done = subprocess.run(
+        [sys.executable, "-m", "mcpmesh.context", *mode],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == f"mcpmesh-context: {MISSING_URL}"

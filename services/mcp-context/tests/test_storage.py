@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from mcpmesh.context.limits import context_count
 from mcpmesh.context.sweep import sweep
 from mcpmesh.context.testing import Mesh
 from mcpmesh.proto.errors import MeshException
+from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import LocalHarness
 
 A = "org-acme"
@@ -208,11 +210,12 @@ async def test_the_background_sweep_runs_on_its_own(mesh: Mesh) -> None:
     assert mesh.app.sweeper is not None
 
 
-async def test_the_sweep_is_part_of_the_lifespan_and_stops_with_the_service() -> None:
+async def test_the_sweep_is_part_of_the_lifespan_and_stops_with_the_service(mongo_url: str) -> None:
     service = build_service(ContextSettings(sweep_interval_s=0.05))
     with pytest.raises(MeshException, match="not running"):
         app_of(service)  # no state before start: nothing is patched onto the service
-    async with LocalHarness(service):
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=f"ctx_test_{uuid.uuid4().hex[:10]}")
+    async with LocalHarness(service, settings=settings):
         app = app_of(service)
         task = app.sweeper
         assert task is not None and not task.done()

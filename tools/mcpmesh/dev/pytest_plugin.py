@@ -1,12 +1,13 @@
-"""Fixtures every test may use: a real nats-server, MongoDB and Qdrant handles.
+"""Fixtures every test may use: a real nats-server, a MongoDB server, and Qdrant handles.
 
 NATS runs locked down as `./mesh up` runs it: the mesh's users and permissions
 (`mcpmesh.tenancy.natsauth`), so every component of a test connects as itself:
 `nats_server.url_for("svc-context")`, `nats_server.url_for("org-acme")`; `nats_url` is the
 gateway's URL. `ServiceHarness(service, nats_server)` runs a service as `svc-<name>`.
 
-MongoDB and Qdrant run on their embedded defaults (mongomock-motor, Qdrant local
-mode) unless `MONGODB_URL` / `QDRANT_URL` point at real servers.
+MongoDB is one SecantusDB server process for the whole session (the embedded store of
+`./mesh up`), unless `MONGODB_URL` points at a MongoDB server; every test that needs a
+database gets a fresh one on it. Qdrant runs in local mode unless `QDRANT_URL` is set.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from mcpmesh.dev.mongoproc import LocalMongoServer
 from mcpmesh.dev.natsproc import LocalNatsServer
 
 #: Orgs with an internal publisher in the test fixtures' NATS.
@@ -70,15 +72,28 @@ def private_nats() -> Iterator[LocalNatsServer]:
     server.close()
 
 
+@pytest.fixture(scope="session")
+def mongo_url() -> Iterator[str]:
+    """MONGODB_URL when set, else the URL of one SecantusDB server shared by the whole session."""
+    url = os.environ.get("MONGODB_URL")
+    if url:
+        yield url
+        return
+    server = LocalMongoServer()
+    yield server.url
+    server.close()
+
+
 @pytest.fixture
-async def mongo_db() -> AsyncIterator[object]:
-    """A fresh MongoDB database handle (embedded unless MONGODB_URL is set)."""
+async def mongo_db(mongo_url: str) -> AsyncIterator[object]:
+    """A fresh database of this test's own on the session's MongoDB server, dropped afterwards."""
     from mcpmesh.store import connect_database
 
     name = f"mcpmesh_test_{uuid.uuid4().hex[:8]}"
-    db = connect_database(os.environ.get("MONGODB_URL"), name)
+    db = connect_database(mongo_url, name)
     yield db
     await db.client.drop_database(name)
+    db.client.close()
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
-"""`./mesh up`: NATS, every service that exists and the gateway, on embedded defaults.
+"""`./mesh up`: NATS, the document store, every service that exists and the gateway, on embedded defaults.
 
 Starts each piece as a child process in its own process group, creates a demo
-organization and API key through the gateway's admin API, prints how to connect
-and writes the same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything;
+organization and API key through the gateway's admin API (or reuses those of the last
+run, which the persistent store still holds), prints how to connect and writes the
+same facts to `.mesh/dev.json`. SIGINT/SIGTERM stop everything;
 if the runner is killed outright, its children still stop (`mcpmesh.dev.lifeline`).
 One runner per state dir: a second one is refused while the first runs.
 NATS is locked down as in production: each component connects as its own NATS user
@@ -30,6 +31,7 @@ from typing import Any
 
 from mcpmesh.dev.components import Component, find_components, repo_root
 from mcpmesh.dev.lifeline import RUN_ID_ENV, Lifeline, die_with_parent, stop_groups, stop_leftovers
+from mcpmesh.dev.mongoproc import StoreStartError, embedded_url, store_argv, wait_until_answering
 from mcpmesh.dev.natsproc import nats_server_binary
 from mcpmesh.proto.subjects import GATEWAY_USER, service_user
 
@@ -149,16 +151,33 @@ class Supervisor:
             self.lifeline.close()
 
 
-def admin_post(url: str, admin_key: str, body: dict[str, Any]) -> dict[str, Any]:
+def admin_request(url: str, admin_key: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """POST `body` to the admin API, or GET when there is none."""
     req = urllib.request.Request(
         url,
-        data=json.dumps(body).encode(),
+        data=None if body is None else json.dumps(body).encode(),
         headers={"content-type": "application/json", "authorization": f"Bearer {admin_key}"},
-        method="POST",
+        method="GET" if body is None else "POST",
     )
     with urllib.request.urlopen(req, timeout=10) as resp:
         result: dict[str, Any] = json.loads(resp.read())
         return result
+
+
+def demo_tenant(base: str, admin_key: str, state: Path) -> dict[str, str]:
+    """The demo org and key of the last run (`dev.json`) while both are active, else new ones."""
+    try:
+        last = json.loads((state / "dev.json").read_text())
+        org_id, key_id = last["org_id"], last["key_id"]
+        org = admin_request(f"{base}/admin/orgs/{org_id}", admin_key)
+        keys = admin_request(f"{base}/admin/orgs/{org_id}/keys", admin_key)["items"]
+        if org["status"] == "active" and any(k["id"] == key_id and k["status"] == "active" for k in keys):
+            return {"org_id": org_id, "key_id": key_id, "api_key": last["api_key"]}
+    except (OSError, ValueError, KeyError, TypeError, urllib.error.URLError):
+        pass  # no previous run, or its org or key is gone: make new ones
+    org = admin_request(f"{base}/admin/orgs", admin_key, {"name": "Demo", "tier": "pro"})
+    key = admin_request(f"{base}/admin/orgs/{org['id']}/keys", admin_key, {"name": "dev", "scopes": ["*"]})
+    return {"org_id": org["id"], "key_id": key["id"], "api_key": key["secret"]}
 
 
 def persistent_secret(path: Path, make: Any) -> str:
@@ -220,6 +239,17 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     pids: dict[str, int] = {}
     url_for = start_nats(sup, state, nats_port, services, pids) if "NATS_URL" not in os.environ else None
 
+    mongo_url = os.environ.get("MONGODB_URL")
+    if not mongo_url:
+        mongo_port = free_port()
+        mongo_url = embedded_url(mongo_port)
+        proc = sup.start("mongo", store_argv(state / "mongo", mongo_port), dict(os.environ))
+        try:
+            wait_until_answering(mongo_url, sup.log_of("mongo"), lambda: proc.poll() is None)
+        except StoreStartError as exc:
+            raise StartupError(str(exc)) from None
+        pids["mongo"] = proc.pid
+
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
 
     signing_pem = persistent_secret(state / "stamp-signing-key.pem", generate_signing_key_pem)
@@ -227,6 +257,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     env = dict(os.environ)
     env.update(
         NATS_URL=nats_url,
+        MONGODB_URL=mongo_url,
         MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(signing_pem),
         MCPMESH_ENV="dev",
         QDRANT_PATH=str(state / "qdrant"),
@@ -237,7 +268,12 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         proc = sup.start(svc.name, [sys.executable, "-m", svc.module], svc_env)
         pids[svc.name] = proc.pid
 
-    facts: dict[str, Any] = {"nats_url": nats_url, "components": [c.name for c in components], "pids": pids}
+    facts: dict[str, Any] = {
+        "nats_url": nats_url,
+        "mongodb_url": mongo_url,
+        "components": [c.name for c in components],
+        "pids": pids,
+    }
     if url_for is not None:
         facts["nats_dir"] = str(state / "nats")
     if gateway is None:
@@ -257,19 +293,12 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     base = f"http://127.0.0.1:{gateway_port}"
     wait_until_ready(f"{base}/ready")
     try:
-        org = admin_post(f"{base}/admin/orgs", admin_key, {"name": "Demo", "tier": "pro"})
-        key = admin_post(f"{base}/admin/orgs/{org['id']}/keys", admin_key, {"name": "dev", "scopes": ["*"]})
+        demo = demo_tenant(base, admin_key, state)
     except (urllib.error.URLError, KeyError) as exc:
         raise StartupError(
             f"could not create the demo organization through the admin API ({exc}): see {sup.log_of('gateway')}"
         ) from None
-    facts.update(
-        mcp_url=f"{base}/mcp",
-        api_key=key["secret"],
-        org_id=org["id"],
-        admin_url=f"{base}/admin",
-        admin_key=admin_key,
-    )
+    facts.update(mcp_url=f"{base}/mcp", **demo, admin_url=f"{base}/admin", admin_key=admin_key)
     return facts
 
 
@@ -312,7 +341,10 @@ def start_nats(
 
 
 def print_facts(facts: dict[str, Any]) -> None:
+    from mcpmesh.bus import redact_url
+
     print(f"NATS        {facts['nats_url']}")
+    print(f"MongoDB     {redact_url(facts['mongodb_url'])}")
     if "mcp_url" not in facts:
         return
     print(f"MCP         {facts['mcp_url']}")

@@ -36,6 +36,7 @@ from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.store import StoreNotConfigured
 from mcpmesh.telemetry.logs import configure_logging, get_logger
 from mcpmesh.telemetry.tracing import setup_tracing
 from mcpmesh.tenancy.stamp import ISSUER, Stamp
@@ -246,11 +247,11 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
     settings = ServiceSettings.from_env()
     configure_logging(f"mcp-{service.name}", json=None)
     setup_tracing(f"mcp-{service.name}")
-    if args.stdio or args.http:
-        asyncio.run(serve_locally(service, settings, args.http))
-        return
 
     async def main() -> None:
+        if args.stdio or args.http:
+            await serve_locally(service, settings, args.http)
+            return
         # What is loaded by now lives as long as the process: kept out of the cyclic collector's
         # sight, a full collection no longer walks it (tens of ms of stalled event loop each time).
         gc.freeze()
@@ -262,5 +263,7 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
 
     try:
         asyncio.run(main())
+    except StoreNotConfigured as exc:  # every mode needs the store server: there is no in-process one
+        sys.exit(f"mcpmesh-{service.name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -410,9 +410,14 @@ class MeshService:
         return await self._org_settings.get(self.bus, org_id, tier)
 
     async def started(self, settings: ServiceSettings, bus: Bus | None) -> None:
-        """Called by the runner once configuration and the bus are ready."""
+        """Called by the runner once configuration and the bus are ready.
+
+        A service with store kinds connects now, so a missing MONGODB_URL stops it at
+        start (StoreNotConfigured) rather than at its first call."""
         self.settings = settings
         self.bus = bus
+        if self.store_kinds:
+            _ = self.store
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
             self._commands = CommandVerifier(settings.stamp_public_key)
@@ -439,8 +444,8 @@ class MeshService:
                 log.exception("lifespan exit failed")
             self._state = None
         store, self._store = self._store, None
-        if store is not None and self.settings.mongodb_url:  # the embedded database is process-wide
-            store.db.client.close()
+        if store is not None:
+            store.close()
         vectors, self._vectors = self._vectors, None
         if vectors is not None:
             await vectors.client.close()

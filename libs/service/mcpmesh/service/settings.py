@@ -72,7 +72,7 @@ class JobSettings:
 class ServiceSettings:
     nats_url: str = "nats://127.0.0.1:4222"
     stamp_public_key: str | None = None  # PEM; required to serve on the bus
-    mongodb_url: str | None = None  # unset: embedded mongomock-motor
+    mongodb_url: str | None = None  # required by services with store kinds (./mesh up sets it)
     mongodb_database: str = "mcpmesh"
     qdrant_url: str | None = None  # unset: Qdrant local mode at qdrant_path
     qdrant_api_key: str | None = None

@@ -188,7 +188,12 @@ class ServiceHarness(Harness):
         self.client = await connect(self.client_url, name="harness-client")
         await self.client.ensure_streams()
         bus = await connect(self.settings.nats_url, name=f"harness-{self.service.name}")
-        await self.service.started(self.settings, bus)
+        try:
+            await self.service.started(self.settings, bus)
+        except BaseException:
+            await bus.close()
+            await self.client.close()
+            raise
         self.server = BusServer(self.service, bus)
         await self.server.start()
         await flush(bus.nc)  # the server has its subscriptions before the first request

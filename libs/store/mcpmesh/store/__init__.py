@@ -1,7 +1,14 @@
 """MongoDB for mcpmesh: the only code that touches it and the only code that names collections."""
 
 from mcpmesh.proto.ids import InvalidIdentifier
-from mcpmesh.store.connection import Collection, Database, MongoSettings, connect_database
+from mcpmesh.store.connection import (
+    MISSING_URL,
+    Collection,
+    Database,
+    MongoSettings,
+    StoreNotConfigured,
+    connect_database,
+)
 from mcpmesh.store.errors import UndeclaredKind
 from mcpmesh.store.export import ExportedDocument, TenantExport, to_json_document
 from mcpmesh.store.indexes import Index
@@ -10,6 +17,7 @@ from mcpmesh.store.store import Store, TenantDrop, TenantStore
 
 __all__ = [
     "CONTROL_COLLECTIONS",
+    "MISSING_URL",
     "Collection",
     "ControlName",
     "Database",
@@ -18,6 +26,7 @@ __all__ = [
     "InvalidIdentifier",
     "MongoSettings",
     "Store",
+    "StoreNotConfigured",
     "TenantDrop",
     "TenantExport",
     "TenantStore",

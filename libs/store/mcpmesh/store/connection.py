@@ -1,11 +1,11 @@
-"""Connecting to MongoDB: a real server by URL, else an in-process mongomock-motor database."""
+"""Connecting to MongoDB: a server by URL (a real MongoDB, or the embedded SecantusDB of `./mesh up`)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorCollection, AsyncIOMotorDatabase
 
@@ -14,12 +14,23 @@ Collection: TypeAlias = AsyncIOMotorCollection[dict[str, Any]]
 
 DEFAULT_DATABASE = "mcpmesh"
 
-_embedded_client: AsyncIOMotorClient[dict[str, Any]] | None = None
+#: What to do when no server was configured: there is no in-process fallback.
+MISSING_URL: Final = (
+    "MONGODB_URL is not set: run the platform with ./mesh up (it starts the embedded store and "
+    "passes its URL, also written to .mesh/dev.json), or set MONGODB_URL to a MongoDB server"
+)
+
+
+class StoreNotConfigured(ValueError):
+    """No MongoDB URL was given; the message says what to do."""
+
+    def __init__(self) -> None:
+        super().__init__(MISSING_URL)
 
 
 @dataclass(frozen=True)
 class MongoSettings:
-    """`MONGODB_URL` (unset: embedded) and `MONGODB_DATABASE` (default `mcpmesh`)."""
+    """`MONGODB_URL` (required to connect) and `MONGODB_DATABASE` (default `mcpmesh`)."""
 
     url: str | None = None
     database: str = DEFAULT_DATABASE
@@ -35,24 +46,15 @@ class MongoSettings:
 
 
 def connect_database(url: str | None, name: str = DEFAULT_DATABASE) -> Database:
-    """A motor database handle: a server when `url` is given, else the embedded one.
+    """A motor database handle on the server at `url`; raises StoreNotConfigured without one.
 
-    The embedded client is shared by the whole process, like a server is shared by
-    everyone connecting to it, so components wired together in one process see the
-    same data. It is not persistent. Datetimes come back timezone-aware (UTC) either way.
+    Acknowledged writes are journaled (`j: true`): an append or a new key that was
+    acknowledged survives the store process being killed right after. Datetimes come
+    back timezone-aware (UTC). The caller owns the client: `db.client.close()` when done.
     """
     if not name:
         raise ValueError("MongoDB database name must not be empty")
-    if url:
-        client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(url, tz_aware=True)
-        return client.get_database(name)
-    return _embedded().get_database(name)
-
-
-def _embedded() -> AsyncIOMotorClient[dict[str, Any]]:
-    global _embedded_client
-    if _embedded_client is None:
-        from mongomock_motor import AsyncMongoMockClient
-
-        _embedded_client = AsyncMongoMockClient(tz_aware=True)
-    return _embedded_client
+    if not url:
+        raise StoreNotConfigured()
+    client: AsyncIOMotorClient[dict[str, Any]] = AsyncIOMotorClient(url, tz_aware=True, journal=True)
+    return client.get_database(name)

@@ -62,6 +62,10 @@ class Store:
     def db(self) -> Database:
         return self._db
 
+    def close(self) -> None:
+        """Close the client of this store's database (its connections to the server)."""
+        self._db.client.close()
+
     @property
     def kinds(self) -> frozenset[str]:
         return frozenset(self._kinds)

@@ -11,6 +11,7 @@ service discovery loop. Cleanup stops them in reverse order and drains NATS.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from nats.aio.client import Client
@@ -47,11 +48,16 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
     # The client connects at startup; everything that holds the bus is built around it now.
     bus = Bus(Client())
     metrics = GatewayMetrics()
+    closers: list[Callable[[], None]] = []
     if control is None:
         from mcpmesh.gateway.control import ControlPlane
-        from mcpmesh.store import Store, connect_database
+        from mcpmesh.store import Store, StoreNotConfigured, connect_database
 
-        store = Store(connect_database(settings.mongodb_url, settings.mongodb_database), {})
+        try:
+            store = Store(connect_database(settings.mongodb_url, settings.mongodb_database), {})
+        except StoreNotConfigured as exc:
+            raise GatewayStartupError(str(exc)) from None
+        closers.append(store.close)
         try:
             control = ControlPlane(
                 store,
@@ -104,7 +110,14 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
     app.on_startup.append(_startup)
     app.on_shutdown.append(_shutdown)
     app.on_cleanup.append(_cleanup)
+    app.on_cleanup.append(lambda _app: _close(closers))
     return app
+
+
+async def _close(closers: list[Callable[[], None]]) -> None:
+    """After everything stopped: close what the app opened itself (the store's client)."""
+    for close in closers:
+        close()
 
 
 async def _connect(state: GatewayState) -> None:

@@ -89,7 +89,7 @@ class GatewaySettings:
     port: int = 8080
     public_url: str | None = None  # e.g. https://mcp.example.com; else derived from each request
     nats_url: str = "nats://127.0.0.1:4222"
-    mongodb_url: str | None = None  # unset: embedded mongomock-motor
+    mongodb_url: str | None = None  # required (./mesh up sets it); unset: refused at start
     mongodb_database: str = "mcpmesh"
     key_pepper: bytes = b""
     session_secret: bytes | None = None  # unset: derived from the stamp signing key

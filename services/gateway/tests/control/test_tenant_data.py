@@ -41,8 +41,8 @@ def notes_service() -> MeshService:
 
 
 @pytest.fixture
-async def notes(nats_server: LocalNatsServer, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
-    settings = ServiceSettings(mongodb_database=mongo_db.name)
+async def notes(nats_server: LocalNatsServer, mongo_url: str, mongo_db: Any) -> AsyncIterator[ServiceHarness]:
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
     harness = ServiceHarness(notes_service(), nats_server, settings=settings, signing_key_pem=SIGNING_PEM)
     async with harness:
         yield harness

@@ -30,6 +30,11 @@ async def test_writers_can_run_on_one_replica_only(
     before = admin.plane.usage_writer.written
     await publish(services, [event(org) for _ in range(10)])
     await totals_become(admin, f"org_id={org}", 10)
+    # The counts are visible a moment before the writer finishes the batch and counts it written.
+    for _ in range(250):
+        if admin.plane.usage_writer.written - before >= 10:
+            break
+        await asyncio.sleep(0.02)
     assert admin.plane.usage_writer.written - before == 10  # all of it by the writer replica
     assert serving.usage_writer.written == 0
     await serving.stop()  # stopping a replica without writers stops cleanly
@@ -67,7 +72,8 @@ async def test_writer_lingers_to_fill_a_batch(
 
 async def test_a_batch_is_a_few_operations_whatever_its_size(admin: Admin) -> None:
     """Markers in one insert, buckets in one bulk write, markers applied in one update, pending
-    ids dropped in one bulk write: MongoDB calls do not grow with the number of events."""
+    ids dropped in one bulk write: MongoDB calls do not grow with the number of events, and a
+    redelivery of events already applied costs two more (one find, one bulk write)."""
     org = (await admin.org())["id"]
     rows = await admin.plane.store.control("usage")
     calls: list[str] = []
@@ -91,10 +97,10 @@ async def test_a_batch_is_a_few_operations_whatever_its_size(admin: Admin) -> No
     rollup = UsageRollup(CountingStore())  # type: ignore[arg-type]
     events = [event(org, tool=f"t{i % 3}") for i in range(200)]
     await rollup.write(events)
-    per_batch = len(calls)
-    assert per_batch <= 4 + 2 * 3, calls  # one per bucket at most where bulk_write is missing
+    assert len(calls) == 4, calls
     calls.clear()
     await rollup.write(events)  # a full redelivery: nothing counted twice
+    assert len(calls) == 3, calls
     result = await admin.call("GET", f"/admin/usage?org_id={org}&group_by=tool", expect=200)
     assert result["totals"]["calls"] == 200
     assert {g["tool"]: g["calls"] for g in result["groups"]} == {"t0": 67, "t1": 67, "t2": 66}
@@ -202,18 +208,3 @@ def test_last_used_never_moves_backwards_in_memory() -> None:
     recorder.note("org-x", "key-x", action="a", outcome="ok", request_id="r1", ts=2000.0)
     recorder.note("org-x", "key-x", action="a", outcome="ok", request_id="r2", ts=1000.0)
     assert recorder._last_used["key-x"] == datetime.fromtimestamp(2000.0, UTC)
-
-
-async def test_embedded_store_prunes_expired_markers_without_a_ttl_index(admin: Admin) -> None:
-    """mongomock scans every document for expiry on each access when a TTL index exists, so
-    the embedded store gets none and the writer deletes expired markers itself."""
-    org = (await admin.org())["id"]
-    rows = await admin.plane.store.control("usage")
-    info = await rows.index_information()
-    assert not any("expireAfterSeconds" in spec for spec in info.values())
-    old = datetime(2000, 1, 1, tzinfo=UTC)
-    await rows.insert_one({"_id": "e|stale-marker", "kind": "event", "org_id": org, "expire_at": old})
-    rollup = UsageRollup(admin.plane.store)
-    await rollup.write([event(org)])
-    assert await rows.find_one({"_id": "e|stale-marker"}) is None
-    assert await rows.count_documents({"kind": "event", "org_id": org}) == 1

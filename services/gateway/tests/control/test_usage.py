@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 import pytest
 
-from mcpmesh.gateway.control.usage import UsageRollup, bucket_id
+from mcpmesh.gateway.control.usage import UsageRollup, event_matches_subject
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.subjects import usage_subject
 
@@ -174,19 +175,87 @@ async def test_an_event_published_for_another_org_is_dropped(admin: Admin, servi
 
 
 async def test_racing_writers_apply_each_event_once(admin: Admin) -> None:
-    """Two writers holding the same event (an ack deadline passed mid-batch): the bucket's
-    pending ids make the second application a no-op, event by event."""
+    """Writers holding the same events at once (an ack deadline passed mid-batch), on the
+    shared server where operations really interleave: each event counts once, none stays pending."""
     org = (await admin.org())["id"]
-    rollup = UsageRollup(admin.plane.store)
     rows = await admin.plane.store.control("usage")
-    a = event(org)
-    b = event(org, ts=a.ts)
-    bucket = bucket_id(a)
-    assert bucket_id(b) == bucket
-    await rollup._apply(rows, bucket, [a])
-    await rollup._apply(rows, bucket, [a, b])  # a already counted: only b is added
-    await asyncio.gather(rollup._apply(rows, bucket, [b]), rollup._apply(rows, bucket, [a, b]))
-    doc = await rows.find_one({"_id": bucket})
-    assert (
-        doc is not None and doc["calls"] == 2 and sorted(doc["pending"]) == sorted([a.event_id, b.event_id])
+    events = [event(org, tool=f"t{i % 3}") for i in range(30)]
+    for _ in range(3):
+        writers = [UsageRollup(admin.plane.store) for _ in range(4)]
+        await asyncio.gather(*(w.write(events[i::2] + events) for i, w in enumerate(writers)))
+    result = await admin.call("GET", f"/admin/usage?org_id={org}&group_by=tool", expect=200)
+    assert {g["tool"]: g["calls"] for g in result["groups"]} == {"t0": 10, "t1": 10, "t2": 10}
+    assert await rows.count_documents({"org_id": org, "kind": "hour", "pending.0": {"$exists": True}}) == 0
+    assert await rows.count_documents({"org_id": org, "kind": "event", "state": "pending"}) == 0
+
+
+class Gate:
+    """Holds a writer at one step until released, to play out a race step by step."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def hold(self) -> None:
+        self.reached.set()
+        await self.go.wait()
+
+
+@pytest.mark.parametrize("stall", ["before_count", "after_count", "before_unpend"])
+async def test_a_writer_overtaken_by_a_redelivery_never_counts_twice(
+    admin: Admin, monkeypatch: pytest.MonkeyPatch, stall: str
+) -> None:
+    """Writer A claims an event and stalls; the event is redelivered to writer B, which takes it
+    over, counts and finishes it; then A wakes up and carries on. Counted once, whatever the step
+    A stalled at (the check-then-count of a redelivered event used to count it twice here)."""
+    org = (await admin.org())["id"]
+    rows = await admin.plane.store.control("usage")
+    slow, other = UsageRollup(admin.plane.store), UsageRollup(admin.plane.store)
+    gate = Gate()
+    real_apply, real_unpend = UsageRollup._apply_buckets, UsageRollup._unpend
+
+    async def stalled_apply(rows: Any, by_bucket: dict[str, list[UsageEvent]]) -> None:
+        if stall == "before_count":
+            await gate.hold()
+        await real_apply(slow, rows, by_bucket)
+        if stall == "after_count":
+            await gate.hold()
+
+    async def stalled_unpend(rows: Any, events: list[UsageEvent]) -> None:
+        if stall == "before_unpend" and events:
+            await gate.hold()
+        await real_unpend(rows, events)
+
+    monkeypatch.setattr(slow, "_apply_buckets", stalled_apply)
+    monkeypatch.setattr(slow, "_unpend", stalled_unpend)
+    events = [event(org), event(org, tool="other")]
+    first = asyncio.create_task(slow.write(events))
+    await asyncio.wait_for(gate.reached.wait(), 10)
+    await other.write(events)  # the redelivery, served in full while A is stalled
+    gate.go.set()
+    await asyncio.wait_for(first, 10)
+    await other.write(events)  # and a late one
+    result = await admin.call("GET", f"/admin/usage?org_id={org}&group_by=tool", expect=200)
+    assert {g["tool"]: g["calls"] for g in result["groups"]} == {"create": 1, "other": 1}
+    assert await rows.count_documents({"org_id": org, "kind": "hour", "pending.0": {"$exists": True}}) == 0
+    assert await rows.count_documents({"org_id": org, "kind": "event", "state": "pending"}) == 0
+
+
+async def test_usage_markers_expire_by_a_ttl_index(admin: Admin) -> None:
+    rows = await admin.plane.store.control("usage")
+    info = await rows.index_information()
+    assert any(
+        spec["key"] == [("expire_at", 1)] and spec.get("expireAfterSeconds") == 0 for spec in info.values()
     )
+    await admin.plane.usage.write([event((await admin.org())["id"])])
+    marker = await rows.find_one({"kind": "event"}, {"expire_at": 1})
+    assert marker is not None and marker["expire_at"] > datetime.now(UTC)
+
+
+def test_an_event_id_that_is_not_plain_is_dropped() -> None:
+    """Event ids become field names of bucket fences: only plain ones are accepted."""
+    ok = event("org-acme")
+    assert event_matches_subject(usage_subject("org-acme", "context"), ok)
+    for bad in ("a.b", "$x", "", "x" * 65, "a b"):
+        forged = msgspec.structs.replace(ok, event_id=bad)
+        assert not event_matches_subject(usage_subject("org-acme", "context"), forged)

@@ -1,11 +1,13 @@
 """Appending entries without transactions: reserve, write, commit (or roll back).
 
-1. Reserve: ONE conditional update on the context doc,
+1. Reserve: ONE conditional update on the context doc (an update pipeline),
        filter  {_id, lock: absent, token_total <= cap - t, next_seq <= max_entries - k}
-       update  $inc {next_seq: k, token_total: t}, $push pending {r, n: k, t, at}
-   returning the doc as it was, so this append owns seqs [next_seq, next_seq + k) and token
-   offsets from token_total. Concurrent appends serialise on that one document: the cap
-   can never be exceeded and seqs never collide.
+       update  next_seq += k, token_total += t, pending += {r, n: k, t, at, seq, tok}
+   where `seq` and `tok` are next_seq and token_total as the update found them: this append
+   owns seqs [seq, seq + k) and token offsets from tok, read back from its own pending item.
+   Concurrent appends serialise on that one document: the cap can never be exceeded and
+   seqs never collide. (Not findAndModify: its "before" document can be stale under
+   concurrent updates, and on SecantusDB it scans the collection.)
 2. Write the k entry documents (each tagged with the reservation id `r`).
 3. Commit: $pull the pending item. Readers hide entries of pending reservations, so an
    append appears all at once.
@@ -23,8 +25,6 @@ from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pymongo import ReturnDocument
-
 from mcpmesh.context.access import not_found, resolve
 from mcpmesh.context.app import ContextApp
 from mcpmesh.context.clock import utcnow
@@ -34,7 +34,7 @@ from mcpmesh.context.storage import HOT
 from mcpmesh.context.views import committed_counts
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
-from mcpmesh.store import TenantStore
+from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.context.appends")
@@ -51,19 +51,32 @@ class Reservation:
     tok0: int
     k: int
     t: int
-    before: Mapping[str, Any]
+    after: Mapping[str, Any]  # the context doc read back after reserving (this append pending)
 
 
-def _reserve_update(rid: str, k: int, t: int, tier: str | None) -> dict[str, Any]:
+def _reserve_update(rid: str, k: int, t: int, tier: str | None) -> list[dict[str, Any]]:
     now = utcnow()
     fields: dict[str, Any] = {"updated_at": now, "touched_at": now}
     if tier is not None:
-        fields["tier"] = tier
-    return {
-        "$inc": {"next_seq": k, "token_total": t},
-        "$set": fields,
-        "$push": {"pending": {"r": rid, "n": k, "t": t, "at": now}},
+        fields["tier"] = {"$literal": tier}
+    item = {
+        "r": {"$literal": rid},
+        "n": k,
+        "t": t,
+        "at": now,
+        "seq": "$next_seq",
+        "tok": "$token_total",
     }
+    return [
+        {
+            "$set": {
+                **fields,
+                "pending": {"$concatArrays": [{"$ifNull": ["$pending", []]}, [item]]},
+                "next_seq": {"$add": ["$next_seq", k]},
+                "token_total": {"$add": ["$token_total", t]},
+            }
+        }
+    ]
 
 
 def _reserve_filter(ctx_id: str, k: int, t: int, cap: int, max_entries: int) -> dict[str, Any]:
@@ -111,7 +124,7 @@ async def append_prepared(
 
 
 def _result(res: Reservation) -> dict[str, Any]:
-    entries, tokens = committed_counts(res.before)
+    entries, tokens = committed_counts(res.after)  # without this append, still pending there
     return {
         "ctx_id": res.ctx_id,
         "appended": res.k,
@@ -129,17 +142,32 @@ async def _reserve_own_hot(app: ContextApp, call: Call, ctx_id: str, k: int, t: 
         return None
     cap = (await call.org_settings()).max_tokens_per_context
     contexts = await call.store.collection(HOT[0])
+    max_entries = app.settings.max_entries_per_context
+    return await _try_reserve(contexts, call.store, ctx_id, k, t, cap, max_entries, call.tier)
+
+
+async def _try_reserve(
+    contexts: Collection,
+    owner: TenantStore,
+    ctx_id: str,
+    k: int,
+    t: int,
+    cap: int,
+    max_entries: int,
+    tier: str | None,
+) -> Reservation | None:
+    """One reservation attempt (see the module doc); None if the filter did not match."""
     rid = secrets.token_hex(6)
-    before = await contexts.find_one_and_update(
-        _reserve_filter(ctx_id, k, t, cap, app.settings.max_entries_per_context),
-        _reserve_update(rid, k, t, call.tier),
-        return_document=ReturnDocument.BEFORE,
+    taken = await contexts.update_one(
+        _reserve_filter(ctx_id, k, t, cap, max_entries), _reserve_update(rid, k, t, tier)
     )
-    if before is None:
+    if taken.modified_count == 0:
         return None
-    return Reservation(
-        call.store, ctx_id, rid, int(before["next_seq"]), int(before["token_total"]), k, t, before
-    )
+    after = await contexts.find_one({"_id": ctx_id})
+    mine = next((p for p in (after or {}).get("pending") or () if p["r"] == rid), None)
+    if after is None or mine is None:  # repaired as stale already: only after CONTEXT_PENDING_STALE_S
+        raise MeshException(ErrorCode.UNAVAILABLE, "the append took too long and was rolled back; retry")
+    return Reservation(owner, ctx_id, rid, int(mine["seq"]), int(mine["tok"]), k, t, after)
 
 
 async def _reserve(
@@ -148,16 +176,9 @@ async def _reserve(
     contexts = await owner.collection(HOT[0])
     max_entries = app.settings.max_entries_per_context
     for _ in range(_MAX_ATTEMPTS):
-        rid = secrets.token_hex(6)
-        before = await contexts.find_one_and_update(
-            _reserve_filter(ctx_id, k, t, cap, max_entries),
-            _reserve_update(rid, k, t, tier),
-            return_document=ReturnDocument.BEFORE,
-        )
-        if before is not None:
-            return Reservation(
-                owner, ctx_id, rid, int(before["next_seq"]), int(before["token_total"]), k, t, before
-            )
+        reservation = await _try_reserve(contexts, owner, ctx_id, k, t, cap, max_entries, tier)
+        if reservation is not None:
+            return reservation
         current = await contexts.find_one({"_id": ctx_id})
         if current is None or current.get("lock"):
             if await open_context(app, owner, ctx_id) is None:  # waits for a move, restores from cold
@@ -223,11 +244,11 @@ async def _roll_back(app: ContextApp, res: Reservation) -> None:
     store = res.store
     contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
     await entries.delete_many({"ctx_id": res.ctx_id, "r": res.rid})
-    undone = await contexts.find_one_and_update(
+    undone = await contexts.update_one(
         {"_id": res.ctx_id, "next_seq": res.seq0 + res.k, "pending.r": res.rid},
         {"$inc": {"next_seq": -res.k, "token_total": -res.t}, "$pull": {"pending": {"r": res.rid}}},
     )
-    if undone is None:  # a later append reserved after this one: leave a counted hole
+    if undone.modified_count == 0:  # a later append reserved after this one: leave a counted hole
         await contexts.update_one(
             {"_id": res.ctx_id, "pending.r": res.rid},
             {"$pull": {"pending": {"r": res.rid}}, "$inc": {"hole_entries": res.k, "hole_tokens": res.t}},

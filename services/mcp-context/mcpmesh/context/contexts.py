@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pymongo import ReturnDocument
-
 from mcpmesh.context.access import is_admin, not_found, resolve, system_store
 from mcpmesh.context.app import SYSTEM_TIER, ContextApp
 from mcpmesh.context.appends import append_prepared
@@ -142,11 +140,10 @@ async def update(
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
-        doc = await contexts.find_one_and_update(
-            {"_id": ctx_id, "lock": None},
-            {"$set": {**changes, "updated_at": now, "touched_at": now}},
-            return_document=ReturnDocument.AFTER,
+        done = await contexts.update_one(
+            {"_id": ctx_id, "lock": None}, {"$set": {**changes, "updated_at": now, "touched_at": now}}
         )
+        doc = await contexts.find_one({"_id": ctx_id}) if done.matched_count else None
         if doc is not None:
             return context_view(doc, role=target.role, grant=target.grant)
         if await open_context(app, target.store, ctx_id) is None:  # moved or locked meanwhile

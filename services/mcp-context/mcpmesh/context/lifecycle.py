@@ -2,7 +2,8 @@
 
 No MongoDB transactions: every multi-document change is a sequence of idempotent
 steps guarded by a lock on the context document, so that a crash at any point leaves
-a state the next caller (or the sweep) can finish.
+a state the next caller (or the sweep) can finish. Locks are taken with a conditional
+`update_one` (matched or not), never findAndModify (on SecantusDB it scans the collection).
 
 Context document fields used here:
     lock     {op: "cold" | "hot" | "delete", at, token}: absent when idle. Taken with one
@@ -30,7 +31,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from pymongo import ReturnDocument
 from pymongo.errors import BulkWriteError
 
 from mcpmesh.context.app import ContextApp
@@ -44,6 +44,7 @@ from mcpmesh.store import Collection, TenantStore
 Tier = tuple[str, str]
 _COPY_BATCH: Final = 1000
 _DUPLICATE_KEY: Final = 11000
+_TOUCH_EVERY_MAX_S: Final = 60.0
 
 
 class Waiter:
@@ -91,21 +92,18 @@ async def open_context(
 ) -> dict[str, Any] | None:
     """The hot, unlocked context doc of `owner` (restored from cold if needed), or None.
 
-    With `touch`, marks it used now (one conditional update that also proves it is unlocked)."""
+    With `touch`, marks it used now: a conditional update (`lock` absent), made only when the
+    stored `touched_at` is older than `_touch_every` (more often cannot change what the sweep
+    does, and a write costs several times a read)."""
     hot = await owner.collection(HOT[0])
     cold = await owner.collection(COLD[0])
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
-        doc: dict[str, Any] | None
-        if touch:
-            doc = await hot.find_one_and_update(
-                {"_id": ctx_id, "lock": None},
-                {"$set": {"touched_at": now}},
-                return_document=ReturnDocument.AFTER,
-            )
-        else:
-            doc = await hot.find_one({"_id": ctx_id, "lock": None})
+        doc = await hot.find_one({"_id": ctx_id, "lock": None})
+        if doc is not None and touch and _touch_due(app, doc, now):
+            touched = await hot.update_one({"_id": ctx_id, "lock": None}, {"$set": {"touched_at": now}})
+            doc = {**doc, "touched_at": now} if touched.matched_count else None
         if doc is not None:
             if stale_pending(app, doc, now):
                 await repair_pending(app, owner, doc, now)
@@ -127,6 +125,14 @@ async def open_context(
             await waiter.pause()
 
 
+def _touch_due(app: ContextApp, doc: Mapping[str, Any], now: datetime) -> bool:
+    """`touched_at` is older than a tenth of CONTEXT_COLD_AFTER_S (at most a minute): a context
+    touched more recently than that is far from the sweep's cutoff."""
+    at = doc.get("touched_at")
+    every = min(_TOUCH_EVERY_MAX_S, app.settings.cold_after_s / 10)
+    return at is None or to_millis(at) < seconds_ago(now, every)
+
+
 async def settle(
     app: ContextApp, owner: TenantStore, doc: Mapping[str, Any], tier: Tier, waiter: Waiter
 ) -> None:
@@ -143,11 +149,11 @@ async def _reclaim(coll: Collection, doc: Mapping[str, Any], now: datetime) -> s
     """Take over a stale lock; None when someone else already did."""
     lock = doc.get("lock") or {}
     token = secrets.token_hex(8)
-    taken = await coll.find_one_and_update(
+    taken = await coll.update_one(
         {"_id": doc["_id"], "lock.token": lock.get("token")},
         {"$set": {"lock.token": token, "lock.at": now}},
     )
-    return token if taken is not None else None
+    return token if taken.modified_count else None
 
 
 async def resume(app: ContextApp, owner: TenantStore, doc: Mapping[str, Any], tier: Tier) -> None:
@@ -209,8 +215,8 @@ async def restore(app: ContextApp, owner: TenantStore, ctx_id: str) -> bool:
     """Bring a cold context back to the hot tier; False if another caller holds it."""
     cold = await owner.collection(COLD[0])
     lock = _lock("hot", utcnow())
-    claimed = await cold.find_one_and_update({"_id": ctx_id, "lock": None}, {"$set": {"lock": lock}})
-    if claimed is None:
+    claimed = await cold.update_one({"_id": ctx_id, "lock": None}, {"$set": {"lock": lock}})
+    if not claimed.modified_count:
         return False
     await _transfer(app, owner, ctx_id, COLD, HOT, lock["token"])
     return True
@@ -226,11 +232,11 @@ async def move_to_cold(app: ContextApp, owner: TenantStore, ctx_id: str, cutoff:
         return False
     hot = await owner.collection(HOT[0])
     lock = _lock("cold", utcnow())
-    claimed = await hot.find_one_and_update(
+    claimed = await hot.update_one(
         {"_id": ctx_id, "lock": None, "pending": {"$size": 0}, "touched_at": {"$lt": cutoff}},
         {"$set": {"lock": lock}},
     )
-    if claimed is None:
+    if not claimed.modified_count:
         return False
     return await _transfer(app, owner, ctx_id, HOT, COLD, lock["token"])
 
@@ -244,12 +250,13 @@ async def delete_context(app: ContextApp, owner: TenantStore, ctx_id: str) -> di
         for tier in (HOT, COLD):
             contexts = await owner.collection(tier[0])
             lock = _lock("delete", utcnow())
-            claimed = await contexts.find_one_and_update(
+            claimed = await contexts.update_one(
                 {"_id": ctx_id, "lock": None, "pending": {"$size": 0}}, {"$set": {"lock": lock}}
             )
-            if claimed is not None:
+            if claimed.modified_count:
+                doc = await contexts.find_one({"_id": ctx_id, "lock.token": lock["token"]})
                 await _finish_delete(app, owner, ctx_id, tier, lock["token"])
-                return claimed
+                return doc
         found = await peek(app, owner, ctx_id)
         if found is None:
             return None

@@ -24,10 +24,8 @@ async def take_context_slot(app: ContextApp, owner: TenantStore, max_contexts: i
     counters = await owner.collection("counters")
     with contextlib.suppress(DuplicateKeyError):  # two first creates raced: the other one inserted it
         await counters.update_one({"_id": _CONTEXTS}, {"$setOnInsert": {"n": 0}}, upsert=True)
-    taken = await counters.find_one_and_update(
-        {"_id": _CONTEXTS, "n": {"$lt": max_contexts}}, {"$inc": {"n": 1}}
-    )
-    if taken is None:
+    taken = await counters.update_one({"_id": _CONTEXTS, "n": {"$lt": max_contexts}}, {"$inc": {"n": 1}})
+    if not taken.modified_count:
         raise MeshException(
             ErrorCode.LIMIT_EXCEEDED,
             f"the limit of {max_contexts} contexts for this org is reached: delete contexts or move to a higher tier",

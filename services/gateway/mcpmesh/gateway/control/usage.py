@@ -3,21 +3,33 @@
 Buckets: one document per org, key, service, method, tool and hour, `_id` built from
 them, summing calls, errors, latency, bytes and LLM tokens/cost.
 
-Exactly once without transactions: each event first gets a marker row
-(`_id = "e|<event_id>"`, state `pending`; a duplicate insert means it was seen). A
-bucket update adds the event ids to the bucket's `pending` list in the *same* atomic
-update that adds their numbers, and only matches if none of them is there yet. Then
-the markers turn `applied` and the ids leave `pending`. A redelivered event whose
-marker is `pending` is applied only if its id is in no bucket's `pending` list and its
-marker is still `pending` after that check; so neither a crash at any step nor two writers
-holding the same event (an ack deadline passed mid-batch) lose or double count. Markers expire after
-MARKER_TTL_S (longer than the USAGE stream keeps messages).
+Exactly once without transactions, with any number of writers holding the same event
+(JetStream redelivers a batch whose ack deadline passed, to any gateway replica):
+
+1. Claim: each event gets a marker row (`_id = "e|<event_id>"`, state `pending`, epoch 0).
+   The insert is the claim: a duplicate means another writer claimed it first.
+2. Count: ONE update of the bucket adds the events' numbers and pushes their ids onto its
+   `pending` list, and only matches if none of the ids is in `pending` (so counting twice
+   at once is impossible) and none is fenced (see 4).
+3. Finish: the markers turn `applied` (only those still `pending` at this writer's epoch),
+   then their ids leave `pending`.
+4. Take over: a redelivered event whose marker is still `pending` (its writer crashed, or
+   is merely slow) gets a new epoch (an update conditioned on the epoch it was read at, so
+   of racing writers exactly one gets each epoch), and the bucket a fence `fence.<event_id>`
+   raised to that epoch (`$max`). Counting it then requires the
+   fence to equal the counter's epoch, so a writer that was overtaken can never count it,
+   however late it wakes; and only the writer of the marker's current epoch may finish it.
+   Fences are few (one per takeover) and stay with their bucket.
+A write returns (and its batch is acked) only once every event in it is `applied`, by
+whichever writer; an event still pending after a few takeovers fails the write, so the
+batch comes back later. No findAndModify: on SecantusDB it scans the collection.
+Markers expire after MARKER_TTL_S (a TTL index; longer than the USAGE stream keeps messages).
 """
 
 from __future__ import annotations
 
-import time
-import uuid
+import asyncio
+import re
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -32,8 +44,11 @@ from mcpmesh.proto.subjects import org_and_name
 from mcpmesh.store import Store
 
 MARKER_TTL_S: Final = 40 * 86400  # USAGE keeps 30 days
-PRUNE_EVERY_S: Final = 3600.0  # embedded store only (see UsageRollup._prune)
 DUPLICATE_KEY: Final = 11000
+SETTLE_ATTEMPTS: Final = 8
+SETTLE_PAUSE_S: Final = 0.05
+#: Event ids become field names of bucket fences: plain characters only.
+EVENT_ID: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 BUCKET, MARKER = "hour", "event"
 
 #: Summed fields of a bucket and of a query result.
@@ -66,6 +81,8 @@ def marker_id(event_id: str) -> str:
 def event_matches_subject(subject: str, event: UsageEvent) -> bool:
     """`usage.<org>.<service>` must name the event's own org and service. Only `svc-<service>`
     may publish on `usage.*.<service>` (broker permissions), so the subject names the publisher."""
+    if not EVENT_ID.fullmatch(event.event_id):
+        return False
     try:
         return org_and_name(subject, "usage") == (validate_org_id(event.org_id), event.service)
     except InvalidIdentifier:
@@ -100,36 +117,32 @@ def _dims(event: UsageEvent) -> dict[str, Any]:
     }
 
 
-def _embedded(rows: Any) -> bool:
-    """The in-process mongomock store (`MONGODB_URL` unset), not a MongoDB server."""
-    return any(c.__module__.startswith("mongomock") for c in type(rows).__mro__)  # it masquerades as motor
+def _fence(event_id: str) -> str:
+    return f"fence.{event_id}"
 
 
 class UsageRollup:
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._next_prune = 0.0
 
     async def _rows(self) -> Any:
         return await self.store.control("usage")
 
     async def write(self, events: list[UsageEvent]) -> None:
         """Apply a batch exactly once (see the module docstring); safe to call again with any of it."""
-        unique = {e.event_id: e for e in events}
+        unique = {e.event_id: e for e in events if EVENT_ID.fullmatch(e.event_id)}
         if not unique:
             return
         rows = await self._rows()
-        await self._prune(rows)
         expire_at = now() + timedelta(seconds=MARKER_TTL_S)
-        token = uuid.uuid4().hex  # this call's markers, so they can be found without a list of ids
         markers = [
             {
                 "_id": marker_id(e.event_id),
                 "kind": MARKER,
-                "batch": token,
                 "org_id": e.org_id,
                 "bucket": bucket_id(e),
                 "state": "pending",
+                "epoch": 0,
                 "expire_at": expire_at,
             }
             for e in unique.values()
@@ -142,20 +155,69 @@ class UsageRollup:
                 if error.get("code") != DUPLICATE_KEY:
                     raise
                 seen.add(markers[error["index"]]["_id"].removeprefix("e|"))
-        todo = [e for eid, e in unique.items() if eid not in seen]
-        todo += await self._unapplied(rows, [unique[eid] for eid in seen])
+        claimed = [e for eid, e in unique.items() if eid not in seen]
         by_bucket: dict[str, list[UsageEvent]] = defaultdict(list)
-        for event in todo:
+        for event in claimed:
             by_bucket[bucket_id(event)].append(event)
         await self._apply_buckets(rows, by_bucket)
-        applied = {"$set": {"state": "applied"}}
-        mine = [marker_id(eid) for eid in unique if eid not in seen]
-        if mine:  # by id on a server; by token on the embedded store (no index, no O(n²) $in)
-            await rows.update_many({"batch": token} if _embedded(rows) else {"_id": {"$in": mine}}, applied)
-        if seen:
-            await rows.update_many({"_id": {"$in": [marker_id(eid) for eid in seen]}}, applied)
+        unfinished = await self._finish(rows, claimed, epoch=0)  # taken over meanwhile: rare
+        redelivered = [unique[eid] for eid in seen]
+        pending = await self._still_pending(rows, redelivered)
+        # Applied already: their finisher may have died before dropping them from `pending`.
+        await self._unpend(rows, [e for e in redelivered if e.event_id not in pending])
+        for event in [*unfinished, *(e for e in redelivered if e.event_id in pending)]:
+            await self._settle(rows, event)
+
+    async def _apply_buckets(self, rows: Any, by_bucket: dict[str, list[UsageEvent]]) -> None:
+        """Every bucket's update in one bulk write; a bucket whose update was refused (some id
+        counted or fenced already) is retried event by event."""
+        buckets = list(by_bucket)
+        refused = await update_each(rows, [self._update(b, by_bucket[b]) for b in buckets])
+        for i in sorted(refused):
+            group = by_bucket[buckets[i]]
+            if len(group) > 1:
+                await update_each(rows, [self._update(buckets[i], [event]) for event in group])
+
+    @staticmethod
+    def _update(bucket: str, group: list[UsageEvent], epoch: int = 0) -> Update:
+        """Add the group's numbers and ids to the bucket, only if none of the ids is there yet
+        and, for each id, the fence is absent (epoch 0, the claimer) or at this epoch."""
+        ids = [e.event_id for e in group]
+        fences = {_fence(i): ({"$exists": False} if epoch == 0 else epoch) for i in ids}
+        update = {
+            "$inc": _deltas(group),
+            "$push": {"pending": {"$each": ids}},
+            "$setOnInsert": _dims(group[0]),
+        }
+        return Update({"_id": bucket, "pending": {"$nin": ids}, **fences}, update, upsert=epoch == 0)
+
+    async def _finish(self, rows: Any, events: list[UsageEvent], *, epoch: int) -> list[UsageEvent]:
+        """Mark applied the markers still pending at `epoch`, then drop those ids from `pending`.
+        Returns the events this could not mark (another writer holds a later epoch)."""
+        if not events:
+            return []
+        ids = [marker_id(e.event_id) for e in events]
+        done = await rows.update_many(
+            {"_id": {"$in": ids}, "state": "pending", "epoch": epoch}, {"$set": {"state": "applied"}}
+        )
+        mine = events
+        if done.modified_count != len(events):  # some were taken over, or finished by a retry
+            applied = {
+                m["_id"]
+                async for m in rows.find(
+                    {"_id": {"$in": ids}, "state": "applied", "epoch": epoch}, {"_id": 1}
+                )
+            }
+            mine = [e for e in events if marker_id(e.event_id) in applied]
+        await self._unpend(rows, mine)
+        marked = {e.event_id for e in mine}
+        return [e for e in events if e.event_id not in marked]
+
+    @staticmethod
+    async def _unpend(rows: Any, events: list[UsageEvent]) -> None:
+        """Drop the ids of applied events from their buckets' `pending` (nobody can count them again)."""
         touched: dict[str, list[str]] = defaultdict(list)
-        for event in unique.values():
+        for event in events:
             touched[bucket_id(event)].append(event.event_id)
         await update_each(
             rows,
@@ -165,74 +227,53 @@ class UsageRollup:
             ],
         )
 
-    async def _unapplied(self, rows: Any, redelivered: list[UsageEvent]) -> list[UsageEvent]:
-        """Of events whose marker existed: those not yet counted in their bucket."""
+    async def _still_pending(self, rows: Any, redelivered: list[UsageEvent]) -> set[str]:
+        """Of events whose marker existed: the ids of those whose marker is not `applied` yet."""
         if not redelivered:
-            return []
-        states = {
-            m["_id"]: m["state"]
-            async for m in rows.find({"_id": {"$in": [marker_id(e.event_id) for e in redelivered]}})
-        }
-        todo = []
-        for event in redelivered:
-            if states.get(marker_id(event.event_id)) != "pending":
-                continue
-            counted = await rows.find_one({"_id": bucket_id(event), "pending": event.event_id}, {"_id": 1})
-            if counted is not None:
-                continue
-            # Not in `pending`: either never applied, or another writer applied it, marked it and
-            # pulled it since we read the marker. Ids leave `pending` only after their marker is
-            # `applied`, so reading the marker again tells the two apart.
-            again = await rows.find_one({"_id": marker_id(event.event_id)}, {"state": 1})
-            if again is not None and again.get("state") == "pending":
-                todo.append(event)
-        return todo
+            return set()
+        ids = [marker_id(e.event_id) for e in redelivered]
+        query = {"_id": {"$in": ids}, "state": "pending"}
+        return {m["_id"].removeprefix("e|") async for m in rows.find(query, {"_id": 1})}
 
-    async def _apply_buckets(self, rows: Any, by_bucket: dict[str, list[UsageEvent]]) -> None:
-        """Every bucket's update in one bulk write; a bucket whose update was refused (some id
-        already there: a racing writer) is retried event by event."""
-        buckets = list(by_bucket)
-        refused = await update_each(rows, [self._update(b, by_bucket[b]) for b in buckets])
-        for i in sorted(refused):
-            group = by_bucket[buckets[i]]
-            if len(group) > 1:
-                for event in group:
-                    await self._apply(rows, buckets[i], [event])
-
-    @staticmethod
-    def _update(bucket: str, group: list[UsageEvent]) -> Update:
-        """Add the group's numbers and ids to the bucket, only if none of the ids is there yet."""
-        ids = [e.event_id for e in group]
-        update = {
-            "$inc": _deltas(group),
-            "$push": {"pending": {"$each": ids}},
-            "$setOnInsert": _dims(group[0]),
-        }
-        return Update({"_id": bucket, "pending": {"$nin": ids}}, update, upsert=True)
-
-    async def _apply(self, rows: Any, bucket: str, group: list[UsageEvent]) -> None:
-        one = self._update(bucket, group)
-        try:
-            await rows.update_one(one.filter, one.update, upsert=True)
-        except DuplicateKeyError:  # some id already counted (a racing writer): one event at a time
-            if len(group) == 1:
+    async def _settle(self, rows: Any, event: UsageEvent) -> None:
+        """Return only once the event's marker is `applied`, taking the event over (a new epoch)
+        while it is not, with a growing pause between attempts (another writer may hold it and be
+        finishing). Raises if it stays pending: the batch is then redelivered later."""
+        for attempt in range(SETTLE_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(SETTLE_PAUSE_S * attempt)
+            marker = await rows.find_one({"_id": marker_id(event.event_id)}, {"state": 1, "epoch": 1})
+            if marker is None or marker["state"] != "pending":  # applied (or expired)
+                await self._unpend(rows, [event])  # its finisher may have died before this
                 return
-            for event in group:
-                await self._apply(rows, bucket, [event])
+            if await self._take_over(rows, event, marker.get("epoch")):
+                return
+        raise RuntimeError(f"usage event {event.event_id} still pending after {SETTLE_ATTEMPTS} takeovers")
+
+    async def _take_over(self, rows: Any, event: UsageEvent, seen_epoch: int | None) -> bool:
+        """Take the pending event at `seen_epoch` to the next epoch (an update with that condition:
+        a racing writer makes it match nothing), fence, count and finish it. True if finished."""
+        epoch = int(seen_epoch or 0) + 1
+        taken = await rows.update_one(
+            {"_id": marker_id(event.event_id), "state": "pending", "epoch": seen_epoch},
+            {"$set": {"epoch": epoch}},
+        )
+        if taken.modified_count == 0:
+            return False
+        bucket = bucket_id(event)
+        fence = {"$max": {_fence(event.event_id): epoch}, "$setOnInsert": {**_dims(event), "pending": []}}
+        try:
+            await rows.update_one({"_id": bucket}, fence, upsert=True)
+        except DuplicateKeyError:  # the bucket was created meanwhile: it exists now
+            await rows.update_one({"_id": bucket}, {"$max": fence["$max"]})
+        count = self._update(bucket, [event], epoch)
+        await rows.update_one(count.filter, count.update)
+        return not await self._finish(rows, [event], epoch=epoch)
 
     async def ensure_indexes(self) -> None:
         rows = await self._rows()
         await rows.create_index([("kind", 1), ("org_id", 1), ("hour", 1)])
-        if not _embedded(rows):
-            await rows.create_index("expire_at", expireAfterSeconds=0)
-
-    async def _prune(self, rows: Any) -> None:
-        """The embedded store has no TTL index (mongomock would scan every document for expiry
-        on every insert and query): expired markers are deleted here, at most once an hour."""
-        if not _embedded(rows) or time.monotonic() < self._next_prune:
-            return
-        self._next_prune = time.monotonic() + PRUNE_EVERY_S
-        await rows.delete_many({"kind": MARKER, "expire_at": {"$lt": now()}})
+        await rows.create_index("expire_at", expireAfterSeconds=0)
 
     async def query(self, match: dict[str, Any], group_by: list[str]) -> dict[str, Any]:
         """Totals over buckets matching `match`, and the same per `group_by` value."""

@@ -37,7 +37,7 @@ def now() -> datetime:
 def iso(value: datetime | None) -> str | None:
     if value is None:
         return None
-    if value.tzinfo is None:  # stored datetimes are UTC; the embedded store may drop the zone
+    if value.tzinfo is None:  # a naive datetime is UTC (the store itself returns them aware)
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
