@@ -501,18 +501,57 @@ def test_kustomize_output_is_hardened_and_consistent(target: str) -> None:
         assert find(docs, "StatefulSet", "nats")["spec"]["replicas"] == 3  # type: ignore[index]
 
 
+METRICS_PORT = 9464  # MCPMESH_METRICS_PORT of every service, in compose and k8s
+
+
 @pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
 def test_only_the_gateway_is_reachable_from_outside_the_namespace(target: str) -> None:
+    """...and the services' metrics port, from the monitoring namespace only."""
     policies = [d for d in render(target) if d["kind"] == "NetworkPolicy"]
     deny = find(policies, "NetworkPolicy", "default-deny")
     assert deny is not None and deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     for policy in policies:
         for rule in policy["spec"].get("ingress", []):
             peers = rule.get("from", [])
             outside = [p for p in peers if "namespaceSelector" in p or "ipBlock" in p]
             if outside or not peers:
                 selector = policy["spec"]["podSelector"]
+                if selector == {"matchLabels": {"mcpmesh.io/role": "service"}}:
+                    assert peers == [monitoring], policy["metadata"]["name"]
+                    assert rule["ports"] == [{"protocol": "TCP", "port": METRICS_PORT}], policy["metadata"][
+                        "name"
+                    ]
+                    continue
                 assert selector == {"matchLabels": {"mcpmesh.io/role": "gateway"}}, policy["metadata"]["name"]
+
+
+def test_prometheus_scrapes_the_gateway_and_every_service() -> None:
+    assert compose_env("mcp-context")["MCPMESH_METRICS_PORT"] == str(METRICS_PORT)
+    config = yaml.safe_load((COMPOSE / "prometheus" / "prometheus.yml").read_text())
+    targets = {t for job in config["scrape_configs"] for c in job["static_configs"] for t in c["targets"]}
+    services = {folder for folder in runnable_services() if folder != "gateway"}
+    assert targets == {"gateway:8080"} | {f"{folder}:{METRICS_PORT}" for folder in services}
+
+
+@pytest.mark.parametrize("target", ["base", "overlays/dev", "overlays/prod"])
+def test_every_service_pod_exposes_its_metrics_port(target: str) -> None:
+    docs = render(target)
+    (config,) = [
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("mcpmesh-config")
+    ]
+    assert config["data"]["MCPMESH_METRICS_PORT"] == str(METRICS_PORT)
+    services = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["labels"].get("mcpmesh.io/role") == "service"
+    ]
+    assert services
+    for deployment in services:
+        template = deployment["spec"]["template"]
+        assert template["metadata"]["annotations"]["prometheus.io/port"] == str(METRICS_PORT)
+        ports = template["spec"]["containers"][0]["ports"]
+        assert {"name": "metrics", "containerPort": METRICS_PORT} in ports
 
 
 # --- the health probe against a real NATS with the shipped users --------------------------
@@ -608,3 +647,19 @@ def test_prod_ingress_routes_only_public_gateway_paths() -> None:
 def test_overlays_set_the_image_of_every_service(overlay: str) -> None:
     images = {i["name"] for i in kustomization(K8S / "overlays" / overlay)["images"]}
     assert {f"mcpmesh/{folder}" for folder in deployables()} <= images
+
+
+# --- dashboards ---------------------------------------------------------------------------
+
+
+def test_the_tenant_dashboard_filters_by_org_and_queries_only_metrics_that_exist() -> None:
+    from mcpmesh.gateway.observe import GatewayMetrics
+
+    dashboard = json.loads((COMPOSE / "grafana" / "dashboards" / "mcpmesh-tenants.json").read_text())
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["org_id"]["multi"] is True and "org_id" in variables["org_id"]["definition"]
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    assert all("$org_id" in e for e in exprs if "mcpmesh_tenant_" in e)
+    families = {m.name for m in GatewayMetrics().registry.collect()}
+    queried = {re.sub(r"_(total|bucket)$", "", name) for e in exprs for name in re.findall(r"mcpmesh_\w+", e)}
+    assert queried <= families, queried - families

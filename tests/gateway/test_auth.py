@@ -83,4 +83,5 @@ async def test_auth_failures_are_counted_by_reason(dxp_mesh: Any) -> None:
     text = await (await gw.client.get("/metrics")).text()
     assert 'mcpmesh_auth_failures_total{reason="missing"} 1.0' in text
     assert 'mcpmesh_auth_failures_total{reason="malformed"} 1.0' in text
-    assert 'mcpmesh_gateway_responses_total{code="401",org_id="-"} 2.0' in text
+    assert 'mcpmesh_gateway_responses_total{code="401"} 2.0' in text
+    assert 'mcpmesh_tenant_errors_total{org_id="-",service="gateway"} 2.0' in text

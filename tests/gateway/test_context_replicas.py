@@ -33,7 +33,7 @@ def start_replica(mesh: Mesh, log: Path) -> subprocess.Popen[bytes]:
     """`python -m mcpmesh.context` with the environment the dev runner gives a service."""
     env = dict(
         os.environ,
-        NATS_URL=mesh.nats.url_for(service_user("context")),  # the service's own NATS user
+        NATS_URL=mesh.nats.url_for(service_user("context")),
         MONGODB_URL=mesh.mongo_url,
         MONGODB_DATABASE=mesh.database + "_ctx",
         MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(mesh.signing_pem),

@@ -34,7 +34,9 @@ async def test_over_the_minute_limit_is_429_naming_the_limit(dxp_mesh: Any) -> N
     assert "resets at" in error["message"]
     metrics = await (await gw.client.get("/metrics")).text()
     assert f'mcpmesh_rate_limited_total{{limit="key.requests_per_minute",org_id="{org}"}} 1.0' in metrics
-    assert f'mcpmesh_gateway_responses_total{{code="429",org_id="{org}"}} 1.0' in metrics
+    assert 'mcpmesh_gateway_responses_total{code="429"} 1.0' in metrics
+    assert f'mcpmesh_tenant_requests_total{{org_id="{org}",service="gateway"}} 6.0' in metrics
+    assert f'mcpmesh_tenant_errors_total{{org_id="{org}",service="gateway"}} 1.0' in metrics
 
 
 async def test_the_org_limit_covers_all_of_its_keys(dxp_mesh: Any) -> None:

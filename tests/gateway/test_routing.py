@@ -93,7 +93,7 @@ async def test_a_dead_service_is_unavailable_not_a_hang(mesh: Any) -> None:
 
 async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
-    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    org, key = await mesh.tenant(scopes=["dxp:read"])
     spans = capture_spans()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = f"00-{trace_id}-00f067aa0ba902b7-01"
@@ -111,11 +111,13 @@ async def test_trace_continues_from_client_through_gateway_into_the_service(dxp_
     assert service_span.context.trace_id == gateway_span.context.trace_id
     assert service_span.parent is not None and service_span.parent.span_id == gateway_span.context.span_id
     assert gateway_span.attributes["mcpmesh.tool"] == "hello"
+    assert gateway_span.attributes["mcpmesh.org_id"] == org  # the tenant on the spans of both hops
+    assert service_span.attributes["mcpmesh.org_id"] == org
 
 
 async def test_ops_endpoints(dxp_mesh: Any) -> None:
     mesh, gw = dxp_mesh
-    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    org, key = await mesh.tenant(scopes=["dxp:read"])
     await gw.rpc("tools/call", call("dxp.hello", {"text": "x"}), key=key)
     ready = await gw.client.get("/ready")
     assert ready.status == 200
@@ -127,7 +129,8 @@ async def test_ops_endpoints(dxp_mesh: Any) -> None:
     assert health["services"]["dxp"]["versions"] == ["0.1.0"]
     assert health["services"]["dxp"]["instances"][0]["requests"] >= 1
     metrics = await (await gw.client.get("/metrics")).text()
-    assert 'mcpmesh_requests_total{org_id="' in metrics
+    assert f'mcpmesh_tenant_requests_total{{org_id="{org}",service="dxp"}} 1.0' in metrics
+    assert f'mcpmesh_tenant_request_seconds_count{{org_id="{org}",service="dxp"}} 1.0' in metrics
     assert 'service="dxp",status="ok",tool="hello"' in metrics
     assert 'mcpmesh_request_seconds_bucket{le="0.005",service="dxp",tool="hello"}' in metrics
     assert "mcpmesh_gateway_services_discovered 2.0" in metrics

@@ -43,17 +43,9 @@ def notes_service(name: str) -> MeshService:
 
 
 @pytest.fixture
-def store_settings(mongo_url: str, mongo_db: Any) -> ServiceSettings:
-    """A database of this test's own on the session's MongoDB server."""
-    return ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
-
-
-@pytest.fixture
-async def context(
-    nats_server: LocalNatsServer, store_settings: ServiceSettings
-) -> AsyncIterator[ServiceHarness]:
+async def context(nats_server: LocalNatsServer, settings: ServiceSettings) -> AsyncIterator[ServiceHarness]:
     async with ServiceHarness(
-        notes_service("context"), nats_server, signing_key_pem=KEY, settings=store_settings
+        notes_service("context"), nats_server, settings=settings, signing_key_pem=KEY
     ) as harness:
         await harness.call_tool(ACME, "add", {"n": 1})
         yield harness
@@ -126,16 +118,20 @@ async def test_the_gateways_authorization_is_obeyed(context: ServiceHarness) -> 
     assert await held(context) == []
 
 
+@pytest.fixture
+def settings(mongo_url: str, mongo_db: Any) -> ServiceSettings:
+    return ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name)
+
+
 async def test_a_stolen_stamp_replayed_on_another_subject_is_refused(
-    nats_server: LocalNatsServer, store_settings: ServiceSettings
+    nats_server: LocalNatsServer, settings: ServiceSettings
 ) -> None:
-    settings = store_settings
     async with (
         ServiceHarness(
-            notes_service("context"), nats_server, signing_key_pem=KEY, settings=settings
+            notes_service("context"), nats_server, settings=settings, signing_key_pem=KEY
         ) as context,
-        ServiceHarness(notes_service("rag"), nats_server, signing_key_pem=KEY, settings=settings) as rag,
-        ServiceHarness(notes_service("llm"), nats_server, signing_key_pem=KEY, settings=settings) as llm,
+        ServiceHarness(notes_service("rag"), nats_server, settings=settings, signing_key_pem=KEY) as rag,
+        ServiceHarness(notes_service("llm"), nats_server, settings=settings, signing_key_pem=KEY) as llm,
     ):
         stolen = context.stamp(ACME)  # minted for mcp.org-acme.context
         assert await context.call_tool(ACME, "whoami", stamp=stolen) == ACME

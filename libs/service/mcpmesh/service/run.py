@@ -13,15 +13,18 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 import msgspec
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
+from prometheus_client import start_http_server
 
 from mcpmesh.bus import Bus, Deadline, connect, redact_url
-from mcpmesh.proto.errors import MeshException
+from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.proto.subjects import (
@@ -34,6 +37,7 @@ from mcpmesh.proto.subjects import (
 )
 from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
+from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.store import StoreNotConfigured
@@ -55,6 +59,7 @@ class BusServer:
         self.service = service
         self.bus = bus
         self.micro: Service | None = None
+        self.metrics_http: WSGIServer | None = None  # /metrics, when MCPMESH_METRICS_PORT is set
         self.inflight: set[asyncio.Task[None]] = set()  # admitted, queued and being refused
         self.gate = Admission(service.settings.admission, name=f"service {service.name!r}")
         service.metrics.admission_inflight.set_function(lambda: self.gate.inflight)
@@ -62,6 +67,7 @@ class BusServer:
 
     async def start(self) -> None:
         svc = self.service
+        self._serve_metrics()
         self.micro = await add_service(
             self.bus.nc,
             ServiceConfig(
@@ -72,18 +78,18 @@ class BusServer:
                 stats_handler=self._stats,
             ),
         )
-        await self.micro.add_endpoint(
-            name="mcp",
-            subject=service_queue_subject(svc.name),
-            queue_group=svc.name,
-            handler=self._on_request,
-        )
-        await self.micro.add_endpoint(
-            name="mcp-replica",
-            subject=instance_queue_subject(svc.name, self.micro.id),
-            queue_group=svc.name,
-            handler=self._on_request,
-        )
+        for name, subject in (
+            ("mcp", service_queue_subject(svc.name)),
+            ("mcp-replica", instance_queue_subject(svc.name, self.micro.id)),
+        ):
+            await add_concurrent_endpoint(
+                self.micro,
+                name=name,
+                subject=subject,
+                queue_group=svc.name,
+                handler=self._on_request,
+                tasks=self.inflight,
+            )
         for action in TENANT_ACTIONS:
             await self.micro.add_endpoint(
                 name=f"tenant-{action}",
@@ -92,24 +98,40 @@ class BusServer:
                 handler=self._on_tenant_command,
             )
 
+    def _serve_metrics(self) -> None:
+        """This replica's /metrics on MCPMESH_METRICS_PORT (a daemon thread), for Prometheus to scrape."""
+        settings = self.service.settings.metrics
+        if settings.port is None:
+            return
+        try:
+            self.metrics_http, _thread = start_http_server(
+                settings.port, addr=settings.host, registry=self.service.metrics.registry
+            )
+        except OSError as exc:
+            raise SystemExit(
+                f"mcpmesh-{self.service.name}: cannot serve metrics on {settings.host}:{settings.port} "
+                f"({exc.strerror}): set MCPMESH_METRICS_PORT to a free port, or unset it"
+            ) from None
+        log.info("serving metrics", port=self.metrics_http.server_port, path="/metrics")
+
     async def _on_tenant_command(self, req: Request) -> None:
         action = tenant_action_of(req.subject)
         reply = await self.service.tenant_data(action, req.data)
         await req.respond(msgspec.json.encode(reply))
 
-    async def _on_request(self, req: Request) -> None:
-        # nats-py runs a subscription's callbacks one at a time: hand each request to its own task.
+    def _on_request(self, req: Request) -> Coroutine[Any, Any, str | None]:
+        """Admit (or queue) a request in arrival order; the returned work runs as its own task."""
         org_id = admission_org(req.subject)
         admitted = self.gate.try_enter(org_id)
-        task = asyncio.get_running_loop().create_task(self._serve(req, org_id, admitted))
-        self.inflight.add(task)
-        task.add_done_callback(self.inflight.discard)
+        return self._serve(req, org_id, admitted)
 
-    async def _serve(self, req: Request, org_id: str, admitted: bool) -> None:
-        reply = await dispatch(
+    async def _serve(self, req: Request, org_id: str, admitted: bool) -> str | None:
+        """Serve and answer one request; the error code it ended with, None when it was ok."""
+        reply, status = await dispatch(
             self.service, self.gate, req.subject, req.data, req.headers, tried=(org_id, admitted)
         )
         await self._respond(req, reply)
+        return None if status == "ok" else status
 
     @staticmethod
     async def _respond(req: Request, reply: bytes) -> None:
@@ -134,6 +156,9 @@ class BusServer:
         """Stop taking requests, let in-flight calls (and running jobs) finish, then drain the connection."""
         if self.micro is not None:
             await self.micro.stop()
+        if self.metrics_http is not None:
+            await asyncio.to_thread(self.metrics_http.shutdown)
+            self.metrics_http.server_close()
         jobs = self.service.jobs
         jobs_stopped = asyncio.ensure_future(jobs.stop(grace_s) if jobs else asyncio.sleep(0))
         if self.inflight:
@@ -160,11 +185,11 @@ async def dispatch(
     headers: Mapping[str, str] | None,
     *,
     tried: tuple[str, bool] | None = None,
-) -> bytes:
+) -> tuple[bytes, str]:
     """Serve one request as every path does (the bus, `LocalHarness`): admission by the
-    subject's org, then `service.handle` (stamp, org, scope, tier, arguments, the SDK).
-    `tried`: (org, admitted) when the caller already tried `gate.try_enter` (the bus does,
-    before it spawns the request's task)."""
+    subject's org, then `service.handle_with_status` (stamp, org, scope, tier, arguments, the
+    SDK); the reply and the status it ended with. `tried`: (org, admitted) when the caller
+    already tried `gate.try_enter` (the bus does, before it spawns the request's task)."""
     if tried is None:
         org_id = admission_org(subject)
         admitted = gate.try_enter(org_id)
@@ -175,9 +200,9 @@ async def dispatch(
         try:
             await gate.enter(org_id, wait_s=deadline.remaining())
         except Overloaded as exc:
-            return service.refusal(data, exc)
+            return service.refusal(data, exc), ErrorCode.UNAVAILABLE.value
     try:
-        return await service.handle(subject, data, headers)
+        return await service.handle_with_status(subject, data, headers)
     finally:
         gate.leave(org_id)
 

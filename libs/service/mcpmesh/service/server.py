@@ -61,9 +61,9 @@ from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.settings import ServiceSettings
-from mcpmesh.telemetry.logs import bind_request, get_logger
+from mcpmesh.telemetry.logs import bind_request, get_logger, update_request
 from mcpmesh.telemetry.metrics import Metrics
-from mcpmesh.telemetry.tracing import extract_context, tracer
+from mcpmesh.telemetry.tracing import ORG_ATTRIBUTE, extract_context, tracer
 from mcpmesh.tenancy.commands import CommandVerifier
 from mcpmesh.tenancy.scopes import covers, scope_for
 from mcpmesh.tenancy.stamp import Stamp, StampVerifier
@@ -416,6 +416,7 @@ class MeshService:
         start (StoreNotConfigured) rather than at its first call."""
         self.settings = settings
         self.bus = bus
+        self.metrics.configure(settings.metrics)
         if self.store_kinds:
             _ = self.store
         if settings.stamp_public_key:
@@ -510,6 +511,13 @@ class MeshService:
 
     async def handle(self, subject: str, data: bytes, headers: Mapping[str, str] | None) -> bytes:
         """Serve one JSON-RPC exchange from the bus; always returns a JSON-RPC reply body."""
+        reply, _status = await self.handle_with_status(subject, data, headers)
+        return reply
+
+    async def handle_with_status(
+        self, subject: str, data: bytes, headers: Mapping[str, str] | None
+    ) -> tuple[bytes, str]:
+        """`handle`, plus the call's outcome: "ok" or an error code (as in the metrics)."""
         started = time.perf_counter()
         headers = headers or {}
         request_id = headers.get(h.REQUEST_ID) or uuid.uuid4().hex
@@ -520,7 +528,7 @@ class MeshService:
         status = "ok"
         reply: bytes
         with (
-            bind_request(request_id=request_id, service=self.name),
+            bind_request(request_id=request_id, service=self.name, org_id="-"),
             tracer().start_as_current_span(
                 f"{self.name} serve", context=extract_context(headers), kind=SpanKind.SERVER
             ) as span,
@@ -541,6 +549,8 @@ class MeshService:
                     raise MeshException(
                         ErrorCode.FORBIDDEN, "the stamp's org does not match the request subject"
                     )
+                update_request(org_id=org_id)  # on every log line and span from here on
+                span.set_attribute(ORG_ATTRIBUTE, org_id)
                 required = self.required_scope(method, params)
                 if required is None:
                     allowed = covers(stamp.scopes, scope_for(self.name, "read")) or covers(
@@ -571,7 +581,7 @@ class MeshService:
                 )
                 token = CURRENT_CALL.set(call)
                 try:
-                    with bind_request(org_id=org_id, tool=tool or method):
+                    with bind_request(tool=tool or method):
                         result = await self._serve(call, decoded, verdict)
                 finally:
                     CURRENT_CALL.reset(token)
@@ -596,7 +606,7 @@ class MeshService:
             if status != "ok":
                 span.set_status(Status(StatusCode.ERROR, status))
             await self._account(call, method, tool, status, latency_ms, len(data), len(reply), request_id)
-            return reply
+            return reply, status
 
     def refusal(self, data: bytes, overloaded: Overloaded) -> bytes:
         """The reply to a request refused at admission: JSON-RPC `unavailable` (the gateway
@@ -660,7 +670,8 @@ class MeshService:
         if status != "ok":
             self.stats["errors"] += 1
         org_id = call.org_id if call else "-"
-        self.metrics.observe_call(self.name, tool or method, org_id, status, latency_ms / 1000)
+        usage = call.usage if call is not None else None
+        self.metrics.observe_call(self.name, tool or method, org_id, status, latency_ms / 1000, usage)
         log.info("call", method=method, tool=tool, status=status, latency_ms=round(latency_ms, 2))
         if call is None or self.bus is None:
             return

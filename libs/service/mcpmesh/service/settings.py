@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpmesh.service.admission import AdmissionLimits
+from mcpmesh.telemetry.tenants import MetricsSettings
 
 #: A replica's admission defaults: enough concurrency for tools that wait on I/O (LLM calls,
 #: stores), a queue that drains within `queue_wait_s`, no org above half of either.
@@ -82,6 +83,7 @@ class ServiceSettings:
     shutdown_grace_s: float = 20.0  # how long in-flight calls may finish on SIGTERM
     dev_org: str = "org-dev"  # the org a local stdio/HTTP run acts for
     jobs: JobSettings = field(default_factory=JobSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)  # /metrics port, tenant cap
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -102,4 +104,5 @@ class ServiceSettings:
             ),
             dev_org=_env("MCPMESH_DEV_ORG", cls.dev_org) or cls.dev_org,
             jobs=JobSettings.from_env(),
+            metrics=MetricsSettings.from_env(),
         )

@@ -284,4 +284,5 @@ class LocalHarness(Harness):
             h.DEADLINE: Deadline.after(deadline_s).header(),
         }
         subject = service_subject(org_id, service or self.service.name)
-        return await dispatch(self.service, self.gate, subject, body, headers)
+        reply, _ = await dispatch(self.service, self.gate, subject, body, headers)
+        return reply

@@ -18,7 +18,7 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-__all__ = ["bind_request", "configure_logging", "get_logger"]
+__all__ = ["bind_request", "bound_org", "configure_logging", "get_logger", "update_request"]
 
 _DEV_ENVS = frozenset({"dev", "test"})
 # Chatty at INFO; kept at WARNING unless LOG_LEVEL is DEBUG.
@@ -172,3 +172,18 @@ def bind_request(**values: object) -> AbstractContextManager[None]:
     context when created); previous values are restored on exit.
     """
     return structlog.contextvars.bound_contextvars(**values)
+
+
+def update_request(**values: object) -> None:
+    """Change values an enclosing `bind_request` bound, e.g. `org_id` once the caller is known.
+
+    Bind the key in the enclosing block first (`bind_request(org_id="-")`): its exit then
+    restores the value from before the block, so the change never outlives the request.
+    """
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def bound_org() -> str | None:
+    """The `org_id` bound for the current request, if any (spans take it from here)."""
+    value = structlog.contextvars.get_contextvars().get("org_id")
+    return value if isinstance(value, str) else None

@@ -18,13 +18,16 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Sampler, SamplingResult
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from mcpmesh.telemetry.logs import bound_org
+
 __all__ = [
+    "ORG_ATTRIBUTE",
     "capture_spans",
     "exporters_from_env",
     "extract_context",
@@ -37,6 +40,8 @@ __all__ = [
 # so nothing a tenant puts in baggage rides along to other services.
 _PROPAGATOR = TraceContextTextMapPropagator()
 _lock = threading.Lock()
+#: The span attribute naming the tenant a span worked for.
+ORG_ATTRIBUTE = "mcpmesh.org_id"
 _provider: TracerProvider | None = None
 
 
@@ -50,6 +55,17 @@ class _CaptureProcessor(SpanProcessor):
         exporter = self.exporter
         if exporter is not None:
             exporter.export((span,))
+
+
+class _TenantAttribute(SpanProcessor):
+    """Puts the request's org (bound with `bind_request(org_id=...)`) on every recorded span as
+    `mcpmesh.org_id`, so spans in the gateway, the kit, jobs and tool code all carry the tenant.
+    Non-recording spans never reach a processor: this costs nothing when nobody reads spans."""
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        org = bound_org()
+        if org is not None:
+            span.set_attribute(ORG_ATTRIBUTE, org)
 
 
 _capture = _CaptureProcessor()
@@ -101,6 +117,7 @@ def exporters_from_env() -> list[SpanExporter]:
 
 
 def _install(provider: TracerProvider, processors: Iterable[SpanProcessor]) -> None:
+    provider.add_span_processor(_TenantAttribute())
     for processor in processors:
         provider.add_span_processor(processor)
     provider.add_span_processor(_capture)

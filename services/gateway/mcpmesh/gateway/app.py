@@ -47,7 +47,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
         raise GatewayStartupError(f"MCPMESH_STAMP_SIGNING_KEY is not usable: {exc}") from None
     # The client connects at startup; everything that holds the bus is built around it now.
     bus = Bus(Client())
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(settings.metrics)
     closers: list[Callable[[], None]] = []
     if control is None:
         from mcpmesh.gateway.control import ControlPlane

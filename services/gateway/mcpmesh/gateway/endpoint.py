@@ -38,8 +38,8 @@ from mcpmesh.gateway.wire import (
     parse_request,
 )
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.telemetry.logs import bind_request, get_logger
-from mcpmesh.telemetry.tracing import extract_context, tracer
+from mcpmesh.telemetry.logs import bind_request, get_logger, update_request
+from mcpmesh.telemetry.tracing import ORG_ATTRIBUTE, extract_context, tracer
 
 log = get_logger("mcpmesh.gateway")
 _tracer = tracer("mcpmesh.gateway")  # a proxy until tracing is set up; resolving it per request costs
@@ -85,7 +85,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     service = request.match_info.get("service")
     route = "/mcp/{service}" if service is not None else "/mcp"
     with (
-        bind_request(request_id=request_id),
+        bind_request(request_id=request_id, org_id="-"),
         _tracer.start_as_current_span(
             f"gateway {request.method} {route}",
             context=extract_context(request.headers),
@@ -157,7 +157,8 @@ async def _serve(
             headers={"Retry-After": "1"},
         ) from None
     outcome.principal = principal
-    span.set_attribute("mcpmesh.org_id", principal.org_id)
+    update_request(org_id=principal.org_id)  # on every log line and span from here on
+    span.set_attribute(ORG_ATTRIBUTE, principal.org_id)
     try:
         body = await request.read() if request.method == "POST" else b""
     except web.HTTPRequestEntityTooLarge:
@@ -405,7 +406,7 @@ async def _account(
     if outcome.auth_reason is not None:
         metrics.auth_failures.labels(outcome.auth_reason).inc()
     if outcome.limit is not None and principal is not None:
-        metrics.rate_limited.labels(org, outcome.limit).inc()
+        metrics.observe_rate_limited(org, outcome.limit)
     metrics.observe(
         outcome.service, outcome.tool or outcome.method, org, outcome.status, outcome.http_status, seconds
     )

@@ -1,4 +1,4 @@
-"""The gateway's metrics: the platform's shared set plus HTTP responses by status code and org."""
+"""The gateway's metrics: the platform's shared set plus HTTP responses by status code."""
 
 from __future__ import annotations
 
@@ -9,17 +9,18 @@ from prometheus_client import Counter, Gauge
 from prometheus_client.core import CounterMetricFamily
 
 from mcpmesh.telemetry.metrics import Metrics
+from mcpmesh.telemetry.tenants import MetricsSettings
 
 
 class GatewayMetrics(Metrics):
     """`Metrics` (requests, latency, errors, auth failures, rate limited) and the gateway's own."""
 
-    def __init__(self) -> None:
-        super().__init__()
+    def __init__(self, settings: MetricsSettings | None = None) -> None:
+        super().__init__(settings=settings)
         self.responses = Counter(
             "mcpmesh_gateway_responses_total",
-            "HTTP responses of the MCP endpoints, by status code and org ('-' when unauthenticated).",
-            ("code", "org_id"),
+            "HTTP responses of the MCP endpoints, by status code (per tenant: mcpmesh_tenant_*).",
+            ("code",),
             registry=self.registry,
         )
         self.sessions_opened = Counter(
@@ -33,7 +34,7 @@ class GatewayMetrics(Metrics):
             registry=self.registry,
         )
         # Label lookups cost more than the increments: the children of each label set are kept.
-        self._children: dict[tuple[str, str, str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._children: dict[tuple[str, str, str, int], tuple[str, Any, Any, Any, Any]] = {}
         self.services_up = Gauge(
             "mcpmesh_gateway_services_discovered",
             "Services with at least one replica answering nats.micro discovery.",
@@ -59,25 +60,28 @@ class GatewayMetrics(Metrics):
         self, service: str, tool: str, org_id: str, status: str, http_status: int, seconds: float
     ) -> None:
         """`observe_call` plus the HTTP response count, with the label children cached."""
-        key = (service, tool, org_id, status, http_status)
+        key = (service, tool, status, http_status)
         children = self._children.get(key)
         if children is None:
             if len(self._children) > 50_000:
                 self._children.clear()
-            service, tool = self.tool_labels(service, tool)
+            service_label, tool = self.tool_labels(service, tool)
             children = (
-                self.requests.labels(service, tool, org_id, status),
-                self.latency.labels(service, tool),
-                self.errors.labels(service, status) if status != "ok" else None,
-                self.responses.labels(str(http_status), org_id),
+                service_label,
+                self.requests.labels(service_label, tool, status),
+                self.latency.labels(service_label, tool),
+                self.errors.labels(service_label, status) if status != "ok" else None,
+                self.responses.labels(str(http_status)),
             )
             self._children[key] = children
-        requests, latency, errors, responses = children
+        service_label, requests, latency, errors, responses = children
+        seconds = max(seconds, 0.0)
         requests.inc()
-        latency.observe(max(seconds, 0.0))
+        latency.observe(seconds)
         if errors is not None:
             errors.inc()
         responses.inc()
+        self.observe_tenant(service_label, org_id, status, seconds)
 
 
 class _CounterOf:

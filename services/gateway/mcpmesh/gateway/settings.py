@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpmesh.service.admission import AdmissionLimits
+from mcpmesh.telemetry.tenants import MetricsSettings
 
 DEFAULT_ALLOWED_ORIGINS = (
     "http://localhost",
@@ -106,6 +107,7 @@ class GatewaySettings:
     sse_ping_s: float = 15.0
     run_writers: bool = True  # the usage/audit writers in this process (GATEWAY_RUN_WRITERS)
     admission: AdmissionLimits = GATEWAY_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)  # tenant label cap (MCPMESH_METRICS_*)
     replica_name: str = field(default_factory=lambda: f"gateway-{os.getpid()}")
 
     @classmethod
@@ -125,6 +127,7 @@ class GatewaySettings:
         origins = _get(env, "MCPMESH_ALLOWED_ORIGINS")
         try:
             admission = AdmissionLimits.from_env(GATEWAY_ADMISSION, env)
+            metrics = MetricsSettings.from_env(env)
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         return cls(
@@ -157,6 +160,7 @@ class GatewaySettings:
             sse_ping_s=_number(env, "MCPMESH_SSE_PING_S", cls.sse_ping_s, minimum=0.05),
             run_writers=_flag(env, "GATEWAY_RUN_WRITERS", cls.run_writers),
             admission=admission,
+            metrics=metrics,
             replica_name=_get(env, "MCPMESH_REPLICA_NAME") or f"gateway-{os.getpid()}",
         )
 
