@@ -25,7 +25,7 @@ from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOC
 from multidict import CIMultiDict
 from pydantic import Field
 
-from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.context import ContextSettings, build_service
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.gateway.app import build_app
 from mcpmesh.gateway.settings import GatewaySettings
@@ -333,4 +333,3 @@ async def context_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway]]:
     gw = await mesh.gateway()
     await mesh.wait_discovered("context")
     yield mesh, gw
-    await app_of(service).close()

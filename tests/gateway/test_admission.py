@@ -16,7 +16,7 @@ import aiohttp
 import msgspec
 import pytest
 
-from mcpmesh.context import ContextSettings, app_of, build_service
+from mcpmesh.context import ContextSettings, build_service
 from mcpmesh.dev.runner import free_port
 from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode
 from mcpmesh.service import MeshService, ServiceSettings
@@ -190,7 +190,6 @@ async def gateway_process(mesh: Any, tmp_path: Path) -> AsyncIterator[tuple[str,
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 20)
         log.close()
-        await app_of(service).close()
 
 
 async def test_a_burst_far_above_capacity_is_shed_and_leaves_nothing_behind(

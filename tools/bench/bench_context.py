@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from mcpmesh.context import ContextSettings, app_of, build_service
-from mcpmesh.context.app import ContextApp
 from mcpmesh.dev.mongoproc import LocalMongoServer
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
-from mcpmesh.store import connect_database
+from mcpmesh.store import TenantStore, connect_database
 from mcpmesh.telemetry.logs import configure_logging
 
 TEXT = "The customer asked about invoice {i}; the assistant explained the billing cycle and next steps."
@@ -88,9 +87,9 @@ async def fill(harness: ServiceHarness, org: str, ctx_id: str, size: int, stamp:
     return time.perf_counter() - started
 
 
-async def whole_context_read_ms(app: ContextApp, org: str, ctx_id: str, repeat: int = 5) -> float:
+async def whole_context_read_ms(store: TenantStore, ctx_id: str, repeat: int = 5) -> float:
     """The store-level cost of what the design avoids: fetching every entry of the context."""
-    entries = await app.collection(org, "entries")
+    entries = await store.collection("entries")
     started = time.perf_counter()
     for _ in range(repeat):
         docs = await entries.find({"ctx_id": ctx_id}).sort("seq", 1).to_list(None)
@@ -110,7 +109,6 @@ async def run_layout(
 ) -> list[Row]:
     database = f"bench_context_{uuid.uuid4().hex[:8]}"
     service = build_service(ContextSettings(sweep_interval_s=0))
-    app = app_of(service)
     rows: list[Row] = []
     settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
     harness = ServiceHarness(service, nats_url, settings=settings)
@@ -125,6 +123,7 @@ async def run_layout(
         return token
 
     async with harness:
+        app = app_of(service)  # the service's lifespan state, while it runs
         contexts: dict[int, tuple[str, str, float]] = {}
         for size in sizes:  # build every context first: in `shared`, all rows see the same collection
             org = "org-bench" if layout == "shared" else f"org-bench-{size}"
@@ -152,7 +151,7 @@ async def run_layout(
                 args = {"ctx_id": ctx_id, "role": "user", "content": TEXT.format(i=i)}
                 return harness.call_tool(org, "append", args, stamp=stamp(org))
 
-            whole_read_ms = await whole_context_read_ms(app, org, ctx_id)
+            whole_read_ms = await whole_context_read_ms(service.store.for_tenant(org), ctx_id)
             appends = await timed(ops, append)
             appends_conc = await timed(ops, append, concurrency)
             rows.append(
@@ -172,7 +171,6 @@ async def run_layout(
                     whole_read_ms,
                 )
             )
-    await app.close()
     db = connect_database(mongo_url, database)
     await db.client.drop_database(database)
     db.client.close()

@@ -65,7 +65,7 @@ async def test_guessed_ids_get_the_same_not_found_as_unknown_ids(mesh: Mesh, col
         assert text == (await mesh.fails(B, tool, unknown_args)).replace(unknown, ctx_id), tool
         assert "not found" in text and A not in text, tool
     if cold:  # B's attempts did not even bring A's context back to the hot tier
-        contexts_cold = await mesh.app.collection(A, "contexts_cold")
+        contexts_cold = await mesh.collection(A, "contexts_cold")
         assert await contexts_cold.count_documents({"_id": ctx_id}) == 1
     await _unchanged(mesh, ctx_id)
 
@@ -110,7 +110,7 @@ async def test_guessed_share_ids_cannot_be_revoked_by_others(mesh: Mesh) -> None
 
 async def test_a_forged_grant_pointer_grants_nothing(mesh: Mesh) -> None:
     ctx_id = await _seeded(mesh)
-    grants = await mesh.app.collection(B, "grants")  # as if B could write its own grant index
+    grants = await mesh.collection(B, "grants")  # as if B could write its own grant index
     await grants.insert_one({"_id": "shr-" + "a" * 24, "owner": A, "target": "context", "ctx_id": ctx_id})
     await grants.insert_one(
         {"_id": "shr-" + "b" * 24, "owner": A, "target": "namespace", "namespace": "secret"}
@@ -123,7 +123,7 @@ async def test_a_forged_grant_pointer_grants_nothing(mesh: Mesh) -> None:
 async def test_a_share_for_another_grantee_does_not_work_for_me(mesh: Mesh) -> None:
     ctx_id = await _seeded(mesh)
     share = await mesh.call(A, "share", {"ctx_id": ctx_id, "grantee": C})
-    grants = await mesh.app.collection(B, "grants")  # B copies C's pointer
+    grants = await mesh.collection(B, "grants")  # B copies C's pointer
     await grants.insert_one({"_id": share["share_id"], "owner": A, "target": "context", "ctx_id": ctx_id})
     assert "not found" in await mesh.fails(B, "get", {"ctx_id": ctx_id})
 

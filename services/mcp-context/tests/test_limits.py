@@ -30,7 +30,7 @@ async def test_max_contexts_holds_and_frees_on_delete(mesh: Mesh) -> None:
     assert len((await mesh.call(org, "list"))["contexts"]) == 3
     await mesh.call(org, "delete", {"ctx_id": ids[0]})
     await mesh.create(org, "fits again")
-    assert await context_count(mesh.app, org) == 3
+    assert await context_count(mesh.app, mesh.tenant(org)) == 3
 
 
 async def test_max_contexts_holds_under_concurrent_creates(mesh: Mesh) -> None:
@@ -45,7 +45,7 @@ async def test_max_contexts_holds_under_concurrent_creates(mesh: Mesh) -> None:
     assert all("limit_exceeded" in r.text for r in refused)
     listed = await mesh.call(org, "list", {"limit": 100})
     assert sorted(c["ctx_id"] for c in listed["contexts"]) == sorted(c["ctx_id"] for c in created)
-    assert await context_count(mesh.app, org) == 5
+    assert await context_count(mesh.app, mesh.tenant(org)) == 5
 
 
 async def test_tier_defaults_apply_without_published_settings(mesh: Mesh) -> None:
@@ -95,7 +95,7 @@ async def test_initial_entries_over_the_cap_create_nothing(mesh: Mesh) -> None:
     )
     assert "limit_exceeded" in text
     assert (await mesh.call(org, "list"))["contexts"] == []
-    assert await context_count(mesh.app, org) == 0
+    assert await context_count(mesh.app, mesh.tenant(org)) == 0
 
 
 async def test_concurrent_appends_never_exceed_the_cap_and_keep_seqs_contiguous(mesh: Mesh) -> None:
@@ -126,7 +126,7 @@ async def test_concurrent_appends_never_exceed_the_cap_and_keep_seqs_contiguous(
     for result in ok:  # each append's entries are consecutive
         names = {e["name"] for e in got["entries"][result["first_seq"] : result["last_seq"] + 1]}
         assert len(names) == 1
-    contexts = await mesh.app.collection(org, "contexts")
+    contexts = await mesh.collection(org, "contexts")
     doc = await contexts.find_one({"_id": ctx_id})
     assert doc is not None and doc["pending"] == [] and doc["token_total"] <= cap
 
@@ -153,7 +153,7 @@ async def test_a_failed_write_leaves_nothing_and_gives_the_reservation_back(
     org = unique_org()
     ctx_id = await mesh.create(org)
     await mesh.call(org, "append", {"ctx_id": ctx_id, "role": "user", "content": "before"})
-    entries = await mesh.app.collection(org, "entries")
+    entries = await mesh.collection(org, "entries")
     cls = type(entries)
     original = cls.insert_many
 
@@ -178,7 +178,7 @@ async def test_a_failed_write_leaves_nothing_and_gives_the_reservation_back(
     assert "nothing was appended" in text and "connection reset" not in text
     monkeypatch.setattr(cls, "insert_many", original)
     assert await entries.count_documents({"ctx_id": ctx_id}) == 1
-    contexts = await mesh.app.collection(org, "contexts")
+    contexts = await mesh.collection(org, "contexts")
     doc = await contexts.find_one({"_id": ctx_id})
     assert doc is not None and (doc["next_seq"], doc["pending"], doc.get("hole_entries")) == (1, [], 0)
     after = await mesh.call(org, "append", {"ctx_id": ctx_id, "role": "user", "content": "after"})
@@ -192,7 +192,7 @@ async def test_create_with_entries_whose_write_fails_creates_nothing(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = unique_org()
-    entries = await mesh.app.collection(org, "entries")
+    entries = await mesh.collection(org, "entries")
     cls = type(entries)
     original = cls.insert_many
 
@@ -205,7 +205,7 @@ async def test_create_with_entries_whose_write_fails_creates_nothing(
     await mesh.fails(org, "create", {"title": "t", "entries": [{"role": "user", "content": "x"}]})
     monkeypatch.setattr(cls, "insert_many", original)
     assert (await mesh.call(org, "list"))["contexts"] == []
-    assert await context_count(mesh.app, org) == 0
+    assert await context_count(mesh.app, mesh.tenant(org)) == 0
 
 
 async def test_a_failed_append_that_is_not_the_last_leaves_a_counted_hole(mesh: Mesh) -> None:
@@ -213,14 +213,14 @@ async def test_a_failed_append_that_is_not_the_last_leaves_a_counted_hole(mesh: 
     await mesh.publish_settings(org, max_tokens_per_context=7)
     ctx_id = await mesh.create(org)
     entry = PreparedEntry(role="user", content="hello there", name=None, tokens=2, size=11)
-    first = await _reserve(mesh.app, org, ctx_id, 2, 4, cap=100, tier="pro")
-    second = await _reserve(mesh.app, org, ctx_id, 1, 2, cap=100, tier="pro")
+    first = await _reserve(mesh.app, mesh.tenant(org), ctx_id, 2, 4, cap=100, tier="pro")
+    second = await _reserve(mesh.app, mesh.tenant(org), ctx_id, 1, 2, cap=100, tier="pro")
     await _write(mesh.app, second, [entry])
     await _roll_back(mesh.app, first)  # cannot give seqs 0-1 back: seq 2 is taken
     got = await mesh.call(org, "get", {"ctx_id": ctx_id})
     assert [e["seq"] for e in got["entries"]] == [2]
     assert (got["entry_count"], got["token_total"]) == (1, 2)
-    contexts = await mesh.app.collection(org, "contexts")
+    contexts = await mesh.collection(org, "contexts")
     doc = await contexts.find_one({"_id": ctx_id})
     assert doc is not None and (doc["hole_entries"], doc["hole_tokens"], doc["token_total"]) == (2, 4, 6)
     # the hole's tokens still count against the cap (7): conservative, never over it

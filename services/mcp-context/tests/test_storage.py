@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from mcpmesh.context import ContextSettings
+from mcpmesh.context import ContextSettings, app_of, build_service
 from mcpmesh.context.clock import utcnow
 from mcpmesh.context.entries import PreparedEntry, entry_document
 from mcpmesh.context.limits import context_count
 from mcpmesh.context.sweep import sweep
 from mcpmesh.context.testing import Mesh
+from mcpmesh.proto.errors import MeshException
+from mcpmesh.service import ServiceSettings
+from mcpmesh.service.testing import LocalHarness
 
 A = "org-acme"
 B = "org-globex"
@@ -49,7 +53,7 @@ async def test_large_entries_are_stored_compressed_and_read_back_transparently(m
             ],
         },
     )
-    entries = await mesh.app.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     small_doc, large_doc = await entries.find({"ctx_id": ctx_id}).sort("seq", 1).to_list(None)
     assert small_doc["content"] == "small" and "z" not in small_doc
     assert "content" not in large_doc and large_doc["zipped"] and len(large_doc["z"]) < len(large) / 10
@@ -77,7 +81,7 @@ async def test_a_window_reads_only_the_window(mesh: Mesh) -> None:
     small = await _filled(mesh, 20)
     big = await _filled(mesh, 1_000)
     spied: list[dict[str, Any]] = []
-    entries = await mesh.app.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     cls = type(entries)
     original = cls.find
 
@@ -110,10 +114,10 @@ async def test_idle_contexts_move_to_cold_and_come_back_on_access(mesh: Mesh) ->
     before = await mesh.call(A, "get", {"ctx_id": ctx_id})
     report = await sweep(mesh.app, now=later())
     assert report["moved_to_cold"] == 2
-    hot, hot_entries = await mesh.app.collection(A, "contexts"), await mesh.app.collection(A, "entries")
+    hot, hot_entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
     cold, cold_entries = (
-        await mesh.app.collection(A, "contexts_cold"),
-        await mesh.app.collection(A, "entries_cold"),
+        await mesh.collection(A, "contexts_cold"),
+        await mesh.collection(A, "entries_cold"),
     )
     assert await hot.count_documents({}) == 0 and await hot_entries.count_documents({}) == 0
     assert (
@@ -148,7 +152,7 @@ async def test_idle_contexts_move_to_cold_and_come_back_on_access(mesh: Mesh) ->
 async def test_recently_used_contexts_stay_hot(mesh: Mesh) -> None:
     idle = await mesh.create(A, "idle")
     used = await mesh.create(A, "used")
-    hot = await mesh.app.collection(A, "contexts")
+    hot = await mesh.collection(A, "contexts")
     await hot.update_one({"_id": idle}, {"$set": {"touched_at": utcnow() - timedelta(days=8)}})
     await mesh.call(A, "get", {"ctx_id": used})
     report = await sweep(mesh.app)  # real time: only `idle` is older than 7 days
@@ -164,11 +168,11 @@ async def test_update_delete_and_shared_access_work_on_cold_contexts(mesh: Mesh)
     await sweep(mesh.app, now=later())
     assert (await mesh.call(A, "update", {"ctx_id": to_update, "title": "renamed"}))["title"] == "renamed"
     await mesh.call(A, "delete", {"ctx_id": to_delete})
-    cold_entries = await mesh.app.collection(A, "entries_cold")
+    cold_entries = await mesh.collection(A, "entries_cold")
     assert await cold_entries.count_documents({"ctx_id": to_delete}) == 0
     assert mesh.app.stats["restored"] == 1  # deleting did not restore it first
     assert len((await mesh.call(B, "get", {"ctx_id": shared}))["entries"]) == 3
-    assert await context_count(mesh.app, A) == 2
+    assert await context_count(mesh.app, mesh.tenant(A)) == 2
 
 
 async def test_appends_racing_with_sweeps_stay_consistent(mesh: Mesh) -> None:
@@ -195,23 +199,33 @@ async def test_appends_racing_with_sweeps_stay_consistent(mesh: Mesh) -> None:
 @pytest.mark.parametrize("context_settings", [ContextSettings(sweep_interval_s=0.05, cold_after_s=1)])
 async def test_the_background_sweep_runs_on_its_own(mesh: Mesh) -> None:
     ctx_id = await mesh.create(A)
-    hot = await mesh.app.collection(A, "contexts")
+    hot = await mesh.collection(A, "contexts")
     await hot.update_one({"_id": ctx_id}, {"$set": {"touched_at": utcnow() - timedelta(seconds=5)}})
-    cold = await mesh.app.collection(A, "contexts_cold")
+    cold = await mesh.collection(A, "contexts_cold")
     for _ in range(100):
         if await cold.count_documents({"_id": ctx_id}):
             break
         await asyncio.sleep(0.05)
     assert await cold.count_documents({"_id": ctx_id}) == 1
     assert mesh.app.sweeper is not None
-    await mesh.app.close()
-    assert mesh.app.sweeper is None
+
+
+async def test_the_sweep_is_part_of_the_lifespan_and_stops_with_the_service(mongo_url: str) -> None:
+    service = build_service(ContextSettings(sweep_interval_s=0.05))
+    with pytest.raises(MeshException, match="not running"):
+        app_of(service)  # no state before start: nothing is patched onto the service
+    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=f"ctx_test_{uuid.uuid4().hex[:10]}")
+    async with LocalHarness(service, settings=settings):
+        app = app_of(service)
+        task = app.sweeper
+        assert task is not None and not task.done()
+    assert task.cancelled() and app.sweeper is None
 
 
 async def test_appends_in_flight_are_hidden_until_they_commit(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 2)
-    contexts = await mesh.app.collection(A, "contexts")
-    entries = await mesh.app.collection(A, "entries")
+    contexts = await mesh.collection(A, "contexts")
+    entries = await mesh.collection(A, "entries")
     # an append that reserved seq 2 and wrote its entry but has not committed yet
     await contexts.update_one(
         {"_id": ctx_id},
@@ -239,8 +253,8 @@ async def test_appends_in_flight_are_hidden_until_they_commit(mesh: Mesh) -> Non
 
 async def test_stale_appends_are_committed_if_complete_else_removed(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 1)
-    contexts = await mesh.app.collection(A, "contexts")
-    entries = await mesh.app.collection(A, "entries")
+    contexts = await mesh.collection(A, "contexts")
+    entries = await mesh.collection(A, "entries")
     doc = await contexts.find_one({"_id": ctx_id})
     assert doc is not None
     tok = doc["token_total"]
@@ -298,8 +312,8 @@ async def test_stale_appends_are_committed_if_complete_else_removed(mesh: Mesh) 
 async def test_a_move_interrupted_by_a_crash_is_finished_by_the_next_caller(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 30)
     before = await mesh.call(A, "get", {"ctx_id": ctx_id})
-    hot, hot_entries = await mesh.app.collection(A, "contexts"), await mesh.app.collection(A, "entries")
-    cold_entries = await mesh.app.collection(A, "entries_cold")
+    hot, hot_entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
+    cold_entries = await mesh.collection(A, "entries_cold")
     # the sweep took the lock and copied 10 entries to cold, then its process died
     old = utcnow() - timedelta(hours=1)
     await hot.update_one({"_id": ctx_id}, {"$set": {"lock": {"op": "cold", "at": old, "token": "dead"}}})
@@ -315,10 +329,10 @@ async def test_a_move_interrupted_by_a_crash_is_finished_by_the_next_caller(mesh
 async def test_a_restore_interrupted_after_writing_the_hot_doc_keeps_newer_data(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 5)
     await sweep(mesh.app, now=later())
-    hot, hot_entries = await mesh.app.collection(A, "contexts"), await mesh.app.collection(A, "entries")
+    hot, hot_entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
     cold, cold_entries = (
-        await mesh.app.collection(A, "contexts_cold"),
-        await mesh.app.collection(A, "entries_cold"),
+        await mesh.collection(A, "contexts_cold"),
+        await mesh.collection(A, "entries_cold"),
     )
     # a restore did steps 1-3 (entries moved, hot doc written) and died before deleting the cold doc
     old = utcnow() - timedelta(hours=1)
@@ -340,18 +354,18 @@ async def test_a_restore_interrupted_after_writing_the_hot_doc_keeps_newer_data(
 async def test_a_delete_interrupted_by_a_crash_is_finished(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 3)
     await mesh.call(A, "share", {"ctx_id": ctx_id, "grantee": B})
-    hot = await mesh.app.collection(A, "contexts")
+    hot = await mesh.collection(A, "contexts")
     old = utcnow() - timedelta(hours=1)
     await hot.update_one({"_id": ctx_id}, {"$set": {"lock": {"op": "delete", "at": old, "token": "dead"}}})
     assert "not found" in await mesh.fails(A, "get", {"ctx_id": ctx_id})
-    assert await (await mesh.app.collection(A, "entries")).count_documents({}) == 0
-    assert await (await mesh.app.collection(B, "grants")).count_documents({}) == 0
-    assert await context_count(mesh.app, A) == 0
+    assert await (await mesh.collection(A, "entries")).count_documents({}) == 0
+    assert await (await mesh.collection(B, "grants")).count_documents({}) == 0
+    assert await context_count(mesh.app, mesh.tenant(A)) == 0
 
 
 async def test_a_context_being_moved_makes_callers_wait_not_fail(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 3)
-    hot = await mesh.app.collection(A, "contexts")
+    hot = await mesh.collection(A, "contexts")
     await hot.update_one({"_id": ctx_id}, {"$set": {"lock": {"op": "cold", "at": utcnow(), "token": "live"}}})
 
     async def release() -> None:
@@ -365,7 +379,7 @@ async def test_a_context_being_moved_makes_callers_wait_not_fail(mesh: Mesh) -> 
 @pytest.mark.parametrize("context_settings", [ContextSettings(sweep_interval_s=0, busy_wait_s=0.2)])
 async def test_a_context_busy_too_long_gets_a_retryable_error(mesh: Mesh) -> None:
     ctx_id = await _filled(mesh, 1)
-    hot = await mesh.app.collection(A, "contexts")
+    hot = await mesh.collection(A, "contexts")
     await hot.update_one({"_id": ctx_id}, {"$set": {"lock": {"op": "cold", "at": utcnow(), "token": "live"}}})
     assert "unavailable" in await mesh.fails(A, "get", {"ctx_id": ctx_id})
 
@@ -377,4 +391,4 @@ async def test_expired_shares_are_tidied_by_the_sweep(mesh: Mesh) -> None:
     report = await sweep(mesh.app, now=utcnow() + timedelta(minutes=2))
     assert report["expired_shares"] == 1
     assert [s["grantee"] for s in (await mesh.call(A, "list_shares"))["shares"]] == ["org-initech"]
-    assert await (await mesh.app.collection(B, "grants")).count_documents({}) == 0
+    assert await (await mesh.collection(B, "grants")).count_documents({}) == 0

@@ -1,4 +1,5 @@
-"""Every tool (and the resource) end to end through the bus, on a real nats-server."""
+"""Every tool (and the resource): most end to end through the bus on a real nats-server, some
+in process (`local_mesh`, a LocalHarness: the same kit checks without NATS)."""
 
 from __future__ import annotations
 
@@ -64,8 +65,8 @@ async def test_every_tool_declares_what_it_does_to_the_world(mesh: Mesh) -> None
         }, name
 
 
-async def test_create_returns_the_new_context(mesh: Mesh) -> None:
-    created = await mesh.call(
+async def test_create_returns_the_new_context(local_mesh: Mesh) -> None:
+    created = await local_mesh.call(
         A,
         "create",
         {
@@ -84,16 +85,16 @@ async def test_create_returns_the_new_context(mesh: Mesh) -> None:
     assert (created["entry_count"], created["token_total"], created["access"]) == (0, 0, "owner")
 
 
-async def test_create_with_initial_entries(mesh: Mesh) -> None:
-    created = await mesh.call(A, "create", {"title": "seeded", "entries": convo(3)})
+async def test_create_with_initial_entries(local_mesh: Mesh) -> None:
+    created = await local_mesh.call(A, "create", {"title": "seeded", "entries": convo(3)})
     assert created["entry_count"] == 3
-    got = await mesh.call(A, "get", {"ctx_id": created["ctx_id"]})
+    got = await local_mesh.call(A, "get", {"ctx_id": created["ctx_id"]})
     assert [e["content"] for e in got["entries"]] == [f"message number {i}" for i in range(3)]
 
 
-async def test_append_one_then_many_and_get_whole(mesh: Mesh) -> None:
-    ctx_id = await mesh.create(A)
-    one = await mesh.call(
+async def test_append_one_then_many_and_get_whole(local_mesh: Mesh) -> None:
+    ctx_id = await local_mesh.create(A)
+    one = await local_mesh.call(
         A,
         "append",
         {"ctx_id": ctx_id, "role": "system", "content": "You are terse."},
@@ -101,7 +102,7 @@ async def test_append_one_then_many_and_get_whole(mesh: Mesh) -> None:
     )
     assert (one["appended"], one["first_seq"], one["last_seq"]) == (1, 0, 0)
     assert one["tokens"] == 4  # "You are terse." in cl100k_base
-    many = await mesh.call(
+    many = await local_mesh.call(
         A,
         "append",
         {
@@ -115,7 +116,7 @@ async def test_append_one_then_many_and_get_whole(mesh: Mesh) -> None:
     )
     assert (many["appended"], many["first_seq"], many["last_seq"]) == (3, 1, 3)
     assert many["entry_count"] == 4
-    got = await mesh.call(A, "get", {"ctx_id": ctx_id}, scopes=["context:read"])
+    got = await local_mesh.call(A, "get", {"ctx_id": ctx_id}, scopes=["context:read"])
     assert [e["seq"] for e in got["entries"]] == [0, 1, 2, 3]
     assert [e["role"] for e in got["entries"]] == ["system", "user", "tool", "assistant"]
     assert got["entries"][2]["name"] == "calculator"
@@ -258,31 +259,31 @@ async def test_delete_removes_context_entries_and_shares(mesh: Mesh) -> None:
     assert deleted["deleted"] == ctx_id
     assert "not found" in await mesh.fails(A, "get", {"ctx_id": ctx_id})
     assert "not found" in await mesh.fails(B, "get", {"ctx_id": ctx_id})
-    entries = await mesh.app.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     assert await entries.count_documents({"ctx_id": ctx_id}) == 0
     assert (await mesh.call(B, "shared_with_me"))["shares"] == []
-    grants = await mesh.app.collection(B, "grants")
+    grants = await mesh.collection(B, "grants")
     assert await grants.count_documents({}) == 0
     assert "not found" in await mesh.fails(A, "delete", {"ctx_id": ctx_id})
 
 
-async def test_share_read_grant_lets_the_grantee_read_with_attribution(mesh: Mesh) -> None:
-    ctx_id = await mesh.create(A, "shared chat")
-    await mesh.call(A, "append", {"ctx_id": ctx_id, "entries": convo(3)})
-    share = await mesh.call(
+async def test_share_read_grant_lets_the_grantee_read_with_attribution(local_mesh: Mesh) -> None:
+    ctx_id = await local_mesh.create(A, "shared chat")
+    await local_mesh.call(A, "append", {"ctx_id": ctx_id, "entries": convo(3)})
+    share = await local_mesh.call(
         A, "share", {"ctx_id": ctx_id, "grantee": B, "require_attribution": True}, scopes=["context:write"]
     )
     assert share["share_id"].startswith("shr-")
     assert (share["grantee"], share["access"], share["expires_at"]) == (B, "read", None)
-    got = await mesh.call(B, "get", {"ctx_id": ctx_id, "last_n": 2})
+    got = await local_mesh.call(B, "get", {"ctx_id": ctx_id, "last_n": 2})
     assert [e["seq"] for e in got["entries"]] == [1, 2]
     assert got["access"] == "read"
     assert got["attribution"]["owner_org"] == A
-    mine = await mesh.call(B, "shared_with_me", scopes=["context:read"])
+    mine = await local_mesh.call(B, "shared_with_me", scopes=["context:read"])
     assert [(s["ctx_id"], s["owner_org"], s["access"], s["title"]) for s in mine["shares"]] == [
         (ctx_id, A, "read", "shared chat")
     ]
-    listed = await mesh.call(A, "list_shares", {"ctx_id": ctx_id})
+    listed = await local_mesh.call(A, "list_shares", {"ctx_id": ctx_id})
     assert [s["share_id"] for s in listed["shares"]] == [share["share_id"]]
 
 
@@ -294,45 +295,49 @@ async def test_share_without_attribution_does_not_name_the_owner(mesh: Mesh) -> 
     assert A not in json.dumps(got)
 
 
-async def test_write_grant_lets_the_grantee_append_and_update(mesh: Mesh) -> None:
-    ctx_id = await mesh.create(A)
-    await mesh.call(A, "share", {"ctx_id": ctx_id, "grantee": B, "access": "write"})
-    appended = await mesh.call(B, "append", {"ctx_id": ctx_id, "role": "user", "content": "from globex"})
+async def test_write_grant_lets_the_grantee_append_and_update(local_mesh: Mesh) -> None:
+    ctx_id = await local_mesh.create(A)
+    await local_mesh.call(A, "share", {"ctx_id": ctx_id, "grantee": B, "access": "write"})
+    appended = await local_mesh.call(
+        B, "append", {"ctx_id": ctx_id, "role": "user", "content": "from globex"}
+    )
     assert appended["first_seq"] == 0
-    await mesh.call(B, "update", {"ctx_id": ctx_id, "title": "renamed by globex"})
-    got = await mesh.call(A, "get", {"ctx_id": ctx_id})
+    await local_mesh.call(B, "update", {"ctx_id": ctx_id, "title": "renamed by globex"})
+    got = await local_mesh.call(A, "get", {"ctx_id": ctx_id})
     assert got["title"] == "renamed by globex"
     assert [e["content"] for e in got["entries"]] == ["from globex"]
 
 
-async def test_revoke_share_by_id_and_by_grantee(mesh: Mesh) -> None:
-    first = await mesh.create(A)
-    second = await mesh.create(A)
-    share = await mesh.call(A, "share", {"ctx_id": first, "grantee": B})
-    await mesh.call(A, "share", {"ctx_id": second, "grantee": B})
-    revoked = await mesh.call(A, "revoke_share", {"share_id": share["share_id"]}, scopes=["context:write"])
+async def test_revoke_share_by_id_and_by_grantee(local_mesh: Mesh) -> None:
+    first = await local_mesh.create(A)
+    second = await local_mesh.create(A)
+    share = await local_mesh.call(A, "share", {"ctx_id": first, "grantee": B})
+    await local_mesh.call(A, "share", {"ctx_id": second, "grantee": B})
+    revoked = await local_mesh.call(
+        A, "revoke_share", {"share_id": share["share_id"]}, scopes=["context:write"]
+    )
     assert revoked["revoked"] == [share["share_id"]]
-    assert "not found" in await mesh.fails(B, "get", {"ctx_id": first})
-    await mesh.call(B, "get", {"ctx_id": second})
-    await mesh.call(A, "revoke_share", {"ctx_id": second, "grantee": B})
-    assert "not found" in await mesh.fails(B, "get", {"ctx_id": second})
-    assert (await mesh.call(B, "shared_with_me"))["shares"] == []
+    assert "not found" in await local_mesh.fails(B, "get", {"ctx_id": first})
+    await local_mesh.call(B, "get", {"ctx_id": second})
+    await local_mesh.call(A, "revoke_share", {"ctx_id": second, "grantee": B})
+    assert "not found" in await local_mesh.fails(B, "get", {"ctx_id": second})
+    assert (await local_mesh.call(B, "shared_with_me"))["shares"] == []
 
 
-async def test_sharing_a_namespace_covers_its_contexts_now_and_later(mesh: Mesh) -> None:
-    before = await mesh.create(A, "before", namespace="kb")
-    outside = await mesh.create(A, "outside", namespace="private")
-    await mesh.call(A, "share", {"namespace": "kb", "grantee": B})
-    after = await mesh.create(A, "after", namespace="kb")
+async def test_sharing_a_namespace_covers_its_contexts_now_and_later(local_mesh: Mesh) -> None:
+    before = await local_mesh.create(A, "before", namespace="kb")
+    outside = await local_mesh.create(A, "outside", namespace="private")
+    await local_mesh.call(A, "share", {"namespace": "kb", "grantee": B})
+    after = await local_mesh.create(A, "after", namespace="kb")
     for ctx_id in (before, after):
-        assert (await mesh.call(B, "get", {"ctx_id": ctx_id}))["access"] == "read"
-    assert "not found" in await mesh.fails(B, "get", {"ctx_id": outside})
-    listed = await mesh.call(B, "list", {"namespace": "kb", "owner_org": A})
+        assert (await local_mesh.call(B, "get", {"ctx_id": ctx_id}))["access"] == "read"
+    assert "not found" in await local_mesh.fails(B, "get", {"ctx_id": outside})
+    listed = await local_mesh.call(B, "list", {"namespace": "kb", "owner_org": A})
     assert {c["ctx_id"] for c in listed["contexts"]} == {before, after}
     assert listed["owner_org"] == A
-    mine = await mesh.call(B, "shared_with_me")
+    mine = await local_mesh.call(B, "shared_with_me")
     assert [(s["target"], s["namespace"]) for s in mine["shares"]] == [("namespace", "kb")]
-    found = await mesh.call(B, "search", {"text": "after", "namespace": "kb", "owner_org": A})
+    found = await local_mesh.call(B, "search", {"text": "after", "namespace": "kb", "owner_org": A})
     assert [c["ctx_id"] for c in found["contexts"]] == [after]
 
 

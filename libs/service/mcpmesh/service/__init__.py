@@ -1,6 +1,7 @@
 """The service kit: write an MCP service with the `mcp` SDK, serve it on the tenant-stamped bus."""
 
 from mcpmesh.service.call import Call, call_of
+from mcpmesh.service.grants import Shared
 from mcpmesh.service.jobs import JobContext
 from mcpmesh.service.run import BusServer, run
 from mcpmesh.service.server import (
@@ -8,6 +9,7 @@ from mcpmesh.service.server import (
     TOOL_IDEMPOTENCY_KEY_META,
     TOOL_SCOPE_META,
     TOOL_TIERS_META,
+    Lifespan,
     MeshService,
 )
 from mcpmesh.service.settings import JobSettings, ServiceSettings
@@ -21,8 +23,10 @@ __all__ = [
     "Call",
     "JobContext",
     "JobSettings",
+    "Lifespan",
     "MeshService",
     "ServiceSettings",
+    "Shared",
     "call_of",
     "run",
 ]

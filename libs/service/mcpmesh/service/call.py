@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
@@ -19,9 +19,13 @@ from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
 from mcpmesh.tenancy.stamp import Stamp
 
 if TYPE_CHECKING:
+    from mcpmesh.service.grants import GrantCheck, Shared
     from mcpmesh.service.server import MeshService
     from mcpmesh.store import TenantStore
     from mcpmesh.vectors import TenantVectors
+
+S = TypeVar("S")
+G = TypeVar("G")
 
 
 @dataclass
@@ -50,6 +54,17 @@ class Call:
     def store(self) -> TenantStore:
         """This org's MongoDB collections (and only this org's)."""
         return self.service.store.for_tenant(self.org_id)
+
+    async def shared(self, owner_org: str, check: GrantCheck[G]) -> Shared[G] | None:
+        """Another org's store, when `check` (given that org's store, to read its grant records)
+        finds a grant for this caller now; else None. See `mcpmesh.service.grants`."""
+        from mcpmesh.service.grants import reach_shared
+
+        return await reach_shared(self.service.store, self.org_id, owner_org, check)
+
+    def state(self, kind: type[S]) -> S:
+        """The service's state, as its lifespan yielded it (`MeshService(lifespan=...)`)."""
+        return self.service.state(kind)
 
     @property
     def vectors(self) -> TenantVectors:

@@ -13,7 +13,7 @@ import gc
 import signal
 import sys
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -122,35 +122,27 @@ class BusServer:
 
     def _on_request(self, req: Request) -> Coroutine[Any, Any, str | None]:
         """Admit (or queue) a request in arrival order; the returned work runs as its own task."""
-        # The org (from the subject, for fair shares only: the stamp is checked when served).
-        try:
-            org_id = org_of_service_subject(req.subject)
-        except InvalidIdentifier:
-            org_id = "-"
+        org_id = admission_org(req.subject)
         admitted = self.gate.try_enter(org_id)
         return self._serve(req, org_id, admitted)
 
     async def _serve(self, req: Request, org_id: str, admitted: bool) -> str | None:
         """Serve and answer one request; the error code it ended with, None when it was ok."""
-        if not admitted:
-            deadline = Deadline.from_header(
-                (req.headers or {}).get(DEADLINE), self.service.settings.call_timeout_s
-            )
-            try:
-                await self.gate.enter(org_id, wait_s=deadline.remaining())
-            except Overloaded as exc:
-                await self._respond(req, self.service.refusal(req.data, exc))
-                return ErrorCode.UNAVAILABLE.value
         writer = ReplyWriter(
             req.respond,
             self.bus.nc.max_payload,
             streaming=wants_stream(req.headers),
             max_result_bytes=self.service.settings.max_result_bytes,
         )
-        try:
-            reply, status = await self.service.handle_with_status(req.subject, req.data, req.headers, writer)
-        finally:
-            self.gate.leave(org_id)
+        reply, status = await dispatch(
+            self.service,
+            self.gate,
+            req.subject,
+            req.data,
+            req.headers,
+            tried=(org_id, admitted),
+            writer=writer,
+        )
         try:
             await writer.finish(reply)
         except ResultTooLarge as exc:
@@ -196,6 +188,47 @@ class BusServer:
         await self.bus.close()
 
 
+def admission_org(subject: str) -> str:
+    """The org a request counts against at admission (from its subject, for fair shares only:
+    the stamp is checked when it is served, and a bad subject refused there)."""
+    try:
+        return org_of_service_subject(subject)
+    except InvalidIdentifier:
+        return "-"
+
+
+async def dispatch(
+    service: MeshService,
+    gate: Admission,
+    subject: str,
+    data: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    tried: tuple[str, bool] | None = None,
+    writer: ReplyWriter | None = None,
+) -> tuple[bytes, str]:
+    """Serve one request as every path does (the bus, `LocalHarness`): admission by the
+    subject's org, then `service.handle_with_status` (stamp, org, scope, tier, arguments, the
+    SDK); the reply and the status it ended with. `tried`: (org, admitted) when the caller
+    already tried `gate.try_enter` (the bus does, before it spawns the request's task);
+    `writer`: the request's reply inbox, for progress frames while the call runs."""
+    if tried is None:
+        org_id = admission_org(subject)
+        admitted = gate.try_enter(org_id)
+    else:
+        org_id, admitted = tried
+    if not admitted:
+        deadline = Deadline.from_header((headers or {}).get(DEADLINE), service.settings.call_timeout_s)
+        try:
+            await gate.enter(org_id, wait_s=deadline.remaining())
+        except Overloaded as exc:
+            return service.refusal(data, exc), ErrorCode.UNAVAILABLE.value
+    try:
+        return await service.handle_with_status(subject, data, headers, writer)
+    finally:
+        gate.leave(org_id)
+
+
 async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: asyncio.Event) -> None:
     if not settings.stamp_public_key:
         raise SystemExit(
@@ -238,10 +271,13 @@ def local_call(service: MeshService, settings: ServiceSettings) -> Call:
 async def serve_locally(service: MeshService, settings: ServiceSettings, http_port: int | None) -> None:
     await service.started(settings, None)
     CURRENT_CALL.set(local_call(service, settings))
-    if http_port is None:
-        await service.mcp.run_stdio_async()
-    else:
-        await service.mcp.run_streamable_http_async(port=http_port)
+    try:
+        if http_port is None:
+            await service.mcp.run_stdio_async()
+        else:
+            await service.mcp.run_streamable_http_async(port=http_port)
+    finally:
+        await service.stopping()
 
 
 def run(service: MeshService, argv: Sequence[str] | None = None) -> None:

@@ -13,7 +13,8 @@ import functools
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
@@ -77,10 +78,14 @@ from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 
 if TYPE_CHECKING:
     from mcpmesh.service.jobs import JobRunner
-    from mcpmesh.store import Index, Store
+    from mcpmesh.store import Collection, Index, Store, TenantStore
     from mcpmesh.vectors import Vectors
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+S = TypeVar("S")
+#: Opens what the service's handlers share (clients, caches, background tasks) and yields it as
+#: one typed state object; everything opened is closed when the context exits (at stop).
+Lifespan = Callable[["MeshService"], AbstractAsyncContextManager[Any]]
 Access = Literal["read", "write"]
 log = get_logger("mcpmesh.service")
 
@@ -226,13 +231,25 @@ class MeshService:
         instructions: str | None = None,
         store_kinds: Mapping[str, list[Index]] | None = None,
         uses_vectors: bool = False,
+        lifespan: Lifespan | None = None,
+        grant_index: str | None = None,
     ) -> None:
+        """`lifespan(service)`: an async context manager entered at start (stores and bus ready)
+        and exited at stop; what it yields is the state handlers get with `call.state(Type)`.
+        `grant_index`: the store kind where owners file pointers to grants they gave (see
+        `mcpmesh.service.grants`)."""
         self.name = validate_service_name(name)
         self.version = version
         self.description = description
         self.mcp: MCPServer = _KitServer(name=f"mcpmesh-{name}", version=version, instructions=instructions)
         self.store_kinds = dict(store_kinds or {})
+        if grant_index is not None and grant_index not in self.store_kinds:
+            raise ValueError(f"grant_index {grant_index!r} is not one of the declared store_kinds")
+        self.grant_index_kind = grant_index
         self.uses_vectors = uses_vectors
+        self._lifespan = lifespan
+        self._lifespan_stack: AsyncExitStack | None = None
+        self._state: object | None = None
         self.tool_scopes: dict[str, str] = {}
         self.tool_tiers: dict[str, frozenset[str]] = {}
         self.tool_budgets: dict[str, float] = {}  # seconds one call of each tool may take
@@ -408,6 +425,28 @@ class MeshService:
             self._vectors = Vectors(client)
         return self._vectors
 
+    def state(self, kind: type[S]) -> S:
+        """The state the lifespan yielded, checked to be a `kind` (so its type is known statically)."""
+        state = self._state
+        if not isinstance(state, kind):
+            raise MeshException(
+                ErrorCode.INTERNAL, f"service {self.name} is not running (no {kind.__name__} state)"
+            )
+        return state
+
+    async def grant_index(self, org_id: str) -> Collection:
+        """The org's grant-index collection (`grant_index=` kind): where an owner files a pointer to
+        a grant it gave that org. The pointer grants nothing: access is checked at the owner's side."""
+        if self.grant_index_kind is None:
+            raise MeshException(ErrorCode.INTERNAL, f"service {self.name} declares no grant_index")
+        return await self.store.for_tenant(org_id).collection(self.grant_index_kind)
+
+    async def tenants(self, kind: str) -> AsyncIterator[TenantStore]:
+        """The store of each org that has a `kind` collection, for background maintenance that
+        runs for no caller (sweeps); a handler reaches other orgs only with `call.shared`."""
+        for org_id in await self.store.orgs_with(kind):
+            yield self.store.for_tenant(org_id)
+
     async def org_settings(self, org_id: str, tier: str) -> OrgSettings:
         return await self._org_settings.get(self.bus, org_id, tier)
 
@@ -424,20 +463,34 @@ class MeshService:
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
             self._commands = CommandVerifier(settings.stamp_public_key)
+        if self._lifespan is not None:
+            stack = AsyncExitStack()
+            self._state = await stack.enter_async_context(self._lifespan(self))
+            self._lifespan_stack = stack
         for hook in self._on_start:
             await hook(self)
 
     async def stopping(self) -> None:
-        """Called by the runner at shutdown; a failing hook does not stop the others. Then the
-        store's connections are closed (a later use would open new ones)."""
+        """Called by the runner at shutdown: stop hooks (a failing one does not stop the others),
+        then the lifespan's exit, then the store and vector clients the kit opened are closed."""
         for hook in self._on_stop:
             try:
                 await hook(self)
             except Exception:
                 log.exception("stop hook failed", hook=getattr(hook, "__name__", "?"))
+        stack, self._lifespan_stack = self._lifespan_stack, None
+        if stack is not None:
+            try:
+                await stack.aclose()
+            except Exception:
+                log.exception("lifespan exit failed")
+            self._state = None
         store, self._store = self._store, None
         if store is not None:
             store.close()
+        vectors, self._vectors = self._vectors, None
+        if vectors is not None:
+            await vectors.client.close()
 
     async def tenant_data(self, action: str, data: bytes) -> TenantDataReply:
         """Delete or export everything this service holds for one org, on the gateway's signed

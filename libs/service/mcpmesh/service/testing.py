@@ -1,7 +1,14 @@
-"""Drive a MeshService on a real bus from tests and benchmarks, as the gateway would.
+"""Drive a MeshService from tests and benchmarks, as the gateway would.
 
-async with ServiceHarness(service, nats_server) as mesh:
+async with ServiceHarness(service, nats_server) as mesh:     # on a real bus, end to end
     result = await mesh.call_tool("org-acme", "create", {"title": "x"})
+async with LocalHarness(service) as mesh:                    # in process, no NATS
+    result = await mesh.call_tool("org-acme", "create", {"title": "x"})
+
+Both sign a stamp per request and go through the same `dispatch` (admission, then the
+stamp, org, scope, tier and argument checks of `MeshService.handle`); only the transport
+differs. A LocalHarness service has no bus: org settings are its tier's defaults and
+calls to other services fail with `unavailable`.
 
 On a locked-down server (anything with `url_for(user)`, e.g. the `nats_server` fixture) the
 service connects as `svc-<name>` and the harness's client as the gateway, each with its
@@ -21,10 +28,12 @@ import msgspec
 
 from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
+from mcpmesh.proto import headers as h
 from mcpmesh.proto.errors import MeshError, error_of_tool_result
 from mcpmesh.proto.events import TenantCommand, TenantDataReply
-from mcpmesh.proto.subjects import GATEWAY_USER, service_user, tenant_control_subject
-from mcpmesh.service.run import BusServer
+from mcpmesh.proto.subjects import GATEWAY_USER, service_subject, service_user, tenant_control_subject
+from mcpmesh.service.admission import Admission
+from mcpmesh.service.run import BusServer, dispatch
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.tenancy.commands import CommandSigner
@@ -76,64 +85,24 @@ class NatsUsers(Protocol):
     def url_for(self, user: str) -> str: ...
 
 
-class ServiceHarness:
-    """Runs `service` on the bus and signs stamps for any org and scopes (as the gateway would)."""
+class Harness:
+    """What both harnesses share: stamps for any org and scopes, requests and tool calls."""
 
     def __init__(
-        self,
-        service: MeshService,
-        nats: str | NatsUsers,
-        *,
-        settings: ServiceSettings | None = None,
-        signing_key_pem: str | None = None,
+        self, service: MeshService, settings: ServiceSettings | None, signing_key_pem: str | None
     ) -> None:
         self.service = service
-        if isinstance(nats, str):
-            service_url = self.client_url = nats
-        else:
-            service_url = nats.url_for(service_user(service.name))
-            self.client_url = nats.url_for(GATEWAY_USER)
         self.signing_key_pem = signing_key_pem or generate_signing_key_pem()
         self.signer = StampSigner(self.signing_key_pem)
-        base = settings or ServiceSettings()
         self.settings = dataclasses.replace(
-            base, nats_url=service_url, stamp_public_key=public_key_pem(self.signing_key_pem)
+            settings or ServiceSettings(), stamp_public_key=public_key_pem(self.signing_key_pem)
         )
-        self.server: BusServer | None = None
-        self.client: Bus | None = None
 
-    async def __aenter__(self) -> ServiceHarness:
-        # The client is the gateway: it owns the streams the service's usage events land in.
-        self.client = await connect(self.client_url, name="harness-client")
-        await self.client.ensure_streams()
-        bus = await connect(self.settings.nats_url, name=f"harness-{self.service.name}")
-        try:
-            await self.service.started(self.settings, bus)
-        except BaseException:
-            await bus.close()
-            await self.client.close()
-            raise
-        self.server = BusServer(self.service, bus)
-        await self.server.start()
-        await flush(bus.nc)  # the server has its subscriptions before the first request
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self.client is not None:
-            await self.client.close()
-        if self.server is not None:
-            await self.server.stop(grace_s=min(5.0, self.settings.shutdown_grace_s))
-
-    async def kill(self) -> None:
-        """Stop this replica as a crash would: its jobs are abandoned without a single write (their
-        leases run out for another replica's sweeper), its connection closes without draining."""
-        assert self.server is not None, "use `async with ServiceHarness(...)`"
-        if self.service.jobs is not None:
-            await self.service.jobs.abandon()
-        await self.server.bus.nc.close()
-        self.server = None
+    async def raw(
+        self, org_id: str, body: bytes, *, stamp: str, deadline_s: float = 10.0, service: str | None = None
+    ) -> bytes:
+        """One JSON-RPC request body as `org_id`, stamped with `stamp`: the raw reply body."""
+        raise NotImplementedError
 
     def stamp(
         self,
@@ -151,37 +120,6 @@ class ServiceHarness:
             sub=sub,
             service=service or self.service.name,
         )
-
-    async def raw(
-        self, org_id: str, body: bytes, *, stamp: str, deadline_s: float = 10.0, service: str | None = None
-    ) -> bytes:
-        assert self.client is not None, "use `async with ServiceHarness(...)`"
-        return await exchange(
-            self.client,
-            org_id=org_id,
-            service=service or self.service.name,
-            body=body,
-            stamp=stamp,
-            deadline=Deadline.after(deadline_s),
-            request_id=uuid.uuid4().hex,
-        )
-
-    async def tenant_command(
-        self, action: str, org_id: str, *, authorization: str | None = None
-    ) -> TenantDataReply:
-        """Ask the service to delete or export one org's data, authorized as the gateway does
-        (or with the given `authorization`, e.g. a forged one)."""
-        assert self.client is not None, "use `async with ServiceHarness(...)`"
-        if authorization is None:
-            authorization = CommandSigner(self.signing_key_pem).authorize(
-                action=action, org_id=org_id, service=self.service.name
-            )
-        msg = await self.client.request(
-            tenant_control_subject(action, self.service.name),
-            msgspec.json.encode(TenantCommand(org_id=org_id, authorization=authorization)),
-            deadline=Deadline.after(10),
-        )
-        return msgspec.json.decode(msg.data, type=TenantDataReply)
 
     async def request(
         self,
@@ -225,3 +163,129 @@ class ServiceHarness:
             return msgspec.json.decode(text)
         except msgspec.DecodeError:
             return text
+
+
+class ServiceHarness(Harness):
+    """Runs `service` on a real bus, as a replica would, reached through the gateway's NATS user."""
+
+    def __init__(
+        self,
+        service: MeshService,
+        nats: str | NatsUsers,
+        *,
+        settings: ServiceSettings | None = None,
+        signing_key_pem: str | None = None,
+    ) -> None:
+        super().__init__(service, settings, signing_key_pem)
+        if isinstance(nats, str):
+            service_url = self.client_url = nats
+        else:
+            service_url = nats.url_for(service_user(service.name))
+            self.client_url = nats.url_for(GATEWAY_USER)
+        self.settings = dataclasses.replace(self.settings, nats_url=service_url)
+        self.server: BusServer | None = None
+        self.client: Bus | None = None
+
+    async def __aenter__(self) -> ServiceHarness:
+        # The client is the gateway: it owns the streams the service's usage events land in.
+        self.client = await connect(self.client_url, name="harness-client")
+        await self.client.ensure_streams()
+        bus = await connect(self.settings.nats_url, name=f"harness-{self.service.name}")
+        try:
+            await self.service.started(self.settings, bus)
+        except BaseException:
+            await bus.close()
+            await self.client.close()
+            raise
+        self.server = BusServer(self.service, bus)
+        await self.server.start()
+        await flush(bus.nc)  # the server has its subscriptions before the first request
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.server is not None:
+            await self.server.stop(grace_s=min(5.0, self.settings.shutdown_grace_s))
+
+    async def kill(self) -> None:
+        """Stop this replica as a crash would: its jobs are abandoned without a single write (their
+        leases run out for another replica's sweeper), its connection closes without draining."""
+        assert self.server is not None, "use `async with ServiceHarness(...)`"
+        if self.service.jobs is not None:
+            await self.service.jobs.abandon()
+        await self.server.bus.nc.close()
+        self.server = None
+
+    async def raw(
+        self, org_id: str, body: bytes, *, stamp: str, deadline_s: float = 10.0, service: str | None = None
+    ) -> bytes:
+        assert self.client is not None, "use `async with ServiceHarness(...)`"
+        return await exchange(
+            self.client,
+            org_id=org_id,
+            service=service or self.service.name,
+            body=body,
+            stamp=stamp,
+            deadline=Deadline.after(deadline_s),
+            request_id=uuid.uuid4().hex,
+        )
+
+    async def tenant_command(
+        self, action: str, org_id: str, *, authorization: str | None = None
+    ) -> TenantDataReply:
+        """Ask the service to delete or export one org's data, authorized as the gateway does
+        (or with the given `authorization`, e.g. a forged one)."""
+        assert self.client is not None, "use `async with ServiceHarness(...)`"
+        if authorization is None:
+            authorization = CommandSigner(self.signing_key_pem).authorize(
+                action=action, org_id=org_id, service=self.service.name
+            )
+        msg = await self.client.request(
+            tenant_control_subject(action, self.service.name),
+            msgspec.json.encode(TenantCommand(org_id=org_id, authorization=authorization)),
+            deadline=Deadline.after(10),
+        )
+        return msgspec.json.decode(msg.data, type=TenantDataReply)
+
+
+class LocalHarness(Harness):
+    """Runs `service` in this process without NATS: each request goes through the same
+    `dispatch` as on the bus (admission with the service's settings, then every check of
+    `MeshService.handle`), on the subject the gateway would use."""
+
+    def __init__(
+        self,
+        service: MeshService,
+        *,
+        settings: ServiceSettings | None = None,
+        signing_key_pem: str | None = None,
+    ) -> None:
+        super().__init__(service, settings, signing_key_pem)
+        self.gate = Admission(self.settings.admission, name=f"service {service.name!r}")
+
+    async def __aenter__(self) -> LocalHarness:
+        await self.service.started(self.settings, None)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        grace_s = min(5.0, self.settings.shutdown_grace_s)
+        if self.service.jobs is not None:  # as BusServer.stop: running jobs first, then the service
+            await self.service.jobs.stop(grace_s)
+        await self.service.stopping()
+
+    async def raw(
+        self, org_id: str, body: bytes, *, stamp: str, deadline_s: float = 10.0, service: str | None = None
+    ) -> bytes:
+        headers = {
+            h.STAMP: stamp,
+            h.REQUEST_ID: uuid.uuid4().hex,
+            h.DEADLINE: Deadline.after(deadline_s).header(),
+        }
+        subject = service_subject(org_id, service or self.service.name)
+        reply, _ = await dispatch(self.service, self.gate, subject, body, headers)
+        return reply

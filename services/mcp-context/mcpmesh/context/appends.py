@@ -34,7 +34,7 @@ from mcpmesh.context.storage import HOT
 from mcpmesh.context.views import committed_counts
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
-from mcpmesh.store import Collection
+from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.context.appends")
@@ -44,7 +44,7 @@ _background: set[asyncio.Task[None]] = set()
 
 @dataclass(frozen=True)
 class Reservation:
-    owner: str
+    store: TenantStore  # the context owner's
     ctx_id: str
     rid: str
     seq0: int
@@ -102,13 +102,18 @@ async def append(
         else:
             cap = (await app.owner_settings(target.owner, target.doc.get("tier"))).max_tokens_per_context
             tier = None
-        reservation = await _reserve(app, target.owner, ctx_id, k, t, cap, tier)
+        reservation = await _reserve(app, target.store, ctx_id, k, t, cap, tier)
     await _write(app, reservation, prepared)
     return _result(reservation)
 
 
 async def append_prepared(
-    app: ContextApp, owner: str, ctx_id: str, prepared: list[PreparedEntry], cap: int, tier: str | None
+    app: ContextApp,
+    owner: TenantStore,
+    ctx_id: str,
+    prepared: list[PreparedEntry],
+    cap: int,
+    tier: str | None,
 ) -> dict[str, Any]:
     """Append already checked entries to `owner`'s context (create's initial entries)."""
     reservation = await _reserve(
@@ -136,14 +141,14 @@ async def _reserve_own_hot(app: ContextApp, call: Call, ctx_id: str, k: int, t: 
     if not ctx_id.startswith("ctx-"):
         return None
     cap = (await call.org_settings()).max_tokens_per_context
-    contexts = await app.collection(call.org_id, HOT[0])
+    contexts = await call.store.collection(HOT[0])
     max_entries = app.settings.max_entries_per_context
-    return await _try_reserve(contexts, call.org_id, ctx_id, k, t, cap, max_entries, call.tier)
+    return await _try_reserve(contexts, call.store, ctx_id, k, t, cap, max_entries, call.tier)
 
 
 async def _try_reserve(
     contexts: Collection,
-    owner: str,
+    owner: TenantStore,
     ctx_id: str,
     k: int,
     t: int,
@@ -166,9 +171,9 @@ async def _try_reserve(
 
 
 async def _reserve(
-    app: ContextApp, owner: str, ctx_id: str, k: int, t: int, cap: int, tier: str | None
+    app: ContextApp, owner: TenantStore, ctx_id: str, k: int, t: int, cap: int, tier: str | None
 ) -> Reservation:
-    contexts = await app.collection(owner, HOT[0])
+    contexts = await owner.collection(HOT[0])
     max_entries = app.settings.max_entries_per_context
     for _ in range(_MAX_ATTEMPTS):
         reservation = await _try_reserve(contexts, owner, ctx_id, k, t, cap, max_entries, tier)
@@ -196,7 +201,7 @@ async def _reserve(
 
 
 async def _write(app: ContextApp, res: Reservation, prepared: list[PreparedEntry]) -> None:
-    store = app.tenant(res.owner)
+    store = res.store
     contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
     now = utcnow()
     docs = []
@@ -236,7 +241,7 @@ async def _write(app: ContextApp, res: Reservation, prepared: list[PreparedEntry
 
 
 async def _roll_back(app: ContextApp, res: Reservation) -> None:
-    store = app.tenant(res.owner)
+    store = res.store
     contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
     await entries.delete_many({"ctx_id": res.ctx_id, "r": res.rid})
     undone = await contexts.update_one(

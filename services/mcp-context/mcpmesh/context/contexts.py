@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcpmesh.context.access import is_admin, not_found, resolve
+from mcpmesh.context.access import is_admin, not_found, resolve, system_store
 from mcpmesh.context.app import SYSTEM_TIER, ContextApp
 from mcpmesh.context.appends import append_prepared
 from mcpmesh.context.clock import utcnow
@@ -49,10 +49,10 @@ async def create(
             raise MeshException(
                 ErrorCode.FORBIDDEN, "creating contexts in system namespaces needs the 'admin' scope"
             )
-        owner, tier = app.system_org, SYSTEM_TIER
-        settings = await app.owner_settings(owner, tier)
+        owner, tier = await system_store(app, call), SYSTEM_TIER
+        settings = await app.owner_settings(owner.org_id, tier)
     else:
-        owner, tier = call.org_id, call.tier
+        owner, tier = call.store, call.tier
         settings = await call.org_settings()
     tokens = sum(entry.tokens for entry in prepared)
     if tokens > settings.max_tokens_per_context:
@@ -60,7 +60,6 @@ async def create(
             ErrorCode.LIMIT_EXCEEDED,
             f"the initial entries hold {tokens} tokens; the limit is {settings.max_tokens_per_context} per context",
         )
-    await app.register_org(owner)
     await take_context_slot(app, owner, settings.max_contexts)
     now = utcnow()
     doc: dict[str, Any] = {
@@ -80,7 +79,7 @@ async def create(
         "hole_tokens": 0,
         "pending": [],
     }
-    contexts = await app.collection(owner, HOT[0])
+    contexts = await owner.collection(HOT[0])
     try:
         await contexts.insert_one(doc)
     except BaseException:
@@ -93,7 +92,7 @@ async def create(
             await delete_context(app, owner, doc["_id"])  # nothing partially written
             raise
         doc = await contexts.find_one({"_id": doc["_id"]}) or doc
-    return context_view(doc, role="owner" if owner == call.org_id else "system")
+    return context_view(doc, role="owner" if owner.org_id == call.org_id else "system")
 
 
 async def get(
@@ -111,7 +110,7 @@ async def get(
     target = await resolve(app, call, ctx_id, "read")
     view = context_view(target.doc, role=target.role, grant=target.grant)
     window = await read_entries(
-        app, target.owner, target.doc, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
+        app, target.store, target.doc, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
     )
     view["entries"] = window.pop("entries")
     view["window"] = window
@@ -137,7 +136,7 @@ async def update(
     if not changes:
         raise invalid("nothing to update: give title, tags and/or metadata")
     target = await resolve(app, call, ctx_id, "write")
-    contexts = await app.collection(target.owner, HOT[0])
+    contexts = await target.store.collection(HOT[0])
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
@@ -147,17 +146,17 @@ async def update(
         doc = await contexts.find_one({"_id": ctx_id}) if done.matched_count else None
         if doc is not None:
             return context_view(doc, role=target.role, grant=target.grant)
-        if await open_context(app, target.owner, ctx_id) is None:  # moved or locked meanwhile
+        if await open_context(app, target.store, ctx_id) is None:  # moved or locked meanwhile
             raise not_found(ctx_id)
         await waiter.pause()
 
 
 async def delete(app: ContextApp, call: Call, ctx_id: str) -> dict[str, Any]:
     check_context_id(ctx_id)
-    gone = await delete_context(app, call.org_id, ctx_id)
+    gone = await delete_context(app, call.store, ctx_id)
     if gone is None:
         target = await resolve(app, call, ctx_id, "delete")  # system (admin), else forbidden / not found
-        gone = await delete_context(app, target.owner, ctx_id)
+        gone = await delete_context(app, target.store, ctx_id)
         if gone is None:
             raise not_found(ctx_id)
     return {"deleted": ctx_id, "title": gone.get("title"), "namespace": gone.get("namespace")}

@@ -24,6 +24,7 @@ from mcpmesh.context.app import ContextApp
 from mcpmesh.context.clock import iso, to_millis
 from mcpmesh.context.inputs import Access
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
+from mcpmesh.store import TenantStore
 
 #: How many reshares deep a chain may go.
 MAX_CHAIN: Final = 8
@@ -67,8 +68,7 @@ def expired(share: Mapping[str, Any], now: datetime) -> bool:
 
 
 async def check_share(
-    app: ContextApp,
-    owner: str,
+    owner: TenantStore,
     share_id: str,
     grantee: str,
     *,
@@ -78,10 +78,11 @@ async def check_share(
 ) -> Grant | None:
     """The grant `share_id` gives `grantee` over a context (ctx_id + its namespace) or a
     namespace, or None when it is missing, revoked, expired, for someone else, for
-    another target, or a reshare whose chain no longer holds."""
-    shares = await app.collection(owner, "shares")
+    another target, or a reshare whose chain no longer holds. `owner` is the store a grant
+    check is given (see mcpmesh.service.grants)."""
+    shares = await owner.collection("shares")
     share = await shares.find_one({"_id": share_id})
-    if share is None or share.get("grantee") != grantee or share.get("owner") != owner:
+    if share is None or share.get("grantee") != grantee or share.get("owner") != owner.org_id:
         return None
     access: Access = "write"
     expires_at: datetime | None = None
@@ -102,7 +103,7 @@ async def check_share(
         attribution = attribution or bool(current.get("require_attribution"))
         parent_id = current.get("parent")
         if parent_id is None:
-            if current.get("granted_by") != owner:
+            if current.get("granted_by") != owner.org_id:
                 return None
             current = None
             break
@@ -114,7 +115,7 @@ async def check_share(
         return None
     return Grant(
         share_id=share["_id"],
-        owner=owner,
+        owner=owner.org_id,
         target=share["target"],
         access=access,
         expires_at=expires_at,
@@ -146,10 +147,10 @@ def better(current: Grant | None, candidate: Grant) -> Grant:
     return current
 
 
-async def revoke_cascade(app: ContextApp, owner: str, share_ids: list[str]) -> list[str]:
+async def revoke_cascade(app: ContextApp, owner: TenantStore, share_ids: list[str]) -> list[str]:
     """Delete shares and every reshare made from them, share first then the grantee's pointer
     (so access stops at once even if a pointer delete fails: a dangling pointer grants nothing)."""
-    shares = await app.collection(owner, "shares")
+    shares = await owner.collection("shares")
     revoked: list[str] = []
     queue = list(share_ids)
     while queue:
@@ -158,14 +159,14 @@ async def revoke_cascade(app: ContextApp, owner: str, share_ids: list[str]) -> l
         if doc is None:
             continue
         revoked.append(share_id)
-        grants = await app.collection(validate_org_id(doc["grantee"]), "grants")
-        await grants.delete_one({"_id": share_id, "owner": owner})
+        grants = await app.service.grant_index(validate_org_id(doc["grantee"]))
+        await grants.delete_one({"_id": share_id, "owner": owner.org_id})
         queue.extend([child["_id"] async for child in shares.find({"parent": share_id}, {"_id": 1})])
     return revoked
 
 
-async def drop_context_shares(app: ContextApp, owner: str, ctx_id: str) -> None:
-    shares = await app.collection(owner, "shares")
+async def drop_context_shares(app: ContextApp, owner: TenantStore, ctx_id: str) -> None:
+    shares = await owner.collection("shares")
     ids = [doc["_id"] async for doc in shares.find({"ctx_id": ctx_id}, {"_id": 1})]
     await revoke_cascade(app, owner, ids)
 

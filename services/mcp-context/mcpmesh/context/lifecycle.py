@@ -39,7 +39,7 @@ from mcpmesh.context.grants import drop_context_shares
 from mcpmesh.context.limits import release_context_slot
 from mcpmesh.context.storage import COLD, HOT
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.store import Collection
+from mcpmesh.store import Collection, TenantStore
 
 Tier = tuple[str, str]
 _COPY_BATCH: Final = 1000
@@ -68,18 +68,18 @@ def _lock(op: str, now: datetime) -> dict[str, Any]:
     return {"op": op, "at": now, "token": secrets.token_hex(8)}
 
 
-async def _collections(app: ContextApp, owner: str, tier: Tier) -> tuple[Collection, Collection]:
-    store = app.tenant(owner)
+async def _collections(app: ContextApp, owner: TenantStore, tier: Tier) -> tuple[Collection, Collection]:
+    store = owner
     return await store.collection(tier[0]), await store.collection(tier[1])
 
 
-async def peek(app: ContextApp, owner: str, ctx_id: str) -> tuple[dict[str, Any], Tier] | None:
+async def peek(app: ContextApp, owner: TenantStore, ctx_id: str) -> tuple[dict[str, Any], Tier] | None:
     """The context doc as it is (hot first, then cold), without touching or restoring it."""
-    hot = await app.collection(owner, HOT[0])
+    hot = await owner.collection(HOT[0])
     doc = await hot.find_one({"_id": ctx_id})
     if doc is not None:
         return doc, HOT
-    cold = await app.collection(owner, COLD[0])
+    cold = await owner.collection(COLD[0])
     doc = await cold.find_one({"_id": ctx_id})
     if doc is not None:
         return doc, COLD
@@ -88,15 +88,15 @@ async def peek(app: ContextApp, owner: str, ctx_id: str) -> tuple[dict[str, Any]
 
 
 async def open_context(
-    app: ContextApp, owner: str, ctx_id: str, *, touch: bool = True
+    app: ContextApp, owner: TenantStore, ctx_id: str, *, touch: bool = True
 ) -> dict[str, Any] | None:
     """The hot, unlocked context doc of `owner` (restored from cold if needed), or None.
 
     With `touch`, marks it used now: a conditional update (`lock` absent), made only when the
     stored `touched_at` is older than `_touch_every` (more often cannot change what the sweep
     does, and a write costs several times a read)."""
-    hot = await app.collection(owner, HOT[0])
-    cold = await app.collection(owner, COLD[0])
+    hot = await owner.collection(HOT[0])
+    cold = await owner.collection(COLD[0])
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         now = utcnow()
@@ -133,7 +133,9 @@ def _touch_due(app: ContextApp, doc: Mapping[str, Any], now: datetime) -> bool:
     return at is None or to_millis(at) < seconds_ago(now, every)
 
 
-async def settle(app: ContextApp, owner: str, doc: Mapping[str, Any], tier: Tier, waiter: Waiter) -> None:
+async def settle(
+    app: ContextApp, owner: TenantStore, doc: Mapping[str, Any], tier: Tier, waiter: Waiter
+) -> None:
     """A locked doc: finish the operation if its lock is stale, else wait a little."""
     lock = doc.get("lock") or {}
     at = lock.get("at")
@@ -154,7 +156,7 @@ async def _reclaim(coll: Collection, doc: Mapping[str, Any], now: datetime) -> s
     return token if taken.modified_count else None
 
 
-async def resume(app: ContextApp, owner: str, doc: Mapping[str, Any], tier: Tier) -> None:
+async def resume(app: ContextApp, owner: TenantStore, doc: Mapping[str, Any], tier: Tier) -> None:
     contexts, _ = await _collections(app, owner, tier)
     token = await _reclaim(contexts, doc, utcnow())
     if token is None:
@@ -178,7 +180,9 @@ async def _insert_ignoring_duplicates(coll: Collection, docs: list[dict[str, Any
             raise
 
 
-async def _transfer(app: ContextApp, owner: str, ctx_id: str, src: Tier, dst: Tier, token: str) -> bool:
+async def _transfer(
+    app: ContextApp, owner: TenantStore, ctx_id: str, src: Tier, dst: Tier, token: str
+) -> bool:
     """Steps 1-4 of a move (see the module doc); True when this call completed it."""
     src_contexts, src_entries = await _collections(app, owner, src)
     dst_contexts, dst_entries = await _collections(app, owner, dst)
@@ -207,9 +211,9 @@ async def _transfer(app: ContextApp, owner: str, ctx_id: str, src: Tier, dst: Ti
     return bool(done.deleted_count)
 
 
-async def restore(app: ContextApp, owner: str, ctx_id: str) -> bool:
+async def restore(app: ContextApp, owner: TenantStore, ctx_id: str) -> bool:
     """Bring a cold context back to the hot tier; False if another caller holds it."""
-    cold = await app.collection(owner, COLD[0])
+    cold = await owner.collection(COLD[0])
     lock = _lock("hot", utcnow())
     claimed = await cold.update_one({"_id": ctx_id, "lock": None}, {"$set": {"lock": lock}})
     if not claimed.modified_count:
@@ -218,15 +222,15 @@ async def restore(app: ContextApp, owner: str, ctx_id: str) -> bool:
     return True
 
 
-async def move_to_cold(app: ContextApp, owner: str, ctx_id: str, cutoff: datetime) -> bool:
+async def move_to_cold(app: ContextApp, owner: TenantStore, ctx_id: str, cutoff: datetime) -> bool:
     """Move one context untouched since `cutoff` to the cold tier (the sweep's step)."""
-    cold = await app.collection(owner, COLD[0])
+    cold = await owner.collection(COLD[0])
     leftover = await cold.find_one({"_id": ctx_id})
     if leftover is not None:  # a restore that crashed after writing the hot doc: finish it first
         if leftover.get("lock"):
             await settle(app, owner, leftover, COLD, Waiter(0))
         return False
-    hot = await app.collection(owner, HOT[0])
+    hot = await owner.collection(HOT[0])
     lock = _lock("cold", utcnow())
     claimed = await hot.update_one(
         {"_id": ctx_id, "lock": None, "pending": {"$size": 0}, "touched_at": {"$lt": cutoff}},
@@ -237,14 +241,14 @@ async def move_to_cold(app: ContextApp, owner: str, ctx_id: str, cutoff: datetim
     return await _transfer(app, owner, ctx_id, HOT, COLD, lock["token"])
 
 
-async def delete_context(app: ContextApp, owner: str, ctx_id: str) -> dict[str, Any] | None:
+async def delete_context(app: ContextApp, owner: TenantStore, ctx_id: str) -> dict[str, Any] | None:
     """Delete a context (either tier) with its entries and shares; None if there is none.
 
     Waits for in-flight appends to finish so none writes into a deleted context."""
     waiter = Waiter(app.settings.busy_wait_s)
     while True:
         for tier in (HOT, COLD):
-            contexts = await app.collection(owner, tier[0])
+            contexts = await owner.collection(tier[0])
             lock = _lock("delete", utcnow())
             claimed = await contexts.update_one(
                 {"_id": ctx_id, "lock": None, "pending": {"$size": 0}}, {"$set": {"lock": lock}}
@@ -266,11 +270,11 @@ async def delete_context(app: ContextApp, owner: str, ctx_id: str) -> dict[str, 
             await waiter.pause()
 
 
-async def _finish_delete(app: ContextApp, owner: str, ctx_id: str, tier: Tier, token: str) -> None:
+async def _finish_delete(app: ContextApp, owner: TenantStore, ctx_id: str, tier: Tier, token: str) -> None:
     for entries_kind in (HOT[1], COLD[1]):
-        await (await app.collection(owner, entries_kind)).delete_many({"ctx_id": ctx_id})
+        await (await owner.collection(entries_kind)).delete_many({"ctx_id": ctx_id})
     await drop_context_shares(app, owner, ctx_id)
-    contexts = await app.collection(owner, tier[0])
+    contexts = await owner.collection(tier[0])
     done = await contexts.delete_one({"_id": ctx_id, "lock.token": token})
     if done.deleted_count:
         await release_context_slot(app, owner)
@@ -284,7 +288,7 @@ def stale_pending(app: ContextApp, doc: Mapping[str, Any], now: datetime) -> boo
     return any(to_millis(p["at"]) < cutoff for p in doc.get("pending") or ())
 
 
-async def repair_pending(app: ContextApp, owner: str, doc: Mapping[str, Any], now: datetime) -> None:
+async def repair_pending(app: ContextApp, owner: TenantStore, doc: Mapping[str, Any], now: datetime) -> None:
     """Finish appends whose caller died: commit one whose entries are all there, else remove
     its entries and record the reserved seqs and tokens as a hole (they stay counted)."""
     contexts, entries = await _collections(app, owner, HOT)

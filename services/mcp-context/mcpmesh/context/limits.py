@@ -15,12 +15,13 @@ from pymongo.errors import DuplicateKeyError
 
 from mcpmesh.context.app import ContextApp
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.store import TenantStore
 
 _CONTEXTS: Final = "contexts"
 
 
-async def take_context_slot(app: ContextApp, owner: str, max_contexts: int) -> None:
-    counters = await app.collection(owner, "counters")
+async def take_context_slot(app: ContextApp, owner: TenantStore, max_contexts: int) -> None:
+    counters = await owner.collection("counters")
     with contextlib.suppress(DuplicateKeyError):  # two first creates raced: the other one inserted it
         await counters.update_one({"_id": _CONTEXTS}, {"$setOnInsert": {"n": 0}}, upsert=True)
     taken = await counters.update_one({"_id": _CONTEXTS, "n": {"$lt": max_contexts}}, {"$inc": {"n": 1}})
@@ -31,12 +32,12 @@ async def take_context_slot(app: ContextApp, owner: str, max_contexts: int) -> N
         )
 
 
-async def release_context_slot(app: ContextApp, owner: str) -> None:
-    counters = await app.collection(owner, "counters")
+async def release_context_slot(app: ContextApp, owner: TenantStore) -> None:
+    counters = await owner.collection("counters")
     await counters.update_one({"_id": _CONTEXTS, "n": {"$gt": 0}}, {"$inc": {"n": -1}})
 
 
-async def context_count(app: ContextApp, owner: str) -> int:
-    counters = await app.collection(owner, "counters")
+async def context_count(app: ContextApp, owner: TenantStore) -> int:
+    counters = await owner.collection("counters")
     doc = await counters.find_one({"_id": _CONTEXTS})
     return int(doc["n"]) if doc else 0

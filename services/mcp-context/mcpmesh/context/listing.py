@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from pymongo import DESCENDING
 
-from mcpmesh.context.access import find_namespace_grant
+from mcpmesh.context.access import find_namespace_grant, system_store
 from mcpmesh.context.app import ContextApp
 from mcpmesh.context.clock import epoch_ms, from_epoch_ms, parse_time
 from mcpmesh.context.cursor import decode_cursor, encode_cursor, query_hash
@@ -34,43 +34,44 @@ from mcpmesh.context.storage import COLD, HOT
 from mcpmesh.context.views import context_view
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
+from mcpmesh.store import TenantStore
 
 _SORT: Final = [("updated_at", DESCENDING), ("_id", DESCENDING)]
 
 
 async def _owner_for(
     app: ContextApp, call: Call, namespace: str | None, owner_org: str | None
-) -> tuple[str, str, Grant | None]:
-    """(owner whose contexts are listed, the caller's role there, the grant used)."""
+) -> tuple[TenantStore, str, Grant | None]:
+    """(store whose contexts are listed, the caller's role there, the grant used)."""
     if namespace is not None and is_system_namespace(namespace):
         if owner_org not in (None, app.system_org):
             raise MeshException(
                 ErrorCode.INVALID_REQUEST, "system namespaces belong to no org: leave owner_org out"
             )
-        return app.system_org, "system", None
+        return await system_store(app, call), "system", None
     if owner_org is None or owner_org == call.org_id:
-        return call.org_id, "owner", None
+        return call.store, "owner", None
     owner = check_org(owner_org, "owner_org")
     if namespace is None:
         raise MeshException(
             ErrorCode.INVALID_REQUEST,
             "owner_org lists a namespace another org shared with yours: give namespace too",
         )
-    grant = await find_namespace_grant(app, call.org_id, owner, namespace)
-    if grant is None:
+    shared = await find_namespace_grant(app, call, owner, namespace)
+    if shared is None:
         raise MeshException(
             ErrorCode.NOT_FOUND, f"no namespace {namespace!r} of that org is shared with your org"
         )
-    return owner, grant.access, grant
+    return shared.store, shared.grant.access, shared.grant
 
 
-async def _content_matches(app: ContextApp, owner: str, text: str) -> list[str]:
+async def _content_matches(app: ContextApp, owner: TenantStore, text: str) -> list[str]:
     """Ids of the owner's contexts with an entry containing `text` (case-insensitive)."""
     pattern = re.escape(text)
     compiled = re.compile(pattern, re.IGNORECASE)
     found: set[str] = set()
     for kind in (HOT[1], COLD[1]):
-        entries = await app.collection(owner, kind)
+        entries = await owner.collection(kind)
         found.update(await entries.distinct("ctx_id", {"content": {"$regex": pattern, "$options": "i"}}))
         async for doc in entries.find({"zipped": True}, {"ctx_id": 1, "z": 1}):
             if doc["ctx_id"] not in found and compiled.search(entry_content(doc)):
@@ -99,7 +100,7 @@ async def find_contexts(
     page = check_limit(limit)
     owner, role, grant = await _owner_for(app, call, namespace, owner_org)
     binding = query_hash(
-        tool, call.org_id, owner, namespace, tag, epoch_ms(since) if since else None, text, in_content
+        tool, call.org_id, owner.org_id, namespace, tag, epoch_ms(since) if since else None, text, in_content
     )
     position = decode_cursor(cursor, binding, CONTEXT_ID_RE) if cursor is not None else None
 
@@ -124,7 +125,7 @@ async def find_contexts(
 
     rows: list[tuple[datetime, str, dict[str, Any], str]] = []
     for tier, label in ((HOT, "hot"), (COLD, "cold")):
-        contexts = await app.collection(owner, tier[0])
+        contexts = await owner.collection(tier[0])
         async for doc in contexts.find(query).sort(_SORT).limit(page + 1):
             rows.append((doc["updated_at"], doc["_id"], doc, label))
     rows.sort(key=lambda row: (row[0], row[1]), reverse=True)
@@ -139,6 +140,6 @@ async def find_contexts(
     if len(unique) > page:
         last = unique[page - 1]
         result["next_cursor"] = encode_cursor(binding, epoch_ms(last[0]), last[1])
-    if owner != call.org_id and owner != app.system_org:
-        result["owner_org"] = owner
+    if owner.org_id not in (call.org_id, app.system_org):
+        result["owner_org"] = owner.org_id
     return result

@@ -15,11 +15,12 @@ from typing import Any
 from mcpmesh.context.app import ContextApp
 from mcpmesh.context.entries import entry_view, reply_cost
 from mcpmesh.context.storage import HOT
+from mcpmesh.store import TenantStore
 
 
 async def read_entries(
     app: ContextApp,
-    owner: str,
+    owner: TenantStore,
     doc: Mapping[str, Any],
     *,
     last_n: int | None,
@@ -27,7 +28,7 @@ async def read_entries(
     after_seq: int | None,
 ) -> dict[str, Any]:
     """Entries of the (hot) context `doc`, plus a summary of what was returned."""
-    entries = await app.collection(owner, HOT[1])
+    entries = await owner.collection(HOT[1])
     query: dict[str, Any] = {"ctx_id": doc["_id"]}
     hidden = [p["r"] for p in doc.get("pending") or ()]
     if hidden:  # appends in flight show up all at once, when they commit

@@ -1,26 +1,23 @@
 """The mcp-context service: its tools and resource, declared with the service kit.
 
-`build_service()` makes a fresh MeshService (with its own
-store handles) and the ContextApp its tools share, so tests can run isolated instances.
+`build_service()` makes a fresh MeshService whose lifespan makes the ContextApp its tools share
+(reached with `call.state(ContextApp)`), so tests can run isolated instances.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import msgspec
 from mcp.server.mcpserver import Context
 
 from mcpmesh.context import appends, contexts, listing, sharing
-from mcpmesh.context.app import ContextApp
+from mcpmesh.context.app import ContextApp, lifespan_for
 from mcpmesh.context.entries import EntryIn
 from mcpmesh.context.inputs import invalid
 from mcpmesh.context.settings import ContextSettings
 from mcpmesh.context.storage import STORE_KINDS
-from mcpmesh.context.sweep import run_periodically
-from mcpmesh.context.tokens import load_counter
-from mcpmesh.service import MeshService, call_of
+from mcpmesh.service import Call, MeshService, call_of
 
 INSTRUCTIONS = """\
 Conversation contexts for LLM work: create a context, append entries (role: system, user,
@@ -37,14 +34,13 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         description="Multi-tenant conversation contexts",
         instructions=INSTRUCTIONS,
         store_kinds=STORE_KINDS,
+        grant_index="grants",
+        lifespan=lifespan_for(settings),
     )
-    app = ContextApp(service=service, settings=settings, counter=load_counter(settings.token_encoding))
-    service.context_app = app  # type: ignore[attr-defined]  # for tests and the benchmark
 
-    @service.on_start
-    async def start_sweeper(_: MeshService) -> None:
-        if settings.sweep_interval_s > 0 and app.sweeper is None:
-            app.sweeper = asyncio.get_running_loop().create_task(run_periodically(app))
+    def served(ctx: Context | None) -> tuple[ContextApp, Call]:
+        call = call_of(ctx)
+        return call.state(ContextApp), call
 
     # What each tool does to the world (MCP ToolAnnotations; the gateway tells clients from them
     # whether a call that timed out may be retried). Every tool touches only this service's store.
@@ -60,8 +56,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """Create a context (optionally with initial entries). Namespaces 'system/...' need the admin scope.
         Fails with limit_exceeded when the org's tier allows no more contexts."""
         return await contexts.create(
-            app,
-            call_of(ctx),
+            *served(ctx),
             title=title,
             namespace=namespace,
             tags=tags,
@@ -92,7 +87,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
             if name is not None:
                 one["name"] = name
             raw = [one]
-        return await appends.append(app, call_of(ctx), ctx_id, raw)
+        return await appends.append(*served(ctx), ctx_id, raw)
 
     @service.tool(access="read", open_world=False)
     async def get(
@@ -106,7 +101,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         last_n_tokens tokens (whole entries only). A whole read larger than one reply comes in pages:
         call again with after_seq = window.next_after_seq."""
         return await contexts.get(
-            app, call_of(ctx), ctx_id, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
+            *served(ctx), ctx_id, last_n=last_n, last_n_tokens=last_n_tokens, after_seq=after_seq
         )
 
     @service.tool(access="read", name="list", open_world=False)
@@ -122,8 +117,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """List your contexts (or the system namespace's, or a namespace another org shared with yours:
         give owner_org and namespace), most recently updated first. Pass next_cursor to page on."""
         return await listing.find_contexts(
-            app,
-            call_of(ctx),
+            *served(ctx),
             tool="list",
             namespace=namespace,
             tag=tag,
@@ -150,8 +144,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """Find contexts whose title (or, with in_content, any entry) contains text, case-insensitively;
         same filters and paging as list."""
         return await listing.find_contexts(
-            app,
-            call_of(ctx),
+            *served(ctx),
             tool="search",
             namespace=namespace,
             tag=tag,
@@ -173,12 +166,12 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         metadata: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Change a context's title, tags and/or metadata (metadata is replaced as a whole)."""
-        return await contexts.update(app, call_of(ctx), ctx_id, title=title, tags=tags, metadata=metadata)
+        return await contexts.update(*served(ctx), ctx_id, title=title, tags=tags, metadata=metadata)
 
     @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def delete(ctx_id: str, ctx: Context) -> dict[str, Any]:
         """Delete a context with its entries and the shares given on it (owner org only)."""
-        return await contexts.delete(app, call_of(ctx), ctx_id)
+        return await contexts.delete(*served(ctx), ctx_id)
 
     # One share per (target, grantee): a repeat sets the same access and expiry again (an
     # expires_in_s expiry counts from the latest call).
@@ -199,8 +192,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         expires_at (ISO 8601) / for expires_in_s seconds, or until revoked. A grantee may reshare only
         when allow_resharing; require_attribution makes shared reads carry the owner org."""
         return await sharing.share(
-            app,
-            call_of(ctx),
+            *served(ctx),
             grantee=grantee,
             access=access,
             ctx_id=ctx_id,
@@ -224,8 +216,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         """Revoke a share (by share_id, or by grantee with ctx_id or namespace), with every reshare made
         from it. Takes effect on the grantee's next call."""
         return await sharing.revoke(
-            app,
-            call_of(ctx),
+            *served(ctx),
             share_id=share_id,
             ctx_id=ctx_id,
             namespace=namespace,
@@ -236,7 +227,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
     @service.tool(access="read", open_world=False)
     async def shared_with_me(ctx: Context, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         """Contexts and namespaces other orgs currently share with your org (expired grants left out)."""
-        return await sharing.shared_with_me(app, call_of(ctx), limit=limit, cursor=cursor)
+        return await sharing.shared_with_me(*served(ctx), limit=limit, cursor=cursor)
 
     @service.tool(access="read", open_world=False)
     async def list_shares(
@@ -248,7 +239,7 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
     ) -> dict[str, Any]:
         """The shares your org has given on its own contexts and namespaces (optionally for one of them)."""
         return await sharing.list_shares(
-            app, call_of(ctx), ctx_id=ctx_id, namespace=namespace, limit=limit, cursor=cursor
+            *served(ctx), ctx_id=ctx_id, namespace=namespace, limit=limit, cursor=cursor
         )
 
     @service.resource(
@@ -257,13 +248,12 @@ def build_service(settings: ContextSettings | None = None) -> MeshService:
         description="A context with its entries (as the get tool returns it).",
     )
     async def context_resource(ctx_id: str) -> str:
-        result = await contexts.get(app, call_of(), ctx_id, last_n=None, last_n_tokens=None, after_seq=None)
+        result = await contexts.get(*served(None), ctx_id, last_n=None, last_n_tokens=None, after_seq=None)
         return msgspec.json.encode(result).decode()
 
     return service
 
 
 def app_of(service: MeshService) -> ContextApp:
-    """The ContextApp behind a service built by build_service."""
-    app: ContextApp = service.context_app  # type: ignore[attr-defined]
-    return app
+    """The ContextApp of a running service built by build_service (for tests and the benchmark)."""
+    return service.state(ContextApp)

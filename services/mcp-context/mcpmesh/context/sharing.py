@@ -22,6 +22,7 @@ from mcpmesh.context.inputs import (
 from mcpmesh.context.lifecycle import peek
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
+from mcpmesh.store import TenantStore
 
 
 def _expiry(expires_at: str | None, expires_in_s: float | None, now: datetime) -> datetime | None:
@@ -62,30 +63,31 @@ async def share(
     if grantee == app.system_org:
         raise invalid("contexts cannot be shared with the system org")
     parent: Grant | None
+    owner: TenantStore
     if ctx_id is not None:
         if owner_org is not None:
             raise invalid("owner_org goes with namespace, not with ctx_id")
         target = await resolve(app, call, ctx_id, "share")
-        owner, parent = target.owner, target.grant
+        owner, parent = target.store, target.grant
         key: dict[str, Any] = {"target": "context", "ctx_id": ctx_id}
     else:
         namespace = check_namespace(namespace)
         if is_system_namespace(namespace):
             raise invalid("system namespaces are readable by every org already: they cannot be shared")
-        owner = call.org_id if owner_org in (None, call.org_id) else check_org(owner_org, "owner_org")
-        parent = None
-        if owner != call.org_id:
-            parent = await find_namespace_grant(app, call.org_id, owner, namespace)
-            if parent is None:
+        owner, parent = call.store, None
+        if owner_org not in (None, call.org_id):
+            shared = await find_namespace_grant(app, call, check_org(owner_org, "owner_org"), namespace)
+            if shared is None:
                 raise MeshException(
                     ErrorCode.NOT_FOUND, f"no namespace {namespace!r} of that org is shared with your org"
                 )
-            if not parent.allow_resharing:
+            if not shared.grant.allow_resharing:
                 raise MeshException(
                     ErrorCode.FORBIDDEN, "your grant on this namespace does not allow resharing"
                 )
+            owner, parent = shared.store, shared.grant
         key = {"target": "namespace", "namespace": namespace}
-    if grantee == owner:
+    if grantee == owner.org_id:
         raise invalid("the grantee is the owner of this context: it has full access already")
     if parent is not None:
         if level == "write" and parent.access != "write":
@@ -101,7 +103,7 @@ async def share(
                 )
         require_attribution = require_attribution or parent.require_attribution
 
-    shares = await app.collection(owner, "shares")
+    shares = await owner.collection("shares")
     fields = {
         "access": level,
         "expires_at": expires,
@@ -117,7 +119,7 @@ async def share(
         await shares.insert_one(
             {
                 "_id": share_id,
-                "owner": owner,
+                "owner": owner.org_id,
                 **key,
                 "grantee": grantee,
                 "granted_by": call.org_id,
@@ -125,10 +127,8 @@ async def share(
                 **fields,
             }
         )
-    pointer = {"owner": owner, **key, "created_at": now}
-    grants = await app.collection(
-        grantee, "grants"
-    )  # grantee validated above; only the pointer is written there
+    pointer = {"owner": owner.org_id, **key, "created_at": now}
+    grants = await app.service.grant_index(grantee)  # only the pointer is written there
     try:
         await grants.replace_one({"_id": share_id}, {"_id": share_id, **pointer}, upsert=True)
     except Exception:
@@ -140,20 +140,65 @@ async def share(
     return share_view(doc, now)
 
 
-async def _share_of(app: ContextApp, call: Call, share_id: str) -> tuple[str, dict[str, Any]]:
-    """(owner, share) for a share the caller may revoke: it owns the target, or granted it."""
-    own = await (await app.collection(call.org_id, "shares")).find_one({"_id": share_id})
+async def _share_of(app: ContextApp, call: Call, share_id: str) -> tuple[TenantStore, dict[str, Any]]:
+    """(owner's store, share) for a share the caller may revoke: it owns the target, or granted it
+    (a reshare, found at the owner's side of a grant the caller holds)."""
+    own = await (await call.store.collection("shares")).find_one({"_id": share_id})
     if own is not None:
-        return call.org_id, own
-    grants = await app.collection(call.org_id, "grants")
+        return call.store, own
+    grants = await call.store.collection("grants")
     owners = {pointer_owner(p, call.org_id) async for p in grants.find({}, {"owner": 1})}
+
+    async def granted_by_caller(store: TenantStore) -> dict[str, Any] | None:
+        shares = await store.collection("shares")
+        return await shares.find_one({"_id": share_id, "granted_by": call.org_id})
+
     for owner in sorted(o for o in owners if o is not None):
-        doc = await (await app.collection(owner, "shares")).find_one(
-            {"_id": share_id, "granted_by": call.org_id}
-        )
-        if doc is not None:
-            return owner, doc
+        shared = await call.shared(owner, granted_by_caller)
+        if shared is not None:
+            return shared.store, shared.grant
     raise MeshException(ErrorCode.NOT_FOUND, f"share {share_id!r} not found")
+
+
+async def _shares_given_to(
+    app: ContextApp,
+    call: Call,
+    grantee: str,
+    ctx_id: str | None,
+    namespace: str | None,
+    owner_org: str | None,
+) -> tuple[TenantStore, list[str]]:
+    """(owner's store, ids) of the shares on a context or namespace given to `grantee` that the
+    caller may revoke: all of them on its own, the reshares it made on another org's."""
+    query: dict[str, Any]
+    if ctx_id is not None:
+        check_context_id(ctx_id)
+        query = {"target": "context", "ctx_id": ctx_id, "grantee": grantee}
+        if await peek(app, call.store, ctx_id) is not None:
+            owner = call.store
+        else:
+            owner = (await resolve(app, call, ctx_id, "read")).store  # a grant the caller holds
+            query["granted_by"] = call.org_id
+    else:
+        query = {"target": "namespace", "namespace": check_namespace(namespace), "grantee": grantee}
+        owner = call.store
+        if owner_org not in (None, call.org_id):
+            query["granted_by"] = call.org_id
+            other = check_org(owner_org, "owner_org")
+
+    async def given(store: TenantStore) -> list[str] | None:
+        shares = await store.collection("shares")
+        return [doc["_id"] async for doc in shares.find(query, {"_id": 1})] or None
+
+    if ctx_id is None and "granted_by" in query:  # another org's namespace: the caller's reshares
+        shared = await call.shared(other, given)
+        if shared is None:
+            raise MeshException(ErrorCode.NOT_FOUND, "no such share to revoke")
+        return shared.store, shared.grant
+    ids = await given(owner)
+    if not ids:
+        raise MeshException(ErrorCode.NOT_FOUND, "no such share to revoke")
+    return owner, ids
 
 
 async def revoke(
@@ -174,26 +219,9 @@ async def revoke(
     else:
         if grantee is None or (ctx_id is None) == (namespace is None):
             raise invalid("give share_id, or grantee with exactly one of ctx_id or namespace")
-        who = check_org(grantee, "grantee")
-        if ctx_id is not None:
-            check_context_id(ctx_id)
-            found = await peek(app, call.org_id, ctx_id)
-            if found is not None:
-                owner = call.org_id
-            else:
-                target = await resolve(app, call, ctx_id, "read")
-                owner = target.owner
-            query: dict[str, Any] = {"target": "context", "ctx_id": ctx_id, "grantee": who}
-        else:
-            ns = check_namespace(namespace)
-            owner = call.org_id if owner_org in (None, call.org_id) else check_org(owner_org, "owner_org")
-            query = {"target": "namespace", "namespace": ns, "grantee": who}
-        if owner != call.org_id:
-            query["granted_by"] = call.org_id
-        shares = await app.collection(owner, "shares")
-        ids = [doc["_id"] async for doc in shares.find(query, {"_id": 1})]
-        if not ids:
-            raise MeshException(ErrorCode.NOT_FOUND, "no such share to revoke")
+        owner, ids = await _shares_given_to(
+            app, call, check_org(grantee, "grantee"), ctx_id, namespace, owner_org
+        )
     revoked = await revoke_cascade(app, owner, ids)
     return {"revoked": revoked}
 
@@ -204,7 +232,7 @@ async def shared_with_me(
     page = check_limit(limit)
     binding = query_hash("shared_with_me", call.org_id)
     after = decode_cursor(cursor, binding, SHARE_ID_RE)[1] if cursor is not None else ""
-    grants = await app.collection(call.org_id, "grants")
+    grants = await call.store.collection("grants")
     now = utcnow()
     items: list[dict[str, Any]] = []
     last_seen: str | None = None
@@ -217,7 +245,7 @@ async def shared_with_me(
         owner = pointer_owner(pointer, call.org_id)
         if owner is None:
             continue
-        item = await _shared_item(app, call.org_id, owner, pointer, now)
+        item = await _shared_item(app, call, owner, pointer, now)
         if item is not None:
             items.append(item)
     return {
@@ -227,24 +255,30 @@ async def shared_with_me(
 
 
 async def _shared_item(
-    app: ContextApp, grantee: str, owner: str, pointer: dict[str, Any], now: datetime
+    app: ContextApp, call: Call, owner: str, pointer: dict[str, Any], now: datetime
 ) -> dict[str, Any] | None:
-    if pointer.get("target") == "context":
-        ctx_id = pointer.get("ctx_id")
-        found = await peek(app, owner, ctx_id) if isinstance(ctx_id, str) else None
-        if found is None:
-            return None
-        doc = found[0]
-        grant = await check_share(
-            app, owner, pointer["_id"], grantee, now=now, ctx_id=ctx_id, namespace=doc.get("namespace")
-        )
-        extra: dict[str, Any] = {"ctx_id": ctx_id, "title": doc.get("title")}
-    else:
-        namespace = pointer.get("namespace")
-        grant = await check_share(app, owner, pointer["_id"], grantee, now=now, namespace=namespace)
-        extra = {"namespace": namespace}
-    if grant is None:
+    async def check(store: TenantStore) -> tuple[Grant, dict[str, Any]] | None:
+        grant: Grant | None
+        if pointer.get("target") == "context":
+            ctx_id = pointer.get("ctx_id")
+            found = await peek(app, store, ctx_id) if isinstance(ctx_id, str) else None
+            if found is None:
+                return None
+            doc = found[0]
+            grant = await check_share(
+                store, pointer["_id"], call.org_id, now=now, ctx_id=ctx_id, namespace=doc.get("namespace")
+            )
+            extra: dict[str, Any] = {"ctx_id": ctx_id, "title": doc.get("title")}
+        else:
+            namespace = pointer.get("namespace")
+            grant = await check_share(store, pointer["_id"], call.org_id, now=now, namespace=namespace)
+            extra = {"namespace": namespace}
+        return None if grant is None else (grant, extra)
+
+    shared = await call.shared(owner, check)
+    if shared is None:
         return None
+    grant, extra = shared.grant
     item = {
         "share_id": grant.share_id,
         "target": grant.target,
@@ -274,7 +308,7 @@ async def list_shares(
     query: dict[str, Any] = {}
     if ctx_id is not None:
         check_context_id(ctx_id)
-        if await peek(app, call.org_id, ctx_id) is None:
+        if await peek(app, call.store, ctx_id) is None:
             raise not_found(ctx_id)
         query = {"target": "context", "ctx_id": ctx_id}
     elif namespace is not None:
@@ -283,7 +317,7 @@ async def list_shares(
     binding = query_hash("list_shares", call.org_id, ctx_id, namespace)
     if cursor is not None:
         query["_id"] = {"$gt": decode_cursor(cursor, binding, SHARE_ID_RE)[1]}
-    shares = await app.collection(call.org_id, "shares")
+    shares = await call.store.collection("shares")
     docs = await shares.find(query).sort("_id", 1).limit(page + 1).to_list(None)
     now = utcnow()
     more = len(docs) > page

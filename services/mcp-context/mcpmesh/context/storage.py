@@ -6,8 +6,7 @@ Per tenant (`<org>__<kind>`):
     shares                    grants the org (as owner) has given on its contexts and namespaces
     grants                    pointers to grants other orgs gave this org: {_id: share id, owner, ...}
     counters                  {_id: "contexts", n}: the atomic context count checked against the tier
-Under the reserved system org only:
-    context_orgs              the orgs that have contexts, so the sweep can find them
+The sweep finds the orgs to visit by their `contexts` collection (`service.tenants`).
 """
 
 from __future__ import annotations
@@ -50,7 +49,6 @@ STORE_KINDS: Final[dict[str, list[Index]]] = {
         Index(keys=[("owner", 1), ("namespace", 1)]),
     ],
     "counters": [],
-    "context_orgs": [],
 }
 
 #: The two storage tiers: (contexts kind, entries kind).

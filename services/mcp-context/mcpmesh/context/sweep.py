@@ -15,6 +15,7 @@ from mcpmesh.context.clock import seconds_ago, utcnow
 from mcpmesh.context.grants import revoke_cascade
 from mcpmesh.context.lifecycle import Waiter, move_to_cold, repair_pending, resume, stale_pending
 from mcpmesh.context.storage import COLD, HOT
+from mcpmesh.store import TenantStore
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.context.sweep")
@@ -26,15 +27,15 @@ async def sweep(app: ContextApp, now: datetime | None = None) -> dict[str, int]:
     """One pass over every org with contexts; `now` may be set (tests) to simulate time passing."""
     now = now or utcnow()
     report = {"orgs": 0, "moved_to_cold": 0, "resumed": 0, "repaired": 0, "expired_shares": 0}
-    for org in await app.registered_orgs():
+    async for org in app.service.tenants(HOT[0]):
         report["orgs"] += 1
         await _sweep_org(app, org, now, report)
     return report
 
 
-async def _sweep_org(app: ContextApp, org: str, now: datetime, report: dict[str, int]) -> None:
-    hot = await app.collection(org, HOT[0])
-    cold = await app.collection(org, COLD[0])
+async def _sweep_org(app: ContextApp, org: TenantStore, now: datetime, report: dict[str, int]) -> None:
+    hot = await org.collection(HOT[0])
+    cold = await org.collection(COLD[0])
     lease_cutoff = seconds_ago(now, app.settings.lock_lease_s)
     stale_cutoff = seconds_ago(now, app.settings.pending_stale_s)
     # 1. operations whose caller died: moves/deletes under a stale lock, unfinished appends
@@ -53,7 +54,7 @@ async def _sweep_org(app: ContextApp, org: str, now: datetime, report: dict[str,
         if await move_to_cold(app, org, doc["_id"], cutoff):
             report["moved_to_cold"] += 1
     # 3. expired shares (access checks already ignore them; this just tidies up)
-    shares = await app.collection(org, "shares")
+    shares = await org.collection("shares")
     expired = [doc["_id"] async for doc in shares.find({"expires_at": {"$lte": now}}, {"_id": 1})]
     if expired:
         report["expired_shares"] += len(await revoke_cascade(app, org, expired))

@@ -45,7 +45,7 @@ from mcpmesh.service.jobs.records import (
     view_json,
 )
 from mcpmesh.service.settings import JobSettings
-from mcpmesh.store import Collection, Store, TenantStore
+from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import bind_request, get_logger
 from mcpmesh.telemetry.tracing import tracer
 
@@ -93,10 +93,6 @@ class JobRunner:
     @property
     def settings(self) -> JobSettings:
         return self.service.settings.jobs
-
-    @property
-    def store(self) -> Store:
-        return self.service.store
 
     @property
     def retention(self) -> timedelta:
@@ -349,10 +345,9 @@ class JobRunner:
     async def sweep(self) -> None:
         """Fail, or resume here (resumable tools), every job whose lease ran out, in every org."""
         cutoff = utcnow() - timedelta(seconds=self.settings.lease_s)
-        for org_id in await self.store.orgs_with(self.kind):
+        async for tenant in self.service.tenants(self.kind):
             if self._stopping:
                 return
-            tenant = self.store.for_tenant(org_id)
             collection = await jobs_collection(tenant, self.kind)
             stale = collection.find({"status": {"$in": ACTIVE_VALUES}, "heartbeat_at": {"$lt": cutoff}})
             for doc in await stale.limit(_SWEEP_BATCH).to_list(_SWEEP_BATCH):
