@@ -77,7 +77,7 @@ async def test_sdk_client_receives_50_progress_updates_in_order_then_the_result(
 
     async with sdk_client(gw.url, key, mode) as client:
         assert client.session.protocol_version == (LEGACY if mode == "legacy" else MODERN)
-        result = await client.call_tool("streamer.count", {"steps": UPDATES}, progress_callback=on_progress)
+        result = await client.call_tool("streamer_count", {"steps": UPDATES}, progress_callback=on_progress)
     assert result.is_error is False
     assert result.structured_content == {"result": f"counted {UPDATES}"}
     assert seen == [(float(i), float(UPDATES), f"step {i}") for i in range(1, UPDATES + 1)]
@@ -86,7 +86,7 @@ async def test_sdk_client_receives_50_progress_updates_in_order_then_the_result(
 async def test_the_stream_is_sse_events_then_the_response(mesh: Mesh) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
-    params = {"name": "streamer.count", "arguments": {"steps": 3}, "_meta": {"progressToken": "tok"}}
+    params = {"name": "streamer_count", "arguments": {"steps": 3}, "_meta": {"progressToken": "tok"}}
     resp = await gw.client.post(
         "/mcp",
         data=msgspec.json.encode(modern_body("tools/call", params, rpc_id=7)),
@@ -114,7 +114,7 @@ async def test_partial_output_log_lines_stream_with_the_progress(mesh: Mesh) -> 
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
     meta = {"progressToken": 1, LOG_LEVEL_META_KEY: "info"}
-    params = {"name": "streamer.narrate", "arguments": {"lines": 3}, "_meta": meta}
+    params = {"name": "streamer_narrate", "arguments": {"lines": 3}, "_meta": meta}
     resp = await gw.client.post(
         "/mcp",
         data=msgspec.json.encode(modern_body("tools/call", params)),
@@ -144,7 +144,7 @@ async def test_a_client_that_did_not_ask_for_a_stream_gets_plain_json(
 ) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
-    params = {"name": "streamer.count", "arguments": {"steps": 5}, "_meta": meta}
+    params = {"name": "streamer_count", "arguments": {"steps": 5}, "_meta": meta}
     status, body, headers = await gw.rpc("tools/call", params, key=key, headers={"accept": accept})
     assert status == 200
     assert headers["content-type"].startswith("application/json")
@@ -156,7 +156,7 @@ async def test_a_3_mib_result_arrives_whole(mesh: Mesh, mode: str) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
     async with sdk_client(gw.url, key, mode) as client:
-        result = await client.call_tool("streamer.blob", {"mib": 3})
+        result = await client.call_tool("streamer_blob", {"mib": 3})
     assert result.is_error is False
     assert result.structured_content == {"result": "x" * 3 * MIB}
 
@@ -165,7 +165,7 @@ async def test_a_result_past_the_services_limit_is_a_clear_error(mesh: Mesh) -> 
     gw = await streamer_mesh(mesh, max_result_bytes=2 * MIB)
     _org, key = await mesh.tenant(scopes=["*"])
     _status, body, _headers = await gw.rpc(
-        "tools/call", {"name": "streamer.blob", "arguments": {"mib": 3}}, key=key
+        "tools/call", {"name": "streamer_blob", "arguments": {"mib": 3}}, key=key
     )
     error = body["error"]
     assert error["data"]["code"] == "limit_exceeded"
@@ -174,7 +174,7 @@ async def test_a_result_past_the_services_limit_is_a_clear_error(mesh: Mesh) -> 
     # A result within the limit still arrives, in parts (the SDK sends a str result twice:
     # as structured content and as text, so 0.8 MiB is 1.6 MiB on the wire).
     status, body, _headers = await gw.rpc(
-        "tools/call", {"name": "streamer.blob", "arguments": {"mib": 0.8}}, key=key
+        "tools/call", {"name": "streamer_blob", "arguments": {"mib": 0.8}}, key=key
     )
     assert status == 200 and len(body["result"]["structuredContent"]["result"]) == int(0.8 * MIB)
 
@@ -185,7 +185,7 @@ async def test_a_result_past_the_gateways_limit_is_a_clear_error(mesh: Mesh) -> 
     await mesh.wait_discovered("streamer")
     _org, key = await mesh.tenant(scopes=["*"])
     _status, body, _headers = await gw.rpc(
-        "tools/call", {"name": "streamer.blob", "arguments": {"mib": 3}}, key=key
+        "tools/call", {"name": "streamer_blob", "arguments": {"mib": 3}}, key=key
     )
     assert body["error"]["data"]["code"] == "limit_exceeded"
     assert f"over the {2 * MIB}-byte limit on a result" in body["error"]["message"]
