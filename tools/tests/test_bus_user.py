@@ -15,7 +15,7 @@ import nats
 import nats.errors
 import pytest
 
-from mcpmesh.dev.natsproc import _free_port, _wait_listening, nats_server_binary
+from mcpmesh.dev.natsproc import _free_port, _wait_listening, config_dir_argv, nats_server_binary
 from mcpmesh.proto.ids import SERVICES
 from mcpmesh.proto.subjects import inbox_prefix
 from mcpmesh.tenancy.natsauth import BusConfigDir, BusUsers, mesh_users
@@ -41,17 +41,7 @@ def running(tmp_path: Path) -> Iterator[tuple[BusConfigDir, str]]:
     port = _free_port()
     binary = nats_server_binary()
     assert binary is not None
-    argv = [
-        binary,
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-c",
-        str(bus_dir.conf_file),
-        "-P",
-        str(bus_dir.pid_file),
-    ]
+    argv = config_dir_argv(binary, port, bus_dir.conf_file, bus_dir.pid_file)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_listening(port, 10, lambda: proc.poll() is None)

@@ -27,6 +27,12 @@ def nats_server_binary() -> str | None:
     )
 
 
+def config_dir_argv(binary: str, port: int, conf_file: Path, pid_file: Path) -> list[str]:
+    """nats-server on 127.0.0.1:`port` with a bus config directory's config and pid file
+    (reloadable by `meshctl bus-user`), as `./mesh up` runs it."""
+    return [binary, "-a", "127.0.0.1", "-p", str(port), "-c", str(conf_file), "-P", str(pid_file)]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -32,7 +32,7 @@ from typing import Any
 from mcpmesh.dev.components import Component, find_components, repo_root
 from mcpmesh.dev.lifeline import RUN_ID_ENV, Lifeline, die_with_parent, stop_groups, stop_leftovers
 from mcpmesh.dev.mongoproc import StoreStartError, embedded_url, store_argv, wait_until_answering
-from mcpmesh.dev.natsproc import nats_server_binary
+from mcpmesh.dev.natsproc import config_dir_argv, nats_server_binary
 from mcpmesh.proto.subjects import GATEWAY_USER, service_user
 
 READY_TIMEOUT_S = 30.0
@@ -322,17 +322,7 @@ def start_nats(
     users, _store, _port = bus_dir.load()
     users.ensure(mesh_users(service_name(c) for c in services))
     bus_dir.write(users)
-    argv = [
-        binary,
-        "-a",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-c",
-        str(bus_dir.conf_file),
-        "-P",
-        str(bus_dir.pid_file),
-    ]
+    argv = config_dir_argv(binary, port, bus_dir.conf_file, bus_dir.pid_file)
     proc = sup.start("nats", argv, dict(os.environ))
     wait_for_port(port, proc, "nats-server", sup.log_of("nats"))
     pids["nats"] = proc.pid
