@@ -36,6 +36,7 @@ from mcpmesh.proto.subjects import (
     tenant_action_of,
     tenant_control_subject,
 )
+from mcpmesh.secrets import SecretsConfigError
 from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.micro import add_concurrent_endpoint
@@ -310,7 +311,7 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
 
     try:
         asyncio.run(main())
-    except StoreNotConfigured as exc:  # every mode needs the store server: there is no in-process one
+    except (StoreNotConfigured, SecretsConfigError) as exc:  # the store server, the secrets' master key
         sys.exit(f"mcpmesh-{service.name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)
