@@ -367,12 +367,15 @@ class MeshService:
         name: str | None = None,
         description: str | None = None,
         tiers: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register a tool that runs as a durable job (see `mcpmesh.service.jobs`): the call answers
         at once with the job's id; the handler gets a `JobContext` parameter instead of `Context`.
         `resumable`: a run interrupted by a stopped replica resumes from its last checkpoint
-        (else it fails); `budget_s`: the job's whole time budget, resumes included."""
+        (else it fails); `budget_s`: the job's whole time budget, resumes included;
+        `idempotency_key`: an argument naming the operation — a start with a value the org
+        already started this tool with answers with that job instead of starting another."""
 
         def register(fn: F) -> F:
             from mcpmesh.service.jobs.tools import register_job_tool
@@ -387,6 +390,7 @@ class MeshService:
                 description=description,
                 tiers=tiers,
                 sdk_options=sdk_options,
+                idempotency_key=idempotency_key,
             )
             return fn
 
