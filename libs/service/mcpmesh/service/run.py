@@ -42,6 +42,7 @@ from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.service.vault import SECRETS_METADATA
 from mcpmesh.store import StoreNotConfigured
 from mcpmesh.telemetry.logs import configure_logging, get_logger
 from mcpmesh.telemetry.tracing import setup_tracing
@@ -76,7 +77,10 @@ class BusServer:
                 name=svc.name,
                 version=svc.version,
                 description=svc.description or f"mcpmesh {svc.name}",
-                metadata={"tools": str(len(svc.tool_scopes))},
+                metadata={
+                    "tools": str(len(svc.tool_scopes)),
+                    SECRETS_METADATA: str(svc.keeps_secrets).lower(),
+                },
                 stats_handler=self._stats,
             ),
         )

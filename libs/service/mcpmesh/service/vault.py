@@ -32,6 +32,8 @@ log = get_logger("mcpmesh.service.secrets")
 
 #: Key of a tool's `_meta` entry listing arguments that carry secrets (never logged or shown).
 TOOL_SECRET_ARGS_META: Final = "mcpmesh/secret_args"
+#: Key of the nats.micro metadata entry saying whether a service keeps secrets ("true"/"false").
+SECRETS_METADATA: Final = "mcpmesh_secrets"
 #: The tools the kit adds to a service that keeps tenant secrets.
 SECRET_TOOLS: Final = ("secret_set", "secrets", "secret_delete")
 
