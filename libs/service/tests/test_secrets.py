@@ -51,12 +51,8 @@ def make_service() -> MeshService:
 
 @pytest.fixture
 def settings(mongo_url: str, mongo_db: Any) -> ServiceSettings:
-    return ServiceSettings(
-        mongodb_url=mongo_url,
-        mongodb_database=mongo_db.name,
-        secrets_keys=new_master_key_entry("k1"),
-        shutdown_grace_s=0.5,
-    )
+    keys = new_master_key_entry("k1")
+    return ServiceSettings(mongodb_url=mongo_url, mongodb_database=mongo_db.name, secrets_keys=keys)
 
 
 async def test_set_list_use_delete_and_nothing_shows_the_value(

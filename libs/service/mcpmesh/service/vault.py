@@ -8,6 +8,8 @@ stops there, saying what to set), hands its handlers the caller's org's vault (`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from mcp.server.mcpserver import Context
@@ -66,25 +68,18 @@ def enable_secrets(service: MeshService) -> None:
         raise ValueError(f"store kind {SECRETS_KIND!r} is reserved for tenant secrets (secrets=True)")
     service.store_kinds.update(SECRETS_KINDS)
     admin = f"{service.name}:admin"
+    # What set and delete do: overwrite or remove, the same again changes nothing more.
+    changes: dict[str, Any] = {"read_only": False, "idempotent": True, "destructive": True}
 
     @service.tool(
-        scope=admin,
-        name="secret_set",
-        read_only=False,
-        idempotent=True,
-        destructive=True,
-        open_world=False,
-        meta={TOOL_SECRET_ARGS_META: ["value"]},
+        scope=admin, name="secret_set", open_world=False, meta={TOOL_SECRET_ARGS_META: ["value"]}, **changes
     )
     async def secret_set(name: str, value: str, ctx: Context) -> dict[str, Any]:
         """Store, or replace, one of this organization's secrets (e.g. an upstream API key).
         The value is sealed and never shown again: the answer and `secrets` give its name,
         a fingerprint, its last four characters (for values of 16+) and when it was set."""
-        call = call_of(ctx)
-        try:
-            info = await call.secrets.put(name, value)
-        except InvalidSecret as exc:
-            raise MeshException(ErrorCode.INVALID_REQUEST, str(exc)) from None
+        with _refused():
+            info = await call_of(ctx).secrets.put(name, value)
         log.info("secret set", secret=info.name, fingerprint=info.fingerprint)
         return info.to_dict()
 
@@ -95,21 +90,22 @@ def enable_secrets(service: MeshService) -> None:
         infos = await call_of(ctx).secrets.infos()
         return {"secrets": [info.to_dict() for info in infos]}
 
-    @service.tool(
-        scope=admin,
-        name="secret_delete",
-        read_only=False,
-        idempotent=True,
-        destructive=True,
-        open_world=False,
-    )
+    @service.tool(scope=admin, name="secret_delete", open_world=False, **changes)
     async def secret_delete(name: str, ctx: Context) -> dict[str, Any]:
         """Delete one of this organization's secrets; deleting one that is not there changes
         nothing (`deleted: false`)."""
-        try:
+        with _refused():
             deleted = await call_of(ctx).secrets.delete(name)
-        except InvalidSecret as exc:
-            raise MeshException(ErrorCode.INVALID_REQUEST, str(exc)) from None
         if deleted:
             log.info("secret deleted", secret=name)
         return {"name": name, "deleted": deleted}
+
+
+@contextmanager
+def _refused() -> Iterator[None]:
+    """A name or value the vault refuses is the caller's `invalid_request` (its message names
+    the secret, never the value)."""
+    try:
+        yield
+    except InvalidSecret as exc:
+        raise MeshException(ErrorCode.INVALID_REQUEST, str(exc)) from None

@@ -19,13 +19,13 @@ from mcpmesh.bus import Deadline
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.gateway.control import audit
 from mcpmesh.gateway.control import orgs as org_status
-from mcpmesh.gateway.control.admin_http import json_body, path_org_id, record
+from mcpmesh.gateway.control.admin_http import json_body, path_org_id, path_param, record
 from mcpmesh.gateway.control.admin_orgs import existing_org
 from mcpmesh.gateway.control.errors import ApiError, bad_request, conflict, not_found
 from mcpmesh.gateway.control.validation import reject_unknown
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException, error_of_tool_result
-from mcpmesh.proto.ids import InvalidIdentifier, validate_service_name
-from mcpmesh.secrets import InvalidSecret, validate_secret_name
+from mcpmesh.proto.ids import validate_service_name
+from mcpmesh.secrets import validate_secret_name
 from mcpmesh.service.vault import SECRETS_METADATA
 
 if TYPE_CHECKING:
@@ -36,17 +36,11 @@ _CALL_S: Final = 10.0
 
 
 def _path_service(request: web.Request) -> str:
-    try:
-        return validate_service_name(request.match_info["service"])
-    except InvalidIdentifier as exc:
-        raise bad_request(str(exc)) from None
+    return path_param(request, "service", validate_service_name)
 
 
 def _path_name(request: web.Request) -> str:
-    try:
-        return validate_secret_name(request.match_info["name"])
-    except InvalidSecret as exc:
-        raise bad_request(str(exc)) from None
+    return path_param(request, "name", validate_secret_name)
 
 
 async def _require_secrets(plane: ControlPlane, service: str) -> None:
