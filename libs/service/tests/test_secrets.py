@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -182,3 +185,23 @@ async def test_export_leaves_secrets_out_and_delete_removes_them(
         assert dropped.error is None and "secrets" in dropped.dropped
         assert await harness.call_tool(ORG_A, "secrets", {}, scopes=ADMIN) == {"secrets": []}
         assert await harness.call_tool(ORG_A, "use", {"name": "openai"}, scopes=PLAIN) == {"length": None}
+
+
+def test_run_stops_at_start_with_one_sentence_naming_the_variable(mongo_url: str) -> None:
+    code = (
+        "from mcpmesh.service import MeshService, run; run(MeshService('vault', secrets=True), ['--stdio'])"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPMESH_SECRETS_KEYS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "MONGODB_URL": mongo_url},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        "mcpmesh-vault: tenant secrets need a master key: set MCPMESH_SECRETS_KEYS='<id>:<base64 32 bytes>' "
+        "or MCPMESH_SECRETS_KEYS_FILE (./mesh up makes one in .mesh/secrets-keys)"
+    ]
