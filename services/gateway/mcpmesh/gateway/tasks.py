@@ -289,7 +289,8 @@ class Tasks:
         result = await self.router.tool_result(call, service, "job_result", {"job_id": job_id})
         if (error := _tool_error(result)) is not None and error.code is ErrorCode.NOT_FOUND:
             raise _not_found(task_id(service, job_id))
-        meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+        meta = result.get("_meta")
+        meta = meta if isinstance(meta, dict) else {}
         return {**result, "_meta": {**meta, RELATED_TASK_META: {"taskId": task_id(service, job_id)}}}
 
     async def _list(self, call: Call) -> dict[str, Any]:
