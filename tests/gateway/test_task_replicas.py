@@ -7,7 +7,6 @@ then cancelled through a gateway, and its work stops."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,10 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from mcpmesh.proto.subjects import service_user
-from mcpmesh.tenancy.stamp import public_key_pem
-
 from .conftest import Gateway, Mesh
+from .replica_procs import start_service, stop_all, wait_for_replicas
 from .task_client import RELATED, WAIT_S, Session, progress, until
 
 #: Job settings of the replicas: a dead replica's job is found within about 1.5 s.
@@ -34,21 +31,10 @@ STEPS, STEP_S = 450, 0.2  # 90 s of work, were it left alone
 
 
 def start_replica(mesh: Mesh, trace: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`crunch_replica.py` with the environment the dev runner gives a service."""
-    env = dict(
-        os.environ,
-        NATS_URL=mesh.nats.url_for(service_user("crunch")),
-        MONGODB_URL=mesh.mongo_url,
-        MONGODB_DATABASE=mesh.database + "_crunch",
-        MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(mesh.signing_pem),
-        MCPMESH_ENV="dev",
-        MCPMESH_SHUTDOWN_GRACE_S="0.5",
-        CRUNCH_TRACE=str(trace),
-        **FAST_JOBS,
-    )
-    script = Path(__file__).with_name("crunch_replica.py")
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    """`crunch_replica.py`, as the dev runner starts a service, with fast job settings."""
+    argv = [sys.executable, str(Path(__file__).with_name("crunch_replica.py"))]
+    env = {**FAST_JOBS, "MCPMESH_SHUTDOWN_GRACE_S": "0.5", "CRUNCH_TRACE": str(trace)}
+    return start_service(mesh, "crunch", argv, log, database=mesh.database + "_crunch", **env)
 
 
 @pytest.fixture
@@ -56,26 +42,7 @@ async def replicas(mesh: Mesh, tmp_path: Path) -> AsyncIterator[dict[int, subpro
     """Two `crunch` replica processes, by pid."""
     procs = [start_replica(mesh, tmp_path / "trace", tmp_path / f"crunch-{i}.log") for i in range(2)]
     yield {p.pid: p for p in procs}
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
-
-
-async def wait_for_replicas(gw: Gateway, n: int) -> None:
-    discovery = gw.state.discovery
-    for _ in range(600):
-        await discovery.refresh()
-        view = discovery.views.get("crunch")
-        if view is not None and len(view.replicas) >= n:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{n} crunch replicas never registered")
+    await stop_all(procs)
 
 
 def trace_of(trace: Path, job_id: str) -> list[tuple[int, str]]:
@@ -106,7 +73,7 @@ async def test_a_long_job_survives_gateway_and_service_replicas(
     gw1 = await mesh.gateway(task_poll_s=0.05)
     gw2 = await mesh.gateway(task_poll_s=0.05)
     for gw in (gw1, gw2):
-        await wait_for_replicas(gw, 2)
+        await wait_for_replicas(gw, "crunch", 2)
     _org, key = await mesh.tenant(scopes=["*"])
     trace = tmp_path / "trace"
     async with httpx.AsyncClient(timeout=WAIT_S) as http:

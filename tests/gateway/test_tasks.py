@@ -35,6 +35,14 @@ async def tasks_mesh(mesh: Mesh, tmp_path: Path) -> AsyncIterator[tuple[Gateway,
         yield gw, trace, http
 
 
+async def new_session(mesh: Mesh, gw: Gateway, http: httpx.AsyncClient) -> Session:
+    """A 2025-11-25 session of a new org's key that may use everything."""
+    _org, key = await mesh.tenant(scopes=["*"])
+    client = Session(http, gw.url, key)
+    await client.open()
+    return client
+
+
 async def test_a_job_runs_as_a_task_from_creation_to_result(
     mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
 ) -> None:
@@ -79,9 +87,7 @@ async def test_a_cancelled_task_stops_its_work(
     mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
 ) -> None:
     gw, trace, http = tasks_mesh
-    _org, key = await mesh.tenant(scopes=["*"])
-    client = Session(http, gw.url, key)
-    await client.open()
+    client = await new_session(mesh, gw, http)
     task = await client.start("crunch_long", {"steps": 10_000, "step_s": 0.02})
     job_id = task["taskId"].partition("_")[2]
     await client.get_until(task["taskId"], lambda t: progress(t) >= 3)
@@ -108,9 +114,7 @@ async def test_a_failed_job_is_a_failed_task_with_the_tools_error(
     mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
 ) -> None:
     gw, _trace, http = tasks_mesh
-    _org, key = await mesh.tenant(scopes=["*"])
-    client = Session(http, gw.url, key)
-    await client.open()
+    client = await new_session(mesh, gw, http)
     task = await client.start("crunch_refused", {})
     result = await client.result("tasks/result", {"taskId": task["taskId"]})
     assert result["isError"] is True
@@ -163,7 +167,7 @@ async def test_tasks_list_merges_services_newest_first_in_pages(
 ) -> None:
     gw, _trace, http = tasks_mesh
     gw.state.router.tasks.page = 2
-    _org, key = await mesh.tenant(scopes=["*"])
+    org, key = await mesh.tenant(scopes=["*"])
     client = Session(http, gw.url, key)
     await client.open()
     started = []
@@ -173,10 +177,10 @@ async def test_tasks_list_merges_services_newest_first_in_pages(
     assert await list_all(client, page=2) == started[::-1]  # each once, newest first, across both
 
     # A key that may read only one of the services lists only its tasks.
-    _same_org_key = await mesh.admin(
-        "POST", f"/admin/orgs/{_org}/keys", {"name": "logs only", "scopes": ["logs:read"]}, expect=201
+    logs_only = await mesh.admin(
+        "POST", f"/admin/orgs/{org}/keys", {"name": "logs only", "scopes": ["logs:read"]}, expect=201
     )
-    narrow = Session(http, gw.url, _same_org_key["secret"])
+    narrow = Session(http, gw.url, logs_only["secret"])
     await narrow.open()
     assert await list_all(narrow, page=2) == [t for t in started[::-1] if t.startswith("logs_")]
 
