@@ -208,10 +208,49 @@ async def test_only_2025_11_25_sessions_get_tasks(
     assert "tasks" not in resp[1]["result"]["capabilities"]
     status, body, _ = await gw.rpc("tools/list", key=key)
     assert status == 200 and all("execution" not in t for t in body["result"]["tools"])
-    params = {"name": "crunch_long", "arguments": {"steps": 1, "step_s": 0.01}}
+    params = {"name": "crunch_long", "arguments": {"steps": 1, "step_s": 0.01}, "task": {}}
     status, body, _ = await gw.rpc("tools/call", params, key=key)
     assert status == 200 and body["result"]["structuredContent"]["status"] in ("queued", "running")
     status, body, _ = await gw.post(
         modern_body("tasks/get", {"taskId": "x"}), key=key, headers=modern_headers("tasks/get")
     )
     assert body["error"]["code"] == -32601
+
+
+async def test_tasks_result_waits_at_most_the_call_cap_and_the_job_keeps_running(
+    mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
+) -> None:
+    _gw, _trace, http = tasks_mesh
+    capped = await mesh.gateway(max_call_s=0.5, task_poll_s=0.05)
+    await mesh.wait_discovered("crunch")
+    client = await new_session(mesh, capped, http)
+    task = await client.start("crunch_long", {"steps": 10_000, "step_s": 0.02})
+    error = await client.error("tasks/result", {"taskId": task["taskId"]})
+    assert error["data"]["code"] == "timeout" and error["data"]["retryable"] is True
+    assert "call tasks/result again" in error["message"]
+    assert (await client.result("tasks/get", {"taskId": task["taskId"]}))["status"] == "working"
+    assert (await client.result("tasks/cancel", {"taskId": task["taskId"]}))["status"] == "cancelled"
+
+
+async def test_one_service_alone_offers_its_own_tasks(
+    mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
+) -> None:
+    gw, _trace, http = tasks_mesh
+    _org, key = await mesh.tenant(scopes=["*"])
+    everything = Session(http, gw.url, key)
+    await everything.open()
+    logs_task = await everything.start("logs_long", {"steps": 1, "step_s": 0.01})
+
+    alone = Session(http, gw.base("/mcp/crunch"), key)
+    init = await alone.open()
+    assert init["capabilities"]["tasks"] == TASKS_CAPABILITY
+    tools = {t["name"]: t for t in (await alone.result("tools/list"))["tools"]}
+    assert tools["long"]["execution"] == {"taskSupport": "optional"} and "execution" not in tools["ping"]
+    task = await alone.start("long", {"steps": 1, "step_s": 0.01})
+    assert task["taskId"].startswith("crunch_")
+    assert (await alone.result("tasks/result", {"taskId": task["taskId"]}))["structuredContent"] == {
+        "steps": 1
+    }
+    assert [t["taskId"] for t in (await alone.result("tasks/list"))["tasks"]] == [task["taskId"]]
+    error = await alone.error("tasks/get", {"taskId": logs_task["taskId"]})  # another service's
+    assert error["code"] == -32602 and error["message"].startswith("task not found")

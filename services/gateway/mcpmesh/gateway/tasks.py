@@ -32,6 +32,7 @@ import mcp_types as types
 import msgspec
 from mcp_types import METHOD_NOT_FOUND
 
+from mcpmesh.bus import Deadline
 from mcpmesh.gateway.catalog import ToolEntry
 from mcpmesh.gateway.errors import GatewayError, invalid_params, not_found_method
 from mcpmesh.proto.errors import ErrorCode, MeshError
@@ -275,17 +276,17 @@ class Tasks:
 
     async def _result(self, call: Call, service: str, job_id: str) -> dict[str, Any]:
         """Blocks (polling `job_status`) until the job finished, then its tool's own result."""
-        waited = 0.0
+        deadline = Deadline.after(self.max_wait_s)
         while (await self._status(call, service, job_id)).status not in FINISHED:
-            if waited + self.poll_s > self.max_wait_s:
+            if deadline.remaining() < self.poll_s:
                 raise GatewayError(
                     ErrorCode.TIMEOUT,
-                    f"task {task_id(service, job_id)!r} is still working after {waited:g} s: it keeps "
-                    "running; call tasks/result again, or follow it with tasks/get",
+                    f"task {task_id(service, job_id)!r} is still working after {self.max_wait_s:g} s "
+                    "(MCPMESH_MAX_CALL_S): it keeps running; call tasks/result again, or follow it "
+                    "with tasks/get",
                     retryable=True,
                 )
             await asyncio.sleep(self.poll_s)
-            waited += self.poll_s
         result = await self.router.tool_result(call, service, "job_result", {"job_id": job_id})
         if (error := _tool_error(result)) is not None and error.code is ErrorCode.NOT_FOUND:
             raise _not_found(task_id(service, job_id))
