@@ -380,7 +380,6 @@ class Router:
         return reply
 
     async def _tasks(self, call: Call) -> Reply:
-        call.tool_label = call.request.method
         return self._result(call, await self.tasks.handle(call))
 
     async def tool_result(
