@@ -41,6 +41,7 @@ TEST_SERVICES = (
     "slow",
     "work",
     "vault",
+    "crunch",
 )
 
 
