@@ -14,7 +14,7 @@ import pytest
 from mcp.server.mcpserver import Context
 
 from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode
-from mcpmesh.service import MeshService
+from mcpmesh.service import MeshService, call_of
 from mcpmesh.service.testing import ServiceHarness
 
 from .conftest import Gateway, Mesh, legacy_headers, modern_body, modern_headers
@@ -31,8 +31,8 @@ class Probe:
     finished: list[str] = field(default_factory=list)
 
 
-def slow_service(probe: Probe) -> MeshService:
-    svc = MeshService("dxp")
+def slow_service(probe: Probe, name: str = "dxp") -> MeshService:
+    svc = MeshService(name)
 
     @svc.tool(access="read", budget_s=60)
     async def wait(tag: str, ctx: Context, progress: bool = False) -> str:
@@ -51,16 +51,30 @@ def slow_service(probe: Probe) -> MeshService:
     return svc
 
 
-async def _setup(mesh: Mesh) -> tuple[Gateway, ServiceHarness, Probe]:
+def relay_service() -> MeshService:
+    """Calls `wait` one hop down (dxp may call logs: `stamp.DOWNSTREAM`)."""
+    svc = MeshService("dxp")
+
+    @svc.tool(access="read", budget_s=60)
+    async def relay(ctx: Context) -> dict[str, Any]:
+        return await call_of(ctx).call_tool("logs", "wait", {"tag": "downstream"})
+
+    return svc
+
+
+async def _setup(mesh: Mesh, *, hops: int = 1) -> tuple[Gateway, ServiceHarness, Probe]:
+    """The slow tool on dxp (hops=1), or on logs behind dxp's relay (hops=2)."""
     probe = Probe()
-    harness = await mesh.service(slow_service(probe))
+    if hops == 2:
+        await mesh.service(relay_service())
+    harness = await mesh.service(slow_service(probe, "dxp" if hops == 1 else "logs"))
     gw = await mesh.gateway()
     # As `web.run_app` serves it: aiohttp's test server cancels the handler of a request whose
     # client went away, the production server does not (the gateway must notice by itself).
     runner = gw.client.server.runner
     assert runner is not None and runner.server is not None
     runner.server.handler_cancellation = False
-    await mesh.wait_discovered("dxp")
+    await mesh.wait_discovered("dxp", *(["logs"] if hops == 2 else []))
     return gw, harness, probe
 
 
@@ -93,9 +107,8 @@ async def _notices_seen(harness: ServiceHarness, count: int) -> None:
 
 
 def _cancelled_count(harness: ServiceHarness) -> float:
-    value = harness.service.metrics.registry.get_sample_value(
-        "mcpmesh_requests_total", {"service": "dxp", "tool": "wait", "status": "cancelled"}
-    )
+    labels = {"service": harness.service.name, "tool": "wait", "status": "cancelled"}
+    value = harness.service.metrics.registry.get_sample_value("mcpmesh_requests_total", labels)
     return value or 0.0
 
 
@@ -182,3 +195,18 @@ async def test_a_client_gone_mid_call_cancels_it(mesh: Mesh, streamed: bool) -> 
     await _stopped_cleanly(harness, probe)
     assert _cancelled_count(harness) == 1
     assert len(gw.state.disconnects) == 0
+
+
+async def test_a_cancelled_call_cancels_what_it_waits_for_downstream(mesh: Mesh) -> None:
+    gw, harness, probe = await _setup(mesh, hops=2)
+    _org, key = await mesh.tenant(scopes=["dxp:read", "logs:read"])
+    call = asyncio.create_task(gw.rpc("tools/call", {"name": "dxp_relay"}, key=key, rpc_id=5))
+    await asyncio.wait_for(probe.started.wait(), 10)  # running on logs, one hop down
+    cancel = modern_body("notifications/cancelled", {"requestId": 5})
+    del cancel["id"]
+    status, _, _ = await gw.post(cancel, key=key, headers=modern_headers("notifications/cancelled"))
+    assert status == 202
+    await _stopped_cleanly(harness, probe)  # the logs replica stopped it
+    assert _cancelled_count(harness) == 1
+    _status, body, _ = await asyncio.wait_for(call, 10)
+    assert body["error"]["data"]["code"] == "cancelled"
