@@ -16,8 +16,7 @@ A notice that arrives before the call started (still queued at admission) finds 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import anyio
@@ -47,28 +46,30 @@ class RunningCalls:
     def __len__(self) -> int:
         return len(self._scopes)
 
-    @contextmanager
-    def running(
-        self, org_id: str, key_id: str, request_id: str, client_request: str | None
-    ) -> Iterator[anyio.CancelScope]:
-        """Run one call in a cancel scope, cancellable by its request id or its client request
-        name; a cancelled call leaves the block normally with `scope.cancelled_caught` set."""
-        scope = anyio.CancelScope()
+    def add(
+        self, scope: anyio.CancelScope, org_id: str, key_id: str, request_id: str, client_request: str | None
+    ) -> list[_Key]:
+        """Make `scope` (the call's) cancellable by its request id or its client request name;
+        `discard` the keys returned when the call ends. A cancelled call's scope exits normally
+        (`fail_after`'s too: it raises TimeoutError only at its deadline)."""
         keys = [(org_id, key_id, "r:" + request_id)]
         if client_request:
             keys.append((org_id, key_id, "c:" + client_request))
         for key in keys:
-            self._scopes.setdefault(key, set()).add(scope)
-        try:
-            with scope:
-                yield scope
-        finally:
-            for key in keys:
-                scopes = self._scopes.get(key)
-                if scopes is not None:
-                    scopes.discard(scope)
-                    if not scopes:
-                        del self._scopes[key]
+            scopes = self._scopes.get(key)
+            if scopes is None:
+                self._scopes[key] = {scope}
+            else:
+                scopes.add(scope)
+        return keys
+
+    def discard(self, keys: list[_Key], scope: anyio.CancelScope) -> None:
+        for key in keys:
+            scopes = self._scopes.get(key)
+            if scopes is not None:
+                scopes.discard(scope)
+                if not scopes:
+                    del self._scopes[key]
 
     def cancel(self, org_id: str, key_id: str, notice: h.CancelNotice) -> int:
         """Cancel the calls `notice` names for this org and key; how many there were."""

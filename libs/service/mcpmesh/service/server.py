@@ -695,21 +695,25 @@ class MeshService:
             progress_token=progress_token_from_params(decoded.get("params")),
             writer=writer,
         )
-        running = self.running.running(
-            call.org_id, call.stamp.sub, call.request_id, call.headers.get(h.CLIENT_REQUEST)
-        )
         try:  # fail_after raises TimeoutError as its block exits, so catch it outside
-            with running, anyio.fail_after(max(call.deadline.remaining(), 0.001)):
-                return await serve_one(
-                    self.mcp._lowlevel_server,
-                    dctx,
-                    decoded["method"],
-                    decoded.get("params"),
-                    connection=connection,
-                    lifespan_state=None,
+            with anyio.fail_after(max(call.deadline.remaining(), 0.001)) as scope:
+                cancellable = self.running.add(
+                    scope, call.org_id, call.stamp.sub, call.request_id, call.headers.get(h.CLIENT_REQUEST)
                 )
+                try:
+                    return await serve_one(
+                        self.mcp._lowlevel_server,
+                        dctx,
+                        decoded["method"],
+                        decoded.get("params"),
+                        connection=connection,
+                        lifespan_state=None,
+                    )
+                finally:
+                    self.running.discard(cancellable, scope)
         except TimeoutError:
             raise self._stopped_at_deadline(decoded) from None
+        # The scope was cancelled before its deadline: a caller's cancel notice.
         raise MeshException(ErrorCode.CANCELLED, "the call was cancelled by its caller")
 
     def _stopped_at_deadline(self, decoded: Mapping[str, Any]) -> MeshException:
