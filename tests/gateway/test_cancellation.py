@@ -1,6 +1,6 @@
 """Cancellation reaches the work, through the real gateway: a client's `notifications/cancelled`
 (2025-11-25 session and 2026-07-28) and a client that closes its connection mid-call (plain JSON
-and SSE) stop the tool's coroutine at the service replica (it gets CancelledError), free its
+and SSE), and the official SDK client abandoning a call, stop the tool's coroutine at the service replica (it gets CancelledError), free its
 admission slot and count it as `cancelled`; another org naming the same request stops nothing."""
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
+from mcp.shared._httpx_utils import create_mcp_http_client
 
 from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode
 from mcpmesh.service import MeshService, call_of
@@ -210,3 +213,21 @@ async def test_a_cancelled_call_cancels_what_it_waits_for_downstream(mesh: Mesh)
     assert _cancelled_count(harness) == 1
     _status, body, _ = await asyncio.wait_for(call, 10)
     assert body["error"]["data"]["code"] == "cancelled"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_the_sdk_client_cancelling_a_call_stops_it(mesh: Mesh, mode: str) -> None:
+    """The official client abandons a call: in a session it posts `notifications/cancelled`,
+    at 2026-07-28 it closes the POST's response. Either way the tool stops."""
+    gw, harness, probe = await _setup(mesh)
+    _org, key = await mesh.tenant(scopes=["dxp:read"])
+    http = create_mcp_http_client(headers={"x-api-key": key})
+    async with Client(streamable_http_client(gw.url, http_client=http), mode=mode) as client:
+        call = asyncio.create_task(client.call_tool("dxp_wait", {"tag": "sdk"}))
+        await asyncio.wait_for(probe.started.wait(), 10)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        await _stopped_cleanly(harness, probe)
+        assert (await client.list_tools()).tools  # the client carries on
+    assert _cancelled_count(harness) == 1
