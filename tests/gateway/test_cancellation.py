@@ -1,7 +1,8 @@
 """Cancellation reaches the work, through the real gateway: a client's `notifications/cancelled`
-(2025-11-25 session and 2026-07-28) and a client that closes its connection mid-call (plain JSON
-and SSE), and the official SDK client abandoning a call, stop the tool's coroutine at the service replica (it gets CancelledError), free its
-admission slot and count it as `cancelled`; another org naming the same request stops nothing."""
+(2025-11-25 session and 2026-07-28), a client that closes its connection mid-call (plain JSON
+and SSE) and the official SDK client abandoning a call stop the tool's coroutine at the service
+replica (it gets CancelledError), free its admission slot and count it as `cancelled`, also one
+hop down; another org naming the same request stops nothing."""
 
 from __future__ import annotations
 
