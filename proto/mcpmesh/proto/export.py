@@ -22,6 +22,7 @@ OUT = Path(__file__).resolve().parents[2] / "schema"
 TYPES: tuple[type[msgspec.Struct], ...] = (
     headers.RequestHeaders,
     headers.ReplyFrameHeaders,
+    headers.CancelNotice,
     rpc.JsonRpcRequest,
     rpc.JsonRpcReply,
     MeshError,
@@ -89,6 +90,13 @@ def asyncapi() -> dict[str, Any]:
                     "reply": {"$ref": "#/components/messages/mcpReply"},
                 },
             },
+            "serviceCancel": {
+                "address": "mcp.{org_id}.{service}.cancel",
+                "description": "Stop a call in flight: every replica hears it (no queue group) and "
+                "stops the call of the stamp's org and key that the notice names.",
+                "parameters": {"org_id": org, "service": {"enum": list(SERVICES)}},
+                "messages": {"cancel": {"$ref": "#/components/messages/cancelNotice"}},
+            },
             "usage": {
                 "address": "usage.{org_id}.{service}",
                 "description": "Per-call usage events, captured by JetStream stream USAGE.",
@@ -126,6 +134,7 @@ def asyncapi() -> dict[str, Any]:
                     "messages": [{"$ref": "#/channels/serviceRequest/messages/reply"}],
                 },
             },
+            "cancelCall": {"action": "send", "channel": {"$ref": "#/channels/serviceCancel"}},
             "publishUsage": {"action": "send", "channel": {"$ref": "#/channels/usage"}},
             "publishAudit": {"action": "send", "channel": {"$ref": "#/channels/audit"}},
             "broadcastKeyEvent": {"action": "send", "channel": {"$ref": "#/channels/keyEvents"}},
@@ -148,6 +157,9 @@ def asyncapi() -> dict[str, Any]:
                     "The MCP reply (errors carry MeshError data): one message, or a stream of "
                     "frames (progress notifications, then the reply in parts; see ReplyFrameHeaders)",
                     "ReplyFrameHeaders",
+                ),
+                "cancelNotice": _message(
+                    "cancelNotice", "CancelNotice", "Stop one call in flight", "RequestHeaders"
                 ),
                 "usageEvent": _message("usageEvent", "UsageEvent", "One served call"),
                 "auditEvent": _message("auditEvent", "AuditEvent", "An admin action or key use"),

@@ -2,6 +2,7 @@
 
 mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
 mcp.<org>.<service>.<id>   the same, addressed to one replica (its nats.micro id)
+mcp.<org>.<service>.cancel stop a call in flight (every replica hears it, no queue group)
 usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
 audit.<org>.<source>       audit events (JetStream stream AUDIT)
 control.keys               key revocations / suspensions / rotations, to every gateway
@@ -46,6 +47,19 @@ def instance_subject(org_id: str, service: str, instance: str) -> str:
 def instance_queue_subject(service: str, instance: str) -> str:
     """What replica `instance` of `service` subscribes to besides the queue subject."""
     return f"{service_queue_subject(service)}.{validate_instance_id(instance)}"
+
+
+CANCEL: Final = "cancel"
+
+
+def cancel_subject(org_id: str, service: str) -> str:
+    """Where a caller asks the replicas of `service` to stop one of the org's calls."""
+    return f"{service_subject(org_id, service)}.{CANCEL}"
+
+
+def cancel_queue_subject(service: str) -> str:
+    """What every replica of `service` subscribes to (no queue group) to hear cancellations."""
+    return f"{service_queue_subject(service)}.{CANCEL}"
 
 
 def service_request_subjects(service: str) -> list[str]:

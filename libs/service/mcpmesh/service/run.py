@@ -18,18 +18,20 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
 from prometheus_client import start_http_server
 
-from mcpmesh.bus import Bus, Deadline, connect, redact_url
+from mcpmesh.bus import Bus, Deadline, connect, flush, redact_url
 from mcpmesh.bus.frames import ReplyWriter, ResultTooLarge, wants_stream
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.proto.subjects import (
     TENANT_ACTIONS,
+    cancel_queue_subject,
     instance_queue_subject,
     org_of_service_subject,
     service_queue_subject,
@@ -39,6 +41,7 @@ from mcpmesh.proto.subjects import (
 from mcpmesh.secrets import SecretsConfigError
 from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
+from mcpmesh.service.cancel import on_notice
 from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
@@ -103,6 +106,11 @@ class BusServer:
                 queue_group=svc.name,
                 handler=self._on_tenant_command,
             )
+        await self.bus.nc.subscribe(cancel_queue_subject(svc.name), cb=self._on_cancel)
+        await flush(self.bus.nc)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        on_notice(self.service, msg.subject, msg.data, msg.headers)
 
     def _serve_metrics(self) -> None:
         """This replica's /metrics on MCPMESH_METRICS_PORT (a daemon thread), for Prometheus to scrape."""

@@ -42,6 +42,7 @@ from mcpmesh.proto.subjects import (
     KEY_EVENTS,
     KV_WRITES,
     audit_source_pattern,
+    cancel_queue_subject,
     inbox_space,
     kv_read_patterns,
     micro_patterns,
@@ -79,7 +80,11 @@ def permissions(user: str) -> dict[str, Any]:
         }
     service = service_of_user(user)
     if service is not None:
-        downstream = [service_queue_subject(d) for d in DOWNSTREAM.get(service, ())]
+        downstream = [  # requests to its callees, and cancelling them
+            subject
+            for d in DOWNSTREAM.get(service, ())
+            for subject in (service_queue_subject(d), cancel_queue_subject(d))
+        ]
         return {
             "publish": {
                 "allow": [

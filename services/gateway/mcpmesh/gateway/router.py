@@ -115,6 +115,7 @@ class Call:
     tool_label: str = ""
     upstream_s: float = 0.0  # time spent waiting on services (for the request log line)
     on_progress: OnProgress | None = None  # relays the service's progress notifications (SSE)
+    client_request: str | None = None  # how the client names it when it cancels (wire.client_request)
 
     @property
     def legacy(self) -> bool:
@@ -551,6 +552,7 @@ class Router:
                 repeat=repeat,
                 on_progress=on_progress,
                 budget_s=budget_s,
+                client_request=call.client_request,
             )
         finally:
             call.upstream_s += time.perf_counter() - started
@@ -565,6 +567,7 @@ class Router:
         repeat: Repeat,
         on_progress: OnProgress | None = None,
         budget_s: float | None = None,
+        client_request: str | None = None,
     ) -> bytes:
         """One exchange with a healthy replica of `service`, sent once (see the module docstring),
         within `budget_s` (a tool's budget; else MCPMESH_CALL_TIMEOUT_S), at most MCPMESH_MAX_CALL_S."""
@@ -593,6 +596,7 @@ class Router:
                     instance=instance,
                     max_result_bytes=self.max_result_bytes,
                     on_progress=on_progress,
+                    client_request=client_request,
                 )
             except NotDelivered as exc:  # that replica never saw the request: try again
                 assert instance is not None
