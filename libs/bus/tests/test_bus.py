@@ -191,3 +191,21 @@ def test_a_services_retryable_verdict_survives_the_reply() -> None:
     }
     exc = exception_from_error(error)
     assert exc.error.code is ErrorCode.TIMEOUT and exc.error.retryable is False
+
+
+def test_a_services_error_details_survive_and_a_bare_jsonrpc_error_keeps_its_meaning() -> None:
+    from mcpmesh.bus.mcp import exception_from_error
+
+    data = {"code": "unavailable", "message": "the provider is down", "retryable": True, "details": {"p": 1}}
+    sent = exception_from_error({"code": -32010, "message": "x", "data": data}).error
+    assert (sent.code, sent.message, sent.retryable, sent.details) == (
+        ErrorCode.UNAVAILABLE,
+        "the provider is down",
+        True,
+        {"p": 1},
+    )
+    # A server that sent no MeshError: the mesh code of its JSON-RPC code, else invalid_request.
+    bare = exception_from_error({"code": -32603, "message": "boom"}).error
+    assert (bare.code, bare.message, bare.retryable) == (ErrorCode.INTERNAL, "boom", False)
+    assert exception_from_error({"code": -32010, "message": "busy"}).error.retryable is True
+    assert exception_from_error({"code": -32601, "message": "no"}).error.code is ErrorCode.INVALID_REQUEST

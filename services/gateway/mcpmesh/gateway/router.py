@@ -49,7 +49,7 @@ from pydantic import ValidationError
 
 from mcpmesh.bus import NO_RESPONDERS, Bus, Deadline, NotDelivered
 from mcpmesh.bus.frames import OnProgress
-from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exchange, request_body
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exception_from_error, exchange, request_body
 from mcpmesh.gateway.catalog import Catalog, ToolEntry, can_list
 from mcpmesh.gateway.control.principal import Principal
 from mcpmesh.gateway.discovery import Discovery, NoHealthyReplica
@@ -473,7 +473,12 @@ class Router:
         for service, items in zip(services, gathered, strict=True):
             if isinstance(items, BaseException):
                 log.warning(
-                    "a service left out of a merged list", target=service, method=method, error=repr(items)
+                    "a service left out of a merged list",
+                    target=service,
+                    method=method,
+                    error=repr(items),
+                    code=getattr(items, "code", None),
+                    retryable=getattr(items, "retryable", None),
                 )
                 continue
             merged += items
@@ -644,14 +649,14 @@ class Router:
             ) from None
         if not isinstance(decoded, dict):
             raise GatewayError(ErrorCode.INTERNAL, f"service {service!r} sent a malformed reply", status=502)
-        if isinstance(decoded.get("error"), dict):
-            error = decoded["error"]
-            data = error.get("data")
-            code = ErrorCode.INVALID_REQUEST
-            if isinstance(data, dict) and isinstance(data.get("code"), str):
-                with contextlib.suppress(ValueError):
-                    code = ErrorCode(data["code"])
-            raise GatewayError(code, f"service {service!r}: {error.get('message', 'request failed')}")
+        if isinstance(decoded.get("error"), dict):  # the service's MeshError, kept whole
+            error = exception_from_error(decoded["error"]).error
+            raise GatewayError(
+                error.code,
+                f"service {service!r}: {error.message}",
+                retryable=error.retryable,
+                extra=error.details,
+            )
         result = decoded.get("result")
         if not isinstance(result, dict):
             raise GatewayError(
