@@ -40,6 +40,9 @@ TEST_SERVICES = (
     "slowpoke",
     "slow",
     "work",
+    "hopa",
+    "hopb",
+    "hopc",
 )
 
 

@@ -71,8 +71,9 @@ def exception_from_error(error: Any) -> MeshException:
     try:
         return MeshException.of(msgspec.convert(error.get("data"), MeshError))
     except msgspec.ValidationError:
-        code = _MESH_CODES.get(error.get("code"), ErrorCode.INVALID_REQUEST)
-        return MeshException(code, str(error.get("message") or "request failed"))
+        number = error.get("code")
+        code = _MESH_CODES.get(number) if isinstance(number, int) else None
+        return MeshException(code or ErrorCode.INVALID_REQUEST, str(error.get("message") or "request failed"))
 
 
 async def exchange(

@@ -7,12 +7,16 @@ import uuid
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
+from mcp.shared.dispatcher import ProgressFnT as OnProgress
+from mcp_types import ProgressToken
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from mcpmesh.bus import Bus, Deadline
+from mcpmesh.bus.frames import OnProgress as FrameHandler
+from mcpmesh.bus.frames import ReplyWriter
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto.errors import ErrorCode, MeshException, error_of_tool_result
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
@@ -26,6 +30,10 @@ if TYPE_CHECKING:
 
 S = TypeVar("S")
 G = TypeVar("G")
+
+#: `on_progress=RELAY`: a callee's progress goes on to this request's caller (see `Call.request`).
+Relay = Literal["relay"]
+RELAY: Final[Relay] = "relay"
 
 
 @dataclass
@@ -41,6 +49,8 @@ class Call:
     headers: Mapping[str, str] = field(default_factory=dict)
     outcome: str = "ok"  # set by the kit when the tool fails; reported in the usage event
     usage: dict[str, Any] = field(default_factory=dict)  # e.g. llm tokens and cost, for metering
+    writer: ReplyWriter | None = None  # this request's reply inbox (progress frames), on the bus
+    progress_token: ProgressToken | None = None  # the caller's `_meta.progressToken`, if any
 
     @property
     def org_id(self) -> str:
@@ -75,34 +85,105 @@ class Call:
         """The org's settings as the gateway last published them, else its tier's defaults."""
         return await self.service.org_settings(self.org_id, self.tier)
 
-    async def call_tool(self, service: str, tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    async def call_tool(
+        self,
+        service: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        on_progress: OnProgress | Relay | None = RELAY,
+    ) -> dict[str, Any]:
         """Call another service's tool as this same tenant (stamp, request id, trace, deadline carried).
 
         A failed tool raises its MeshException as the callee reported it (code, message, retryable,
         details): raised on from this tool, it reaches the client unchanged, however many hops away.
+        `on_progress`: see `request`.
         """
-        result = await self.request(service, "tools/call", {"name": tool, "arguments": dict(arguments)})
+        params = {"name": tool, "arguments": dict(arguments)}
+        result = await self.request(service, "tools/call", params, on_progress=on_progress)
         error = error_of_tool_result(result)
         if error is not None:
             raise MeshException.of(error)
         return result
 
     async def request(
-        self, service: str, method: str, params: Mapping[str, Any] | None = None
+        self,
+        service: str,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_progress: OnProgress | Relay | None = RELAY,
     ) -> dict[str, Any]:
+        """One JSON-RPC request to another service as this tenant; its `result` (a JSON-RPC error
+        raises its MeshException). What the callee reports while it runs (progress, log lines):
+        `RELAY` (default) sends it on to this request's caller as this request's own, when the
+        caller asked for a stream (else nothing is asked of the callee); a function
+        `(progress, total, message)` gets the callee's progress instead (log lines are still
+        relayed); None asks for none."""
         if self.bus is None:
             raise MeshException(ErrorCode.UNAVAILABLE, f"no bus in this run: cannot reach {service}")
-        reply = await exchange(
-            self.bus,
-            org_id=self.org_id,
-            service=service,
-            body=request_body(method, params, request_id=uuid.uuid4().hex[:12]),
-            stamp=self.token,
-            deadline=self.deadline,
-            request_id=self.request_id,
-            max_result_bytes=self.service.settings.max_result_bytes,
-        )
+        rpc_id = uuid.uuid4().hex[:12]
+        relay = self._relay(on_progress)
+        if relay is not None:
+            params = dict(params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": rpc_id}
+        try:
+            reply = await exchange(
+                self.bus,
+                org_id=self.org_id,
+                service=service,
+                body=request_body(method, params, request_id=rpc_id),
+                stamp=self.token,
+                deadline=self.deadline,
+                request_id=self.request_id,
+                max_result_bytes=self.service.settings.max_result_bytes,
+                on_progress=relay,
+            )
+        except MeshException as exc:  # the bus's own failure: say which service
+            raise _not_answered(service, exc) from None
         return result_of(reply)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this request's caller relays progress (asked for a stream, with a token)."""
+        return self.writer is not None and self.writer.streaming and self.progress_token is not None
+
+    def _relay(self, on_progress: OnProgress | Relay | None) -> FrameHandler | None:
+        """What to do with a callee's progress frames; None: ask the callee for none."""
+        if on_progress is None or (on_progress == RELAY and not self.streaming):
+            return None
+        handler = on_progress if callable(on_progress) else None
+
+        async def relay(raw: bytes) -> None:
+            try:
+                message = msgspec.json.decode(raw)
+                params = message.get("params")
+                is_progress = message.get("method") == "notifications/progress" and isinstance(params, dict)
+            except (msgspec.DecodeError, AttributeError):
+                return  # not a notification: nothing to relay
+            if is_progress and handler is not None:
+                await handler(params.get("progress", 0), params.get("total"), params.get("message"))
+                return
+            if not self.streaming or self.writer is None:
+                return
+            if is_progress:
+                message["params"] = {**params, "progressToken": self.progress_token}
+                raw = msgspec.json.encode(message)
+            await self.writer.progress(raw)  # within this request's own frame budget
+
+        return relay
+
+
+def _not_answered(service: str, exc: MeshException) -> MeshException:
+    """A downstream request the bus could not complete, naming the service (same code and retryability)."""
+    error = exc.error
+    if error.code is ErrorCode.UNAVAILABLE:
+        message = f"service {service!r} is unavailable (no replica took the request): retry later"
+    elif error.code is ErrorCode.TIMEOUT:
+        message = f"service {service!r} did not answer before the deadline"
+    else:
+        return exc
+    return MeshException(error.code, message, retryable=error.retryable, details={"service": service})
 
 
 #: The Call being served in this task (set by the kit around each exchange).

@@ -633,6 +633,8 @@ class MeshService:
                     deadline=Deadline.from_header(headers.get(h.DEADLINE), self.time_budget(tool)),
                     bus=self.bus,
                     headers=headers,
+                    writer=writer,
+                    progress_token=progress_token_from_params(params),
                 )
                 token = CURRENT_CALL.set(call)
                 try:
