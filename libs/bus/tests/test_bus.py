@@ -76,6 +76,22 @@ async def test_request_without_responders_fails_as_unavailable_within_the_deadli
         await bus.close()
 
 
+async def test_re_sending_a_request_no_one_took_stops_long_before_a_long_deadline(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcpmesh.bus import connection
+
+    monkeypatch.setattr(connection, "UNSENT_RETRY_S", 0.3)
+    bus = await connect(nats_url, name="t")
+    try:
+        with pytest.raises(MeshException) as info:
+            async with asyncio.timeout(30):  # a ten-minute deadline is not waited out
+                await bus.request("mcp.org-acme.nobody", b"x", deadline=Deadline.after(600))
+        assert info.value.error.code is ErrorCode.UNAVAILABLE and info.value.error.retryable
+    finally:
+        await bus.close()
+
+
 async def test_no_responders_is_retried_until_a_service_appears(
     nats_url: str, nats_server: LocalNatsServer
 ) -> None:
