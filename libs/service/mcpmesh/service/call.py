@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
@@ -36,8 +36,118 @@ Relay = Literal["relay"]
 RELAY: Final[Relay] = "relay"
 
 
+@dataclass(frozen=True)
+class Hop:
+    """What a request to another service carries: as whom, until when, as part of what."""
+
+    bus: Bus | None
+    org_id: str
+    stamp: str
+    deadline: Deadline
+    request_id: str
+    max_result_bytes: int
+
+
+#: Where a callee's notification (a decoded JSON-RPC notification) goes on `RELAY`.
+Forward = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+class ServiceCaller:
+    """Requests to other services as one org: a served request (`Call`) and a job (`JobContext`)."""
+
+    async def _hop(self, service: str) -> Hop:
+        raise NotImplementedError
+
+    def _forward(self) -> Forward | None:
+        """Where a callee's notifications go on `RELAY`; None: nowhere (the callee is asked for none)."""
+        return None
+
+    async def call_tool(
+        self,
+        service: str,
+        tool: str,
+        arguments: Mapping[str, Any],
+        *,
+        on_progress: OnProgress | Relay | None = RELAY,
+    ) -> dict[str, Any]:
+        """Call another service's tool as this same tenant (stamp, request id, trace, deadline carried).
+
+        A failed tool raises its MeshException as the callee reported it (code, message, retryable,
+        details): raised on from this tool, it reaches the client unchanged, however many hops away.
+        `on_progress`: see `request`.
+        """
+        params = {"name": tool, "arguments": dict(arguments)}
+        result = await self.request(service, "tools/call", params, on_progress=on_progress)
+        error = error_of_tool_result(result)
+        if error is not None:
+            raise MeshException.of(error)
+        return result
+
+    async def request(
+        self,
+        service: str,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        on_progress: OnProgress | Relay | None = RELAY,
+    ) -> dict[str, Any]:
+        """One JSON-RPC request to another service as this tenant; its `result` (a JSON-RPC error
+        raises its MeshException). What the callee reports while it runs (progress, log lines):
+        `RELAY` (default) sends it on to this request's caller as this request's own, when the
+        caller asked for a stream (else nothing is asked of the callee); a function
+        `(progress, total, message)` gets the callee's progress instead (log lines are still
+        relayed); None asks for none."""
+        hop = await self._hop(service)
+        if hop.bus is None:
+            raise MeshException(ErrorCode.UNAVAILABLE, f"no bus in this run: cannot reach {service}")
+        rpc_id = uuid.uuid4().hex[:12]
+        frames = _progress_frames(on_progress, self._forward())
+        if frames is not None:
+            params = dict(params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": rpc_id}
+        try:
+            reply = await exchange(
+                hop.bus,
+                org_id=hop.org_id,
+                service=service,
+                body=request_body(method, params, request_id=rpc_id),
+                stamp=hop.stamp,
+                deadline=hop.deadline,
+                request_id=hop.request_id,
+                max_result_bytes=hop.max_result_bytes,
+                on_progress=frames,
+            )
+        except MeshException as exc:  # the bus's own failure: say which service
+            raise _not_answered(service, exc) from None
+        return result_of(reply)
+
+
+def _progress_frames(on_progress: OnProgress | Relay | None, forward: Forward | None) -> FrameHandler | None:
+    """What handles a callee's progress frames; None: ask the callee for none."""
+    handler = on_progress if callable(on_progress) else None
+    if on_progress is None or (handler is None and forward is None):
+        return None
+
+    async def frames(raw: bytes) -> None:
+        try:
+            message = msgspec.json.decode(raw)
+            params = message.get("params")
+        except (msgspec.DecodeError, AttributeError):
+            return  # not a notification: nothing to pass on
+        if (
+            handler is not None
+            and message.get("method") == "notifications/progress"
+            and isinstance(params, dict)
+        ):
+            await handler(params.get("progress", 0), params.get("total"), params.get("message"))
+        elif forward is not None:
+            await forward(message)
+
+    return frames
+
+
 @dataclass
-class Call:
+class Call(ServiceCaller):
     """One served request. Reach it from a tool with `call_of(ctx)`."""
 
     service: MeshService
@@ -85,93 +195,35 @@ class Call:
         """The org's settings as the gateway last published them, else its tier's defaults."""
         return await self.service.org_settings(self.org_id, self.tier)
 
-    async def call_tool(
-        self,
-        service: str,
-        tool: str,
-        arguments: Mapping[str, Any],
-        *,
-        on_progress: OnProgress | Relay | None = RELAY,
-    ) -> dict[str, Any]:
-        """Call another service's tool as this same tenant (stamp, request id, trace, deadline carried).
-
-        A failed tool raises its MeshException as the callee reported it (code, message, retryable,
-        details): raised on from this tool, it reaches the client unchanged, however many hops away.
-        `on_progress`: see `request`.
-        """
-        params = {"name": tool, "arguments": dict(arguments)}
-        result = await self.request(service, "tools/call", params, on_progress=on_progress)
-        error = error_of_tool_result(result)
-        if error is not None:
-            raise MeshException.of(error)
-        return result
-
-    async def request(
-        self,
-        service: str,
-        method: str,
-        params: Mapping[str, Any] | None = None,
-        *,
-        on_progress: OnProgress | Relay | None = RELAY,
-    ) -> dict[str, Any]:
-        """One JSON-RPC request to another service as this tenant; its `result` (a JSON-RPC error
-        raises its MeshException). What the callee reports while it runs (progress, log lines):
-        `RELAY` (default) sends it on to this request's caller as this request's own, when the
-        caller asked for a stream (else nothing is asked of the callee); a function
-        `(progress, total, message)` gets the callee's progress instead (log lines are still
-        relayed); None asks for none."""
-        if self.bus is None:
-            raise MeshException(ErrorCode.UNAVAILABLE, f"no bus in this run: cannot reach {service}")
-        rpc_id = uuid.uuid4().hex[:12]
-        relay = self._relay(on_progress)
-        if relay is not None:
-            params = dict(params or {})
-            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": rpc_id}
-        try:
-            reply = await exchange(
-                self.bus,
-                org_id=self.org_id,
-                service=service,
-                body=request_body(method, params, request_id=rpc_id),
-                stamp=self.token,
-                deadline=self.deadline,
-                request_id=self.request_id,
-                max_result_bytes=self.service.settings.max_result_bytes,
-                on_progress=relay,
-            )
-        except MeshException as exc:  # the bus's own failure: say which service
-            raise _not_answered(service, exc) from None
-        return result_of(reply)
+    async def _hop(self, service: str) -> Hop:
+        return Hop(
+            self.bus,
+            self.org_id,
+            self.token,
+            self.deadline,
+            self.request_id,
+            self.service.settings.max_result_bytes,
+        )
 
     @property
     def streaming(self) -> bool:
         """Whether this request's caller relays progress (asked for a stream, with a token)."""
         return self.writer is not None and self.writer.streaming and self.progress_token is not None
 
-    def _relay(self, on_progress: OnProgress | Relay | None) -> FrameHandler | None:
-        """What to do with a callee's progress frames; None: ask the callee for none."""
-        if on_progress is None or (on_progress == RELAY and not self.streaming):
+    def _forward(self) -> Forward | None:
+        """A callee's notifications go on to this request's caller as this request's own (its
+        progress token), within this request's frame budget; when the caller streams."""
+        writer = self.writer
+        if writer is None or not self.streaming:
             return None
-        handler = on_progress if callable(on_progress) else None
 
-        async def relay(raw: bytes) -> None:
-            try:
-                message = msgspec.json.decode(raw)
-                params = message.get("params")
-                is_progress = message.get("method") == "notifications/progress" and isinstance(params, dict)
-            except (msgspec.DecodeError, AttributeError):
-                return  # not a notification: nothing to relay
-            if is_progress and handler is not None:
-                await handler(params.get("progress", 0), params.get("total"), params.get("message"))
-                return
-            if not self.streaming or self.writer is None:
-                return
-            if is_progress:
+        async def forward(message: dict[str, Any]) -> None:
+            params = message.get("params")
+            if message.get("method") == "notifications/progress" and isinstance(params, dict):
                 message["params"] = {**params, "progressToken": self.progress_token}
-                raw = msgspec.json.encode(message)
-            await self.writer.progress(raw)  # within this request's own frame budget
+            await writer.progress(msgspec.json.encode(message))
 
-        return relay
+        return forward
 
 
 def _not_answered(service: str, exc: MeshException) -> MeshException:

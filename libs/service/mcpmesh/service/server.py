@@ -519,7 +519,10 @@ class MeshService:
             return TenantDataReply(service=self.name, org_id=org_id, dropped=dropped)
         if self.store_kinds:
             async for item in self.store.export_tenant(org_id):
-                export.setdefault(item.kind, []).append(item.document)
+                document = item.document
+                if self.jobs is not None and item.kind == self.jobs.kind:
+                    document = {k: v for k, v in document.items() if k != "ticket"}  # a credential
+                export.setdefault(item.kind, []).append(document)
         if self.uses_vectors:
             async for point in self.vectors.export_tenant(org_id):
                 export.setdefault(f"vectors:{point.kb}", []).append(point.as_json())
