@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Final
+from typing import Final
 
 import jwt
 import msgspec
@@ -24,7 +24,7 @@ import msgspec
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id, validate_service_name
 from mcpmesh.proto.jobs import is_job_id
-from mcpmesh.tenancy.stamp import load_signing_key
+from mcpmesh.tenancy.stamp import decode_signed, load_signing_key
 
 TICKET_ISSUER: Final = "mcpmesh-gateway/job-ticket"
 #: The longest a ticket lives, whatever a job's budget says.
@@ -68,26 +68,17 @@ class JobTickets:
 
     def verify(self, token: str, *, service: str) -> JobTicket:
         """The ticket, if it is valid and was issued for a job of `service`; else MeshException."""
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._public,
-                algorithms=["EdDSA"],
-                audience=service,
-                issuer=TICKET_ISSUER,
-                leeway=self.leeway_s,
-                options={"require": ["exp", "iat", "jti", "aud", "sub", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise MeshException(
-                ErrorCode.UNAUTHENTICATED, "the job's ticket expired: the job ran past its budget"
-            ) from None
-        except jwt.InvalidAudienceError:
-            raise MeshException(
-                ErrorCode.FORBIDDEN, f"the job ticket is not for a job of service {service!r}"
-            ) from None
-        except jwt.PyJWTError:
-            raise MeshException(ErrorCode.UNAUTHENTICATED, "invalid job ticket") from None
+        claims = decode_signed(
+            token,
+            self._public,
+            audience=service,
+            issuer=TICKET_ISSUER,
+            leeway_s=self.leeway_s,
+            require=["exp", "iat", "jti", "aud", "sub", "iss"],
+            expired="the job's ticket expired: the job ran past its budget",
+            wrong_audience=f"the job ticket is not for a job of service {service!r}",
+            invalid="invalid job ticket",
+        )
         try:
             ticket = msgspec.convert(claims, JobTicket)
             validate_org_id(ticket.org_id)
