@@ -55,7 +55,7 @@ Forward = Callable[[dict[str, Any]], Awaitable[None]]
 class ServiceCaller:
     """Requests to other services as one org: a served request (`Call`) and a job (`JobContext`)."""
 
-    async def _hop(self, service: str) -> Hop:
+    async def _hop(self) -> Hop:
         raise NotImplementedError
 
     def _forward(self) -> Forward | None:
@@ -97,7 +97,7 @@ class ServiceCaller:
         caller asked for a stream (else nothing is asked of the callee); a function
         `(progress, total, message)` gets the callee's progress instead (log lines are still
         relayed); None asks for none."""
-        hop = await self._hop(service)
+        hop = await self._hop()
         if hop.bus is None:
             raise MeshException(ErrorCode.UNAVAILABLE, f"no bus in this run: cannot reach {service}")
         rpc_id = uuid.uuid4().hex[:12]
@@ -195,7 +195,7 @@ class Call(ServiceCaller):
         """The org's settings as the gateway last published them, else its tier's defaults."""
         return await self.service.org_settings(self.org_id, self.tier)
 
-    async def _hop(self, service: str) -> Hop:
+    async def _hop(self) -> Hop:
         return Hop(
             self.bus,
             self.org_id,

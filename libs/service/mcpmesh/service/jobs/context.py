@@ -117,7 +117,7 @@ class JobContext(ServiceCaller):
             ) from None
         self.checkpoint = state
 
-    async def _hop(self, service: str) -> Hop:
+    async def _hop(self) -> Hop:
         if self._stamp is None or self._stamp[1] - time.time() < REFRESH_S:
             self._stamp = await self._runner.stamps.stamp(self._ticket)
         return Hop(
