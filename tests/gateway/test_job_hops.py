@@ -131,6 +131,14 @@ async def test_once_its_key_is_revoked_a_job_can_no_longer_call_other_services(
     org, key = await mesh.tenant(scopes=["*"])
     started = (await tool(gw, key, "hopa_ask_twice", {}))["structuredContent"]
     await asyncio.wait_for(steps.first_done.wait(), 30)
+    # The running job's record holds its ticket, which an export of the org's data leaves out.
+    store = mesh.harnesses["hopa"].service.store.for_tenant(org)
+    record = await (await store.collection("hopa_jobs")).find_one({"_id": started["job_id"]})
+    assert record is not None and isinstance(record["ticket"], str)
+    exported = await mesh.harnesses["hopa"].tenant_command("export", org)
+    assert exported.error is None
+    assert [job["_id"] for job in exported.export["hopa_jobs"]] == [started["job_id"]]
+    assert all("ticket" not in job for job in exported.export["hopa_jobs"])
     await mesh.admin("POST", f"/admin/keys/{started['started_by']}/revoke", expect=200)
     steps.go.set()
     other = await mesh.admin("POST", f"/admin/orgs/{org}/keys", {"name": "k2", "scopes": ["*"]}, expect=201)
