@@ -118,7 +118,7 @@ class ServiceCaller:
                 on_progress=frames,
             )
         except MeshException as exc:  # the bus's own failure: say which service
-            raise _not_answered(service, exc) from None
+            raise _not_answered(service, method, exc) from None
         return result_of(reply)
 
 
@@ -226,16 +226,21 @@ class Call(ServiceCaller):
         return forward
 
 
-def _not_answered(service: str, exc: MeshException) -> MeshException:
-    """A downstream request the bus could not complete, naming the service (same code and retryability)."""
+def _not_answered(service: str, method: str, exc: MeshException) -> MeshException:
+    """A downstream request the bus could not complete, naming the service. Unanswered in time,
+    a tool call may have run there (its annotations are not known here): not retryable."""
     error = exc.error
+    retryable = error.retryable
     if error.code is ErrorCode.UNAVAILABLE:
         message = f"service {service!r} is unavailable (no replica took the request): retry later"
+    elif error.code is ErrorCode.TIMEOUT and method == "tools/call":
+        message = f"service {service!r} did not answer before the deadline: it may have run the call"
+        retryable = False
     elif error.code is ErrorCode.TIMEOUT:
         message = f"service {service!r} did not answer before the deadline"
     else:
         return exc
-    return MeshException(error.code, message, retryable=error.retryable, details={"service": service})
+    return MeshException(error.code, message, retryable=retryable, details={"service": service})
 
 
 #: The Call being served in this task (set by the kit around each exchange).
