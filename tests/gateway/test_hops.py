@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 from mcp.server.mcpserver import Context
+from mcp_types import LOG_LEVEL_META_KEY
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import MeshService, call_of
 from mcpmesh.tenancy import stamp as stamps
-from tests.gateway.conftest import Gateway, Mesh
+from tests.gateway.conftest import Gateway, Mesh, modern_body, modern_headers
 from tests.gateway.test_sdk_clients import MODERN, sdk_client
+from tests.gateway.test_streaming import sse_messages
 
 PROVIDER_DOWN = MeshException(
     ErrorCode.UNAVAILABLE, "the provider is down", retryable=True, details={"provider": "p1", "after_s": 2}
@@ -75,6 +78,13 @@ def last_hop() -> MeshService:
         for i in range(1, steps + 1):
             await ctx.report_progress(i, steps, f"step {i}")
         return f"counted {steps}"
+
+    @svc.tool(access="read")
+    async def narrate(lines: int, ctx: Context) -> str:
+        """Partial output: a log line per step (for requests that opted in to log lines)."""
+        for i in range(lines):
+            await ctx.info(f"partial {i}")
+        return "told"
 
     @svc.resource("hopc://quota")
     async def quota() -> str:
@@ -174,3 +184,27 @@ async def test_progress_two_hops_down_reaches_the_sdk_clients_callback(
         assert result.structured_content == {"result": "counted 3"}
     assert relayed == [(float(i), 20.0, f"step {i}") for i in range(1, 21)]
     assert retold == [(float(i), 5.0, f"hopb saw: step {i}") for i in range(1, 6)]
+
+
+# Log notifications are deprecated at 2026-07-28 (SEP-2577) but still sent when a request opts in.
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
+async def test_partial_output_two_hops_down_streams_to_a_client_that_opted_in(hops: None, mesh: Mesh) -> None:
+    gw = await chain(mesh)
+    _org, key = await mesh.tenant()
+    meta = {"progressToken": "tok", LOG_LEVEL_META_KEY: "info"}
+    params = {"name": "hopa_relay", "arguments": through_b("narrate", {"lines": 3}), "_meta": meta}
+    resp = await gw.client.post(
+        "/mcp",
+        data=msgspec.json.encode(modern_body("tools/call", params)),
+        headers={
+            "x-api-key": key,
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            **modern_headers("tools/call", params),
+        },
+    )
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    messages = sse_messages(await resp.read())
+    assert [m.get("method") for m in messages] == ["notifications/message"] * 3 + [None]
+    assert [m["params"]["data"] for m in messages[:3]] == ["partial 0", "partial 1", "partial 2"]
+    assert messages[-1]["result"]["structuredContent"] == {"result": "told"}

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import msgspec
 from mcp.shared.dispatcher import ProgressFnT as OnProgress
-from mcp_types import ProgressToken
+from mcp.shared.jsonrpc_dispatcher import progress_token_from_params
+from mcp_types import LOG_LEVEL_META_KEY, ProgressToken
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from mcpmesh.bus import Bus, Deadline
@@ -62,6 +63,10 @@ class ServiceCaller:
         """Where a callee's notifications go on `RELAY`; None: nowhere (the callee is asked for none)."""
         return None
 
+    def _relayed_meta(self) -> dict[str, Any]:
+        """`_meta` entries of this request passed on to a callee whose notifications are relayed."""
+        return {}
+
     async def call_tool(
         self,
         service: str,
@@ -104,7 +109,8 @@ class ServiceCaller:
         frames = _progress_frames(on_progress, self._forward())
         if frames is not None:
             params = dict(params or {})
-            params["_meta"] = {**(params.get("_meta") or {}), "progressToken": rpc_id}
+            meta = {**self._relayed_meta(), **(params.get("_meta") or {}), "progressToken": rpc_id}
+            params["_meta"] = meta
         try:
             reply = await exchange(
                 hop.bus,
@@ -160,7 +166,7 @@ class Call(ServiceCaller):
     outcome: str = "ok"  # set by the kit when the tool fails; reported in the usage event
     usage: dict[str, Any] = field(default_factory=dict)  # e.g. llm tokens and cost, for metering
     writer: ReplyWriter | None = None  # this request's reply inbox (progress frames), on the bus
-    progress_token: ProgressToken | None = None  # the caller's `_meta.progressToken`, if any
+    meta: Mapping[str, Any] = field(default_factory=dict)  # the request's `params._meta`
 
     @property
     def org_id(self) -> str:
@@ -206,9 +212,19 @@ class Call(ServiceCaller):
         )
 
     @property
+    def progress_token(self) -> ProgressToken | None:
+        """The caller's `_meta.progressToken`, if any."""
+        return progress_token_from_params({"_meta": self.meta})
+
+    @property
     def streaming(self) -> bool:
         """Whether this request's caller relays progress (asked for a stream, with a token)."""
         return self.writer is not None and self.writer.streaming and self.progress_token is not None
+
+    def _relayed_meta(self) -> dict[str, Any]:
+        """The caller asked for log lines (partial output): so is the callee, when they are relayed."""
+        level = self.meta.get(LOG_LEVEL_META_KEY)
+        return {LOG_LEVEL_META_KEY: level} if level is not None and self.streaming else {}
 
     def _forward(self) -> Forward | None:
         """A callee's notifications go on to this request's caller as this request's own (its

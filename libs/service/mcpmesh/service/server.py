@@ -637,7 +637,7 @@ class MeshService:
                     bus=self.bus,
                     headers=headers,
                     writer=writer,
-                    progress_token=progress_token_from_params(params),
+                    meta=meta if isinstance(meta := params.get("_meta"), dict) else {},
                 )
                 token = CURRENT_CALL.set(call)
                 try:
