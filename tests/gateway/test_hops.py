@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 import pytest
 from mcp.server.mcpserver import Context
 from mcp_types import LOG_LEVEL_META_KEY
@@ -17,9 +16,9 @@ from mcp_types import LOG_LEVEL_META_KEY
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import MeshService, call_of
 from mcpmesh.tenancy import stamp as stamps
-from tests.gateway.conftest import Gateway, Mesh, modern_body, modern_headers
+from tests.gateway.conftest import Gateway, Mesh
 from tests.gateway.test_sdk_clients import MODERN, sdk_client
-from tests.gateway.test_streaming import sse_messages
+from tests.gateway.test_streaming import post_for_stream, sse_messages
 
 PROVIDER_DOWN = MeshException(
     ErrorCode.UNAVAILABLE, "the provider is down", retryable=True, details={"provider": "p1", "after_s": 2}
@@ -193,16 +192,7 @@ async def test_partial_output_two_hops_down_streams_to_a_client_that_opted_in(ho
     _org, key = await mesh.tenant()
     meta = {"progressToken": "tok", LOG_LEVEL_META_KEY: "info"}
     params = {"name": "hopa_relay", "arguments": through_b("narrate", {"lines": 3}), "_meta": meta}
-    resp = await gw.client.post(
-        "/mcp",
-        data=msgspec.json.encode(modern_body("tools/call", params)),
-        headers={
-            "x-api-key": key,
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-            **modern_headers("tools/call", params),
-        },
-    )
+    resp = await post_for_stream(gw, key, params)
     assert resp.headers["content-type"].startswith("text/event-stream")
     messages = sse_messages(await resp.read())
     assert [m.get("method") for m in messages] == ["notifications/message"] * 3 + [None]

@@ -10,11 +10,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import ClientResponse
 from mcp.server.mcpserver import Context
 from mcp_types import LOG_LEVEL_META_KEY
 
 from mcpmesh.service import MeshService, ServiceSettings
-from tests.gateway.conftest import Mesh, modern_body, modern_headers
+from tests.gateway.conftest import Gateway, Mesh, modern_body, modern_headers
 from tests.gateway.test_sdk_clients import LEGACY, MODERN, sdk_client
 
 MIB = 1024 * 1024
@@ -64,6 +65,20 @@ def sse_messages(raw: bytes) -> list[dict[str, Any]]:
     return out
 
 
+async def post_for_stream(gw: Gateway, key: str, params: dict[str, Any], rpc_id: int = 1) -> ClientResponse:
+    """A 2026-07-28 tools/call accepting an event stream (its `params._meta` says what it asks for)."""
+    return await gw.client.post(
+        "/mcp",
+        data=msgspec.json.encode(modern_body("tools/call", params, rpc_id=rpc_id)),
+        headers={
+            "x-api-key": key,
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            **modern_headers("tools/call", params),
+        },
+    )
+
+
 @pytest.mark.parametrize("mode", [MODERN, "legacy"])
 async def test_sdk_client_receives_50_progress_updates_in_order_then_the_result(
     mesh: Mesh, mode: str
@@ -87,16 +102,7 @@ async def test_the_stream_is_sse_events_then_the_response(mesh: Mesh) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
     params = {"name": "streamer_count", "arguments": {"steps": 3}, "_meta": {"progressToken": "tok"}}
-    resp = await gw.client.post(
-        "/mcp",
-        data=msgspec.json.encode(modern_body("tools/call", params, rpc_id=7)),
-        headers={
-            "x-api-key": key,
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-            **modern_headers("tools/call", params),
-        },
-    )
+    resp = await post_for_stream(gw, key, params, rpc_id=7)
     assert resp.status == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert resp.headers.get("x-request-id")
@@ -115,16 +121,7 @@ async def test_partial_output_log_lines_stream_with_the_progress(mesh: Mesh) -> 
     _org, key = await mesh.tenant(scopes=["*"])
     meta = {"progressToken": 1, LOG_LEVEL_META_KEY: "info"}
     params = {"name": "streamer_narrate", "arguments": {"lines": 3}, "_meta": meta}
-    resp = await gw.client.post(
-        "/mcp",
-        data=msgspec.json.encode(modern_body("tools/call", params)),
-        headers={
-            "x-api-key": key,
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-            **modern_headers("tools/call", params),
-        },
-    )
+    resp = await post_for_stream(gw, key, params)
     assert resp.headers["content-type"].startswith("text/event-stream")
     messages = sse_messages(await resp.read())
     assert [m.get("method") for m in messages] == ["notifications/message"] * 3 + [None]
