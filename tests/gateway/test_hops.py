@@ -18,7 +18,7 @@ from mcpmesh.service import MeshService, call_of
 from mcpmesh.tenancy import stamp as stamps
 from tests.gateway.conftest import Gateway, Mesh
 from tests.gateway.test_sdk_clients import MODERN, sdk_client
-from tests.gateway.test_streaming import post_for_stream, sse_messages
+from tests.gateway.test_streaming import post_for_stream, sse_messages, with_streaming_tools
 
 PROVIDER_DOWN = MeshException(
     ErrorCode.UNAVAILABLE, "the provider is down", retryable=True, details={"provider": "p1", "after_s": 2}
@@ -65,25 +65,11 @@ def hop(name: str, callee: str) -> MeshService:
 
 
 def last_hop() -> MeshService:
-    svc = MeshService("hopc")
+    svc = with_streaming_tools(MeshService("hopc"))
 
     @svc.tool(access="read")
     async def fail() -> str:
         raise PROVIDER_DOWN
-
-    @svc.tool(access="read")
-    async def count(steps: int, ctx: Context) -> str:
-        """Report progress `steps` times, then answer."""
-        for i in range(1, steps + 1):
-            await ctx.report_progress(i, steps, f"step {i}")
-        return f"counted {steps}"
-
-    @svc.tool(access="read")
-    async def narrate(lines: int, ctx: Context) -> str:
-        """Partial output: a log line per step (for requests that opted in to log lines)."""
-        for i in range(lines):
-            await ctx.info(f"partial {i}")
-        return "told"
 
     @svc.resource("hopc://quota")
     async def quota() -> str:

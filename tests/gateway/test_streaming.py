@@ -23,7 +23,18 @@ UPDATES = 50
 
 
 def streamer_service() -> MeshService:
-    svc = MeshService("streamer")
+    svc = with_streaming_tools(MeshService("streamer"))
+
+    @svc.tool(access="read")
+    async def blob(mib: float) -> str:
+        """A result of about `mib` MiB."""
+        return "x" * int(mib * MIB)
+
+    return svc
+
+
+def with_streaming_tools(svc: MeshService) -> MeshService:
+    """`svc` with `count` (progress) and `narrate` (log lines: partial output)."""
 
     @svc.tool(access="read")
     async def count(steps: int, ctx: Context) -> str:
@@ -38,11 +49,6 @@ def streamer_service() -> MeshService:
         for i in range(lines):
             await ctx.info(f"partial {i}")
         return "told"
-
-    @svc.tool(access="read")
-    async def blob(mib: float) -> str:
-        """A result of about `mib` MiB."""
-        return "x" * int(mib * MIB)
 
     return svc
 
