@@ -25,7 +25,12 @@ def test_asyncapi_document_names_every_subject_and_type() -> None:
         "audit.{org_id}.{source}",
         subjects.KEY_EVENTS,
         "control.tenants.{action}.{service}",
+        "control.stamps.{service}",
     }
+    assert subjects.stamp_request_subject("debate") == "control.stamps.debate"
+    assert subjects.service_of_stamp_request("control.stamps.debate") == "debate"
+    with pytest.raises(InvalidIdentifier):
+        subjects.service_of_stamp_request("control.stamps.debate.x")
     assert set(doc["components"]["schemas"]) >= {"UsageEvent", "AuditEvent", "RequestHeaders", "MeshError"}
     headers = doc["components"]["schemas"]["RequestHeaders"]["properties"]
     assert {"Mcp-Stamp", "Mcp-Request-Id", "Mcp-Deadline", "traceparent"} <= set(headers)

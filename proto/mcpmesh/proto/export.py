@@ -34,6 +34,8 @@ TYPES: tuple[type[msgspec.Struct], ...] = (
     tiers.OrgSettings,
     jobs.JobView,
     jobs.JobList,
+    jobs.StampRequest,
+    jobs.StampReply,
 )
 REF = "#/components/schemas/{name}"
 
@@ -123,6 +125,17 @@ def asyncapi() -> dict[str, Any]:
                     "reply": {"$ref": "#/components/messages/tenantDataReply"},
                 },
             },
+            "stampRequests": {
+                "address": "control.stamps.{service}",
+                "description": "A service asks the gateway for a job's ticket (with the stamp of the "
+                "call starting it) or, with that ticket, a fresh stamp to call other services as the "
+                "job's org. Only svc-<service> may publish there; one gateway replica answers.",
+                "parameters": {"service": {"enum": list(SERVICES)}},
+                "messages": {
+                    "request": {"$ref": "#/components/messages/stampRequest"},
+                    "reply": {"$ref": "#/components/messages/stampReply"},
+                },
+            },
         },
         "operations": {
             "callService": {
@@ -138,6 +151,15 @@ def asyncapi() -> dict[str, Any]:
             "publishUsage": {"action": "send", "channel": {"$ref": "#/channels/usage"}},
             "publishAudit": {"action": "send", "channel": {"$ref": "#/channels/audit"}},
             "broadcastKeyEvent": {"action": "send", "channel": {"$ref": "#/channels/keyEvents"}},
+            "askForStamp": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/stampRequests"},
+                "messages": [{"$ref": "#/channels/stampRequests/messages/request"}],
+                "reply": {
+                    "channel": {"$ref": "#/channels/stampRequests"},
+                    "messages": [{"$ref": "#/channels/stampRequests/messages/reply"}],
+                },
+            },
             "controlTenant": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/tenantControl"},
@@ -167,6 +189,10 @@ def asyncapi() -> dict[str, Any]:
                 "tenantCommand": _message(
                     "tenantCommand", "TenantCommand", "Delete or export one org's data"
                 ),
+                "stampRequest": _message(
+                    "stampRequest", "StampRequest", "A job's ticket or stamp, asked for"
+                ),
+                "stampReply": _message("stampReply", "StampReply", "The ticket or stamp, or why not"),
                 "tenantDataReply": _message(
                     "tenantDataReply", "TenantDataReply", "What a service dropped or holds"
                 ),

@@ -42,6 +42,9 @@ TEST_SERVICES = (
     "work",
     "vault",
     "crunch",
+    "hopa",
+    "hopb",
+    "hopc",
 )
 
 

@@ -20,7 +20,7 @@ from mcpmesh.bus.connection import Bus
 from mcpmesh.bus.frames import OnProgress
 from mcpmesh.bus.request import Deadline
 from mcpmesh.proto import headers as h
-from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
+from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode, MeshError, MeshException
 from mcpmesh.proto.subjects import cancel_subject, instance_subject, service_subject
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.telemetry.tracing import inject_headers
@@ -29,6 +29,8 @@ log = get_logger("mcpmesh.bus")
 
 PROTOCOL_VERSION: Final = LATEST_MODERN_VERSION
 CLIENT_INFO: Final = {"name": "mcpmesh-bus", "version": "0.1.0"}
+#: The mesh error code of each JSON-RPC error code the mesh uses (for errors without a MeshError).
+_MESH_CODES: Final = {number: code for code, number in JSONRPC_CODES.items()}
 #: The largest response a caller reassembles unless told otherwise (MCPMESH_MAX_RESULT_BYTES).
 DEFAULT_MAX_RESULT_BYTES: Final = 16 * 1024 * 1024
 
@@ -65,13 +67,17 @@ def result_of(reply: bytes) -> dict[str, Any]:
 
 
 def exception_from_error(error: Any) -> MeshException:
-    data = error.get("data") if isinstance(error, dict) else None
+    """The MeshException of a JSON-RPC error: its `data` MeshError as sent (code, message,
+    retryable, details), so it survives being raised on; from a server that sent none, the
+    mesh code of its JSON-RPC code (else `invalid_request`) with its message."""
+    if not isinstance(error, dict):
+        return MeshException(ErrorCode.INVALID_REQUEST, "request failed")
     try:
-        mesh = msgspec.convert(data, MeshError)
-        return MeshException(mesh.code, mesh.message, retryable=mesh.retryable)
+        return MeshException.of(msgspec.convert(error.get("data"), MeshError))
     except msgspec.ValidationError:
-        message = error.get("message", "request failed") if isinstance(error, dict) else "request failed"
-        return MeshException(ErrorCode.INVALID_REQUEST, str(message))
+        number = error.get("code")
+        code = _MESH_CODES.get(number) if isinstance(number, int) else None
+        return MeshException(code or ErrorCode.INVALID_REQUEST, str(error.get("message") or "request failed"))
 
 
 async def exchange(

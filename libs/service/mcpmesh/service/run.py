@@ -231,15 +231,38 @@ async def dispatch(
     else:
         org_id, admitted = tried
     if not admitted:
-        deadline = Deadline.from_header((headers or {}).get(DEADLINE), service.settings.call_timeout_s)
+        deadline = request_deadline(service, data, headers)
         try:
             await gate.enter(org_id, wait_s=deadline.remaining())
         except Overloaded as exc:
             return service.refusal(data, exc), ErrorCode.UNAVAILABLE.value
+        # The wait counted against the request's time: the handler keeps the same deadline.
+        headers = {**(headers or {}), DEADLINE: deadline.header()}
     try:
         return await service.handle_with_status(subject, data, headers, writer)
     finally:
         gate.leave(org_id)
+
+
+class _Params(msgspec.Struct):
+    name: Any = None
+
+
+class _Head(msgspec.Struct):
+    method: Any = None
+    params: _Params | None = None
+
+
+def request_deadline(service: MeshService, data: bytes, headers: Mapping[str, str] | None) -> Deadline:
+    """The deadline a request is served by, from its arrival: min(the caller's `Mcp-Deadline`,
+    the tool's budget (`MCPMESH_CALL_TIMEOUT_S` for other methods), `MCPMESH_MAX_CALL_S`).
+    A queued request waits for a slot no longer than that (nor `MCPMESH_QUEUE_WAIT_S`)."""
+    try:
+        head = msgspec.json.decode(data, type=_Head)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        head = _Head()
+    tool = head.params.name if head.method == "tools/call" and head.params is not None else None
+    return Deadline.from_header((headers or {}).get(DEADLINE), service.time_budget(tool))
 
 
 async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: asyncio.Event) -> None:

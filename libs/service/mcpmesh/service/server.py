@@ -539,7 +539,10 @@ class MeshService:
             return TenantDataReply(service=self.name, org_id=org_id, dropped=dropped)
         if self.store_kinds:  # sealed secrets are never exported (useless without the master key)
             async for item in self.store.export_tenant(org_id, exclude={SECRETS_KIND}):
-                export.setdefault(item.kind, []).append(item.document)
+                document = item.document
+                if self.jobs is not None and item.kind == self.jobs.kind:
+                    document = {k: v for k, v in document.items() if k != "ticket"}  # a credential
+                export.setdefault(item.kind, []).append(document)
         if self.uses_vectors:
             async for point in self.vectors.export_tenant(org_id):
                 export.setdefault(f"vectors:{point.kb}", []).append(point.as_json())
@@ -653,6 +656,8 @@ class MeshService:
                     deadline=Deadline.from_header(headers.get(h.DEADLINE), self.time_budget(tool)),
                     bus=self.bus,
                     headers=headers,
+                    writer=writer,
+                    meta=meta if isinstance(meta := params.get("_meta"), dict) else {},
                 )
                 token = CURRENT_CALL.set(call)
                 try:

@@ -66,6 +66,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
                 stamp_signing_key=settings.stamp_signing_key,
                 key_pepper=settings.key_pepper,
                 key_grace_s=settings.key_grace_s,
+                stamp_ttl_s=settings.stamp_ttl_s,
                 run_writers=settings.run_writers,
             )
         except ValueError as exc:

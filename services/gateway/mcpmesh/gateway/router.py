@@ -50,7 +50,7 @@ from pydantic import ValidationError
 
 from mcpmesh.bus import NO_RESPONDERS, Bus, Deadline, NotDelivered
 from mcpmesh.bus.frames import OnProgress
-from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exchange, request_body
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exception_from_error, exchange, request_body
 from mcpmesh.gateway import tasks
 from mcpmesh.gateway.catalog import Catalog, ToolEntry, can_list
 from mcpmesh.gateway.control.principal import Principal
@@ -402,7 +402,12 @@ class Router:
                 if not isinstance(answer, Exception):
                     raise answer
                 log.warning(
-                    "a service left out of a merged list", target=service, method=what, error=repr(answer)
+                    "a service left out of a merged list",
+                    target=service,
+                    method=what,
+                    error=repr(answer),
+                    code=getattr(answer, "code", None),
+                    retryable=getattr(answer, "retryable", None),
                 )
             else:
                 kept[service] = answer
@@ -704,14 +709,14 @@ class Router:
             ) from None
         if not isinstance(decoded, dict):
             raise GatewayError(ErrorCode.INTERNAL, f"service {service!r} sent a malformed reply", status=502)
-        if isinstance(decoded.get("error"), dict):
-            error = decoded["error"]
-            data = error.get("data")
-            code = ErrorCode.INVALID_REQUEST
-            if isinstance(data, dict) and isinstance(data.get("code"), str):
-                with contextlib.suppress(ValueError):
-                    code = ErrorCode(data["code"])
-            raise GatewayError(code, f"service {service!r}: {error.get('message', 'request failed')}")
+        if isinstance(decoded.get("error"), dict):  # the service's MeshError, kept whole
+            error = exception_from_error(decoded["error"]).error
+            raise GatewayError(
+                error.code,
+                f"service {service!r}: {error.message}",
+                retryable=error.retryable,
+                extra=error.details,
+            )
         result = decoded.get("result")
         if not isinstance(result, dict):
             raise GatewayError(

@@ -88,7 +88,8 @@ async def find_job(
 
 
 def finished_fields(status: JobStatus, now: datetime, retention: timedelta) -> dict[str, Any]:
-    """What every transition into a finished state sets: no owner any more, a TTL, no checkpoint."""
+    """What every transition into a finished state sets: no owner any more, a TTL, no checkpoint,
+    no ticket (nothing more to call other services for)."""
     return {
         "status": status.value,
         "finished_at": now,
@@ -97,6 +98,7 @@ def finished_fields(status: JobStatus, now: datetime, retention: timedelta) -> d
         "owner": None,
         "lease": None,
         "checkpoint": None,
+        "ticket": None,
     }
 
 
