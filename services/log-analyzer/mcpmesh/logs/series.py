@@ -8,6 +8,7 @@ cap, not by the input or its time span. Two series merge at the wider of their w
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any, Final
 
@@ -109,22 +110,30 @@ class Series:
         ]
 
     def jumps(self, min_requests: int = 20) -> list[dict[str, Any]]:
-        """Windows (runs of consecutive buckets) whose error rate is at least twice the median
-        bucket's and 5 points above it, or whose p95 is at least twice the median p95 and 100 ms
-        above it; each with its figures next to the medians."""
+        """Windows (runs of consecutive buckets) where errors or latency jumped, each with its
+        figures next to the medians of the series' buckets (with at least `min_requests`):
+        errors when the bucket's error rate is at least twice the median and 5 points above it,
+        and its error count 4 standard deviations (binomial, at the median rate) above the count
+        expected; latency when p95 is at least twice the median p95 and 100 ms above it, and p50
+        at least 1.5 times the median p50 (a shift, not one slow request)."""
         busy = [(s, b) for s, b in sorted(self.buckets.items()) if b.requests >= min_requests]
         if len(busy) < 3:
             return []
         rates = {s: b.errors / b.requests for s, b in busy}
         p95s = {s: b.latency.quantile(0.95) or 0.0 for s, b in busy}
+        p50s = {s: b.latency.quantile(0.5) or 0.0 for s, b in busy}
         rate_median = statistics.median(rates.values())
         p95_median = statistics.median(p95s.values())
+        p50_median = statistics.median(p50s.values())
+        base = min(max(rate_median, 0.001), 0.999)
         windows: list[dict[str, Any]] = []
         for start, bucket in busy:
             kinds = []
-            if rates[start] >= max(2 * rate_median, rate_median + 0.05):
+            expected = bucket.requests * base
+            spread = math.sqrt(bucket.requests * base * (1 - base))
+            if rates[start] >= max(2 * rate_median, rate_median + 0.05) and bucket.errors >= expected + 4 * spread:
                 kinds.append("errors")
-            if p95s[start] >= max(2 * p95_median, p95_median + 100):
+            if p95s[start] >= max(2 * p95_median, p95_median + 100) and p50s[start] >= 1.5 * p50_median:
                 kinds.append("latency")
             if not kinds:
                 continue

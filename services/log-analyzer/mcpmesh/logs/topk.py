@@ -57,7 +57,7 @@ class TopK(Generic[P]):
 
     def top(self, n: int) -> Iterator[tuple[str, Entry[P]]]:
         """The n keys with the largest counts, largest first."""
-        yield from sorted(self.entries.items(), key=lambda kv: kv[1].count, reverse=True)[:n]
+        yield from sorted(self.entries.items(), key=lambda kv: (-kv[1].count, kv[0]))[:n]
 
     def merge(self, other: TopK[P]) -> None:
         for key, theirs in other.entries.items():
