@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from mcpmesh.logs.analysis import Analysis, LineSplitter, Limits
+from mcpmesh.logs.analysis import Analysis, Limits, LineSplitter
 from mcpmesh.logs.classify import signature
 from mcpmesh.logs.compare import compare
 from mcpmesh.logs.demo import BURST_PATH, SLOW_PATH, DemoSpec, Truth, generate, http_line
@@ -77,7 +77,9 @@ def test_slow_paths_and_crawler_traffic() -> None:
     report = analysis.report()
     slowest = report["slowest_paths"][0]
     assert slowest["path"] == SLOW_PATH
-    assert slowest["mean_ms"] == pytest.approx(truth.path_time[SLOW_PATH] / truth.path_requests[SLOW_PATH], abs=0.05)
+    assert slowest["mean_ms"] == pytest.approx(
+        truth.path_time[SLOW_PATH] / truth.path_requests[SLOW_PATH], abs=0.05
+    )
     crawlers = {c["crawler"]: c for c in report["ai_crawlers"]["by_crawler"]}
     assert set(crawlers) == {"GPTBot", "ClaudeBot"}
     for name, c in crawlers.items():
@@ -119,11 +121,23 @@ def test_partial_results_merge_to_the_single_pass_result() -> None:
     for part in parts[1:]:
         merged.merge(Analysis.from_state(json.loads(json.dumps(part.state()))))
     report = merged.report()
-    for key in ("lines", "requests", "errors", "status_counts", "ai_crawlers", "health", "jumps", "time_range"):
+    for key in (
+        "lines",
+        "requests",
+        "errors",
+        "status_counts",
+        "ai_crawlers",
+        "health",
+        "jumps",
+        "time_range",
+    ):
         assert report[key] == whole[key], key
     assert [p["path"] for p in report["top_error_paths"]] == [p["path"] for p in whole["top_error_paths"]]
     assert report["slowest_paths"][0] == whole["slowest_paths"][0]
-    assert report["console"]["top_error_signatures"][0]["count"] == whole["console"]["top_error_signatures"][0]["count"]
+    assert (
+        report["console"]["top_error_signatures"][0]["count"]
+        == whole["console"]["top_error_signatures"][0]["count"]
+    )
     for name in ("p50", "p95", "p99"):
         assert report["latency_ms"][name] == pytest.approx(whole["latency_ms"][name], rel=2 * ACCURACY)
 
@@ -213,13 +227,19 @@ def test_series_widen_past_the_bucket_cap() -> None:
 
 
 def test_console_signatures_normalize_numbers_guids_and_hex_ids() -> None:
-    a = signature("Timeout for order 12345 id 4f3a9c2e-1111-2222-3333-444455556666 at 0x7ffe12ab after 30.5 s")
-    b = signature("Timeout for order 99 id 00000000-aaaa-bbbb-cccc-444455556666 at 0xdeadbeef after 1 s\nstack")
+    a = signature(
+        "Timeout for order 12345 id 4f3a9c2e-1111-2222-3333-444455556666 at 0x7ffe12ab after 30.5 s"
+    )
+    b = signature(
+        "Timeout for order 99 id 00000000-aaaa-bbbb-cccc-444455556666 at 0xdeadbeef after 1 s\nstack"
+    )
     assert a == b == "Timeout for order <n> id <guid> at <hex> after <n> s"
     analysis, truth = analysed()
     sigs = analysis.report()["console"]["top_error_signatures"]
     assert len(sigs) == 1 and sigs[0]["count"] == truth.console_errors
-    assert sigs[0]["signature"].startswith("Unhandled exception in OrderService for order <n> (correlation <hex>)")
+    assert sigs[0]["signature"].startswith(
+        "Unhandled exception in OrderService for order <n> (correlation <hex>)"
+    )
 
 
 def test_compare_verdicts() -> None:

@@ -100,7 +100,9 @@ class Crawler:
 class Analysis:
     """Accumulates one or many inputs; `since`/`until` (Unix minutes, until exclusive) filter lines."""
 
-    def __init__(self, limits: Limits | None = None, since: int | None = None, until: int | None = None) -> None:
+    def __init__(
+        self, limits: Limits | None = None, since: int | None = None, until: int | None = None
+    ) -> None:
         self.limits = limits = limits or Limits()
         self.since, self.until = since, until
         self.counts = {"lines": 0, "http": 0, "console": 0, "other": 0, "malformed": 0, "out_of_range": 0}
@@ -134,7 +136,9 @@ class Analysis:
         except Malformed as bad:
             self._malformed(raw, bad.reason)
             return
-        if (self.since is not None and minute < self.since) or (self.until is not None and minute >= self.until):
+        if (self.since is not None and minute < self.since) or (
+            self.until is not None and minute >= self.until
+        ):
             self.counts["out_of_range"] += 1
             return
         if self.first_minute is None or minute < self.first_minute:
@@ -157,7 +161,9 @@ class Analysis:
         self.counts["malformed"] += 1
         if len(self.malformed_samples) < self.limits.malformed_samples:
             excerpt = raw[:160].decode("utf-8", "replace")
-            self.malformed_samples.append({"line": self.counts["lines"], "reason": reason, "excerpt": excerpt})
+            self.malformed_samples.append(
+                {"line": self.counts["lines"], "reason": reason, "excerpt": excerpt}
+            )
 
     def _http(self, minute: int, p: HttpProps) -> None:
         self.counts["http"] += 1
@@ -318,7 +324,9 @@ class LineSplitter:
         if len(self._rest) > self.analysis.limits.max_line_bytes:
             if not self._skipping:
                 self.analysis.counts["lines"] += 1
-                self.analysis._malformed(self._rest, f"line longer than {self.analysis.limits.max_line_bytes} bytes")
+                self.analysis._malformed(
+                    self._rest, f"line longer than {self.analysis.limits.max_line_bytes} bytes"
+                )
             self._skipping = True
             self._rest = b""
 
@@ -328,4 +336,4 @@ class LineSplitter:
         self._rest, self._skipping = b"", False
 
 
-__all__ = ["Analysis", "LineSplitter", "Limits", "minute_iso"]
+__all__ = ["Analysis", "Limits", "LineSplitter", "minute_iso"]

@@ -21,7 +21,9 @@ def compare(baseline: dict[str, Any], candidate: dict[str, Any]) -> dict[str, An
     reasons: list[dict[str, Any]] = []
     base_rate, cand_rate = float(baseline["error_rate"]), float(candidate["error_rate"])
     if not candidate["requests"]:
-        reasons.append({"level": "warning", "rule": "no_requests", "message": "the candidate has no HTTP requests"})
+        reasons.append(
+            {"level": "warning", "rule": "no_requests", "message": "the candidate has no HTTP requests"}
+        )
     elif base_rate > 0 and cand_rate >= base_rate * (1 + ERROR_RATE_UP):
         reasons.append(
             {

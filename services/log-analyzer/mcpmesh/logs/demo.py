@@ -32,9 +32,7 @@ CRAWLER_AGENTS: Final = {
 
 def blob_name(site: str, hour: datetime) -> str:
     """`resourceId=/SUBSCRIPTIONS/…/SITES/<site>/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`."""
-    return (
-        f"resourceId={RESOURCE.format(site=site.upper())}/y={hour:%Y}/m={hour:%m}/d={hour:%d}/h={hour:%H}/m=00/PT1H.json"
-    )
+    return f"resourceId={RESOURCE.format(site=site.upper())}/y={hour:%Y}/m={hour:%m}/d={hour:%d}/h={hour:%H}/m=00/PT1H.json"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,9 @@ class Truth:
         return sum(n for s, n in self.statuses.items() if s >= 400)
 
 
-def http_line(when: datetime, path: str, status: int, taken: float, agent: str, ip: str, as_string: bool) -> bytes:
+def http_line(
+    when: datetime, path: str, status: int, taken: float, agent: str, ip: str, as_string: bool
+) -> bytes:
     props = {
         "CsMethod": "GET",
         "CsUriStem": path,
@@ -151,7 +151,10 @@ def generate(spec: DemoSpec, truth: Truth | None = None) -> Iterator[tuple[datet
                     truth.crawler_requests[crawler] += 1
                     truth.crawler_successes[crawler] += status < 400
             yield hour, http_line(when, path, status, taken, agent, ip, n % spec.string_props_every == 0)
-        yield hour, console_line(at, "Informational", f"Request pipeline warm, {rng.randrange(100)} items cached")
+        yield (
+            hour,
+            console_line(at, "Informational", f"Request pipeline warm, {rng.randrange(100)} items cached"),
+        )
         if truth is not None:
             truth.console_lines += 1
         if spec.console_error_every and minute % spec.console_error_every == 0:

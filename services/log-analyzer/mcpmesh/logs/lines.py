@@ -55,7 +55,9 @@ def decode(raw: bytes) -> tuple[Line, HttpProps | None]:
     try:
         line = _line.decode(raw)
     except msgspec.ValidationError:
-        raise Malformed("a field has the wrong type (time, category, level and resultDescription are strings)") from None
+        raise Malformed(
+            "a field has the wrong type (time, category, level and resultDescription are strings)"
+        ) from None
     except msgspec.DecodeError:
         raise Malformed("not a JSON object") from None
     if not line.time:

@@ -15,7 +15,7 @@ SLOWEST: Final = 10
 
 
 def health_score(requests: int, errors: int, server_errors: int) -> float:
-    """100 − 2 × error% − 0.5 × count(5xx), clamped to 0..100 (the reference analyzer's rule)."""
+    """100 - 2 x error% - 0.5 x count(5xx), clamped to 0..100 (the reference analyzer's rule)."""
     error_pct = 100.0 * errors / requests if requests else 0.0
     return round(min(100.0, max(0.0, 100.0 - 2 * error_pct - 0.5 * server_errors)), 1)
 
@@ -54,7 +54,12 @@ def render(a: Analysis, *, top: int, series_points: int) -> dict[str, Any]:
         "status_counts": {str(s): n for s, n in sorted(a.statuses.items())},
         "errors_by_status": {str(s): n for s, n in sorted(a.statuses.items()) if s >= 400},
         "top_error_paths": [
-            {"path": path, "errors": int(e.count), "max_overcount": int(e.error), "statuses": e.payload.counts}
+            {
+                "path": path,
+                "errors": int(e.count),
+                "max_overcount": int(e.error),
+                "statuses": e.payload.counts,
+            }
             for path, e in a.error_paths.top(top)
         ],
         "latency_ms": {

@@ -131,7 +131,10 @@ class Series:
             kinds = []
             expected = bucket.requests * base
             spread = math.sqrt(bucket.requests * base * (1 - base))
-            if rates[start] >= max(2 * rate_median, rate_median + 0.05) and bucket.errors >= expected + 4 * spread:
+            if (
+                rates[start] >= max(2 * rate_median, rate_median + 0.05)
+                and bucket.errors >= expected + 4 * spread
+            ):
                 kinds.append("errors")
             if p95s[start] >= max(2 * p95_median, p95_median + 100) and p50s[start] >= 1.5 * p50_median:
                 kinds.append("latency")

@@ -3,7 +3,7 @@
 Up to `EXACT_MAX` values are kept as they are and a quantile is the nearest-rank value of the
 sorted list (what the reference analyzer computes). Past that the values go into a DDSketch
 with relative accuracy `accuracy` (default 1 %): a quantile it returns is within
-`accuracy × true value` of the true quantile (clamped to the exact min/max). Count, sum, min
+`accuracy x true value` of the true quantile (clamped to the exact min/max). Count, sum, min
 and max stay exact. The sketch's size grows with log(max/min), not with the count.
 """
 

@@ -1,6 +1,6 @@
 """Bounded, mergeable top-k counting: space-saving with batched eviction.
 
-A `TopK(capacity)` holds at most 2 × capacity keys. When it reaches that, it keeps the
+A `TopK(capacity)` holds at most 2 x capacity keys. When it reaches that, it keeps the
 `capacity` largest counts and remembers the largest count it dropped (`floor`); a key seen
 after that starts at `floor` (its `error`, how much its count may be over the truth). So a
 key's true count lies in [count - error, count], and any key whose true count exceeds `floor`
@@ -63,7 +63,9 @@ class TopK(Generic[P]):
         for key, theirs in other.entries.items():
             mine = self.entries.get(key)
             if mine is None:
-                self.entries[key] = Entry(theirs.count + self.floor, theirs.error + self.floor, theirs.payload)
+                self.entries[key] = Entry(
+                    theirs.count + self.floor, theirs.error + self.floor, theirs.payload
+                )
             else:
                 mine.count += theirs.count
                 mine.error += theirs.error
