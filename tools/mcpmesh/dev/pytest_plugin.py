@@ -105,3 +105,13 @@ async def qdrant(tmp_path: Path) -> AsyncIterator[object]:
     client = connect_qdrant(os.environ.get("QDRANT_URL"), path=str(tmp_path / "qdrant"))
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[object]:
+    """A LocalAzurite (`mcpmesh.dev.azuriteproc`): the Azure Blob API emulator, one per session
+    (npm installs the pinned package into the cache on first use)."""
+    from mcpmesh.dev.azuriteproc import LocalAzurite
+
+    with LocalAzurite() as server:
+        yield server
