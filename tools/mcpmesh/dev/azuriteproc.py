@@ -22,7 +22,9 @@ from typing import Final
 AZURITE_VERSION: Final = "3.37.0"
 ACCOUNT: Final = "devstoreaccount1"
 #: Azurite's published development key (not a secret: every Azurite has it).
-ACCOUNT_KEY: Final = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+ACCOUNT_KEY: Final = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
 START_TIMEOUT_S: Final = 60.0
 
 
@@ -135,7 +137,12 @@ class LocalAzurite:
         self.stop()
 
     def container_sas_url(
-        self, container: str, *, expiry: datetime | None = None, permission: str = "rl", key: str = ACCOUNT_KEY
+        self,
+        container: str,
+        *,
+        expiry: datetime | None = None,
+        permission: str = "rl",
+        key: str = ACCOUNT_KEY,
     ) -> str:
         """A container SAS URL (read + list by default, 1 h), signed with `key` (the account's
         unless given: another key makes a URL the emulator refuses)."""

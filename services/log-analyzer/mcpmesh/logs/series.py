@@ -113,8 +113,8 @@ class Series:
         """Windows (runs of consecutive buckets) where errors or latency jumped, each with its
         figures next to the medians of the series' buckets (with at least `min_requests`):
         errors when the bucket's error rate is at least twice the median and 5 points above it,
-        and its error count 4 standard deviations (binomial, at the median rate) above the count
-        expected; latency when p95 is at least twice the median p95 and 100 ms above it, and p50
+        and its error count at least 10 and 5 standard deviations (binomial, at the median rate)
+        above the count expected; latency when p95 is at least twice the median p95 and 100 ms above it, and p50
         at least 1.5 times the median p50 (a shift, not one slow request)."""
         busy = [(s, b) for s, b in sorted(self.buckets.items()) if b.requests >= min_requests]
         if len(busy) < 3:
@@ -131,9 +131,8 @@ class Series:
             kinds = []
             expected = bucket.requests * base
             spread = math.sqrt(bucket.requests * base * (1 - base))
-            if (
-                rates[start] >= max(2 * rate_median, rate_median + 0.05)
-                and bucket.errors >= expected + 4 * spread
+            if rates[start] >= max(2 * rate_median, rate_median + 0.05) and bucket.errors >= max(
+                10, expected + 5 * spread
             ):
                 kinds.append("errors")
             if p95s[start] >= max(2 * p95_median, p95_median + 100) and p50s[start] >= 1.5 * p50_median:
