@@ -8,6 +8,7 @@ in a folder of its own. It serves the real Blob API for the well-known developme
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -164,10 +165,8 @@ class LocalAzurite:
 
         with BlobServiceClient.from_connection_string(self.connection_string) as service:
             client = service.get_container_client(container)
-            try:
+            with contextlib.suppress(ResourceExistsError):
                 client.create_container()
-            except ResourceExistsError:
-                pass
             n = 0
             for name, data in blobs:
                 client.upload_blob(name, data, overwrite=True)
