@@ -255,3 +255,14 @@ def test_compare_verdicts() -> None:
     assert result["verdict"] == "rollback"
     assert "error_rate" in [r["rule"] for r in result["reasons"]]
     assert result["candidate"]["error_rate"] > result["baseline"]["error_rate"]
+
+
+def test_a_latency_shift_is_found_and_noise_is_not() -> None:
+    analysis, _ = analysed(DemoSpec(hours=2, per_minute=30, burst=None, slow=(30, 36)))
+    jumps = analysis.report()["jumps"]
+    assert [(j["kind"], j["start"], j["end"]) for j in jumps] == [
+        ("latency", "2026-11-30T09:30Z", "2026-11-30T09:36Z")
+    ]
+    for seed in range(5):  # small buckets (30 requests) of the same distribution: no jump
+        quiet, _ = analysed(DemoSpec(hours=6, per_minute=30, burst=None, seed=seed))
+        assert quiet.report()["jumps"] == [], seed

@@ -172,3 +172,18 @@ class LocalAzurite:
                 client.upload_blob(name, data, overwrite=True)
                 n += 1
             return n
+
+
+DEMO_CONTAINER: Final = "insights-logs-appservicehttplogs"
+
+
+def seed_demo(server: LocalAzurite, hours: int = 6) -> str:
+    """Fill the demo log container with generated App Service logs of the last `hours` hours
+    (the log-analyzer's demo data: an error burst, a slow path, AI crawlers); its SAS URL (a
+    week)."""
+    from mcpmesh.logs.demo import DemoSpec, hourly_blobs
+
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    spec = DemoSpec(start=now - timedelta(hours=hours - 1), hours=hours, per_minute=30, burst=(150, 165))
+    server.upload(DEMO_CONTAINER, hourly_blobs(spec))
+    return server.container_sas_url(DEMO_CONTAINER, expiry=now + timedelta(days=7))

@@ -47,6 +47,9 @@ class DemoSpec:
     crawler_share: float = 0.05
     #: Added to every TimeTaken (a slower candidate for compare).
     extra_ms: float = 0.0
+    #: Minutes (from start) where every request takes `slow_ms` longer: [first, last).
+    slow: tuple[int, int] | None = None
+    slow_ms: float = 400.0
     #: Every this many minutes one console error (and one informational line every minute).
     console_error_every: int = 10
     site: str = "demo-site"
@@ -138,7 +141,8 @@ def generate(spec: DemoSpec, truth: Truth | None = None) -> Iterator[tuple[datet
                 roll = rng.random()
                 status = 404 if roll < 0.02 else 500 if roll < 0.025 else 200
                 taken = 5 + rng.expovariate(1 / 80)
-            taken = float(int(taken + spec.extra_ms))
+            in_slow = spec.slow is not None and spec.slow[0] <= minute < spec.slow[1]
+            taken = float(int(taken + spec.extra_ms + (spec.slow_ms if in_slow else 0.0)))
             agent = CRAWLER_AGENTS[crawler] if crawler else BROWSER
             ip = f"10.1.{rng.randrange(4)}.{rng.randrange(50)}"
             if truth is not None:

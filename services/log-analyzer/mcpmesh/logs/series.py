@@ -19,6 +19,7 @@ WIDTHS: Final = (1, 5, 15, 60, 360, 1440)
 #: Bucket latency sketches: 5 % relative accuracy, exact up to this many values.
 BUCKET_ACCURACY: Final = 0.05
 BUCKET_EXACT: Final = 32
+SUSTAINED_REQUESTS: Final = 200
 
 
 class Bucket:
@@ -115,7 +116,8 @@ class Series:
         errors when the bucket's error rate is at least twice the median and 5 points above it,
         and its error count at least 10 and 5 standard deviations (binomial, at the median rate)
         above the count expected; latency when p95 is at least twice the median p95 and 100 ms above it, and p50
-        at least 1.5 times the median p50 (a shift, not one slow request)."""
+        at least twice the median p50 and 50 ms above it (a shift, not a few slow requests), over two buckets or more, or one of at least
+        SUSTAINED_REQUESTS requests."""
         busy = [(s, b) for s, b in sorted(self.buckets.items()) if b.requests >= min_requests]
         if len(busy) < 3:
             return []
@@ -135,7 +137,9 @@ class Series:
                 10, expected + 5 * spread
             ):
                 kinds.append("errors")
-            if p95s[start] >= max(2 * p95_median, p95_median + 100) and p50s[start] >= 1.5 * p50_median:
+            if p95s[start] >= max(2 * p95_median, p95_median + 100) and p50s[start] >= max(
+                2 * p50_median, p50_median + 50
+            ):
                 kinds.append("latency")
             if not kinds:
                 continue
@@ -156,6 +160,15 @@ class Series:
                     "peak_p95_ms": _round(p95s[start]) or 0.0,
                 }
             )
+        # One small bucket's latency is noisy: a latency-only jump must last two buckets or
+        # rest on at least SUSTAINED_REQUESTS requests.
+        windows = [
+            w
+            for w in windows
+            if w["_kinds"] != ["latency"]
+            or w["_end"] - w["_start"] > self.width
+            or w["requests"] >= SUSTAINED_REQUESTS
+        ]
         return [
             {
                 "kind": "+".join(w.pop("_kinds")),
