@@ -22,13 +22,27 @@ EXACT_MAX: Final = 1024
 ACCURACY: Final = 0.01
 
 
+_KEY_CACHE_MAX: Final = 8192
+_MAPPINGS: dict[float, tuple[LogarithmicMapping, dict[float, int]]] = {}
+
+
+def _mapping_of(accuracy: float) -> tuple[LogarithmicMapping, dict[float, int]]:
+    """The mapping of an accuracy and its value -> key cache, shared by every sketch of it
+    (latencies are mostly whole milliseconds: the same few thousand values again and again)."""
+    found = _MAPPINGS.get(accuracy)
+    if found is None:
+        found = _MAPPINGS[accuracy] = (LogarithmicMapping(accuracy), {})
+    return found
+
+
 class Quantiles:
     """Percentiles of non-negative values; `merge` and `state`/`from_state` make it mergeable."""
 
     __slots__ = (
         "_exact",
-        "_key",
+        "_keys",
         "_mapping",
+        "_pending",
         "_store",
         "accuracy",
         "count",
@@ -42,9 +56,10 @@ class Quantiles:
     def __init__(self, accuracy: float = ACCURACY, exact_max: int = EXACT_MAX) -> None:
         self.accuracy = accuracy
         self.exact_max = exact_max
-        self._mapping = LogarithmicMapping(accuracy)
-        self._key = self._mapping.key
+        self._mapping, self._keys = _mapping_of(accuracy)
         self._store = DenseStore()
+        #: Counts by sketch key not yet in the store (one dict update per value; see _flush).
+        self._pending: dict[int, int] = {}
         self._exact: list[float] | None = []
         self.count = 0
         self.sum = 0.0
@@ -70,8 +85,22 @@ class Quantiles:
     def _to_sketch(self, value: float) -> None:
         if value <= 0:
             self.zeros += 1
-        else:
-            self._store.add(self._key(value))
+            return
+        key = self._keys.get(value)
+        if key is None:
+            key = self._mapping.key(value)
+            if len(self._keys) >= _KEY_CACHE_MAX:
+                self._keys.clear()
+            self._keys[value] = key
+        self._pending[key] = self._pending.get(key, 0) + 1
+
+    def _flush(self) -> DenseStore:
+        """The store with the pending counts added."""
+        if self._pending:
+            for key, n in self._pending.items():
+                self._store.add(key, n)
+            self._pending.clear()
+        return self._store
 
     def _spill(self) -> None:
         exact, self._exact = self._exact or [], None
@@ -94,7 +123,7 @@ class Quantiles:
         if self._exact is not None:
             ordered = sorted(self._exact)
             return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-        sketch = BaseDDSketch(self._mapping, self._store, DenseStore(), self.zeros)
+        sketch = BaseDDSketch(self._mapping, self._flush(), DenseStore(), self.zeros)
         value = sketch.get_quantile_value(q)
         return None if value is None else min(max(float(value), self.min), self.max)
 
@@ -119,7 +148,7 @@ class Quantiles:
                 self._to_sketch(value)
         else:
             self.zeros += other.zeros
-            self._store.merge(other._store)
+            self._flush().merge(other._flush())
 
     def state(self) -> dict[str, Any]:
         """JSON-safe state (`from_state` rebuilds it)."""
@@ -129,9 +158,9 @@ class Quantiles:
         if self._exact is not None:
             out["exact"] = list(self._exact)
         else:
-            bins = self._store.bins
+            store = self._flush()
             out["zeros"] = self.zeros
-            out["bins"] = {str(i + self._store.offset): c for i, c in enumerate(bins) if c}
+            out["bins"] = {str(i + store.offset): c for i, c in enumerate(store.bins) if c}
         return out
 
     @classmethod
