@@ -31,6 +31,7 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 # The SDK logs request URLs at INFO (signature redacted); keep its loggers to warnings.
 logging.getLogger("azure").setLevel(logging.WARNING)
 
+DOWNLOAD_CHUNK = 4 * 1024 * 1024
 _HOUR = re.compile(r"/y=(\d{4})/m=(\d{2})/d=(\d{2})/h=(\d{2})/")
 
 
@@ -54,7 +55,13 @@ class Blob:
 @asynccontextmanager
 async def container(sas_url: str, timeout_s: float) -> AsyncIterator[ContainerClient]:
     client = ContainerClient.from_container_url(
-        sas_url, connection_timeout=timeout_s, read_timeout=timeout_s, retry_total=2
+        sas_url,
+        connection_timeout=timeout_s,
+        read_timeout=timeout_s,
+        retry_total=2,
+        # Downloads come in chunks of this size (the SDK's default first request is 32 MiB).
+        max_single_get_size=DOWNLOAD_CHUNK,
+        max_chunk_get_size=DOWNLOAD_CHUNK,
     )
     try:
         async with client:
