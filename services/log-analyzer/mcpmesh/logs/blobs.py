@@ -41,7 +41,8 @@ def blob_hour(name: str) -> datetime | None:
     if found is None:
         return None
     try:
-        return datetime(*(int(g) for g in found.groups()), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hour = (int(g) for g in found.groups())
+        return datetime(year, month, day, hour, tzinfo=UTC)
     except ValueError:
         return None
 

@@ -64,7 +64,7 @@ class Truth:
     latencies: list[float] = field(default_factory=list)
     crawler_requests: Counter[str] = field(default_factory=Counter)
     crawler_successes: Counter[str] = field(default_factory=Counter)
-    path_time: Counter[str] = field(default_factory=Counter)
+    path_time: dict[str, float] = field(default_factory=dict)
     path_requests: Counter[str] = field(default_factory=Counter)
     console_lines: int = 0
     console_errors: int = 0
@@ -149,7 +149,7 @@ def generate(spec: DemoSpec, truth: Truth | None = None) -> Iterator[tuple[datet
                 truth.requests += 1
                 truth.statuses[status] += 1
                 truth.latencies.append(taken)
-                truth.path_time[path] += taken
+                truth.path_time[path] = truth.path_time.get(path, 0.0) + taken
                 truth.path_requests[path] += 1
                 if crawler:
                     truth.crawler_requests[crawler] += 1
