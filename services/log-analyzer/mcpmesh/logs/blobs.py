@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -99,13 +99,13 @@ async def list_blobs(
 
 
 async def read_blob(
-    client: ContainerClient, name: str, splitter: LineSplitter, on_chunk: Callable[[int], None]
+    client: ContainerClient, name: str, splitter: LineSplitter, on_chunk: Callable[[int], Awaitable[None]]
 ) -> None:
-    """Stream one blob into `splitter`, calling `on_chunk(bytes)` per chunk."""
+    """Stream one blob into `splitter`, awaiting `on_chunk(bytes)` after each chunk."""
     downloader = await client.download_blob(name)
     async for chunk in downloader.chunks():
         splitter.feed(chunk)
-        on_chunk(len(chunk))
+        await on_chunk(len(chunk))
     splitter.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from mcpmesh.secrets import MasterKeys
 from mcpmesh.service import JobContext
 from mcpmesh.store import TenantStore
 
+#: A job reports progress after each blob and every this many bytes read.
+PROGRESS_BYTES = 16 * 1024 * 1024
 #: Lines analysed between two yields to the event loop (inline input runs on the loop).
 _YIELD_EVERY = 20_000
 
@@ -24,6 +27,8 @@ _YIELD_EVERY = 20_000
 class LogsApp:
     settings: LogsSettings
     keys: MasterKeys
+    #: Awaited after each blob a source job has read and checkpointed (tests hold a job there).
+    after_blob: Callable[[str], Awaitable[None]] | None = None
 
 
 def _top(top: int) -> int:
@@ -73,19 +78,29 @@ async def analyze_source(
     analysis = (
         Analysis.from_state(state) if state else Analysis(app.settings.limits, minute(start), minute(end))
     )
-    done = state.get("_done", {"blobs": 0, "bytes": 0, "after": "", "not_logs": []}) if state else None
-    done = done or {"blobs": 0, "bytes": 0, "after": "", "not_logs": []}
+    done = (state or {}).get("_done") or {"blobs": 0, "bytes": 0, "after": "", "not_logs": []}
     async with blobs.container(url.reveal(), app.settings.read_timeout_s) as client:
         listed, outside = await blobs.list_blobs(client, source["prefix"], start, end, app.settings.max_blobs)
-        todo = [b for b in listed if b.name > done["after"]]
         total = len(listed)
-        await job.progress(done["blobs"], total, f"{total} blobs to read", partial=_partial(done, analysis))
-        for blob in todo:
+        told = [done["bytes"]]
+
+        async def tell() -> None:
+            told[0] = done["bytes"]
+            await job.progress(
+                done["blobs"],
+                total,
+                f"{done['blobs']}/{total} blobs, {done['bytes']} bytes, {analysis.counts['lines']} lines",
+                partial=_partial(done, analysis),
+            )
+
+        async def count(n: int) -> None:  # per chunk: progress again every PROGRESS_BYTES
+            done["bytes"] += n
+            if done["bytes"] - told[0] >= PROGRESS_BYTES:
+                await tell()
+
+        await tell()
+        for blob in (b for b in listed if b.name > done["after"]):
             lines_before, bad_before = analysis.counts["lines"], analysis.counts["malformed"]
-
-            def count(n: int) -> None:
-                done["bytes"] += n
-
             await blobs.read_blob(client, blob.name, LineSplitter(analysis), count)
             lines = analysis.counts["lines"] - lines_before
             if lines and analysis.counts["malformed"] - bad_before == lines and len(done["not_logs"]) < 10:
@@ -94,12 +109,9 @@ async def analyze_source(
             done["after"] = blob.name
             await saved.save_partial(store, job.id, {**analysis.state(), "_done": done})
             await job.save_checkpoint({"after": blob.name})
-            await job.progress(
-                done["blobs"],
-                total,
-                f"{done['blobs']}/{total} blobs, {done['bytes']} bytes, {analysis.counts['lines']} lines",
-                partial=_partial(done, analysis),
-            )
+            await tell()
+            if app.after_blob is not None:
+                await app.after_blob(blob.name)
     report = analysis.report(top=top)
     report["blobs"] = {
         "read": done["blobs"],

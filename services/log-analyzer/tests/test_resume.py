@@ -1,0 +1,73 @@
+"""A source job whose replica dies resumes on another one after the last blob it finished,
+and counts every line once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import pytest
+
+from mcpmesh.dev.azuriteproc import LocalAzurite
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.logs import LogsSettings
+from mcpmesh.logs.demo import DemoSpec, Truth, hourly_blobs
+from mcpmesh.logs.runs import LogsApp
+from mcpmesh.logs.service import build_service
+from mcpmesh.secrets.keys import new_master_key_entry
+from mcpmesh.service import JobSettings, ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.store import connect_database
+
+from .conftest import JOB_WAIT_S, ORG_A, Logs
+
+FAST = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
+
+
+@pytest.fixture
+async def settings(mongo_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ServiceSettings]:
+    monkeypatch.setenv("MCPMESH_SECRETS_KEYS", new_master_key_entry("test"))
+    database = f"logs_test_{uuid.uuid4().hex[:10]}"
+    yield ServiceSettings(mongodb_url=mongo_url, mongodb_database=database, shutdown_grace_s=0.5, jobs=FAST)
+    db = connect_database(mongo_url, database)
+    await db.client.drop_database(database)
+    db.client.close()
+
+
+async def test_a_dead_replicas_source_job_resumes_after_its_last_blob(
+    nats_server: LocalNatsServer, azurite: LocalAzurite, settings: ServiceSettings
+) -> None:
+    held = asyncio.Event()
+
+    async def hold(blob: str) -> None:  # r1 stops after its first blob and never goes on
+        held.set()
+        await asyncio.Event().wait()
+
+    truth = Truth()
+    spec = DemoSpec(hours=3, per_minute=20)
+    r1 = ServiceHarness(build_service(LogsSettings(allow_http=True)), nats_server, settings=settings)
+    async with r1:
+        r1.service.state(LogsApp).after_blob = hold
+        logs = Logs(r1, azurite, [])
+        source = await logs.add_source(ORG_A, logs.container(hourly_blobs(spec, truth)))
+        started = await logs.call(ORG_A, "analyze_source", {"source_id": source["source_id"]})
+        await asyncio.wait_for(held.wait(), JOB_WAIT_S)
+        await r1.kill()
+    r2 = ServiceHarness(
+        build_service(LogsSettings(allow_http=True)),
+        nats_server,
+        settings=replace(settings),
+        signing_key_pem=r1.signing_key_pem,
+    )
+    async with r2:
+        logs = Logs(r2, azurite, [])
+        view = await logs.finish(ORG_A, started["job_id"])
+        assert view["status"] == "succeeded", view
+        assert view["attempts"] == 2
+        result = await logs.call(ORG_A, "job_result", {"job_id": started["job_id"]})
+    report = result["report"]
+    assert report["blobs"]["read"] == 3
+    assert report["requests"] == truth.requests  # the first blob counted once, not again
+    assert report["status_counts"] == {str(s): n for s, n in sorted(truth.statuses.items())}
