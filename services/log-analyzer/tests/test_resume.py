@@ -71,3 +71,22 @@ async def test_a_dead_replicas_source_job_resumes_after_its_last_blob(
     assert report["blobs"]["read"] == 3
     assert report["requests"] == truth.requests  # the first blob counted once, not again
     assert report["status_counts"] == {str(s): n for s, n in sorted(truth.statuses.items())}
+
+
+async def test_a_cancelled_source_job_stops_and_keeps_its_progress(logs: Logs) -> None:
+    held = asyncio.Event()
+
+    async def hold(blob: str) -> None:
+        held.set()
+        await asyncio.Event().wait()
+
+    logs.harness.service.state(LogsApp).after_blob = hold
+    source = await logs.add_source(ORG_A, logs.container(hourly_blobs(DemoSpec(hours=3, per_minute=5))))
+    started = await logs.call(ORG_A, "analyze_source", {"source_id": source["source_id"]})
+    await asyncio.wait_for(held.wait(), JOB_WAIT_S)
+    cancelled = await logs.call(ORG_A, "job_cancel", {"job_id": started["job_id"]})
+    assert cancelled["status"] == "cancelled"
+    view = await logs.finish(ORG_A, started["job_id"])
+    assert view["status"] == "cancelled" and view["progress"] == 1 and view["total"] == 3
+    assert view["partial"]["blobs"] == 1 and view["partial"]["requests"] == 60 * 5
+    assert (await logs.call(ORG_A, "analyses", {}))["analyses"] == []
