@@ -266,6 +266,10 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LOGS_ALLOW_HTTP="true",  # the log-analyzer reads Azurite over http
     )
+    if not env.get("MCPMESH_SECRETS_KEYS") and not env.get("MCPMESH_SECRETS_KEYS_FILE"):
+        from mcpmesh.secrets.keys import new_master_key_entry  # seals tenant secrets (log-analyzer)
+
+        env["MCPMESH_SECRETS_KEYS"] = persistent_secret(state / "secrets-keys", new_master_key_entry)
     for svc in services:
         svc_env = dict(env, NATS_URL=url_for(service_user(service_name(svc)))) if url_for else env
         proc = sup.start(svc.name, [sys.executable, "-m", svc.module], svc_env)
