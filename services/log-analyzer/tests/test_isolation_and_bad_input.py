@@ -12,9 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from mcpmesh.logs.demo import DemoSpec, hourly_blobs
+from mcpmesh.logs.testing import ORG_A, ORG_B, Logs
 from mcpmesh.service.testing import ToolFailed, internals_in, logged_failures
-
-from .conftest import ORG_A, ORG_B, Logs
 
 SMALL = DemoSpec(hours=2, per_minute=5, burst=None)
 

@@ -4,11 +4,7 @@ and counts every line once."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
-
-import pytest
 
 from mcpmesh.dev.azuriteproc import LocalAzurite
 from mcpmesh.dev.natsproc import LocalNatsServer
@@ -16,29 +12,17 @@ from mcpmesh.logs import LogsSettings
 from mcpmesh.logs.demo import DemoSpec, Truth, hourly_blobs
 from mcpmesh.logs.runs import LogsApp
 from mcpmesh.logs.service import build_service
-from mcpmesh.secrets.keys import new_master_key_entry
+from mcpmesh.logs.testing import JOB_WAIT_S, ORG_A, Logs
 from mcpmesh.service import JobSettings, ServiceSettings
 from mcpmesh.service.testing import ServiceHarness
-from mcpmesh.store import connect_database
-
-from .conftest import JOB_WAIT_S, ORG_A, Logs
 
 FAST = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
 
 
-@pytest.fixture
-async def settings(mongo_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ServiceSettings]:
-    monkeypatch.setenv("MCPMESH_SECRETS_KEYS", new_master_key_entry("test"))
-    database = f"logs_test_{uuid.uuid4().hex[:10]}"
-    yield ServiceSettings(mongodb_url=mongo_url, mongodb_database=database, shutdown_grace_s=0.5, jobs=FAST)
-    db = connect_database(mongo_url, database)
-    await db.client.drop_database(database)
-    db.client.close()
-
-
 async def test_a_dead_replicas_source_job_resumes_after_its_last_blob(
-    nats_server: LocalNatsServer, azurite: LocalAzurite, settings: ServiceSettings
+    nats_server: LocalNatsServer, azurite: LocalAzurite, service_settings: ServiceSettings
 ) -> None:
+    settings = replace(service_settings, shutdown_grace_s=0.5, jobs=FAST)
     held = asyncio.Event()
 
     async def hold(blob: str) -> None:  # r1 stops after its first blob and never goes on
@@ -58,7 +42,7 @@ async def test_a_dead_replicas_source_job_resumes_after_its_last_blob(
     r2 = ServiceHarness(
         build_service(LogsSettings(allow_http=True)),
         nats_server,
-        settings=replace(settings),
+        settings=settings,
         signing_key_pem=r1.signing_key_pem,
     )
     async with r2:

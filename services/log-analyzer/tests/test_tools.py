@@ -9,8 +9,7 @@ import pytest
 
 from mcpmesh.logs.demo import BURST_PATH, SLOW_PATH, DemoSpec, Truth, generate, hourly_blobs
 from mcpmesh.logs.sketch import ACCURACY
-
-from .conftest import ORG_A, Logs
+from mcpmesh.logs.testing import ORG_A, Logs
 
 SPEC = DemoSpec(hours=3, per_minute=40)
 
