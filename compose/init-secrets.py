@@ -20,6 +20,10 @@ SECRET_NAME = re.compile(r"^[A-Z0-9_]*(PASSWORD|SECRET|PEPPER|_KEY)$")
 
 def fill(line: str) -> str:
     name, sep, value = line.partition("=")
+    if sep and not value and name == "MCPMESH_SECRETS_KEYS":  # '<id>:<base64 32 bytes>'
+        from mcpmesh.secrets.keys import new_master_key_entry
+
+        return f"{name}={new_master_key_entry()}"
     if not sep or value or not SECRET_NAME.match(name):
         return line
     prefix = "mk_admin_" if name == "MCPMESH_ADMIN_KEY" else ""
