@@ -39,14 +39,20 @@ class LlmSettings:
     cache_ttl_s: float = 3600.0
     #: Org endpoints may resolve to loopback/private/link-local addresses (development only).
     allow_private_endpoints: bool = False
+    #: Texts per provider call of `embed` (a larger request is sent in batches of this many).
+    embed_batch: int = 256
+    #: Texts one `embed` call may carry.
+    max_embed_texts: int = 2048
     #: Providers an org may configure.
     max_org_providers: int = 16
 
     def __post_init__(self) -> None:
         if self.provider_timeout_s <= 0:
             raise ValueError("LLM_PROVIDER_TIMEOUT_S must be positive")
-        if self.num_retries < 0 or self.max_routers < 1 or self.max_org_providers < 1:
-            raise ValueError("LLM_NUM_RETRIES must be >= 0, LLM_MAX_ROUTERS and LLM_MAX_ORG_PROVIDERS >= 1")
+        if self.num_retries < 0 or min(self.max_routers, self.max_org_providers, self.embed_batch) < 1:
+            raise ValueError(
+                "LLM_NUM_RETRIES must be >= 0; LLM_MAX_ROUTERS, LLM_MAX_ORG_PROVIDERS, LLM_EMBED_BATCH >= 1"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LlmSettings:

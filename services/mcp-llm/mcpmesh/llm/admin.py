@@ -1,0 +1,91 @@
+"""Org-level configuration tools: providers (keys write-only), aliases, and what they show."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcpmesh.llm import orgconfig
+from mcpmesh.llm.app import LlmApp
+from mcpmesh.llm.providers import check_alias_map, invalid, parse_provider
+from mcpmesh.llm.routing import allows
+from mcpmesh.llm.ssrf import check_endpoint
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service import Call
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.llm")
+
+
+async def providers(app: LlmApp, call: Call) -> dict[str, Any]:
+    config = await orgconfig.load(call.store)
+    keys = await app.keys(call).infos() if app.master is not None else {}
+    return {
+        "version": config.version,
+        "org": [{**p.public(), "key": keys.get(p.name)} for p in config.providers],
+        "system": [p.public() for p in app.routing.system],
+        "aliases": {**app.settings.aliases, **config.aliases},
+    }
+
+
+async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: str | None) -> dict[str, Any]:
+    provider = parse_provider(spec, owner="org")
+    if provider.api_base:
+        await check_endpoint(provider.api_base, allow_private=app.settings.allow_private_endpoints)
+    config = await orgconfig.load(call.store)
+    others = [p for p in config.providers if p.name != provider.name]
+    if len(others) >= app.settings.max_org_providers:
+        raise MeshException(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"your organization has {len(others)} providers, the most allowed: remove one first",
+        )
+    key_info = None
+    if api_key is not None:
+        key_info = await app.keys(call).put(provider.name, api_key)
+    has_key = api_key is not None or provider.name in config.keyed
+    version = await orgconfig.save_provider(call.store, provider, has_key=has_key)
+    log.info("llm provider set", provider=provider.name, key_set=api_key is not None, version=version)
+    return {"provider": provider.public(), "key": key_info, "has_key": has_key, "version": version}
+
+
+async def remove_provider(app: LlmApp, call: Call, name: str) -> dict[str, Any]:
+    removed = await orgconfig.delete_provider(call.store, name)
+    key_removed = await app.keys(call).delete(name) if app.master is not None else False
+    if not removed and not key_removed:
+        raise MeshException(ErrorCode.NOT_FOUND, f"your organization has no provider {name!r}")
+    log.info("llm provider removed", provider=name)
+    return {"name": name, "removed": True}
+
+
+async def set_aliases(call: Call, aliases: dict[str, str | None]) -> dict[str, Any]:
+    config = await orgconfig.load(call.store)
+    merged = dict(config.aliases)
+    for alias, target in aliases.items():
+        if target is None:
+            merged.pop(alias, None)
+        else:
+            merged[alias] = target
+    version = await orgconfig.save_aliases(call.store, check_alias_map(merged))
+    return {"aliases": merged, "version": version}
+
+
+async def models(app: LlmApp, call: Call) -> dict[str, Any]:
+    config = await orgconfig.load(call.store)
+    allowed = (await call.org_settings()).allowed_models
+    out = []
+    for d in app.routing.deployments(config):
+        if allows(allowed, d):
+            out.append(
+                {
+                    **d.model.public(),
+                    "provider": d.provider.name,
+                    "id": d.label,
+                    "billed_to": "org" if d.provider.owner == "org" else "system",
+                }
+            )
+    return {"allowed_models": allowed, "aliases": {**app.settings.aliases, **config.aliases}, "models": out}
+
+
+def check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise invalid("name must be a provider name")
+    return name
