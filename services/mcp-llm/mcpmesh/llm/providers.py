@@ -92,8 +92,9 @@ class Deployment:
 
     @property
     def id(self) -> str:
-        """Unique in a router: the owner keeps an org's `openai` apart from the system's."""
-        return f"{self.provider.owner}:{self.provider.name}/{self.model.name}"
+        """Unique in a router: the owner keeps an org's `openai` apart from the system's. No ':'
+        (litellm's rpm/tpm routing splits ids there) and no character a name may hold."""
+        return f"{self.provider.owner}+{self.provider.name}+{self.model.name}"
 
     @property
     def label(self) -> str:
