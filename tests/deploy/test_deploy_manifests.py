@@ -388,7 +388,7 @@ def test_env_example_leaves_every_secret_empty() -> None:
 
 def test_k8s_secret_template_is_placeholders_and_never_applied() -> None:
     docs = secret_template()
-    assert {d["metadata"]["name"] for d in docs} == {"mcpmesh-nats", "mcpmesh-secrets", "mcpmesh-stamp"}
+    assert {d["metadata"]["name"] for d in docs} == {"mcpmesh-nats", "mcpmesh-secrets", "mcpmesh-stamp", "mcpmesh-llm"}
     for doc in docs:
         for key, value in doc["stringData"].items():
             assert re.search(r"<[^>]+>", value), f"{doc['metadata']['name']}.{key} is not a placeholder"
