@@ -3,7 +3,8 @@
     ../.venv/bin/python init-secrets.py      (run ../mesh test or ../mesh up once to create .venv)
 
 Existing files are kept, so it is safe to run again. The keypair comes from
-mcpmesh.tenancy.stamp (EdDSA): secrets/stamp-signing.pem (gateway only), secrets/stamp-public.pem.
+mcpmesh.tenancy.stamp (EdDSA): secrets/stamp-signing.pem (gateway only), secrets/stamp-public.pem;
+the master key of tenant secrets from mcpmesh.secrets: secrets/secrets-keys (services keeping them).
 """
 
 from __future__ import annotations
@@ -44,6 +45,14 @@ def main() -> int:
 
     folder = HERE / "secrets"
     folder.mkdir(mode=0o700, exist_ok=True)
+    master = folder / "secrets-keys"
+    if master.exists():
+        print(f"kept {master}")
+    else:
+        from mcpmesh.secrets import new_master_key_entry
+
+        write_private(master, new_master_key_entry() + "\n", 0o644)  # 0644: as the keypair below
+        print(f"wrote {master}")
     signing, public = folder / "stamp-signing.pem", folder / "stamp-public.pem"
     if signing.exists() and public.exists():
         print(f"kept {folder}/stamp-*.pem")

@@ -388,11 +388,26 @@ def test_env_example_leaves_every_secret_empty() -> None:
 
 def test_k8s_secret_template_is_placeholders_and_never_applied() -> None:
     docs = secret_template()
-    assert {d["metadata"]["name"] for d in docs} == {"mcpmesh-nats", "mcpmesh-secrets", "mcpmesh-stamp", "mcpmesh-llm"}
+    assert {d["metadata"]["name"] for d in docs} == {
+        "mcpmesh-nats",
+        "mcpmesh-secrets",
+        "mcpmesh-stamp",
+        "mcpmesh-secrets-keys",
+        "mcpmesh-llm",
+    }
     for doc in docs:
         for key, value in doc["stringData"].items():
             assert re.search(r"<[^>]+>", value), f"{doc['metadata']['name']}.{key} is not a placeholder"
     assert "secret.example.yaml" not in kustomization(K8S / "base")["resources"]
+
+
+def test_the_tenant_secrets_master_key_is_a_file_secret_only_for_services_keeping_secrets() -> None:
+    assert compose()["secrets"]["secrets_keys"] == {"file": "./secrets/secrets-keys"}  # gitignored dir
+    for name, service in compose()["services"].items():
+        mounted = "secrets_keys" in (service.get("secrets") or [])
+        assert mounted == ("MCPMESH_SECRETS_KEYS_FILE" in compose_env(name)), name
+    assert "secrets_keys" not in compose()["services"]["gateway"].get("secrets", [])
+    assert "MCPMESH_SECRETS_KEYS" not in compose_env("gateway")  # never a value in the environment
 
 
 def test_compose_takes_secrets_from_env_interpolation_only() -> None:

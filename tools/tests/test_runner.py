@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mcpmesh.dev.lifeline import GRACE_S, RUN_ID_ENV, stop_leftovers
+from mcpmesh.secrets import MasterKeys
 
 
 def runner(state: Path, *args: str) -> subprocess.Popen[str]:
@@ -236,11 +237,17 @@ def test_a_restart_keeps_the_demo_key_and_the_data(tmp_path: Path) -> None:
         mcp_call(
             first, "context_append", {"ctx_id": created["ctx_id"], "role": "assistant", "content": "hello"}
         )
+        keys_file = tmp_path / "secrets-keys"  # the dev master key of tenant secrets, made once
+        master = keys_file.read_text()
+        assert MasterKeys.parse(master).active == "dev" and keys_file.stat().st_mode & 0o777 == 0o600
+        environ = Path(f"/proc/{first['pids']['mcp-context']}/environ").read_bytes().split(b"\0")
+        assert f"MCPMESH_SECRETS_KEYS_FILE={keys_file}".encode() in environ
     finally:
         stop(proc)
     proc = runner(tmp_path)
     try:
         again = wait_for_facts(proc, tmp_path / "dev.json", not_pids=first["pids"])
+        assert keys_file.read_text() == master  # reused on restart: earlier secrets still open
         assert (again["org_id"], again["key_id"], again["api_key"]) == (
             first["org_id"],
             first["key_id"],

@@ -107,6 +107,13 @@ def make_service(probe: Probe, replica: str) -> MeshService:
     async def huge(job: JobContext) -> str:
         return "x" * (FAST.value_max_bytes + 1)
 
+    @svc.job_tool(access="write", idempotency_key="op_id")
+    async def keyed(n: int, job: JobContext, op_id: str | None = None) -> dict[str, int]:
+        """Count to n once per op_id."""
+        await probe.before(replica, 1, "keyed")
+        probe.done.append((replica, n))
+        return {"counted": n}
+
     @svc.tool(access="read")
     async def ping() -> str:
         return "pong"
@@ -464,3 +471,63 @@ def test_job_settings_refuse_a_heartbeat_too_slow_for_the_lease() -> None:
         JobSettings(lease_s=2, heartbeat_s=1)
     with pytest.raises(ValueError, match="MCPMESH_JOB_MAX_RUNNING must be positive"):
         JobSettings(max_running=0)
+
+
+async def test_a_keyed_start_repeated_answers_with_the_first_job(replicas: Any) -> None:
+    probe = Probe()
+    probe.hold("r1", 1, "keyed")
+    r1 = await replicas(probe, "r1")
+    first = await r1.call_tool(ORG_A, "keyed", {"n": 3, "op_id": "op-1"}, scopes=WRITE)
+    await probe.wait_reached("r1", 1, "keyed")
+    again = await r1.call_tool(ORG_A, "keyed", {"n": 3, "op_id": "op-1"}, scopes=WRITE)
+    assert again["job_id"] == first["job_id"] and again["status"] == "running"
+    probe.release("r1", 1, "keyed")
+    done = await status_until(r1, first["job_id"], finished)
+    later = await r1.call_tool(ORG_A, "keyed", {"n": 3, "op_id": "op-1"}, scopes=WRITE)
+    assert later["job_id"] == first["job_id"] and later["status"] == done["status"] == "succeeded"
+    assert probe.done == [("r1", 3)]  # one run however often it was started
+
+    # The same key with other arguments is refused; another key, no key or another org starts anew.
+    with pytest.raises(
+        ToolFailed, match=r"this op_id already started job \w+ with other arguments"
+    ) as refused:
+        await r1.call_tool(ORG_A, "keyed", {"n": 4, "op_id": "op-1"}, scopes=WRITE)
+    assert refused.value.error is not None and refused.value.error.code is ErrorCode.CONFLICT
+    others = [
+        await r1.call_tool(ORG_A, "keyed", {"n": 3, "op_id": "op-2"}, scopes=WRITE),
+        await r1.call_tool(ORG_A, "keyed", {"n": 3}, scopes=WRITE),
+        await r1.call_tool(ORG_A, "keyed", {"n": 3}, scopes=WRITE),
+        await r1.call_tool(ORG_B, "keyed", {"n": 3, "op_id": "op-1"}, scopes=WRITE),
+    ]
+    assert len({first["job_id"], *(o["job_id"] for o in others)}) == 5
+    for other in others[:3]:
+        await status_until(r1, other["job_id"], finished)
+    await status_until(r1, others[3]["job_id"], finished, org=ORG_B)
+    assert len(probe.done) == 5
+
+
+async def test_racing_keyed_starts_on_two_replicas_run_one_job(replicas: Any) -> None:
+    probe = Probe()
+    r1 = await replicas(probe, "r1")
+    r2 = await replicas(probe, "r2")
+    starts = [
+        replica.call_tool(ORG_A, "keyed", {"n": 2, "op_id": "race"}, scopes=WRITE) for replica in (r1, r2) * 4
+    ]
+    views = await asyncio.gather(*starts)
+    assert len({view["job_id"] for view in views}) == 1
+    await status_until(r1, views[0]["job_id"], finished)
+    assert len(probe.done) == 1
+
+
+async def test_a_keyed_job_tool_publishes_its_key(replicas: Any) -> None:
+    r1 = await replicas(Probe(), "r1")
+    tools = {t["name"]: t for t in (await r1.request(ORG_A, "tools/list", scopes=["work:read"]))["tools"]}
+    assert tools["keyed"]["_meta"]["mcpmesh/idempotency_key"] == "op_id"
+    assert "mcpmesh/idempotency_key" not in tools["count"]["_meta"]
+    assert set(tools["keyed"]["inputSchema"]["properties"]) == {"n", "op_id"}
+    svc = MeshService("work")
+    with pytest.raises(ValueError, match="idempotency_key 'job' is not one of its arguments"):
+
+        @svc.job_tool(idempotency_key="job")
+        async def wrong(job: JobContext) -> int:
+            return 1

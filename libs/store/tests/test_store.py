@@ -182,6 +182,16 @@ async def test_export_returns_only_that_orgs_documents(store: Store) -> None:
     assert exported[2].document["text"] == "note of org-abc"
 
 
+async def test_export_leaves_out_excluded_kinds(store: Store) -> None:
+    await seed(store)
+    exported = await store.export_tenant_json("org-abc", exclude=("notes", "legacy"))
+    assert set(exported["collections"]) == {"contexts"}
+    assert [item.kind async for item in store.export_tenant("org-abc", exclude=["contexts"])] == [
+        "legacy",
+        "notes",
+    ]
+
+
 async def test_export_can_include_control_rows(store: Store) -> None:
     await seed(store)
     assert "control" not in await store.export_tenant_json("org-abcd")

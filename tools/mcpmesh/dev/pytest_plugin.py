@@ -40,6 +40,7 @@ TEST_SERVICES = (
     "slowpoke",
     "slow",
     "work",
+    "vault",
 )
 
 

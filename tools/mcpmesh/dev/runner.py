@@ -250,6 +250,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
             raise StartupError(str(exc)) from None
         pids["mongo"] = proc.pid
 
+    from mcpmesh.secrets import new_master_key_entry
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
 
     signing_pem = persistent_secret(state / "stamp-signing-key.pem", generate_signing_key_pem)
@@ -263,8 +264,16 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         QDRANT_PATH=str(state / "qdrant"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
+    # Tenant secrets (services declared with `secrets=True`): one dev master key, kept and reused.
+    secrets_keys = state / "secrets-keys"
+    persistent_secret(secrets_keys, lambda: new_master_key_entry("dev") + "\n")
+    service_env = dict(env)
+    if not env.get("MCPMESH_SECRETS_KEYS"):
+        service_env["MCPMESH_SECRETS_KEYS_FILE"] = str(secrets_keys)
     for svc in services:
-        svc_env = dict(env, NATS_URL=url_for(service_user(service_name(svc)))) if url_for else env
+        svc_env = (
+            dict(service_env, NATS_URL=url_for(service_user(service_name(svc)))) if url_for else service_env
+        )
         proc = sup.start(svc.name, [sys.executable, "-m", svc.module], svc_env)
         pids[svc.name] = proc.pid
 

@@ -7,6 +7,8 @@ Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh 
   meshctl org suspend ORG | resume ORG | export ORG | delete ORG --yes
   meshctl key create ORG --name N [--scopes '*'] [--expires-at ISO]
   meshctl key list ORG | rotate KEY [--grace SECONDS] | suspend KEY | resume KEY | revoke KEY
+  meshctl secret set ORG SERVICE NAME   (the value from a prompt or stdin, never an argument)
+  meshctl secret list ORG SERVICE | delete ORG SERVICE NAME
   meshctl usage [--org ORG] [--key KEY] [--service S] [--tool T] [--since ISO] [--until ISO] [--group-by F,...]
   meshctl audit [--org ORG] [--actor A] [--action A] [--limit N]
   meshctl bus-user issue ORG | revoke ORG | list   [--dir .mesh/nats]
@@ -16,6 +18,7 @@ Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -97,6 +100,25 @@ def _key(api: AdminClient, a: argparse.Namespace) -> Any:
             "POST", f"/keys/{a.key}/rotate", {"grace_s": a.grace} if a.grace is not None else {}
         )
     return api.request("POST", f"/keys/{a.key}/{a.action}")
+
+
+def _secret_value(name: str) -> str:
+    """The value to set: typed at a hidden prompt, or piped on stdin (one trailing newline dropped)."""
+    value = getpass.getpass(f"value of {name}: ") if sys.stdin.isatty() else sys.stdin.read()
+    value = value.removesuffix("\n")
+    if not value.strip():
+        raise CliError("no value: type it at the prompt or pipe it on stdin (never as an argument)")
+    return value
+
+
+def _secret(api: AdminClient, a: argparse.Namespace) -> Any:
+    base = f"/orgs/{a.org}/services/{a.service}/secrets"
+    if a.action == "set":
+        return api.request("PUT", f"{base}/{a.name}", {"value": _secret_value(a.name)})
+    if a.action == "list":
+        items = api.request("GET", base)["items"]
+        return items if a.json else _table(items, ("name", "fingerprint", "last4", "key_id", "updated_at"))
+    return api.request("DELETE", f"{base}/{a.name}")
 
 
 def _usage(api: AdminClient, a: argparse.Namespace) -> Any:
@@ -214,6 +236,15 @@ def parser() -> argparse.ArgumentParser:
     for action in ("suspend", "resume", "revoke"):
         key.add_parser(action).add_argument("key")
 
+    sec = sub.add_parser("secret", help="an org's secrets in a service").add_subparsers(
+        dest="action", required=True
+    )
+    for action in ("set", "list", "delete"):
+        sp = sec.add_parser(action)
+        sp.add_argument("org")
+        sp.add_argument("service")
+        if action != "list":
+            sp.add_argument("name")
     us = sub.add_parser("usage", help="usage totals and groups")
     us.add_argument("--org")
     us.add_argument("--key")
@@ -251,7 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             out: Any = _bus_user(args)
         else:
             api = AdminClient.from_env()
-            handler = {"org": _org, "key": _key, "usage": _usage, "audit": _audit}[args.command]
+            handler = {"org": _org, "key": _key, "secret": _secret, "usage": _usage, "audit": _audit}[
+                args.command
+            ]
             out = handler(api, args)
     except CliError as exc:
         print(f"meshctl: {exc}", file=sys.stderr)

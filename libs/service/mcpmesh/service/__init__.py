@@ -13,11 +13,13 @@ from mcpmesh.service.server import (
     MeshService,
 )
 from mcpmesh.service.settings import JobSettings, ServiceSettings
+from mcpmesh.service.vault import TOOL_SECRET_ARGS_META
 
 __all__ = [
     "TOOL_BUDGET_META",
     "TOOL_IDEMPOTENCY_KEY_META",
     "TOOL_SCOPE_META",
+    "TOOL_SECRET_ARGS_META",
     "TOOL_TIERS_META",
     "BusServer",
     "Call",

@@ -19,6 +19,7 @@ from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
 from mcpmesh.tenancy.stamp import Stamp
 
 if TYPE_CHECKING:
+    from mcpmesh.secrets import TenantSecrets
     from mcpmesh.service.grants import GrantCheck, Shared
     from mcpmesh.service.server import MeshService
     from mcpmesh.store import TenantStore
@@ -70,6 +71,13 @@ class Call:
     def vectors(self) -> TenantVectors:
         """This org's Qdrant collections (and only this org's)."""
         return self.service.vectors.for_tenant(self.org_id)
+
+    @property
+    def secrets(self) -> TenantSecrets:
+        """This org's secrets (and only this org's), on a service declared with `secrets=True`."""
+        from mcpmesh.service.vault import vault_of
+
+        return vault_of(self.service, self.store)
 
     async def org_settings(self) -> OrgSettings:
         """The org's settings as the gateway last published them, else its tier's defaults."""

@@ -36,11 +36,13 @@ from mcpmesh.proto.subjects import (
     tenant_action_of,
     tenant_control_subject,
 )
+from mcpmesh.secrets import SecretsConfigError
 from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.service.vault import SECRETS_METADATA
 from mcpmesh.store import StoreNotConfigured
 from mcpmesh.telemetry.logs import configure_logging, get_logger
 from mcpmesh.telemetry.tracing import setup_tracing
@@ -75,7 +77,10 @@ class BusServer:
                 name=svc.name,
                 version=svc.version,
                 description=svc.description or f"mcpmesh {svc.name}",
-                metadata={"tools": str(len(svc.tool_scopes))},
+                metadata={
+                    "tools": str(len(svc.tool_scopes)),
+                    SECRETS_METADATA: str(svc.keeps_secrets).lower(),
+                },
                 stats_handler=self._stats,
             ),
         )
@@ -310,7 +315,7 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
 
     try:
         asyncio.run(main())
-    except StoreNotConfigured as exc:  # every mode needs the store server: there is no in-process one
+    except (StoreNotConfigured, SecretsConfigError) as exc:  # the store server, the secrets' master key
         sys.exit(f"mcpmesh-{service.name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

@@ -65,6 +65,7 @@ from mcpmesh.proto.ids import (
 )
 from mcpmesh.proto.subjects import org_of_service_subject, usage_subject
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.secrets import SECRETS_KIND
 from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
@@ -77,6 +78,7 @@ from mcpmesh.tenancy.scopes import covers, scope_for
 from mcpmesh.tenancy.stamp import Stamp, StampVerifier
 
 if TYPE_CHECKING:
+    from mcpmesh.secrets import MasterKeys
     from mcpmesh.service.jobs import JobRunner
     from mcpmesh.store import Collection, Index, Store, TenantStore
     from mcpmesh.vectors import Vectors
@@ -233,11 +235,13 @@ class MeshService:
         uses_vectors: bool = False,
         lifespan: Lifespan | None = None,
         grant_index: str | None = None,
+        secrets: bool = False,
     ) -> None:
         """`lifespan(service)`: an async context manager entered at start (stores and bus ready)
         and exited at stop; what it yields is the state handlers get with `call.state(Type)`.
         `grant_index`: the store kind where owners file pointers to grants they gave (see
-        `mcpmesh.service.grants`)."""
+        `mcpmesh.service.grants`). `secrets=True`: the service keeps tenant secrets (`call.secrets`,
+        the `secret_set`/`secrets`/`secret_delete` tools; see `mcpmesh.service.vault`)."""
         self.name = validate_service_name(name)
         self.version = version
         self.description = description
@@ -267,6 +271,12 @@ class MeshService:
         self._on_stop: list[Callable[[MeshService], Awaitable[None]]] = []
         self.jobs: JobRunner | None = None  # set by the first @service.job_tool
         self.stats = {"calls": 0, "errors": 0, "latency_ms_total": 0.0}
+        self.keeps_secrets = secrets
+        self.master_keys: MasterKeys | None = None  # loaded at start when `secrets=True`
+        if secrets:
+            from mcpmesh.service.vault import enable_secrets
+
+            enable_secrets(self)
 
     # -- declaring -------------------------------------------------------------------------------
 
@@ -357,12 +367,15 @@ class MeshService:
         name: str | None = None,
         description: str | None = None,
         tiers: Sequence[str] | None = None,
+        idempotency_key: str | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register a tool that runs as a durable job (see `mcpmesh.service.jobs`): the call answers
         at once with the job's id; the handler gets a `JobContext` parameter instead of `Context`.
         `resumable`: a run interrupted by a stopped replica resumes from its last checkpoint
-        (else it fails); `budget_s`: the job's whole time budget, resumes included."""
+        (else it fails); `budget_s`: the job's whole time budget, resumes included;
+        `idempotency_key`: an argument naming the operation — a start with a value the org
+        already started this tool with answers with that job instead of starting another."""
 
         def register(fn: F) -> F:
             from mcpmesh.service.jobs.tools import register_job_tool
@@ -377,6 +390,7 @@ class MeshService:
                 description=description,
                 tiers=tiers,
                 sdk_options=sdk_options,
+                idempotency_key=idempotency_key,
             )
             return fn
 
@@ -460,6 +474,10 @@ class MeshService:
         self.metrics.configure(settings.metrics)
         if self.store_kinds:
             _ = self.store
+        if self.keeps_secrets:  # no master key: stop here (SecretsConfigError names the variable)
+            from mcpmesh.service.vault import load_master_keys
+
+            self.master_keys = load_master_keys(settings)
         if settings.stamp_public_key:
             self._verifier = StampVerifier(settings.stamp_public_key)
             self._commands = CommandVerifier(settings.stamp_public_key)
@@ -517,8 +535,8 @@ class MeshService:
                 dropped += await self.vectors.drop_tenant(org_id)
             log.info("tenant data dropped", org_id=org_id, collections=len(dropped))
             return TenantDataReply(service=self.name, org_id=org_id, dropped=dropped)
-        if self.store_kinds:
-            async for item in self.store.export_tenant(org_id):
+        if self.store_kinds:  # sealed secrets are never exported (useless without the master key)
+            async for item in self.store.export_tenant(org_id, exclude={SECRETS_KIND}):
                 export.setdefault(item.kind, []).append(item.document)
         if self.uses_vectors:
             async for point in self.vectors.export_tenant(org_id):

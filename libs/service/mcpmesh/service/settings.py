@@ -87,6 +87,9 @@ class ServiceSettings:
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES  # largest reply sent (in parts past one message)
     jobs: JobSettings = field(default_factory=JobSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)  # /metrics port, tenant cap
+    #: Master key entries of tenant secrets (`MeshService(secrets=True)`): never printed.
+    secrets_keys: str | None = field(default=None, repr=False)
+    secrets_keys_file: str | None = None  # a file of them (a mounted Kubernetes Secret)
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -110,4 +113,6 @@ class ServiceSettings:
             max_result_bytes=int(_float("MCPMESH_MAX_RESULT_BYTES", cls.max_result_bytes)),
             jobs=JobSettings.from_env(),
             metrics=MetricsSettings.from_env(),
+            secrets_keys=_env("MCPMESH_SECRETS_KEYS"),
+            secrets_keys_file=_env("MCPMESH_SECRETS_KEYS_FILE"),
         )

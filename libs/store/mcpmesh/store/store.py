@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -126,10 +126,14 @@ class Store:
         return deleted
 
     async def export_tenant(
-        self, org_id: str, *, include_control: bool = False
+        self, org_id: str, *, include_control: bool = False, exclude: Iterable[str] = ()
     ) -> AsyncIterator[ExportedDocument]:
-        """Stream every document of the org, collection by collection (sorted by kind, then `_id`)."""
+        """Stream every document of the org, collection by collection (sorted by kind, then `_id`),
+        leaving out the kinds in `exclude` (e.g. sealed secrets: never part of an export)."""
+        left_out = frozenset(exclude)
         for kind, name in (await self.tenant_collections(org_id)).items():
+            if kind in left_out:
+                continue
             async for document in self._db.get_collection(name).find({}).sort("_id", 1):
                 yield ExportedDocument(kind=kind, document=to_json_document(document))
         if include_control:
@@ -138,11 +142,13 @@ class Store:
                 async for document in collection.find({"org_id": org_id}).sort("_id", 1):
                     yield ExportedDocument(kind=control, document=to_json_document(document), control=True)
 
-    async def export_tenant_json(self, org_id: str, *, include_control: bool = False) -> TenantExport:
+    async def export_tenant_json(
+        self, org_id: str, *, include_control: bool = False, exclude: Iterable[str] = ()
+    ) -> TenantExport:
         """The whole export in memory (use `export_tenant` to stream a large tenant)."""
         collections: dict[str, list[dict[str, Any]]] = {}
         control: dict[str, list[dict[str, Any]]] = {}
-        async for item in self.export_tenant(org_id, include_control=include_control):
+        async for item in self.export_tenant(org_id, include_control=include_control, exclude=exclude):
             (control if item.control else collections).setdefault(item.kind, []).append(item.document)
         result = TenantExport(org_id=org_id, collections=collections)
         if include_control:

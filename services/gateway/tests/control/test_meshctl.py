@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .conftest import ADMIN_KEY, Admin
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.secrets import new_master_key_entry
+from mcpmesh.service import MeshService, ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+
+from .conftest import ADMIN_KEY, SIGNING_PEM, Admin
 
 MESHCTL = Path(__file__).resolve().parents[4] / "tools" / "meshctl"
 
@@ -68,3 +73,31 @@ async def test_cli_errors_are_one_clear_line(admin: Admin) -> None:
     assert "'settings.max_contexts' must be an integer" in bad and "Traceback" not in bad
     denied = await meshctl(admin, "org", "list", admin_key="not-the-admin-key-at-all", expect=1)
     assert "admin authentication required" in denied
+
+
+async def test_secrets_through_the_cli_take_the_value_from_stdin_only(
+    admin: Admin, nats_server: LocalNatsServer, mongo_url: str, mongo_db: Any
+) -> None:
+    settings = ServiceSettings(
+        mongodb_url=mongo_url, mongodb_database=mongo_db.name, secrets_keys=new_master_key_entry()
+    )
+    vault = ServiceHarness(
+        MeshService("vault", secrets=True), nats_server, settings=settings, signing_key_pem=SIGNING_PEM
+    )
+    org = (await admin.org("Vault Co"))["id"]
+    value = "sk-cli-0123456789abcdef-PIPE"
+    env = dict(os.environ, MESH_ADMIN_URL=str(admin.client.make_url("/admin")), MESH_ADMIN_KEY=ADMIN_KEY)
+    async with vault:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(MESHCTL), "--json", "secret", "set", org, "vault", "openai",
+            env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await proc.communicate(value.encode() + b"\n")
+        assert proc.returncode == 0, err
+        info = json.loads(out)
+        assert info["name"] == "openai" and info["last4"] == "PIPE" and value not in out.decode()
+        listing = await meshctl(admin, "secret", "list", org, "vault")
+        assert "openai" in listing and info["fingerprint"] in listing and value not in listing
+        assert (await as_json(admin, "secret", "delete", org, "vault", "openai"))["deleted"] is True
+        missing = await meshctl(admin, "secret", "delete", org, "vault", "openai", expect=1)
+        assert "no secret openai in service vault" in missing

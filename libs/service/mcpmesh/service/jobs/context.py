@@ -14,6 +14,7 @@ from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import get_logger
 
 if TYPE_CHECKING:
+    from mcpmesh.secrets import TenantSecrets
     from mcpmesh.service.jobs.runner import JobRunner
     from mcpmesh.vectors import TenantVectors
 
@@ -67,6 +68,13 @@ class JobContext:
     def vectors(self) -> TenantVectors:
         """This org's Qdrant collections (and only this org's)."""
         return self._runner.service.vectors.for_tenant(self.org_id)
+
+    @property
+    def secrets(self) -> TenantSecrets:
+        """This org's secrets (and only this org's), on a service declared with `secrets=True`."""
+        from mcpmesh.service.vault import vault_of
+
+        return vault_of(self._runner.service, self._tenant)
 
     async def org_settings(self) -> OrgSettings:
         """The org's settings as the gateway last published them, else its tier's defaults."""

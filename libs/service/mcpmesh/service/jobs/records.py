@@ -4,11 +4,13 @@ Document fields: `_id` (job id), `tool`, `args` (JSON arguments, kept for a resu
 `progress`, `total`, `message`, `partial`, `result` (the tool's `CallToolResult`, JSON),
 `error` (`MeshError` fields), `checkpoint`, `resumable`, `attempts`, `started_by` (key id),
 `owner` (replica id) and `lease` (id of the current run) while active, `heartbeat_at`,
-`deadline_at`, `created_at`, `updated_at`, `finished_at`, `expires_at` (TTL index).
+`deadline_at`, `created_at`, `updated_at`, `finished_at`, `expires_at` (TTL index), and
+`idempotency` (a digest of the tool and its idempotency key's value) when the start carried one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import time
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,8 @@ JOBS_INDEXES: Final = [
     Index(keys=[("expires_at", 1)], expire_after_seconds=0),  # deleted once expires_at passed
     Index(keys=[("status", 1), ("heartbeat_at", 1)]),  # the sweeper: active jobs with an old heartbeat
     Index(keys=[("status", 1), ("_id", -1)]),  # `jobs` filtered by status, newest first
+    # One job per idempotency key and tool: the insert is the claim, a racing second start fails it.
+    Index(keys=[("idempotency", 1)], unique=True, sparse=True, name="idempotency_unique"),
 ]
 #: Status values of jobs a replica owns, as stored.
 ACTIVE_VALUES: Final = sorted(status.value for status in ACTIVE)
@@ -43,6 +47,11 @@ def utcnow() -> datetime:
 def new_job_id() -> str:
     """12 hex digits of the time in milliseconds, then 16 random ones: ids sort by creation."""
     return f"{int(time.time() * 1000):012x}{secrets.token_hex(8)}"
+
+
+def idempotency_digest(tool: str, value: Any) -> str:
+    """What a keyed start is recorded under: the tool and the key's value (JSON), hashed."""
+    return hashlib.sha256(tool.encode() + b"\0" + msgspec.json.encode(value)).hexdigest()
 
 
 def mesh_error(code: ErrorCode, message: str) -> MeshError:

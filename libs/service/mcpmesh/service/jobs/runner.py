@@ -27,6 +27,7 @@ import pydantic
 import pydantic_core
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
 from mcpmesh.proto.jobs import JobStatus
@@ -36,6 +37,7 @@ from mcpmesh.service.jobs.records import (
     ACTIVE_VALUES,
     RELEASED_AT,
     finished_fields,
+    idempotency_digest,
     jobs_collection,
     jobs_kind,
     json_size,
@@ -70,6 +72,7 @@ class JobTool:
     meta: FuncMetadata  # the handler's argument model and result conversion (the SDK's own)
     resumable: bool
     budget_s: float
+    idempotency_key: str | None = None  # the argument a start deduplicates on
 
 
 class _OverBudget(Exception):
@@ -184,12 +187,40 @@ class JobRunner:
             "finished_at": None,
             "expires_at": deadline + self.retention,  # until it finishes: never kept forever
         }
+        key = spec.idempotency_key
+        if key is not None and arguments.get(key) not in (None, ""):
+            doc["idempotency"] = idempotency_digest(tool, doc["args"][key])
         tenant = call.store
         collection = await jobs_collection(tenant, self.kind)
-        await collection.insert_one(doc)
+        try:
+            await collection.insert_one(doc)  # with a key, the insert is the claim
+        except DuplicateKeyError:
+            return await self._started_before(collection, doc, spec)
         self._launch(JobContext(self, tenant, collection, doc))
         log.info("job started", job_id=doc["_id"])
         return view_json(doc)
+
+    async def _started_before(
+        self, collection: Collection, doc: dict[str, Any], spec: JobTool
+    ) -> dict[str, Any]:
+        """The view of the job an earlier start with the same idempotency key recorded."""
+        if "idempotency" not in doc:
+            raise MeshException(ErrorCode.UNAVAILABLE, "the job could not be recorded: call the tool again")
+        earlier = await collection.find_one({"idempotency": doc["idempotency"]})
+        if earlier is None:  # it expired in between: the caller may simply start again
+            raise MeshException(
+                ErrorCode.CONFLICT,
+                "the job started with this key just expired: call the tool again",
+                retryable=True,
+            )
+        if earlier["args"] != doc["args"]:
+            raise MeshException(
+                ErrorCode.CONFLICT,
+                f"this {spec.idempotency_key} already started job {earlier['_id']} with other arguments: "
+                f"use a new {spec.idempotency_key} for other work",
+            )
+        log.info("job start repeated: the earlier job answers", job_id=earlier["_id"])
+        return view_json(earlier)
 
     def _launch(self, job: JobContext) -> None:
         context = contextvars.copy_context()

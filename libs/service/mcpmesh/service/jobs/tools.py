@@ -59,6 +59,7 @@ def register_job_tool(
     description: str | None,
     tiers: Sequence[str] | None,
     sdk_options: dict[str, Any],
+    idempotency_key: str | None = None,
 ) -> None:
     """Register `fn` as a job tool: the SDK tool records the job, starts it here and returns its view."""
     runner = runner_of(service)
@@ -75,6 +76,12 @@ def register_job_tool(
             "not the request's Context"
         )
     job_param = _job_parameter(fn, tool_name)
+    if idempotency_key is not None and (
+        idempotency_key == job_param or idempotency_key not in inspect.signature(fn).parameters
+    ):
+        raise ValueError(
+            f"job tool {tool_name!r}: idempotency_key {idempotency_key!r} is not one of its arguments"
+        )
     structured = sdk_options.pop("structured_output", None)
     runner.tools[tool_name] = JobTool(
         name=tool_name,
@@ -83,6 +90,7 @@ def register_job_tool(
         meta=func_metadata(fn, skip_names=[job_param], structured_output=structured),
         resumable=resumable,
         budget_s=budget_s,
+        idempotency_key=idempotency_key,
     )
     meta = {
         **(sdk_options.pop("meta", None) or {}),
@@ -99,9 +107,11 @@ def register_job_tool(
         description=f"{about}\n\n{note}".strip(),
         tiers=tiers,
         meta=meta,
-        # Each call starts another job: never re-sent as if repeating it were harmless.
+        # Each call starts another job: never re-sent as if repeating it were harmless, unless
+        # it carries the idempotency key (a repeat then answers with the job the first started).
         read_only=False,
         idempotent=False,
+        idempotency_key=idempotency_key,
         **sdk_options,
     )(_starter(fn, job_param, tool_name, runner))
 

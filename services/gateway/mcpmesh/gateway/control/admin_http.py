@@ -89,11 +89,17 @@ async def json_body(request: web.Request, *, optional: bool = False) -> dict[str
     return body
 
 
-def path_org_id(request: web.Request) -> str:
+def path_param(request: web.Request, name: str, check: Callable[[str], str]) -> str:
+    """A path parameter passed through `check`; its ValueError (which says what is expected,
+    never echoing the value at length) becomes a 400."""
     try:
-        return validate_org_id(request.match_info["org_id"])
-    except InvalidIdentifier as exc:
+        return check(request.match_info[name])
+    except ValueError as exc:
         raise bad_request(str(exc)) from None
+
+
+def path_org_id(request: web.Request) -> str:
+    return path_param(request, "org_id", validate_org_id)
 
 
 def path_key_id(request: web.Request) -> str:

@@ -26,6 +26,7 @@ from mcpmesh.proto.subjects import AUDIT_STREAM, USAGE_STREAM, audit_filter, usa
 from mcpmesh.store import Store
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.commands import CommandSigner
+from mcpmesh.tenancy.stamp import StampSigner
 
 log = get_logger("mcpmesh.gateway.control")
 
@@ -53,6 +54,8 @@ class ControlPlane:
         self.bus = bus
         #: Signs the admin authorization every tenant delete/export command carries.
         self.commands = CommandSigner(stamp_signing_key)
+        #: Mints the `<service>:admin` stamps of the secrets routes (admin_secrets.py).
+        self.stamps = StampSigner(stamp_signing_key)
         self._admin_key = admin_key.encode()
         self.key_grace_s = key_grace_s
         #: False: this replica only serves; the writers run on another (GATEWAY_RUN_WRITERS).

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpmesh.gateway.control import admin_keys, admin_orgs, admin_reports
+from mcpmesh.gateway.control import admin_keys, admin_orgs, admin_reports, admin_secrets
 from mcpmesh.gateway.control import schemas as s
 from mcpmesh.gateway.control.admin_http import Handler
 
@@ -35,6 +35,9 @@ class Route:
 
 ORG = Param("org_id", "path", "organization id", {"type": "string", "pattern": s.ORG_ID_PATTERN})
 KEY = Param("key_id", "path", "API key id", {"type": "string", "pattern": s.KEY_ID_PATTERN})
+SERVICE = Param("service", "path", "service name", {"type": "string", "pattern": r"^[a-z][a-z0-9]{1,30}$"})
+SECRET = Param("name", "path", "secret name", {"type": "string", "pattern": s.SECRET_NAME_PATTERN})
+SECRETS_PATH = "/admin/orgs/{org_id}/services/{service}/secrets"
 Q_ORG = Param("org_id", "query", "only this organization", {"type": "string", "pattern": s.ORG_ID_PATTERN})
 SINCE = Param("since", "query", "ISO 8601 start (inclusive)", {"type": "string", "format": "date-time"})
 UNTIL = Param("until", "query", "ISO 8601 end (exclusive)", {"type": "string", "format": "date-time"})
@@ -81,6 +84,16 @@ ROUTES: tuple[Route, ...] = (
           response=s.KEY, params=(KEY,), errors=(400, 401, 404, 409)),
     Route("POST", "/admin/keys/{key_id}/revoke", admin_keys.revoke_key, "Revoke a key for good", "keys",
           response=s.KEY, params=(KEY,), errors=(400, 401, 404)),
+    Route("PUT", SECRETS_PATH + "/{name}", admin_secrets.put_secret,
+          "Set (or replace) an organization's secret in a service: the value is never shown again",
+          "secrets", response=s.SECRET_INFO, body=s.SECRET_PUT, params=(ORG, SERVICE, SECRET),
+          errors=(400, 401, 404, 409, 502)),
+    Route("GET", SECRETS_PATH, admin_secrets.list_secrets,
+          "List an organization's secrets in a service (names, fingerprints, never values)", "secrets",
+          response=s.items(s.SECRET_INFO), params=(ORG, SERVICE), errors=(400, 401, 404, 409, 502)),
+    Route("DELETE", SECRETS_PATH + "/{name}", admin_secrets.delete_secret,
+          "Delete an organization's secret in a service", "secrets", response=s.SECRET_DELETED,
+          params=(ORG, SERVICE, SECRET), errors=(400, 401, 404, 409, 502)),
     Route("GET", "/admin/usage", admin_reports.usage,
           "Usage totals and groups from hourly roll-ups", "usage", response=s.USAGE,
           params=(Q_ORG, _q("key_id", "only this key"), _q("service", "only this service"),

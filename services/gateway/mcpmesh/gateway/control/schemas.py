@@ -176,6 +176,22 @@ ORG_EXPORT: Final = obj(
         "error": {"type": "object"},
     }
 )
+SECRET_NAME_PATTERN: Final = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+SECRET_INFO: Final = obj(
+    {
+        "name": {"type": "string", "pattern": SECRET_NAME_PATTERN},
+        "fingerprint": {"type": "string", "description": "'sha256:' + 16 hex digits: tells two values apart"},
+        "last4": {"type": ["string", "null"], "description": "last 4 characters of values of 16+"},
+        "key_id": {"type": "string", "description": "the master key that sealed it"},
+        "created_at": TIME,
+        "updated_at": TIME,
+    }
+)
+SECRET_PUT: Final = obj(
+    {"value": {"type": "string", "minLength": 1, "maxLength": 16384, "writeOnly": True}}, ("value",)
+)
+SECRET_DELETED: Final = obj({"name": STR, "deleted": {"type": "boolean"}})
+
 ERROR: Final = obj(
     {"error": obj({"code": STR, "message": STR}, ("code", "message"), extra=True)}, ("error",), extra=True
 )
