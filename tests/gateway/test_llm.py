@@ -12,6 +12,7 @@ import pytest
 
 from mcpmesh.llm import LlmSettings, build_service
 from mcpmesh.llm.testing import FakeProvider
+from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
 from tests.gateway.conftest import Gateway, Mesh
 from tests.gateway.test_sdk_clients import MODERN, sdk_client
@@ -34,7 +35,11 @@ async def llm_mesh(mesh: Mesh) -> AsyncIterator[tuple[Mesh, Gateway, FakeProvide
             ],
             aliases={"default": "big"},
         )
-        store = ServiceSettings(mongodb_url=mesh.mongo_url, mongodb_database=mesh.database + "_llm")
+        store = ServiceSettings(
+            mongodb_url=mesh.mongo_url,
+            mongodb_database=mesh.database + "_llm",
+            secrets_keys=new_master_key_entry("t1"),
+        )
         await mesh.service(build_service(settings), store)
         gw = await mesh.gateway()
         await mesh.wait_discovered("llm")

@@ -122,9 +122,10 @@ async def llm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Llm]:
     monkeypatch.setenv("TEST_LLM_SYSTEM_KEY", SYSTEM_KEY)
-    monkeypatch.setenv("MCPMESH_SECRETS_KEYS", new_master_key_entry("t1"))
     database = f"llm_test_{uuid.uuid4().hex[:10]}"
-    settings = ServiceSettings(mongodb_url=mongo_url, mongodb_database=database)
+    settings = ServiceSettings(
+        mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry("t1")
+    )
     async with ServiceHarness(build_service(llm_settings), nats_server, settings=settings) as harness:
         yield Llm(harness, fake, fake2)
     db = connect_database(mongo_url, database)

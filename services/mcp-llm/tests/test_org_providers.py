@@ -202,3 +202,23 @@ async def test_provider_admin_needs_llm_admin(llm: Llm, tool: str) -> None:
             scopes=["llm:read", "llm:write"],
         )
     assert refused.value.error.code == ErrorCode.FORBIDDEN
+
+
+async def test_a_key_rotated_through_the_kits_secret_tools_is_used_at_once(
+    llm: Llm, own: FakeProvider
+) -> None:
+    a = org()
+    await own_provider(llm, a, own)
+    await llm.call(a, "chat", {"messages": HI})
+    rotated = "sk-org-a-rotated-" + "r" * 20
+    await llm.call(a, "secret_set", {"name": "provider.mine", "value": rotated})
+    await llm.call(a, "chat", {"messages": HI})
+    await llm.call(a, "secret_delete", {"name": "provider.mine"})
+    await llm.call(a, "chat", {"messages": HI})
+    assert [r.authorization for r in own.requests] == [
+        f"Bearer {ORG_KEY}",
+        f"Bearer {rotated}",
+        "Bearer no-key",
+    ]
+    listed = await llm.call(a, "providers")
+    assert listed["org"][0]["key"] is None

@@ -17,11 +17,10 @@ log = get_logger("mcpmesh.llm")
 
 
 async def providers(app: LlmApp, call: Call) -> dict[str, Any]:
-    config = await orgconfig.load(call.store)
-    keys = await app.keys(call).infos() if app.master is not None else {}
+    config = await app.config(call)
     return {
         "version": config.version,
-        "org": [{**p.public(), "key": keys.get(p.name)} for p in config.providers],
+        "org": [{**p.public(), "key": config.keys.get(p.name)} for p in config.providers],
         "system": [p.public() for p in app.routing.system],
         "aliases": {**app.settings.aliases, **config.aliases},
     }
@@ -31,7 +30,7 @@ async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: s
     provider = parse_provider(spec, owner="org")
     if provider.api_base:
         await check_endpoint(provider.api_base, allow_private=app.settings.allow_private_endpoints)
-    config = await orgconfig.load(call.store)
+    config = await app.config(call)
     others = [p for p in config.providers if p.name != provider.name]
     if len(others) >= app.settings.max_org_providers:
         raise MeshException(
@@ -41,23 +40,23 @@ async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: s
     key_info = None
     if api_key is not None:
         key_info = await app.keys(call).put(provider.name, api_key)
-    has_key = api_key is not None or provider.name in config.keyed
-    version = await orgconfig.save_provider(call.store, provider, has_key=has_key)
+    has_key = api_key is not None or provider.name in config.keys
+    version = await orgconfig.save_provider(call.store, provider)
     log.info("llm provider set", provider=provider.name, key_set=api_key is not None, version=version)
     return {"provider": provider.public(), "key": key_info, "has_key": has_key, "version": version}
 
 
 async def remove_provider(app: LlmApp, call: Call, name: str) -> dict[str, Any]:
     removed = await orgconfig.delete_provider(call.store, name)
-    key_removed = await app.keys(call).delete(name) if app.master is not None else False
+    key_removed = await app.keys(call).delete(name)
     if not removed and not key_removed:
         raise MeshException(ErrorCode.NOT_FOUND, f"your organization has no provider {name!r}")
     log.info("llm provider removed", provider=name)
     return {"name": name, "removed": True}
 
 
-async def set_aliases(call: Call, aliases: dict[str, str | None]) -> dict[str, Any]:
-    config = await orgconfig.load(call.store)
+async def set_aliases(app: LlmApp, call: Call, aliases: dict[str, str | None]) -> dict[str, Any]:
+    config = await app.config(call)
     merged = dict(config.aliases)
     for alias, target in aliases.items():
         if target is None:
@@ -69,7 +68,7 @@ async def set_aliases(call: Call, aliases: dict[str, str | None]) -> dict[str, A
 
 
 async def models(app: LlmApp, call: Call) -> dict[str, Any]:
-    config = await orgconfig.load(call.store)
+    config = await app.config(call)
     allowed = (await call.org_settings()).allowed_models
     out = []
     for d in app.routing.deployments(config):

@@ -1,5 +1,5 @@
-"""What the tools share: settings, the routing (system table, routers), the master keys of org
-secrets, and counters (cache hits and misses, provider calls) for stats and tests."""
+"""What the tools share: settings, the routing (system table, routers), and counters (cache hits
+and misses, provider calls) for stats and tests."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from mcpmesh.llm import offline
-from mcpmesh.llm.keys import ProviderKeys, load_master_keys
+from mcpmesh.llm import offline, orgconfig
+from mcpmesh.llm.keys import ProviderKeys
 from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import ProviderSpec, parse_table
-from mcpmesh.llm.routing import Routing
+from mcpmesh.llm.routing import KeyLoader, Routing
 from mcpmesh.llm.settings import LlmSettings
-from mcpmesh.secrets import MasterKeys, SecretValue
+from mcpmesh.secrets import SecretValue
 from mcpmesh.service import Call, Lifespan, MeshService
 
 
@@ -23,17 +23,20 @@ from mcpmesh.service import Call, Lifespan, MeshService
 class LlmApp:
     settings: LlmSettings
     routing: Routing
-    master: MasterKeys | None
     stats: Counter[str] = field(default_factory=Counter)
 
-    def keys(self, call: Call) -> ProviderKeys:
-        return ProviderKeys(call.store, self.master)
+    @staticmethod
+    def keys(call: Call) -> ProviderKeys:
+        return ProviderKeys(call.secrets)
 
-    def key_loader(self, call: Call, config: OrgConfig):  # type: ignore[no-untyped-def]
+    async def config(self, call: Call) -> OrgConfig:
+        return await orgconfig.load(call.store, self.keys(call))
+
+    def key_loader(self, call: Call, config: OrgConfig) -> KeyLoader:
         """Reveals the org's key of a provider that has one (for building its router)."""
 
         async def load(provider: ProviderSpec) -> SecretValue | None:
-            if provider.name not in config.keyed:
+            if provider.name not in config.keys:
                 return None
             return await self.keys(call).reveal(provider.name)
 
@@ -52,6 +55,6 @@ def lifespan_for(settings: LlmSettings) -> Lifespan:
     async def lifespan(service: MeshService) -> AsyncIterator[LlmApp]:
         quiet_litellm()
         offline.register()
-        yield LlmApp(settings, Routing(settings, parse_table(settings.providers)), load_master_keys())
+        yield LlmApp(settings, Routing(settings, parse_table(settings.providers)))
 
     return lifespan

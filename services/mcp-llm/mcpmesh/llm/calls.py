@@ -12,7 +12,7 @@ from typing import Any
 import litellm
 from litellm import Router
 
-from mcpmesh.llm import cache, orgconfig, usage
+from mcpmesh.llm import cache, usage
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.errors import provider_error
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -37,7 +37,7 @@ class Prepared:
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
     """Selection in the seed's order, endpoints checked now, the budget checked before any call."""
-    config = await orgconfig.load(call.store)
+    config = await app.config(call)
     settings = await call.org_settings()
     selection = app.routing.select(config, settings.allowed_models, model, mode)
     selection = await _reachable(app, selection)

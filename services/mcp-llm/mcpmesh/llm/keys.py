@@ -1,33 +1,27 @@
-"""An org's provider API keys: sealed in its own secrets (libs/secrets), write-only.
-
-The one place the service touches keys, so the switch to the kit's `call.secrets` (branch
-`secrets`) is this module alone: `vault_of` then returns `call.secrets`.
-"""
+"""An org's provider API keys: the kit's tenant secrets (`call.secrets`, sealed, write-only),
+one per provider, named `provider.<name>`. Set with `set_provider(api_key=...)` or the kit's
+`llm_secret_set` (and the gateway's admin secrets API) under that name."""
 
 from __future__ import annotations
 
-from typing import Any
+import hashlib
+from typing import Any, Final
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.secrets import InvalidSecret, MasterKeys, SecretsConfigError, SecretValue, TenantSecrets
-from mcpmesh.store import TenantStore
+from mcpmesh.secrets import InvalidSecret, SecretValue, TenantSecrets
+
+PREFIX: Final = "provider."
 
 
 def secret_name(provider: str) -> str:
-    return f"provider.{provider}"
+    return PREFIX + provider
 
 
 class ProviderKeys:
-    """The keys of the org a `TenantStore` is scoped to (there is no way to name another org)."""
+    """The keys of the org whose vault this is (there is no way to name another org)."""
 
-    def __init__(self, tenant: TenantStore, master: MasterKeys | None) -> None:
-        if master is None:
-            raise MeshException(
-                ErrorCode.UNAVAILABLE,
-                "this deployment keeps no org provider keys (no MCPMESH_SECRETS_KEYS): ask the operator",
-                retryable=False,
-            )
-        self._vault = TenantSecrets(tenant, master)
+    def __init__(self, vault: TenantSecrets) -> None:
+        self._vault = vault
 
     async def put(self, provider: str, key: str) -> dict[str, Any]:
         try:
@@ -45,22 +39,19 @@ class ProviderKeys:
         return await self._vault.delete(secret_name(provider))
 
     async def infos(self) -> dict[str, dict[str, Any]]:
-        """provider name -> what may be shown of its key (fingerprint, last four, times)."""
-        prefix = secret_name("")
+        """provider name -> what may be shown of its key (fingerprint, last four, when set)."""
         return {
-            info.name.removeprefix(prefix): _shown(info.to_dict())
+            info.name.removeprefix(PREFIX): _shown(info.to_dict())
             for info in await self._vault.infos()
-            if info.name.startswith(prefix)
+            if info.name.startswith(PREFIX)
         }
+
+
+def version_of(keys: dict[str, dict[str, Any]]) -> str:
+    """Changes whenever a key is set, replaced or removed (part of a router's identity)."""
+    stamp = "|".join(f"{name}={k['fingerprint']}@{k['updated_at']}" for name, k in sorted(keys.items()))
+    return hashlib.sha256(stamp.encode()).hexdigest()[:16] if keys else ""
 
 
 def _shown(info: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k in ("fingerprint", "last4", "updated_at")}
-
-
-def load_master_keys() -> MasterKeys | None:
-    """The master keys from the environment, or None (then orgs cannot store keys)."""
-    try:
-        return MasterKeys.from_env()
-    except SecretsConfigError:
-        return None

@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from pymongo import ReturnDocument
 
+from mcpmesh.llm.keys import ProviderKeys, version_of
 from mcpmesh.llm.providers import ProviderSpec, parse_provider
 from mcpmesh.store import TenantStore
 
@@ -23,27 +24,34 @@ class OrgConfig:
     version: int = 0
     providers: tuple[ProviderSpec, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)
-    keyed: frozenset[str] = frozenset()  # providers with a stored key
+    #: The org's provider keys as may be shown (provider -> fingerprint, last4, updated_at).
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def slot(self) -> tuple[int, str]:
+        """What a router is built from: the configuration version and the keys' version."""
+        return self.version, version_of(
+            {p.name: self.keys[p.name] for p in self.providers if p.name in self.keys}
+        )
 
 
-async def load(tenant: TenantStore) -> OrgConfig:
-    """The org's configuration; the version is read first, so what follows is at least as new."""
+async def load(tenant: TenantStore, keys: ProviderKeys) -> OrgConfig:
+    """The org's configuration and its keys' descriptions; the version is read first, so what
+    follows is at least as new."""
+    shown = await keys.infos()
     rows = await tenant.collection(CONFIG_KIND)
     version_doc = await rows.find_one({"_id": _VERSION_ID})
     providers: list[ProviderSpec] = []
     aliases: dict[str, str] = {}
-    keyed: set[str] = set()
     if version_doc is None:
-        return OrgConfig()
+        return OrgConfig(keys=shown)
     async for doc in rows.find({"_id": {"$ne": _VERSION_ID}}):
         if doc["_id"] == _ALIASES_ID:
             aliases = dict(doc.get("aliases") or {})
         elif doc["_id"].startswith(_PROVIDER):
             providers.append(parse_provider(doc["spec"], owner="org"))
-            if doc.get("has_key"):
-                keyed.add(providers[-1].name)
     providers.sort(key=lambda p: (_position(p, version_doc), p.name))
-    return OrgConfig(int(version_doc.get("v", 0)), tuple(providers), aliases, frozenset(keyed))
+    return OrgConfig(int(version_doc.get("v", 0)), tuple(providers), aliases, shown)
 
 
 def _position(provider: ProviderSpec, version_doc: dict[str, Any]) -> int:
@@ -65,11 +73,9 @@ async def _bump(tenant: TenantStore, *, add: str | None = None, drop: str | None
     return int(doc["v"])
 
 
-async def save_provider(tenant: TenantStore, provider: ProviderSpec, *, has_key: bool) -> int:
+async def save_provider(tenant: TenantStore, provider: ProviderSpec) -> int:
     rows = await tenant.collection(CONFIG_KIND)
-    await rows.replace_one(
-        {"_id": _PROVIDER + provider.name}, {"spec": provider.to_doc(), "has_key": has_key}, upsert=True
-    )
+    await rows.replace_one({"_id": _PROVIDER + provider.name}, {"spec": provider.to_doc()}, upsert=True)
     return await _bump(tenant, add=provider.name)
 
 

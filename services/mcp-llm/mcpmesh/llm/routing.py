@@ -55,7 +55,7 @@ class Routing:
     def __init__(self, settings: LlmSettings, system: tuple[ProviderSpec, ...]) -> None:
         self.settings = settings
         self.system = system
-        self._routers: OrderedDict[tuple[str, int], Router] = OrderedDict()
+        self._routers: OrderedDict[tuple[str, int, str], Router] = OrderedDict()
 
     def deployments(self, config: OrgConfig, mode: str | None = None) -> list[Deployment]:
         """The org's own first, then the system's, in table order."""
@@ -103,7 +103,8 @@ class Routing:
 
     async def router(self, org_id: str, config: OrgConfig, key_of: KeyLoader) -> Router:
         """The Router for this configuration version (orgs without their own share the system's)."""
-        slot = (org_id, config.version) if config.version else ("", 0)
+        version, keys = config.slot
+        slot = (org_id, version, keys) if version else ("", 0, "")
         router = self._routers.get(slot)
         if router is not None:
             self._routers.move_to_end(slot)

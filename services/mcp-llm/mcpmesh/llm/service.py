@@ -11,7 +11,7 @@ from typing import Any
 import litellm
 from mcp.server.mcpserver import Context
 
-from mcpmesh.llm import admin, calls, orgconfig
+from mcpmesh.llm import admin, calls
 from mcpmesh.llm.app import LlmApp, lifespan_for
 from mcpmesh.llm.cache import CACHE_INDEXES, CACHE_KIND
 from mcpmesh.llm.inputs import chat_request, check_messages, check_texts
@@ -20,8 +20,7 @@ from mcpmesh.llm.providers import invalid
 from mcpmesh.llm.settings import LlmSettings
 from mcpmesh.llm.usage import USAGE_INDEXES, USAGE_KIND, report
 from mcpmesh.proto.headers import STREAM
-from mcpmesh.secrets import SECRETS_KINDS
-from mcpmesh.service import Call, MeshService, call_of
+from mcpmesh.service import TOOL_SECRET_ARGS_META, Call, MeshService, call_of
 
 INSTRUCTIONS = """\
 LLM calls for your organization: chat (optionally streamed as progress), embed, count_tokens.
@@ -29,7 +28,7 @@ Models are asked for by name or alias (default, fast, cheap, embed, or your org'
 lists what your org may use. Every answer says which provider and model served it and which
 fallbacks were tried. Admins (llm:admin) add their org's own providers and keys (write-only)."""
 
-STORE_KINDS = {CONFIG_KIND: [], USAGE_KIND: USAGE_INDEXES, CACHE_KIND: CACHE_INDEXES, **SECRETS_KINDS}
+STORE_KINDS = {CONFIG_KIND: [], USAGE_KIND: USAGE_INDEXES, CACHE_KIND: CACHE_INDEXES}
 ADMIN = "llm:admin"
 
 
@@ -41,6 +40,7 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
         instructions=INSTRUCTIONS,
         store_kinds=STORE_KINDS,
         lifespan=lifespan_for(settings),
+        secrets=True,  # org provider keys (keys.py); the kit adds llm_secret_set/secrets/secret_delete
     )
 
     def served(ctx: Context) -> tuple[LlmApp, Call]:
@@ -121,7 +121,7 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
         app, call = served(ctx)
         if (messages is None) == (text is None):
             raise invalid("give either messages or text")
-        config = await orgconfig.load(call.store)
+        config = await app.config(call)
         allowed = (await call.org_settings()).allowed_models
         deployment = app.routing.select(config, allowed, model, "chat").chain[0]
         counted = litellm.token_counter(
@@ -144,7 +144,14 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
         aliases in force."""
         return await admin.providers(*served(ctx))
 
-    @service.tool(scope=ADMIN, access="write", idempotent=True, destructive=True, open_world=False)
+    @service.tool(
+        scope=ADMIN,
+        access="write",
+        idempotent=True,
+        destructive=True,
+        open_world=False,
+        meta={TOOL_SECRET_ARGS_META: ["api_key"]},
+    )
     async def set_provider(
         name: str,
         models: list[dict[str, Any]],
@@ -170,7 +177,7 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
     @service.tool(scope=ADMIN, access="write", idempotent=True, destructive=True, open_world=False)
     async def set_aliases(aliases: dict[str, str | None], ctx: Context) -> dict[str, Any]:
         """Set your org's model aliases, e.g. {"default": "llama3", "fast": null} (null removes one)."""
-        return await admin.set_aliases(call_of(ctx), aliases)
+        return await admin.set_aliases(*served(ctx), aliases)
 
     return service
 
