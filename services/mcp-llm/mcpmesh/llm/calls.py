@@ -181,7 +181,7 @@ async def _streamed(
         delta = chunk.choices[0].delta.content if chunk.choices else None
         if delta:
             await on_token(delta)
-    response = litellm.stream_chunk_builder(chunks, messages=request.get("messages"))
+    response: Any = litellm.stream_chunk_builder(chunks, messages=request.get("messages"))
     if provider_usage is not None:
         response.usage = provider_usage
     return response, dict(getattr(stream, "_hidden_params", {}) or {})
@@ -199,7 +199,8 @@ async def embed(
     missing = [i for i, k in enumerate(keys) if k not in found]
     app.stats["cache_misses"] += len(missing) if caching else 0
     vectors: dict[int, list[float]] = {i: found[k] for i, k in enumerate(keys) if k in found}
-    served, tried = selection.chain[0], []
+    served: Deployment = selection.chain[0]
+    tried: list[dict[str, Any]] = []
     batch = app.settings.embed_batch
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
