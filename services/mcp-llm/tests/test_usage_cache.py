@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from mcpmesh.llm import limits
 from mcpmesh.proto.errors import ErrorCode
 
 from .conftest import Llm, org
@@ -116,3 +118,50 @@ async def test_offline_embeddings_are_deterministic_and_similar_for_shared_words
     assert one == same and out["dimensions"] == 256
     assert sum(x * y for x, y in zip(one, other, strict=True)) < 0.5
     assert llm.fake.requests == []
+
+
+@pytest.fixture
+def one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The limits' clock stands still: every call of the test falls in one window."""
+    frozen = limits.now()
+    monkeypatch.setattr(limits, "now", lambda: frozen)
+
+
+@pytest.mark.usefixtures("one_minute")
+async def test_per_org_model_limits_are_shared_and_per_org(llm: Llm) -> None:
+    a, b = org(), org()
+    await llm.call(
+        a,
+        "set_provider",
+        {
+            "name": "lim",
+            "api_base": llm.fake2.url,
+            "models": [{"name": "tiny", "org_rpm": 2, "org_tpm": 1000}],
+        },
+    )
+    await llm.call(
+        b,
+        "set_provider",
+        {"name": "lim", "api_base": llm.fake2.url, "models": [{"name": "tiny", "org_rpm": 2}]},
+    )
+    await llm.call(a, "chat", {"messages": HI, "model": "tiny"})
+    await llm.call(a, "chat", {"messages": HI, "model": "tiny"})
+    failure = await llm.fails(a, "chat", {"messages": HI, "model": "tiny"})
+    assert failure.error is not None and failure.error.code == ErrorCode.RATE_LIMITED
+    assert "2 requests per minute of model 'tiny'" in failure.text and failure.error.retryable is True
+    assert len(llm.fake2.requests) == 2
+    assert (await llm.call(b, "chat", {"messages": HI, "model": "tiny"}))["served_by"] == "lim/tiny"
+
+
+@pytest.mark.usefixtures("one_minute")
+async def test_an_org_tpm_limit_counts_the_tokens_spent(llm: Llm) -> None:
+    a = org()
+    await llm.call(
+        a,
+        "set_provider",
+        {"name": "lim", "api_base": llm.fake2.url, "models": [{"name": "tiny", "org_tpm": 30}]},
+    )
+    await llm.call(a, "chat", {"messages": HI, "model": "tiny"})  # 18 tokens
+    await llm.call(a, "chat", {"messages": HI, "model": "tiny"})  # 36: at the limit now
+    failure = await llm.fails(a, "chat", {"messages": HI, "model": "tiny"})
+    assert failure.error is not None and "30 tokens per minute" in failure.text

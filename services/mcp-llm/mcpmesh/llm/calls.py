@@ -12,7 +12,7 @@ from typing import Any
 import litellm
 from litellm import Router
 
-from mcpmesh.llm import cache, usage
+from mcpmesh.llm import cache, limits, usage
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.errors import provider_error
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -139,6 +139,7 @@ async def chat(
             figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
+    await limits.admit(call.store, selection.chain[0].model)  # a cache hit costs no provider call
     app.stats["provider_calls"] += 1
     try:
         if on_token is None:
@@ -202,6 +203,8 @@ async def embed(
     served: Deployment = selection.chain[0]
     tried: list[dict[str, Any]] = []
     batch = app.settings.embed_batch
+    if missing:
+        await limits.admit(call.store, selection.chain[0].model)
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
         app.stats["provider_calls"] += 1

@@ -44,6 +44,8 @@ class ModelSpec:
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     context_window: int | None = None
+    org_rpm: int | None = None  # requests per minute one org may send to this model
+    org_tpm: int | None = None  # tokens per minute one org may spend on it
 
     def public(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,8 @@ class ModelSpec:
             "input_cost_per_token": self.input_cost_per_token,
             "output_cost_per_token": self.output_cost_per_token,
             "context_window": self.context_window,
+            "org_rpm": self.org_rpm,
+            "org_tpm": self.org_tpm,
         }
 
 
@@ -128,6 +132,8 @@ def parse_model(raw: object, where: str) -> ModelSpec:
         "input_cost_per_token",
         "output_cost_per_token",
         "context_window",
+        "org_rpm",
+        "org_tpm",
     }
     if unknown:
         raise invalid(f"{where}: unknown model field(s) {sorted(unknown)}")
@@ -152,6 +158,8 @@ def parse_model(raw: object, where: str) -> ModelSpec:
         input_cost_per_token=_number(raw, "input_cost_per_token", here),
         output_cost_per_token=_number(raw, "output_cost_per_token", here),
         context_window=_number(raw, "context_window", here, integer=True),
+        org_rpm=_number(raw, "org_rpm", here, integer=True),
+        org_tpm=_number(raw, "org_tpm", here, integer=True),
     )
 
 

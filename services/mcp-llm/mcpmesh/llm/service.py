@@ -15,6 +15,7 @@ from mcpmesh.llm import admin, calls
 from mcpmesh.llm.app import LlmApp, lifespan_for
 from mcpmesh.llm.cache import CACHE_INDEXES, CACHE_KIND
 from mcpmesh.llm.inputs import chat_request, check_messages, check_texts
+from mcpmesh.llm.limits import LIMITS_INDEXES, LIMITS_KIND
 from mcpmesh.llm.orgconfig import CONFIG_KIND
 from mcpmesh.llm.providers import invalid
 from mcpmesh.llm.settings import LlmSettings
@@ -28,7 +29,12 @@ Models are asked for by name or alias (default, fast, cheap, embed, or your org'
 lists what your org may use. Every answer says which provider and model served it and which
 fallbacks were tried. Admins (llm:admin) add their org's own providers and keys (write-only)."""
 
-STORE_KINDS = {CONFIG_KIND: [], USAGE_KIND: USAGE_INDEXES, CACHE_KIND: CACHE_INDEXES}
+STORE_KINDS = {
+    CONFIG_KIND: [],
+    USAGE_KIND: USAGE_INDEXES,
+    CACHE_KIND: CACHE_INDEXES,
+    LIMITS_KIND: LIMITS_INDEXES,
+}
 ADMIN = "llm:admin"
 
 

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import litellm
 
+from mcpmesh.llm import limits
 from mcpmesh.llm.offline import KIND as OFFLINE_KIND
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -90,6 +91,7 @@ async def record(
     call.usage["cost_usd"] = round(call.usage.get("cost_usd", 0.0) + metered.cost_usd, 9)
     call.usage["cost_known"] = call.usage.get("cost_known", True) and metered.cost_known
     call.usage.update(billed_to=payer, model=deployment.label)
+    await limits.spent(call.store, deployment.model, metered.tokens)
     day, month = _periods()
     rows = await call.store.collection(USAGE_KIND)
     increments = {
