@@ -3,8 +3,10 @@ aliases, allowed_models, SSRF refusals; org B never sees nor uses org A's config
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
+import litellm
 import pytest
 
 from mcpmesh.llm.testing import FakeProvider
@@ -222,3 +224,23 @@ async def test_a_key_rotated_through_the_kits_secret_tools_is_used_at_once(
     ]
     listed = await llm.call(a, "providers")
     assert listed["org"][0]["key"] is None
+
+
+async def test_a_provider_at_its_rpm_passes_the_call_to_the_next(llm: Llm, own: FakeProvider) -> None:
+    a = org()
+    await own_provider(llm, a, own, rpm=2)  # litellm: a provider is full once rpm - 1 are counted
+    first = await llm.call(a, "chat", {"messages": HI})
+    second = await llm.call(a, "chat", {"messages": HI})
+    assert (first["served_by"], second["served_by"]) == ("mine/big", "sysa/big")
+    assert [(t["provider"], t["model"]) for t in second["fallbacks_tried"]] == [("mine", "big")]
+    assert len(own.requests) == 1
+
+
+async def test_evicted_routers_leave_litellms_process_wide_callbacks(llm: Llm, own: FakeProvider) -> None:
+    llm.app.routing.settings = dataclasses.replace(llm.app.routing.settings, max_routers=1)
+    before = len(litellm.callbacks)
+    for _ in range(3):
+        a = org()
+        await own_provider(llm, a, own, rpm=50)  # usage-based routing: a selector per router
+        assert (await llm.call(a, "chat", {"messages": HI}))["served_by"] == "mine/big"
+    assert len(litellm.callbacks) <= before + 1

@@ -55,6 +55,10 @@ def lifespan_for(settings: LlmSettings) -> Lifespan:
     async def lifespan(service: MeshService) -> AsyncIterator[LlmApp]:
         quiet_litellm()
         offline.register()
-        yield LlmApp(settings, Routing(settings, parse_table(settings.providers)))
+        app = LlmApp(settings, Routing(settings, parse_table(settings.providers)))
+        try:
+            yield app
+        finally:
+            app.routing.close()
 
     return lifespan

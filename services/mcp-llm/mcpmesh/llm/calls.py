@@ -10,14 +10,13 @@ from itertools import zip_longest
 from typing import Any
 
 import litellm
-from litellm import Router
 
 from mcpmesh.llm import cache, limits, usage
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.errors import provider_error
 from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import Deployment
-from mcpmesh.llm.routing import Selection
+from mcpmesh.llm.routing import Routed, Selection
 from mcpmesh.llm.ssrf import check_endpoint
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.service import Call
@@ -32,7 +31,7 @@ OnToken = Callable[[str], Awaitable[None]]
 class Prepared:
     config: OrgConfig
     selection: Selection
-    router: Router
+    routed: Routed
 
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
@@ -42,8 +41,8 @@ async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prep
     selection = app.routing.select(config, settings.allowed_models, model, mode)
     selection = await _reachable(app, selection)
     await usage.check_budget(call.store, settings)
-    router = await app.routing.router(call.org_id, config, app.key_loader(call, config))
-    return Prepared(config, selection, router)
+    routed = await app.routing.router(call.org_id, config, app.key_loader(call, config))
+    return Prepared(config, selection, routed)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
@@ -63,22 +62,11 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
     return dataclasses.replace(selection, chain=tuple(kept))
 
 
-def _route(selection: Selection) -> dict[str, Any]:
-    chain = selection.chain
-    return {
-        "model": chain[0].id,
-        "fallbacks": [d.id for d in chain[1:]],
-        "max_fallbacks": len(chain),
-        "include_fallback_errors": True,
-    }
-
-
-def attribution(
-    selection: Selection, hidden: dict[str, Any] | None
-) -> tuple[Deployment, list[dict[str, Any]]]:
+def attribution(prepared: Prepared, hidden: dict[str, Any] | None) -> tuple[Deployment, list[dict[str, Any]]]:
     """Which deployment served (the Router's `model_id`) and the ones tried before it, in order."""
     hidden = hidden or {}
-    at = selection.at(hidden.get("model_id"))
+    selection = prepared.selection
+    at = prepared.routed.position(selection, hidden.get("model_id"))
     headers = hidden.get("additional_headers") or {}
     raw = headers.get("x-litellm-fallback-errors") or "[]"
     try:
@@ -143,15 +131,15 @@ async def chat(
     app.stats["provider_calls"] += 1
     try:
         if on_token is None:
-            response = await prepared.router.acompletion(**request, **_route(selection))
+            response = await prepared.routed.router.acompletion(**request, **prepared.routed.route(selection))
             hidden = getattr(response, "_hidden_params", {})
         else:
-            response, hidden = await _streamed(prepared.router, request, selection, on_token)
+            response, hidden = await _streamed(prepared, request, on_token)
     except MeshException:
         raise
     except Exception as exc:
         raise failed(app, call, selection, exc) from None
-    served, tried = attribution(selection, hidden)
+    served, tried = attribution(prepared, hidden)
     choice = response.choices[0]
     message = choice.message
     answer = {
@@ -168,10 +156,11 @@ async def chat(
 
 
 async def _streamed(
-    router: Router, request: dict[str, Any], selection: Selection, on_token: OnToken
+    prepared: Prepared, request: dict[str, Any], on_token: OnToken
 ) -> tuple[Any, dict[str, Any]]:
-    stream = await router.acompletion(
-        **request, **_route(selection), stream=True, stream_options={"include_usage": True}
+    routed = prepared.routed
+    stream = await routed.router.acompletion(
+        **request, **routed.route(prepared.selection), stream=True, stream_options={"include_usage": True}
     )
     chunks: list[Any] = []
     provider_usage = None
@@ -209,10 +198,12 @@ async def embed(
         part = missing[start : start + batch]
         app.stats["provider_calls"] += 1
         try:
-            response = await prepared.router.aembedding(input=[texts[i] for i in part], **_route(selection))
+            response = await prepared.routed.router.aembedding(
+                input=[texts[i] for i in part], **prepared.routed.route(selection)
+            )
         except Exception as exc:
             raise failed(app, call, selection, exc) from None
-        served, tried = attribution(selection, getattr(response, "_hidden_params", {}))
+        served, tried = attribution(prepared, getattr(response, "_hidden_params", {}))
         fresh = {part[item["index"]]: item["embedding"] for item in response.data}
         vectors.update(fresh)
         await usage.record(call, served, usage.meter(served, getattr(response, "usage", None)))

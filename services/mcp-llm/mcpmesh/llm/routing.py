@@ -37,9 +37,39 @@ class Selection:
     model: str  # the resolved model name
     chain: tuple[Deployment, ...]  # first choice first; the rest are the fallbacks
 
-    def at(self, deployment_id: str | None) -> int:
-        ids = [d.id for d in self.chain]
-        return ids.index(deployment_id) if deployment_id in ids else 0
+
+@dataclass(frozen=True)
+class Routed:
+    """A Router and the tag of its deployment names. litellm's usage-based routing counts per
+    deployment id in selectors it registers process-wide, so ids are unique per router."""
+
+    router: Router
+    tag: str
+
+    def name(self, deployment: Deployment) -> str:
+        return f"{self.tag}+{deployment.id}"
+
+    def route(self, selection: Selection) -> dict[str, Any]:
+        """The Router arguments for a selection: its first choice, then the rest as fallbacks."""
+        chain = selection.chain
+        return {
+            "model": self.name(chain[0]),
+            "fallbacks": [self.name(d) for d in chain[1:]],
+            "max_fallbacks": len(chain),
+            "include_fallback_errors": True,
+        }
+
+    def position(self, selection: Selection, model_id: object) -> int:
+        """Where in the chain the deployment the Router reports (`model_id`) stands."""
+        names = [self.name(d) for d in selection.chain]
+        return names.index(model_id) if model_id in names else 0
+
+    def close(self) -> None:
+        """Unhook the router and its selectors from litellm's process-wide callback lists."""
+        self.router.discard()
+        selector = getattr(self.router, "lowesttpm_logger_v2", None)
+        if selector is not None:
+            self.router._unregister_router_selectors([selector])
 
 
 def allows(patterns: list[str], deployment: Deployment) -> bool:
@@ -55,7 +85,8 @@ class Routing:
     def __init__(self, settings: LlmSettings, system: tuple[ProviderSpec, ...]) -> None:
         self.settings = settings
         self.system = system
-        self._routers: OrderedDict[tuple[str, int, str], Router] = OrderedDict()
+        self._routers: OrderedDict[tuple[str, int, str], Routed] = OrderedDict()
+        self._built = 0
 
     def deployments(self, config: OrgConfig, mode: str | None = None) -> list[Deployment]:
         """The org's own first, then the system's, in table order."""
@@ -101,16 +132,18 @@ class Routing:
         kin = [d for d in permitted if d.model.model_class == model_class and d not in first]
         return Selection(asked, model, tuple(first + kin))
 
-    async def router(self, org_id: str, config: OrgConfig, key_of: KeyLoader) -> Router:
+    async def router(self, org_id: str, config: OrgConfig, key_of: KeyLoader) -> Routed:
         """The Router for this configuration version (orgs without their own share the system's)."""
         version, keys = config.slot
         slot = (org_id, version, keys) if version else ("", 0, "")
-        router = self._routers.get(slot)
-        if router is not None:
+        routed = self._routers.get(slot)
+        if routed is not None:
             self._routers.move_to_end(slot)
-            return router
+            return routed
+        self._built += 1
+        tag = f"r{self._built}"
         deployments = self.deployments(config)
-        entries = [await self._entry(d, key_of) for d in deployments]
+        entries = [await self._entry(f"{tag}+{d.id}", d, key_of) for d in deployments]
         limited = any(d.provider.rpm or d.provider.tpm for d in deployments)
         router = Router(
             model_list=entries,
@@ -120,12 +153,17 @@ class Routing:
             cooldown_time=self.settings.cooldown_s,
             disable_cooldowns=self.settings.cooldown_s <= 0,
         )
-        self._routers[slot] = router
+        routed = Routed(router, tag)
+        self._routers[slot] = routed
         while len(self._routers) > self.settings.max_routers:
-            self._routers.popitem(last=False)
-        return router
+            self._routers.popitem(last=False)[1].close()
+        return routed
 
-    async def _entry(self, d: Deployment, key_of: KeyLoader) -> dict[str, Any]:
+    def close(self) -> None:
+        while self._routers:
+            self._routers.popitem()[1].close()
+
+    async def _entry(self, name: str, d: Deployment, key_of: KeyLoader) -> dict[str, Any]:
         p, m = d.provider, d.model
         params: dict[str, Any] = {"model": d.litellm_model, "api_key": await self._key(p, key_of)}
         if p.api_base:
@@ -136,7 +174,7 @@ class Routing:
         for field in ("input_cost_per_token", "output_cost_per_token"):
             if getattr(m, field) is not None:
                 params[field] = getattr(m, field)
-        return {"model_name": d.id, "litellm_params": params, "model_info": {"id": d.id, "mode": m.mode}}
+        return {"model_name": name, "litellm_params": params, "model_info": {"id": name, "mode": m.mode}}
 
     async def _key(self, provider: ProviderSpec, key_of: KeyLoader) -> str:
         if provider.owner == "org":
