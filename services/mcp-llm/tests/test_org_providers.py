@@ -244,3 +244,16 @@ async def test_evicted_routers_leave_litellms_process_wide_callbacks(llm: Llm, o
         await own_provider(llm, a, own, rpm=50)  # usage-based routing: a selector per router
         assert (await llm.call(a, "chat", {"messages": HI}))["served_by"] == "mine/big"
     assert len(litellm.callbacks) <= before + 1
+
+
+async def test_a_provider_past_its_tpm_passes_calls_to_the_next(llm: Llm, own: FakeProvider) -> None:
+    a = org()
+    await own_provider(llm, a, own, tpm=25)  # one call spends 18 tokens
+    served = []
+    for _ in range(10):  # litellm counts a call's tokens in a callback after it: soon, not at once
+        answer = await llm.call(a, "chat", {"messages": HI})
+        served.append(answer["served_by"])
+        if answer["served_by"] != "mine/big":
+            break
+    assert served[0] == "mine/big" and served[-1] == "sysa/big"
+    assert answer["fallbacks_tried"][0]["provider"] == "mine"

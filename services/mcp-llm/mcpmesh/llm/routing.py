@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+import litellm
 from litellm import Router
 
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -153,6 +154,11 @@ class Routing:
             cooldown_time=self.settings.cooldown_s,
             disable_cooldowns=self.settings.cooldown_s <= 0,
         )
+        selector = getattr(router, "lowesttpm_logger_v2", None)
+        if selector is not None and not any(c is selector for c in litellm.callbacks):
+            # litellm registers one usage selector per type process-wide: without its own, this
+            # router's tpm would never be counted (rpm is counted before each call regardless).
+            litellm.callbacks.append(selector)
         routed = Routed(router, tag)
         self._routers[slot] = routed
         while len(self._routers) > self.settings.max_routers:
