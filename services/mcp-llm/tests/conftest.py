@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from mcpmesh.dev.natsproc import LocalNatsServer
-from mcpmesh.llm import LlmSettings, app_of, build_service
+from mcpmesh.llm import LlmSettings, app_of, build_service, limits
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.testing import FakeProvider
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, tier_defaults
@@ -86,6 +86,13 @@ class Llm:
 
 def org() -> str:
     return f"org-llm-{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-minute limits' clock stands still: every call of the test falls in one window."""
+    frozen = limits.now()
+    monkeypatch.setattr(limits, "now", lambda: frozen)
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import msgspec
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from mcpmesh.llm import limits
 from mcpmesh.proto.errors import ErrorCode
 
 from .conftest import Llm, org
@@ -118,13 +117,6 @@ async def test_offline_embeddings_are_deterministic_and_similar_for_shared_words
     assert one == same and out["dimensions"] == 256
     assert sum(x * y for x, y in zip(one, other, strict=True)) < 0.5
     assert llm.fake.requests == []
-
-
-@pytest.fixture
-def one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The limits' clock stands still: every call of the test falls in one window."""
-    frozen = limits.now()
-    monkeypatch.setattr(limits, "now", lambda: frozen)
 
 
 @pytest.mark.usefixtures("one_minute")

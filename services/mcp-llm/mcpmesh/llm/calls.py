@@ -18,7 +18,7 @@ from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.llm.routing import Routed, Selection
 from mcpmesh.llm.ssrf import check_endpoint
-from mcpmesh.proto.errors import MeshException
+from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
 from mcpmesh.telemetry.logs import get_logger
 
@@ -42,11 +42,11 @@ async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prep
     selection = await _reachable(app, selection)
     await usage.check_budget(call.store, settings)
     routed = await app.routing.router(call.org_id, config, app.key_loader(call, config))
-    return Prepared(config, selection, routed)
+    return Prepared(config, _with_room(routed, selection), routed)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
-    kept: list[Deployment] = []
+    """Org endpoints checked now (SSRF): a refused one is left out; none left, the refusal."""
     refusal: MeshException | None = None
     for d in selection.chain:
         if d.provider.owner == "org" and d.provider.api_base:
@@ -54,12 +54,24 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
                 await check_endpoint(d.provider.api_base, allow_private=app.settings.allow_private_endpoints)
             except MeshException as exc:
                 refusal = refusal or exc
-                continue
-        kept.append(d)
-    if not kept:
+                selection = selection.without(d, "endpoint refused")
+    if not selection.chain:
         assert refusal is not None
         raise refusal
-    return dataclasses.replace(selection, chain=tuple(kept))
+    return selection
+
+
+def _with_room(routed: Routed, selection: Selection) -> Selection:
+    now = limits.now()
+    selection = routed.with_room(selection, now)
+    if not selection.chain:
+        raise MeshException(
+            ErrorCode.RATE_LIMITED,
+            f"every provider of model {selection.model!r} has used its tokens per minute: "
+            f"retry in {int(60 - now % 60) + 1} s",
+            details={"model": selection.model, "tried": [d.label for d, _ in selection.skipped]},
+        )
+    return selection
 
 
 def attribution(prepared: Prepared, hidden: dict[str, Any] | None) -> tuple[Deployment, list[dict[str, Any]]]:
@@ -73,16 +85,19 @@ def attribution(prepared: Prepared, hidden: dict[str, Any] | None) -> tuple[Depl
         errors = json.loads(raw) if isinstance(raw, str) else list(raw)
     except ValueError:
         errors = []
+    skipped = [
+        {"provider": d.provider.name, "model": d.model.name, "status": why} for d, why in selection.skipped
+    ]
     tried = [
         {"provider": d.provider.name, "model": d.model.name, "status": (e or {}).get("code")}
         for d, e in zip_longest(selection.chain[:at], errors[:at])
         if d is not None
     ]
-    return selection.chain[at], tried
+    return selection.chain[at], skipped + tried
 
 
 def failed(app: LlmApp, call: Call, selection: Selection, exc: Exception) -> MeshException:
-    labels = [d.label for d in selection.chain]
+    labels = [d.label for d, _ in selection.skipped] + [d.label for d in selection.chain]
     app.stats["provider_failures"] += 1
     status = getattr(exc, "status_code", None)
     log.warning(
@@ -149,6 +164,7 @@ async def chat(
         **_served(served, tried, selection),
     }
     metered = usage.meter(served, getattr(response, "usage", None))
+    prepared.routed.spend(served, metered.tokens, limits.now())
     figures = await usage.record(call, served, metered)
     if key is not None and served.model.name == selection.model:
         await cache.put_many(call.store, {key: answer}, app.settings.cache_ttl_s)
@@ -206,7 +222,9 @@ async def embed(
         served, tried = attribution(prepared, getattr(response, "_hidden_params", {}))
         fresh = {part[item["index"]]: item["embedding"] for item in response.data}
         vectors.update(fresh)
-        await usage.record(call, served, usage.meter(served, getattr(response, "usage", None)))
+        metered = usage.meter(served, getattr(response, "usage", None))
+        prepared.routed.spend(served, metered.tokens, limits.now())
+        await usage.record(call, served, metered)
         if caching and served.model.name == selection.model:
             await cache.put_many(call.store, {keys[i]: v for i, v in fresh.items()}, app.settings.cache_ttl_s)
     if not missing:

@@ -12,10 +12,9 @@ import fnmatch
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-import litellm
 from litellm import Router
 
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -37,15 +36,43 @@ class Selection:
     requested: str
     model: str  # the resolved model name
     chain: tuple[Deployment, ...]  # first choice first; the rest are the fallbacks
+    #: Deployments left out before the call, with why ("endpoint refused", "tpm"): reported as tried.
+    skipped: tuple[tuple[Deployment, str], ...] = ()
+
+    def without(self, deployment: Deployment, reason: str) -> Selection:
+        return replace(
+            self,
+            chain=tuple(d for d in self.chain if d != deployment),
+            skipped=(*self.skipped, (deployment, reason)),
+        )
 
 
 @dataclass(frozen=True)
 class Routed:
-    """A Router and the tag of its deployment names. litellm's usage-based routing counts per
-    deployment id in selectors it registers process-wide, so ids are unique per router."""
+    """A Router, the tag of its deployment names (litellm's usage-based routing counts per
+    deployment id in selectors it registers process-wide, so ids are unique per router), and the
+    tokens each provider of it spent per minute (its `tpm`; litellm's own count needs a
+    process-wide callback per router, which it keeps only one of)."""
 
     router: Router
     tag: str
+    spent: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def spend(self, deployment: Deployment, tokens: int, now: float) -> None:
+        minute = int(now // 60)
+        key = (deployment.provider.name, minute)
+        self.spent[key] = self.spent.get(key, 0) + tokens
+        for old in [k for k in self.spent if k[1] < minute]:
+            del self.spent[old]
+
+    def with_room(self, selection: Selection, now: float) -> Selection:
+        """The selection without the deployments whose provider used its tpm this minute."""
+        minute = int(now // 60)
+        for d in selection.chain:
+            tpm = d.provider.tpm
+            if tpm is not None and self.spent.get((d.provider.name, minute), 0) >= tpm:
+                selection = selection.without(d, "tpm")
+        return selection
 
     def name(self, deployment: Deployment) -> str:
         return f"{self.tag}+{deployment.id}"
@@ -145,7 +172,7 @@ class Routing:
         tag = f"r{self._built}"
         deployments = self.deployments(config)
         entries = [await self._entry(f"{tag}+{d.id}", d, key_of) for d in deployments]
-        limited = any(d.provider.rpm or d.provider.tpm for d in deployments)
+        limited = any(d.provider.rpm for d in deployments)
         router = Router(
             model_list=entries,
             num_retries=self.settings.num_retries,
@@ -154,11 +181,6 @@ class Routing:
             cooldown_time=self.settings.cooldown_s,
             disable_cooldowns=self.settings.cooldown_s <= 0,
         )
-        selector = getattr(router, "lowesttpm_logger_v2", None)
-        if selector is not None and not any(c is selector for c in litellm.callbacks):
-            # litellm registers one usage selector per type process-wide: without its own, this
-            # router's tpm would never be counted (rpm is counted before each call regardless).
-            litellm.callbacks.append(selector)
         routed = Routed(router, tag)
         self._routers[slot] = routed
         while len(self._routers) > self.settings.max_routers:
@@ -174,12 +196,11 @@ class Routing:
         params: dict[str, Any] = {"model": d.litellm_model, "api_key": await self._key(p, key_of)}
         if p.api_base:
             params["api_base"] = p.api_base
-        for field in ("rpm", "tpm"):
-            if getattr(p, field):
-                params[field] = getattr(p, field)
-        for field in ("input_cost_per_token", "output_cost_per_token"):
-            if getattr(m, field) is not None:
-                params[field] = getattr(m, field)
+        if p.rpm:  # counted by the router before each call; tpm is counted by Routed.spend
+            params["rpm"] = p.rpm
+        for price in ("input_cost_per_token", "output_cost_per_token"):
+            if getattr(m, price) is not None:
+                params[price] = getattr(m, price)
         return {"model_name": name, "litellm_params": params, "model_info": {"id": name, "mode": m.mode}}
 
     async def _key(self, provider: ProviderSpec, key_of: KeyLoader) -> str:
