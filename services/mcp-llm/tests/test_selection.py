@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mcpmesh.llm.admin import described
 from mcpmesh.llm.orgconfig import OrgConfig
-from mcpmesh.llm.providers import parse_provider, parse_table
+from mcpmesh.llm.providers import Deployment, parse_provider, parse_table
 from mcpmesh.llm.routing import Routing
 from mcpmesh.llm.settings import LlmSettings
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -70,3 +71,22 @@ def test_refusals(allowed: list[str], requested: str, mode: str, code: ErrorCode
     assert refused.value.error.code == code
     if code == ErrorCode.FORBIDDEN:
         assert refused.value.error.details["allowed"] == ["echo", "mock/echo"]  # the chat models
+
+
+def test_models_known_to_litellm_get_their_window_and_prices_from_its_cost_map() -> None:
+    [openai] = parse_table(
+        [
+            {
+                "name": "openai",
+                "models": [
+                    {"name": "gpt-4o-mini"},
+                    {"name": "m", "model": "gpt-4o-mini", "context_window": 10},
+                ],
+            }
+        ]
+    )
+    known, mine = (described(Deployment(openai, m)) for m in openai.models)
+    assert known["context_window"] == 128000 and known["input_cost_per_token"] > 0
+    assert mine["context_window"] == 10  # the table wins
+    [mock] = parse_table([{"name": "mock", "kind": "mesh-offline"}])
+    assert described(Deployment(mock, mock.models[0]))["input_cost_per_token"] is None

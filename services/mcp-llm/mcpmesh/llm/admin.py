@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import litellm
+
 from mcpmesh.llm import orgconfig
 from mcpmesh.llm.app import LlmApp
-from mcpmesh.llm.providers import check_alias_map, invalid, parse_provider
+from mcpmesh.llm.providers import Deployment, check_alias_map, invalid, parse_provider
 from mcpmesh.llm.routing import allows
 from mcpmesh.llm.ssrf import check_endpoint
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -70,18 +72,32 @@ async def set_aliases(app: LlmApp, call: Call, aliases: dict[str, str | None]) -
 async def models(app: LlmApp, call: Call) -> dict[str, Any]:
     config = await app.config(call)
     allowed = (await call.org_settings()).allowed_models
-    out = []
-    for d in app.routing.deployments(config):
-        if allows(allowed, d):
-            out.append(
-                {
-                    **d.model.public(),
-                    "provider": d.provider.name,
-                    "id": d.label,
-                    "billed_to": "org" if d.provider.owner == "org" else "system",
-                }
-            )
+    out = [
+        {
+            **described(d),
+            "provider": d.provider.name,
+            "id": d.label,
+            "billed_to": "org" if d.provider.owner == "org" else "system",
+        }
+        for d in app.routing.deployments(config)
+        if allows(allowed, d)
+    ]
     return {"allowed_models": allowed, "aliases": {**app.settings.aliases, **config.aliases}, "models": out}
+
+
+def described(d: Deployment) -> dict[str, Any]:
+    """The model as the table gives it, gaps (context window, prices) filled from litellm's cost map."""
+    shown = d.model.public()
+    try:
+        known: dict[str, Any] = dict(litellm.get_model_info(d.litellm_model))
+    except Exception:  # a model the cost map does not have (local endpoints, the offline provider)
+        return shown
+    fill = {
+        "context_window": known.get("max_input_tokens") or known.get("max_tokens"),
+        "input_cost_per_token": known.get("input_cost_per_token"),
+        "output_cost_per_token": known.get("output_cost_per_token"),
+    }
+    return {**shown, **{k: v for k, v in fill.items() if shown.get(k) is None}}
 
 
 def check_name(name: object) -> str:
