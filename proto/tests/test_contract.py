@@ -20,11 +20,17 @@ def test_asyncapi_document_names_every_subject_and_type() -> None:
     assert addresses == {
         "mcp.{org_id}.{service}",
         "mcp.{org_id}.{service}.{instance}",
+        "mcp.{org_id}.{service}.cancel",
         "usage.{org_id}.{service}",
         "audit.{org_id}.{source}",
         subjects.KEY_EVENTS,
         "control.tenants.{action}.{service}",
+        "control.stamps.{service}",
     }
+    assert subjects.stamp_request_subject("debate") == "control.stamps.debate"
+    assert subjects.service_of_stamp_request("control.stamps.debate") == "debate"
+    with pytest.raises(InvalidIdentifier):
+        subjects.service_of_stamp_request("control.stamps.debate.x")
     assert set(doc["components"]["schemas"]) >= {"UsageEvent", "AuditEvent", "RequestHeaders", "MeshError"}
     headers = doc["components"]["schemas"]["RequestHeaders"]["properties"]
     assert {"Mcp-Stamp", "Mcp-Request-Id", "Mcp-Deadline", "traceparent"} <= set(headers)
@@ -49,6 +55,8 @@ def test_replica_subjects_carry_the_org_and_a_valid_replica_id() -> None:
     assert subjects.org_of_service_subject(subject) == "org-acme"
     assert subjects.instance_queue_subject("context", "ABCdef123") == "mcp.*.context.ABCdef123"
     assert subjects.service_request_subjects("context") == ["mcp.*.context", "mcp.*.context.*"]
+    assert subjects.cancel_subject("org-acme", "context") == "mcp.org-acme.context.cancel"
+    assert subjects.cancel_queue_subject("context") == "mcp.*.context.cancel"
     for bad in ("a.b", "*", ">", "", "x" * 65, "a-b"):
         with pytest.raises(InvalidIdentifier):
             subjects.instance_subject("org-acme", "context", bad)

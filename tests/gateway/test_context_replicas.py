@@ -5,7 +5,6 @@ load, and no acknowledged append is lost, doubled or out of place."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -17,10 +16,8 @@ from typing import Any
 
 import pytest
 
-from mcpmesh.proto.subjects import service_user
-from mcpmesh.tenancy.stamp import public_key_pem
-
 from .conftest import Gateway, Mesh
+from .replica_procs import start_service, stop_all, wait_for_replicas
 
 WORKERS = 4
 
@@ -30,46 +27,18 @@ def call(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def start_replica(mesh: Mesh, log: Path) -> subprocess.Popen[bytes]:
-    """`python -m mcpmesh.context` with the environment the dev runner gives a service."""
-    env = dict(
-        os.environ,
-        NATS_URL=mesh.nats.url_for(service_user("context")),
-        MONGODB_URL=mesh.mongo_url,
-        MONGODB_DATABASE=mesh.database + "_ctx",
-        MCPMESH_STAMP_PUBLIC_KEY=public_key_pem(mesh.signing_pem),
-        MCPMESH_ENV="dev",
-        CONTEXT_SWEEP_INTERVAL_S="0",
+    """`python -m mcpmesh.context`, as `./mesh up` starts it."""
+    argv = [sys.executable, "-m", "mcpmesh.context"]
+    return start_service(
+        mesh, "context", argv, log, database=mesh.database + "_ctx", CONTEXT_SWEEP_INTERVAL_S="0"
     )
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "mcpmesh.context"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
 
 
 @pytest.fixture
 async def replicas(mesh: Mesh, tmp_path: Path) -> AsyncIterator[list[subprocess.Popen[bytes]]]:
     procs = [start_replica(mesh, tmp_path / f"context-{i}.log") for i in range(2)]
     yield procs
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            await asyncio.to_thread(proc.wait, 30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
-
-
-async def wait_for_replicas(gw: Gateway, n: int) -> None:
-    discovery = gw.state.discovery
-    for _ in range(600):
-        await discovery.refresh()
-        view = discovery.views.get("context")
-        if view is not None and len(view.replicas) >= n:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{n} context replicas never registered")
+    await stop_all(procs)
 
 
 @dataclass
@@ -135,7 +104,7 @@ async def test_a_replica_killed_mid_load_loses_no_acknowledged_append(
     mesh: Mesh, replicas: list[subprocess.Popen[bytes]], how: signal.Signals
 ) -> None:
     gw = await mesh.gateway(max_call_s=3.0)
-    await wait_for_replicas(gw, 2)
+    await wait_for_replicas(gw, "context", 2)
     _org, key = await mesh.tenant(scopes=["context:*"])
     status, body, _ = await gw.rpc("tools/call", call("context_create", {"title": "load"}), key=key)
     assert status == 200, body

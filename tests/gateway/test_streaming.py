@@ -10,11 +10,12 @@ from typing import Any
 
 import msgspec
 import pytest
+from aiohttp import ClientResponse
 from mcp.server.mcpserver import Context
 from mcp_types import LOG_LEVEL_META_KEY
 
 from mcpmesh.service import MeshService, ServiceSettings
-from tests.gateway.conftest import Mesh, modern_body, modern_headers
+from tests.gateway.conftest import Gateway, Mesh, modern_body, modern_headers
 from tests.gateway.test_sdk_clients import LEGACY, MODERN, sdk_client
 
 MIB = 1024 * 1024
@@ -22,7 +23,18 @@ UPDATES = 50
 
 
 def streamer_service() -> MeshService:
-    svc = MeshService("streamer")
+    svc = with_streaming_tools(MeshService("streamer"))
+
+    @svc.tool(access="read")
+    async def blob(mib: float) -> str:
+        """A result of about `mib` MiB."""
+        return "x" * int(mib * MIB)
+
+    return svc
+
+
+def with_streaming_tools(svc: MeshService) -> MeshService:
+    """`svc` with `count` (progress) and `narrate` (log lines: partial output)."""
 
     @svc.tool(access="read")
     async def count(steps: int, ctx: Context) -> str:
@@ -37,11 +49,6 @@ def streamer_service() -> MeshService:
         for i in range(lines):
             await ctx.info(f"partial {i}")
         return "told"
-
-    @svc.tool(access="read")
-    async def blob(mib: float) -> str:
-        """A result of about `mib` MiB."""
-        return "x" * int(mib * MIB)
 
     return svc
 
@@ -62,6 +69,20 @@ def sse_messages(raw: bytes) -> list[dict[str, Any]]:
         if data:
             out.append(msgspec.json.decode("\n".join(data)))
     return out
+
+
+async def post_for_stream(gw: Gateway, key: str, params: dict[str, Any], rpc_id: int = 1) -> ClientResponse:
+    """A 2026-07-28 tools/call accepting an event stream (its `params._meta` says what it asks for)."""
+    return await gw.client.post(
+        "/mcp",
+        data=msgspec.json.encode(modern_body("tools/call", params, rpc_id=rpc_id)),
+        headers={
+            "x-api-key": key,
+            "content-type": "application/json",
+            "accept": "application/json, text/event-stream",
+            **modern_headers("tools/call", params),
+        },
+    )
 
 
 @pytest.mark.parametrize("mode", [MODERN, "legacy"])
@@ -87,16 +108,7 @@ async def test_the_stream_is_sse_events_then_the_response(mesh: Mesh) -> None:
     gw = await streamer_mesh(mesh)
     _org, key = await mesh.tenant(scopes=["*"])
     params = {"name": "streamer_count", "arguments": {"steps": 3}, "_meta": {"progressToken": "tok"}}
-    resp = await gw.client.post(
-        "/mcp",
-        data=msgspec.json.encode(modern_body("tools/call", params, rpc_id=7)),
-        headers={
-            "x-api-key": key,
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-            **modern_headers("tools/call", params),
-        },
-    )
+    resp = await post_for_stream(gw, key, params, rpc_id=7)
     assert resp.status == 200
     assert resp.headers["content-type"].startswith("text/event-stream")
     assert resp.headers.get("x-request-id")
@@ -115,16 +127,7 @@ async def test_partial_output_log_lines_stream_with_the_progress(mesh: Mesh) -> 
     _org, key = await mesh.tenant(scopes=["*"])
     meta = {"progressToken": 1, LOG_LEVEL_META_KEY: "info"}
     params = {"name": "streamer_narrate", "arguments": {"lines": 3}, "_meta": meta}
-    resp = await gw.client.post(
-        "/mcp",
-        data=msgspec.json.encode(modern_body("tools/call", params)),
-        headers={
-            "x-api-key": key,
-            "content-type": "application/json",
-            "accept": "application/json, text/event-stream",
-            **modern_headers("tools/call", params),
-        },
-    )
+    resp = await post_for_stream(gw, key, params)
     assert resp.headers["content-type"].startswith("text/event-stream")
     messages = sse_messages(await resp.read())
     assert [m.get("method") for m in messages] == ["notifications/message"] * 3 + [None]

@@ -8,6 +8,7 @@ mcp 1.x cannot share the repo's venv (it pins mcp 2), so run it from a venv of i
     /tmp/mcp1/bin/python tools/compat/mcp1_client.py http://127.0.0.1:PORT/mcp mk_...
 
 Exits 0 and prints what it saw when every step behaved; 1 with the failing step otherwise.
+tests/gateway/test_old_clients.py runs it (from a cached venv, mcp 1.30.0) against a test gateway.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ async def check(url: str, key: str) -> list[str]:
         seen.append(f"initialized: protocol {init.protocolVersion}")
         names = sorted(t.name for t in (await session.list_tools()).tools)
         seen.append(f"{len(names)} tools, e.g. {names[:3]}")
-        ctx: Any = await session.call_tool("context_get", {"ctx_id": "ctx-does-not-exist"})
+        ctx: Any = await session.call_tool(
+            "context_get", {"ctx_id": "ctx-" + "a" * 24}
+        )  # well-formed, not there
         assert ctx.isError, f"expected a tool error, got {ctx}"
         seen.append(f"tool error as a result: {ctx.structuredContent}")
         try:

@@ -76,6 +76,22 @@ async def test_request_without_responders_fails_as_unavailable_within_the_deadli
         await bus.close()
 
 
+async def test_re_sending_a_request_no_one_took_stops_long_before_a_long_deadline(
+    nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcpmesh.bus import connection
+
+    monkeypatch.setattr(connection, "UNSENT_RETRY_S", 0.3)
+    bus = await connect(nats_url, name="t")
+    try:
+        with pytest.raises(MeshException) as info:
+            async with asyncio.timeout(30):  # a ten-minute deadline is not waited out
+                await bus.request("mcp.org-acme.nobody", b"x", deadline=Deadline.after(600))
+        assert info.value.error.code is ErrorCode.UNAVAILABLE and info.value.error.retryable
+    finally:
+        await bus.close()
+
+
 async def test_no_responders_is_retried_until_a_service_appears(
     nats_url: str, nats_server: LocalNatsServer
 ) -> None:
@@ -191,3 +207,21 @@ def test_a_services_retryable_verdict_survives_the_reply() -> None:
     }
     exc = exception_from_error(error)
     assert exc.error.code is ErrorCode.TIMEOUT and exc.error.retryable is False
+
+
+def test_a_services_error_details_survive_and_a_bare_jsonrpc_error_keeps_its_meaning() -> None:
+    from mcpmesh.bus.mcp import exception_from_error
+
+    data = {"code": "unavailable", "message": "the provider is down", "retryable": True, "details": {"p": 1}}
+    sent = exception_from_error({"code": -32010, "message": "x", "data": data}).error
+    assert (sent.code, sent.message, sent.retryable, sent.details) == (
+        ErrorCode.UNAVAILABLE,
+        "the provider is down",
+        True,
+        {"p": 1},
+    )
+    # A server that sent no MeshError: the mesh code of its JSON-RPC code, else invalid_request.
+    bare = exception_from_error({"code": -32603, "message": "boom"}).error
+    assert (bare.code, bare.message, bare.retryable) == (ErrorCode.INTERNAL, "boom", False)
+    assert exception_from_error({"code": -32010, "message": "busy"}).error.retryable is True
+    assert exception_from_error({"code": -32601, "message": "no"}).error.code is ErrorCode.INVALID_REQUEST

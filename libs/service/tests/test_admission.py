@@ -10,12 +10,15 @@ from typing import Any
 import msgspec
 import pytest
 
+from mcpmesh.bus import Deadline
 from mcpmesh.bus.mcp import request_body
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import JSONRPC_CODES, ErrorCode
+from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.service import MeshService, ServiceSettings
 from mcpmesh.service.admission import Admission, AdmissionLimits, Overloaded
-from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.service.run import request_deadline
+from mcpmesh.service.testing import LocalHarness, ServiceHarness
 
 # -- the gate ------------------------------------------------------------------------------------
 
@@ -225,3 +228,69 @@ async def test_the_kit_queues_within_bounds_and_keeps_an_orgs_share(
         for task in (a1, a2, b1):
             assert ok(await task)
         assert entered == ["a1", "b1", "a2"]
+
+
+# -- how long a queued call may wait: its own deadline ----------------------------------------------
+
+
+def budgeted() -> tuple[MeshService, asyncio.Event]:
+    svc = MeshService("echo")
+    release = asyncio.Event()
+
+    @svc.tool(access="read", budget_s=600)
+    async def long(tag: str) -> str:
+        """A ten-minute tool: holds its slot until the test releases it."""
+        await release.wait()
+        return f"done {tag}"
+
+    @svc.tool(access="read", budget_s=0.2)
+    async def quick() -> str:
+        return "quick"
+
+    return svc, release
+
+
+def test_a_requests_deadline_is_its_tools_budget_within_the_callers_and_the_cap() -> None:
+    svc, _release = budgeted()
+    ten_minutes = {DEADLINE: Deadline.after(600).header()}
+
+    def left(body: bytes, headers: dict[str, str] | None = ten_minutes) -> float:
+        return request_deadline(svc, body, headers).remaining()
+
+    call_long = request_body("tools/call", {"name": "long", "arguments": {"tag": "x"}})
+    call_quick = request_body("tools/call", {"name": "quick", "arguments": {}})
+    assert left(call_long) > svc.settings.call_timeout_s  # not the 30 s of a request without a budget
+    assert left(call_quick) <= 0.2
+    assert left(request_body("tools/list")) <= svc.settings.call_timeout_s
+    assert left(call_long, {DEADLINE: Deadline.after(5).header()}) <= 5  # the caller's deadline first
+    assert left(b"not json", None) <= svc.settings.call_timeout_s
+    svc.settings = dataclasses.replace(svc.settings, max_call_s=60)
+    assert left(call_long) <= 60  # the operator's cap
+
+
+async def test_a_queued_call_waits_as_long_as_its_own_deadline_allows() -> None:
+    """Queued behind a held call, with a queue wait of minutes: the 0.2 s tool is refused within
+    its budget, while the ten-minute tool queued before it, past the 0.2 s a request without a
+    budget gets here, still waits and is served once the slot is free."""
+    svc, release = budgeted()
+    settings = dataclasses.replace(
+        limited(max_inflight=1, max_queued=4, org_share=1, queue_wait_s=600), call_timeout_s=0.2
+    )
+    async with LocalHarness(svc, settings=settings) as local, asyncio.timeout(60):
+        stamp = local.stamp("org-acme")
+
+        def call(tool: str, tag: str) -> asyncio.Task[bytes]:
+            args = {"tag": tag} if tool == "long" else {}
+            body = request_body("tools/call", {"name": tool, "arguments": args}, request_id=tag)
+            return asyncio.create_task(local.raw("org-acme", body, stamp=stamp, deadline_s=600))
+
+        holder = call("long", "holder")
+        await until(lambda: local.gate.inflight == 1)
+        queued_long = call("long", "queued")
+        await until(lambda: local.gate.queued == 1)
+        refused = msgspec.json.decode(await call("quick", "q"))
+        assert refused["error"]["data"]["code"] == "unavailable"
+        assert local.gate.refused["queue_wait"] == 1
+        assert local.gate.queued == 1  # the long tool is still waiting
+        release.set()
+        assert ok(await holder) and ok(await queued_long)

@@ -201,6 +201,7 @@ async def test_a_job_answers_at_once_and_any_replica_reports_it(replicas: Any) -
     await stop_serving(r1)
     view = await r2.call_tool(ORG_A, "job_status", {"job_id": job_id}, scopes=["work:read"])
     assert view["status"] == "running"
+    assert view["created_at"] == started["created_at"]  # the start's view and the stored record agree
     assert (view["progress"], view["total"], view["message"]) == (2, 5, "counted 2")
     assert view["partial"] == {"last": 2}
     with pytest.raises(ToolFailed, match="is still running, progress 2 of 5"):

@@ -204,6 +204,19 @@ async def test_a_service_may_call_its_downstream_services_only(as_user: Connect)
     assert await debate.refused("mcp.org-acme.rag", "publish")
 
 
+async def test_only_a_service_with_callees_asks_the_gateway_for_its_jobs_stamps(as_user: Connect) -> None:
+    gateway = await as_user("gateway")
+    debate = await as_user("svc-debate")
+    llm = await as_user("svc-llm")
+    await gateway.nc.subscribe("control.stamps.*", queue="gateway", cb=pong)  # and it may answer
+    await flush(gateway.nc)
+    assert (await debate.nc.request("control.stamps.debate", b"x", timeout=5)).data == b"pong"
+    await debate.nc.publish("control.stamps.rag", b"x")  # not in another service's name
+    assert await debate.refused("control.stamps.rag", "publish")
+    await llm.nc.publish("control.stamps.llm", b"x")  # llm calls no one
+    assert await llm.refused("control.stamps.llm", "publish")
+
+
 async def test_a_service_reads_org_settings_but_cannot_write_them(
     as_user: Connect, nats_server: LocalNatsServer, nats_url: str
 ) -> None:

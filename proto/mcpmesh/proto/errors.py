@@ -29,6 +29,7 @@ class ErrorCode(enum.StrEnum):
     TIMEOUT = "timeout"
     UNAVAILABLE = "unavailable"  # no responders, service down
     INTERNAL = "internal"
+    CANCELLED = "cancelled"  # the caller cancelled the request, or went away while it ran
 
 
 #: JSON-RPC error code used for each mesh error on the MCP wire.
@@ -43,6 +44,7 @@ JSONRPC_CODES: Final[dict[ErrorCode, int]] = {
     ErrorCode.TIMEOUT: -32008,
     ErrorCode.UNAVAILABLE: -32010,
     ErrorCode.INTERNAL: -32603,
+    ErrorCode.CANCELLED: -32800,
 }
 
 RETRYABLE: Final = frozenset({ErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.RATE_LIMITED})

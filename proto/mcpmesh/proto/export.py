@@ -22,6 +22,7 @@ OUT = Path(__file__).resolve().parents[2] / "schema"
 TYPES: tuple[type[msgspec.Struct], ...] = (
     headers.RequestHeaders,
     headers.ReplyFrameHeaders,
+    headers.CancelNotice,
     rpc.JsonRpcRequest,
     rpc.JsonRpcReply,
     MeshError,
@@ -33,6 +34,8 @@ TYPES: tuple[type[msgspec.Struct], ...] = (
     tiers.OrgSettings,
     jobs.JobView,
     jobs.JobList,
+    jobs.StampRequest,
+    jobs.StampReply,
 )
 REF = "#/components/schemas/{name}"
 
@@ -89,6 +92,13 @@ def asyncapi() -> dict[str, Any]:
                     "reply": {"$ref": "#/components/messages/mcpReply"},
                 },
             },
+            "serviceCancel": {
+                "address": "mcp.{org_id}.{service}.cancel",
+                "description": "Stop a call in flight: every replica hears it (no queue group) and "
+                "stops the call of the stamp's org and key that the notice names.",
+                "parameters": {"org_id": org, "service": {"enum": list(SERVICES)}},
+                "messages": {"cancel": {"$ref": "#/components/messages/cancelNotice"}},
+            },
             "usage": {
                 "address": "usage.{org_id}.{service}",
                 "description": "Per-call usage events, captured by JetStream stream USAGE.",
@@ -115,6 +125,17 @@ def asyncapi() -> dict[str, Any]:
                     "reply": {"$ref": "#/components/messages/tenantDataReply"},
                 },
             },
+            "stampRequests": {
+                "address": "control.stamps.{service}",
+                "description": "A service asks the gateway for a job's ticket (with the stamp of the "
+                "call starting it) or, with that ticket, a fresh stamp to call other services as the "
+                "job's org. Only svc-<service> may publish there; one gateway replica answers.",
+                "parameters": {"service": {"enum": list(SERVICES)}},
+                "messages": {
+                    "request": {"$ref": "#/components/messages/stampRequest"},
+                    "reply": {"$ref": "#/components/messages/stampReply"},
+                },
+            },
         },
         "operations": {
             "callService": {
@@ -126,9 +147,19 @@ def asyncapi() -> dict[str, Any]:
                     "messages": [{"$ref": "#/channels/serviceRequest/messages/reply"}],
                 },
             },
+            "cancelCall": {"action": "send", "channel": {"$ref": "#/channels/serviceCancel"}},
             "publishUsage": {"action": "send", "channel": {"$ref": "#/channels/usage"}},
             "publishAudit": {"action": "send", "channel": {"$ref": "#/channels/audit"}},
             "broadcastKeyEvent": {"action": "send", "channel": {"$ref": "#/channels/keyEvents"}},
+            "askForStamp": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/stampRequests"},
+                "messages": [{"$ref": "#/channels/stampRequests/messages/request"}],
+                "reply": {
+                    "channel": {"$ref": "#/channels/stampRequests"},
+                    "messages": [{"$ref": "#/channels/stampRequests/messages/reply"}],
+                },
+            },
             "controlTenant": {
                 "action": "send",
                 "channel": {"$ref": "#/channels/tenantControl"},
@@ -149,12 +180,19 @@ def asyncapi() -> dict[str, Any]:
                     "frames (progress notifications, then the reply in parts; see ReplyFrameHeaders)",
                     "ReplyFrameHeaders",
                 ),
+                "cancelNotice": _message(
+                    "cancelNotice", "CancelNotice", "Stop one call in flight", "RequestHeaders"
+                ),
                 "usageEvent": _message("usageEvent", "UsageEvent", "One served call"),
                 "auditEvent": _message("auditEvent", "AuditEvent", "An admin action or key use"),
                 "keyEvent": _message("keyEvent", "KeyEvent", "A key changed"),
                 "tenantCommand": _message(
                     "tenantCommand", "TenantCommand", "Delete or export one org's data"
                 ),
+                "stampRequest": _message(
+                    "stampRequest", "StampRequest", "A job's ticket or stamp, asked for"
+                ),
+                "stampReply": _message("stampReply", "StampReply", "The ticket or stamp, or why not"),
                 "tenantDataReply": _message(
                     "tenantDataReply", "TenantDataReply", "What a service dropped or holds"
                 ),

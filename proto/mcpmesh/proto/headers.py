@@ -31,6 +31,21 @@ STREAM_MAX_FRAMES: Final = 4096
 #: A service may answer a request for this long (the services' NATS `allow_responses.expires`).
 STREAM_MAX_SECONDS: Final = 3600
 
+# -- cancellation ----------------------------------------------------------------------------------
+#: On a request: how its client names it in a `notifications/cancelled` (set by the gateway:
+#: `<session id>/<JSON-RPC id>` in a 2025-11-25 session, `-/<JSON-RPC id>` otherwise).
+CLIENT_REQUEST: Final = "Mcp-Client-Request"
+
+
+class CancelNotice(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Body of a message on `mcp.<org>.<service>.cancel` (every replica hears it; headers: the
+    caller's `Mcp-Stamp`): stop the call of that org and API key whose `Mcp-Request-Id` is
+    `request_id`, or whose `Mcp-Client-Request` is `client_request`. Fire and forget."""
+
+    request_id: str | None = None
+    client_request: str | None = None
+    reason: str = ""
+
 
 class RequestHeaders(
     msgspec.Struct,
@@ -40,6 +55,7 @@ class RequestHeaders(
         "request_id": REQUEST_ID,
         "deadline_ms": DEADLINE,
         "stream": STREAM,
+        "client_request": CLIENT_REQUEST,
     },
 ):
     """The headers of a request on `mcp.<org>.<service>` (documented in the AsyncAPI export)."""
@@ -50,6 +66,7 @@ class RequestHeaders(
     traceparent: str | None = None
     tracestate: str | None = None
     stream: str | None = None
+    client_request: str | None = None
 
 
 class ReplyFrameHeaders(msgspec.Struct, frozen=True, rename={"frame": FRAME, "seq": SEQ}):

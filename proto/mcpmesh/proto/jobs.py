@@ -66,3 +66,25 @@ class JobList(msgspec.Struct, frozen=True, kw_only=True):
 
     jobs: list[JobView]
     next_cursor: str | None = None  # pass as `cursor` for the next (older) page
+
+
+class StampRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """On `control.stamps.<service>`: a service asking the gateway for what lets a job call other
+    services as its org. Either the `stamp` of the call starting job `job_id` (still valid) with
+    the job's `budget_s`, for a ticket; or that `ticket`, for a fresh stamp."""
+
+    stamp: str | None = None
+    job_id: str | None = None
+    budget_s: float | None = None
+    ticket: str | None = None
+
+
+class StampReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The gateway's answer: a `ticket` (kept with the job, never sent to another service), or a
+    `stamp` (as the gateway mints for a call, for the asking service and its callees) and when
+    it `expires_at` (unix seconds); or why not (`error`)."""
+
+    ticket: str | None = None
+    stamp: str | None = None
+    expires_at: float | None = None
+    error: MeshError | None = None

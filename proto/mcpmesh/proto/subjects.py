@@ -2,10 +2,12 @@
 
 mcp.<org>.<service>        one JSON-RPC exchange with a service (queue group = service)
 mcp.<org>.<service>.<id>   the same, addressed to one replica (its nats.micro id)
+mcp.<org>.<service>.cancel stop a call in flight (every replica hears it, no queue group)
 usage.<org>.<service>      per-call usage events (JetStream stream USAGE)
 audit.<org>.<source>       audit events (JetStream stream AUDIT)
 control.keys               key revocations / suspensions / rotations, to every gateway
 control.tenants.<action>.<service>   delete or export one org's data in one service
+control.stamps.<service>   a service asks the gateway for its jobs' tickets and stamps (request/reply)
 _INBOX_<user>.>            reply inbox of each NATS user (gateway, svc-<service>, <org>)
 $SRV.<verb>[.<service>[.<id>]]       nats.micro discovery (PING, INFO, STATS)
 $JS.API.…, $KV.<bucket>.<key>        JetStream API and KV writes (permission patterns below)
@@ -46,6 +48,19 @@ def instance_subject(org_id: str, service: str, instance: str) -> str:
 def instance_queue_subject(service: str, instance: str) -> str:
     """What replica `instance` of `service` subscribes to besides the queue subject."""
     return f"{service_queue_subject(service)}.{validate_instance_id(instance)}"
+
+
+CANCEL: Final = "cancel"
+
+
+def cancel_subject(org_id: str, service: str) -> str:
+    """Where a caller asks the replicas of `service` to stop one of the org's calls."""
+    return f"{service_subject(org_id, service)}.{CANCEL}"
+
+
+def cancel_queue_subject(service: str) -> str:
+    """What every replica of `service` subscribes to (no queue group) to hear cancellations."""
+    return f"{service_queue_subject(service)}.{CANCEL}"
 
 
 def service_request_subjects(service: str) -> list[str]:
@@ -197,3 +212,21 @@ def tenant_control_subject(action: str, service: str) -> str:
     if action not in TENANT_ACTIONS:
         raise InvalidIdentifier(f"unknown tenant action {action!r}: expected one of {TENANT_ACTIONS}")
     return f"control.tenants.{action}.{validate_service_name(service)}"
+
+
+#: What the gateway answers (queue group `gateway`): a service asking for its jobs' stamps.
+STAMP_REQUESTS: Final = "control.stamps.*"
+
+
+def stamp_request_subject(service: str) -> str:
+    """Where a replica of `service` asks the gateway for a job ticket or a fresh stamp (only
+    `svc-<service>` may publish there, so the subject names the asking service)."""
+    return f"control.stamps.{validate_service_name(service)}"
+
+
+def service_of_stamp_request(subject: str) -> str:
+    """The service a `control.stamps.<service>` subject names; raises InvalidIdentifier otherwise."""
+    parts = subject.split(".")
+    if len(parts) != 3 or parts[:2] != ["control", "stamps"]:
+        raise InvalidIdentifier(f"not a stamp request subject: {subject!r}")
+    return validate_service_name(parts[2])

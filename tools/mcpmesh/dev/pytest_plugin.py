@@ -8,6 +8,7 @@ gateway's URL. `ServiceHarness(service, nats_server)` runs a service as `svc-<na
 MongoDB is one SecantusDB server process for the whole session (the embedded store of
 `./mesh up`), unless `MONGODB_URL` points at a MongoDB server; every test that needs a
 database gets a fresh one on it. Qdrant runs in local mode unless `QDRANT_URL` is set.
+`azurite` is one Azurite (Azure Blob emulator) for the session (`mcpmesh.dev.azuriteproc`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ TEST_SERVICES = (
     "slow",
     "work",
     "vault",
+    "crunch",
+    "hopa",
+    "hopb",
+    "hopc",
 )
 
 
@@ -106,3 +111,13 @@ async def qdrant(tmp_path: Path) -> AsyncIterator[object]:
     client = connect_qdrant(os.environ.get("QDRANT_URL"), path=str(tmp_path / "qdrant"))
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[object]:
+    """A LocalAzurite (`mcpmesh.dev.azuriteproc`): the Azure Blob API emulator, one per session
+    (npm installs the pinned package into the cache on first use)."""
+    from mcpmesh.dev.azuriteproc import LocalAzurite
+
+    with LocalAzurite() as server:
+        yield server

@@ -250,6 +250,8 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
             raise StartupError(str(exc)) from None
         pids["mongo"] = proc.pid
 
+    demo_logs = start_azurite(sup, state, pids)
+
     from mcpmesh.secrets import new_master_key_entry
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
 
@@ -263,6 +265,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         MCPMESH_ENV="dev",
         QDRANT_PATH=str(state / "qdrant"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
+        LOGS_ALLOW_HTTP="true",  # the log-analyzer reads Azurite over http
     )
     # Tenant secrets (services declared with `secrets=True`): one dev master key, kept and reused.
     secrets_keys = state / "secrets-keys"
@@ -283,6 +286,8 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         "components": [c.name for c in components],
         "pids": pids,
     }
+    if demo_logs:
+        facts["demo_logs_sas_url"] = demo_logs
     if url_for is not None:
         facts["nats_dir"] = str(state / "nats")
     if gateway is None:
@@ -309,6 +314,23 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         ) from None
     facts.update(mcp_url=f"{base}/mcp", **demo, admin_url=f"{base}/admin", admin_key=admin_key)
     return facts
+
+
+def start_azurite(sup: Supervisor, state: Path, pids: dict[str, int]) -> str | None:
+    """Azurite (the Azure Blob emulator) with a demo container of generated App Service logs;
+    the container's SAS URL, or None when npm is missing (said, not fatal)."""
+    from mcpmesh.dev.azuriteproc import LocalAzurite, azurite_blob_binary, blob_argv, seed_demo
+
+    try:
+        binary = azurite_blob_binary()
+    except RuntimeError as exc:
+        print(f"mesh: no Azurite, so no demo logs: {exc}", file=sys.stderr)
+        return None
+    server = LocalAzurite(port=free_port(), location=state / "azurite")
+    proc = sup.start("azurite", blob_argv(binary, server.port, server.location), dict(os.environ))
+    wait_for_port(server.port, proc, "azurite", sup.log_of("azurite"))
+    pids["azurite"] = proc.pid
+    return seed_demo(server)
 
 
 def service_name(component: Component) -> str:
@@ -349,6 +371,8 @@ def print_facts(facts: dict[str, Any]) -> None:
     print(f"MCP         {facts['mcp_url']}")
     print(f"API key     {facts['api_key']}   (org {facts['org_id']})")
     print(f"Admin API   {facts['admin_url']}   (admin key in .mesh/admin-key)")
+    if "demo_logs_sas_url" in facts:
+        print(f"Demo logs   logs_source_add(name='demo', sas_url='{facts['demo_logs_sas_url']}')")
     print("\nMCP Inspector:  npx @modelcontextprotocol/inspector  → Streamable HTTP, URL above,")
     print(f"                header x-api-key: {facts['api_key']}")
     print("Claude Desktop (claude_desktop_config.json):")

@@ -3,7 +3,8 @@
 `Bus.request` sends a request again only when it provably reached no service: NATS
 answered *no responders* (a service restarting, a replica not yet subscribed) or the
 connection could not take it (closed, draining, reconnect buffer full). It retries those
-with a short backoff until the deadline. A request that was sent and got no reply in time
+with a short backoff for `UNSENT_RETRY_S` (5 s) at most, within the deadline, then raises
+UNAVAILABLE (retryable). A request that was sent and got no reply in time
 is never sent again (the service may be running it): that is a TIMEOUT for the caller.
 """
 
@@ -38,6 +39,9 @@ log = get_logger("mcpmesh.bus")
 _R = TypeVar("_R")
 
 _BACKOFF_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.3)
+#: How long a request that reached no service is sent again (within its deadline) before the
+#: caller is told `unavailable`: long enough for a replica restarting, not a whole tool budget.
+UNSENT_RETRY_S = 5.0
 
 #: JetStream replicas for USAGE and AUDIT: 1 on a single server, 3 on a production cluster.
 STREAM_REPLICAS = int(os.environ.get("MCPMESH_JS_REPLICAS", "1"))
@@ -149,6 +153,7 @@ class Bus:
     ) -> _R:
         hdrs = dict(headers or {})
         attempt = 0
+        retry_until = time.monotonic() + UNSENT_RETRY_S
         while True:
             left = deadline.check()
             hdrs[headers_mod.DEADLINE] = deadline.header()
@@ -171,7 +176,7 @@ class Bus:
                 raise NotDelivered(reason)
             pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
             attempt += 1
-            if deadline.remaining() <= pause:
+            if deadline.remaining() <= pause or time.monotonic() + pause > retry_until:
                 raise MeshException(ErrorCode.UNAVAILABLE, "the service is unavailable: retry later")
             log.debug("bus retry", subject=subject, reason=reason, attempt=attempt)
             await asyncio.sleep(pause)

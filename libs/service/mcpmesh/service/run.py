@@ -18,18 +18,20 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import EndpointStats, Service, ServiceConfig
 from prometheus_client import start_http_server
 
-from mcpmesh.bus import Bus, Deadline, connect, redact_url
+from mcpmesh.bus import Bus, Deadline, connect, flush, redact_url
 from mcpmesh.bus.frames import ReplyWriter, ResultTooLarge, wants_stream
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.headers import DEADLINE
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.proto.subjects import (
     TENANT_ACTIONS,
+    cancel_queue_subject,
     instance_queue_subject,
     org_of_service_subject,
     service_queue_subject,
@@ -39,6 +41,7 @@ from mcpmesh.proto.subjects import (
 from mcpmesh.secrets import SecretsConfigError
 from mcpmesh.service.admission import Admission, Overloaded
 from mcpmesh.service.call import CURRENT_CALL, Call
+from mcpmesh.service.cancel import on_notice
 from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
 from mcpmesh.service.settings import ServiceSettings
@@ -103,6 +106,11 @@ class BusServer:
                 queue_group=svc.name,
                 handler=self._on_tenant_command,
             )
+        await self.bus.nc.subscribe(cancel_queue_subject(svc.name), cb=self._on_cancel)
+        await flush(self.bus.nc)
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        on_notice(self.service, msg.subject, msg.data, msg.headers)
 
     def _serve_metrics(self) -> None:
         """This replica's /metrics on MCPMESH_METRICS_PORT (a daemon thread), for Prometheus to scrape."""
@@ -223,15 +231,38 @@ async def dispatch(
     else:
         org_id, admitted = tried
     if not admitted:
-        deadline = Deadline.from_header((headers or {}).get(DEADLINE), service.settings.call_timeout_s)
+        deadline = request_deadline(service, data, headers)
         try:
             await gate.enter(org_id, wait_s=deadline.remaining())
         except Overloaded as exc:
             return service.refusal(data, exc), ErrorCode.UNAVAILABLE.value
+        # The wait counted against the request's time: the handler keeps the same deadline.
+        headers = {**(headers or {}), DEADLINE: deadline.header()}
     try:
         return await service.handle_with_status(subject, data, headers, writer)
     finally:
         gate.leave(org_id)
+
+
+class _Params(msgspec.Struct):
+    name: Any = None
+
+
+class _Head(msgspec.Struct):
+    method: Any = None
+    params: _Params | None = None
+
+
+def request_deadline(service: MeshService, data: bytes, headers: Mapping[str, str] | None) -> Deadline:
+    """The deadline a request is served by, from its arrival: min(the caller's `Mcp-Deadline`,
+    the tool's budget (`MCPMESH_CALL_TIMEOUT_S` for other methods), `MCPMESH_MAX_CALL_S`).
+    A queued request waits for a slot no longer than that (nor `MCPMESH_QUEUE_WAIT_S`)."""
+    try:
+        head = msgspec.json.decode(data, type=_Head)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        head = _Head()
+    tool = head.params.name if head.method == "tools/call" and head.params is not None else None
+    return Deadline.from_header((headers or {}).get(DEADLINE), service.time_budget(tool))
 
 
 async def serve_on_bus(service: MeshService, settings: ServiceSettings, stop: asyncio.Event) -> None:

@@ -69,6 +69,7 @@ from mcpmesh.secrets import SECRETS_KIND
 from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
+from mcpmesh.service.cancel import RunningCalls
 from mcpmesh.service.settings import ServiceSettings
 from mcpmesh.telemetry.logs import bind_request, get_logger, update_request
 from mcpmesh.telemetry.metrics import Metrics
@@ -271,6 +272,7 @@ class MeshService:
         self._on_stop: list[Callable[[MeshService], Awaitable[None]]] = []
         self.jobs: JobRunner | None = None  # set by the first @service.job_tool
         self.stats = {"calls": 0, "errors": 0, "latency_ms_total": 0.0}
+        self.running = RunningCalls()  # what a caller may cancel (see mcpmesh.service.cancel)
         self.keeps_secrets = secrets
         self.master_keys: MasterKeys | None = None  # loaded at start when `secrets=True`
         if secrets:
@@ -537,7 +539,10 @@ class MeshService:
             return TenantDataReply(service=self.name, org_id=org_id, dropped=dropped)
         if self.store_kinds:  # sealed secrets are never exported (useless without the master key)
             async for item in self.store.export_tenant(org_id, exclude={SECRETS_KIND}):
-                export.setdefault(item.kind, []).append(item.document)
+                document = item.document
+                if self.jobs is not None and item.kind == self.jobs.kind:
+                    document = {k: v for k, v in document.items() if k != "ticket"}  # a credential
+                export.setdefault(item.kind, []).append(document)
         if self.uses_vectors:
             async for point in self.vectors.export_tenant(org_id):
                 export.setdefault(f"vectors:{point.kb}", []).append(point.as_json())
@@ -651,6 +656,8 @@ class MeshService:
                     deadline=Deadline.from_header(headers.get(h.DEADLINE), self.time_budget(tool)),
                     bus=self.bus,
                     headers=headers,
+                    writer=writer,
+                    meta=meta if isinstance(meta := params.get("_meta"), dict) else {},
                 )
                 token = CURRENT_CALL.set(call)
                 try:
@@ -712,17 +719,25 @@ class MeshService:
             writer=writer,
         )
         try:  # fail_after raises TimeoutError as its block exits, so catch it outside
-            with anyio.fail_after(max(call.deadline.remaining(), 0.001)):
-                return await serve_one(
-                    self.mcp._lowlevel_server,
-                    dctx,
-                    decoded["method"],
-                    decoded.get("params"),
-                    connection=connection,
-                    lifespan_state=None,
+            with anyio.fail_after(max(call.deadline.remaining(), 0.001)) as scope:
+                cancellable = self.running.add(
+                    scope, call.org_id, call.stamp.sub, call.request_id, call.headers.get(h.CLIENT_REQUEST)
                 )
+                try:
+                    return await serve_one(
+                        self.mcp._lowlevel_server,
+                        dctx,
+                        decoded["method"],
+                        decoded.get("params"),
+                        connection=connection,
+                        lifespan_state=None,
+                    )
+                finally:
+                    self.running.discard(cancellable, scope)
         except TimeoutError:
             raise self._stopped_at_deadline(decoded) from None
+        # The scope was cancelled before its deadline: a caller's cancel notice.
+        raise MeshException(ErrorCode.CANCELLED, "the call was cancelled by its caller")
 
     def _stopped_at_deadline(self, decoded: Mapping[str, Any]) -> MeshException:
         """The TIMEOUT for a call cut off at its deadline: a write may have been partly applied."""

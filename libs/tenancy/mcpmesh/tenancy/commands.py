@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Final
+from typing import Final
 
 import jwt
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.ids import validate_org_id, validate_service_name
 from mcpmesh.proto.subjects import TENANT_ACTIONS
-from mcpmesh.tenancy.stamp import load_public_key, load_signing_key
+from mcpmesh.tenancy.stamp import decode_signed, load_public_key, load_signing_key
 
 COMMAND_ISSUER: Final = "mcpmesh-gateway/tenant-command"
 COMMAND_TTL_S: Final = 60
@@ -64,26 +64,17 @@ class CommandVerifier:
                 ErrorCode.UNAUTHENTICATED,
                 "tenant command without an admin authorization: only the gateway may send one",
             )
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self._key,
-                algorithms=["EdDSA"],
-                audience=service,
-                issuer=COMMAND_ISSUER,
-                leeway=self.leeway_s,
-                options={"require": ["exp", "iat", "jti", "aud", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise MeshException(
-                ErrorCode.UNAUTHENTICATED, "the tenant command's authorization expired"
-            ) from None
-        except jwt.InvalidAudienceError:
-            raise MeshException(
-                ErrorCode.FORBIDDEN, f"the tenant command's authorization is not for service {service!r}"
-            ) from None
-        except jwt.PyJWTError:
-            raise MeshException(ErrorCode.UNAUTHENTICATED, "invalid tenant command authorization") from None
+        claims = decode_signed(
+            token,
+            self._key,
+            audience=service,
+            issuer=COMMAND_ISSUER,
+            leeway_s=self.leeway_s,
+            require=["exp", "iat", "jti", "aud", "iss"],
+            expired="the tenant command's authorization expired",
+            wrong_audience=f"the tenant command's authorization is not for service {service!r}",
+            invalid="invalid tenant command authorization",
+        )
         if claims.get("act") != action or claims.get("org_id") != org_id:
             raise MeshException(
                 ErrorCode.FORBIDDEN, f"the tenant command's authorization is not for {action} of {org_id}"

@@ -4,13 +4,15 @@ Three kinds of user (names from `mcpmesh.proto.subjects`), each allowed only wha
 
 - `gateway`: publishes requests to every service, control subjects (key events, tenant
   commands), its own audit events and nats.micro discovery; owns JetStream (streams, KV
-  buckets, consumers, acks). Hears only `control.keys` and its own inbox.
+  buckets, consumers, acks). Hears only `control.keys`, `control.stamps.*` (services asking
+  for their jobs' stamps, answered once: `allow_responses`) and its own inbox.
 - `svc-<service>`: hears its own requests (`mcp.*.<service>[.<replica>]`), its own tenant commands and
   nats.micro requests, and its own inbox; replies only to the requests it received
   (`allow_responses`: up to `STREAM_MAX_FRAMES` messages within `STREAM_MAX_SECONDS`, for a
   reply streamed as frames); publishes only its own usage/audit subjects, requests to the
-  services it may call downstream (`stamp.DOWNSTREAM`), its own `$SRV.PING` (health probe)
-  and the JetStream API calls that *read* the `ORG_SETTINGS` bucket.
+  services it may call downstream (`stamp.DOWNSTREAM`) and, if there are any, its own
+  `control.stamps.<service>` (its jobs' tickets and stamps, `tenancy.tickets`), its own
+  `$SRV.PING` (health probe) and the JetStream API calls that *read* the `ORG_SETTINGS` bucket.
 - `<org id>` (the org's internal publisher): publishes only `mcp.<org>.>`, hears only its inbox.
 
 Every user receives replies on its own inbox prefix (`subjects.inbox_prefix(user)`), never
@@ -41,7 +43,9 @@ from mcpmesh.proto.subjects import (
     JS_API,
     KEY_EVENTS,
     KV_WRITES,
+    STAMP_REQUESTS,
     audit_source_pattern,
+    cancel_queue_subject,
     inbox_space,
     kv_read_patterns,
     micro_patterns,
@@ -52,6 +56,7 @@ from mcpmesh.proto.subjects import (
     service_queue_subject,
     service_request_subjects,
     service_user,
+    stamp_request_subject,
     tenant_control_patterns,
     validate_bus_user,
 )
@@ -75,11 +80,18 @@ def permissions(user: str) -> dict[str, Any]:
                     JS_ACKS,
                 ]
             },
-            "subscribe": {"allow": [inbox_space(user), KEY_EVENTS]},
+            "subscribe": {"allow": [inbox_space(user), KEY_EVENTS, STAMP_REQUESTS]},
+            "allow_responses": {"max": 1, "expires": "60s"},  # answers to stamp requests
         }
     service = service_of_user(user)
     if service is not None:
-        downstream = [service_queue_subject(d) for d in DOWNSTREAM.get(service, ())]
+        downstream = [  # requests to its callees, and cancelling them
+            subject
+            for d in DOWNSTREAM.get(service, ())
+            for subject in (service_queue_subject(d), cancel_queue_subject(d))
+        ]
+        if downstream:  # its jobs call them too, with stamps the gateway gives for a ticket
+            downstream.append(stamp_request_subject(service))
         return {
             "publish": {
                 "allow": [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Final
+from typing import Any, Final
 
 import jwt
 import msgspec
@@ -97,6 +97,40 @@ class StampSigner:
         return jwt.encode(claims, self._key, algorithm="EdDSA")
 
 
+def decode_signed(
+    token: str,
+    key: Ed25519PublicKey,
+    *,
+    audience: str,
+    issuer: str,
+    leeway_s: int,
+    require: list[str],
+    expired: str,
+    wrong_audience: str,
+    invalid: str,
+) -> dict[str, Any]:
+    """The claims of an EdDSA JWT the gateway signed (stamp, tenant command, job ticket), or a
+    MeshException with the given sentence: UNAUTHENTICATED when `expired` or `invalid`,
+    FORBIDDEN for another audience."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=["EdDSA"],
+            audience=audience,
+            issuer=issuer,
+            leeway=leeway_s,
+            options={"require": require},
+        )
+    except jwt.ExpiredSignatureError:
+        raise MeshException(ErrorCode.UNAUTHENTICATED, expired) from None
+    except jwt.InvalidAudienceError:
+        raise MeshException(ErrorCode.FORBIDDEN, wrong_audience) from None
+    except jwt.PyJWTError:
+        raise MeshException(ErrorCode.UNAUTHENTICATED, invalid) from None
+    return claims
+
+
 class StampVerifier:
     def __init__(self, public_key_pem: str, leeway_s: int = 5) -> None:
         self._key = load_public_key(public_key_pem)
@@ -108,26 +142,17 @@ class StampVerifier:
             raise MeshException(
                 ErrorCode.UNAUTHENTICATED, "missing tenant stamp: requests must come through the gateway"
             )
-        try:
-            claims = jwt.decode(
-                token,
-                self._key,
-                algorithms=["EdDSA"],
-                audience=audience,
-                issuer=ISSUER,
-                leeway=self.leeway_s,
-                options={"require": ["exp", "iat", "jti", "aud", "sub", "iss"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise MeshException(
-                ErrorCode.UNAUTHENTICATED, "tenant stamp expired: retry the request"
-            ) from None
-        except jwt.InvalidAudienceError:
-            raise MeshException(
-                ErrorCode.FORBIDDEN, f"tenant stamp is not valid for service {audience!r}"
-            ) from None
-        except jwt.PyJWTError:
-            raise MeshException(ErrorCode.UNAUTHENTICATED, "invalid tenant stamp") from None
+        claims = decode_signed(
+            token,
+            self._key,
+            audience=audience,
+            issuer=ISSUER,
+            leeway_s=self.leeway_s,
+            require=["exp", "iat", "jti", "aud", "sub", "iss"],
+            expired="tenant stamp expired: retry the request",
+            wrong_audience=f"tenant stamp is not valid for service {audience!r}",
+            invalid="invalid tenant stamp",
+        )
         try:
             if isinstance(claims.get("aud"), str):
                 claims["aud"] = [claims["aud"]]

@@ -66,6 +66,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
                 stamp_signing_key=settings.stamp_signing_key,
                 key_pepper=settings.key_pepper,
                 key_grace_s=settings.key_grace_s,
+                stamp_ttl_s=settings.stamp_ttl_s,
                 run_writers=settings.run_writers,
             )
         except ValueError as exc:
@@ -91,6 +92,7 @@ def build_app(settings: GatewaySettings, *, control: ControlPlaneApi | None = No
             max_result_bytes=settings.max_result_bytes,
             max_call_s=settings.max_call_s,
             catalog_ttl_s=settings.catalog_ttl_s,
+            task_poll_s=settings.task_poll_s,
         ),
         limiter=Limiter(bus, quota_seed=control.monthly_tool_calls),
         sessions=SessionCodec(settings.session_key(), ttl_s=settings.session_ttl_s),

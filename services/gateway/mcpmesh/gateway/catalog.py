@@ -11,7 +11,8 @@ list that service). What a key sees is then filtered by:
 - tier: a tool may list the tiers it is offered on in `_meta["mcpmesh/tiers"]`; without it,
   every tier.
 
-A tool's `_meta["mcpmesh/budget_s"]` bounds how long the gateway waits for one call of it.
+A tool's `_meta["mcpmesh/budget_s"]` bounds how long the gateway waits for one call of it;
+`_meta["mcpmesh/job"]` marks a job tool (offered as an MCP task, see tasks.py).
 
 Its annotations (`readOnlyHint`, `idempotentHint`) and `_meta["mcpmesh/idempotency_key"]` only
 decide what a client is told when a call times out (may it simply retry?): the gateway itself
@@ -29,6 +30,7 @@ from typing import Any, Final
 from mcp.shared.inbound import find_invalid_x_mcp_header, x_mcp_header_map
 
 from mcpmesh.service import TOOL_BUDGET_META, TOOL_IDEMPOTENCY_KEY_META, TOOL_SCOPE_META
+from mcpmesh.service.jobs import TOOL_JOB_META
 from mcpmesh.telemetry.logs import get_logger
 from mcpmesh.tenancy.scopes import covers, scope_for
 
@@ -49,6 +51,7 @@ class ToolEntry:
     idempotency_key: str | None  # the argument it deduplicates on, if it declares one
     param_headers: bool  # its inputSchema declares Mcp-Param-* headers
     budget_s: float | None = None  # seconds one call may take (`_meta["mcpmesh/budget_s"]`)
+    job: bool = False  # a durable job tool (`_meta["mcpmesh/job"]`): its call starts a job
 
     @property
     def input_schema(self) -> Any:
@@ -86,6 +89,7 @@ def tool_entry(service: str, raw: dict[str, Any]) -> ToolEntry | None:
         idempotency_key=key if isinstance(key := meta.get(TOOL_IDEMPOTENCY_KEY_META), str) and key else None,
         param_headers=param_headers,
         budget_s=_budget(meta.get(TOOL_BUDGET_META)),
+        job=isinstance(meta.get(TOOL_JOB_META), dict),
     )
 
 
@@ -105,6 +109,10 @@ class ServiceTools:
     tools: dict[str, ToolEntry]
     order: list[str]  # names in the service's own order
     fetched_at: float
+
+    @property
+    def has_jobs(self) -> bool:
+        return any(entry.job for entry in self.tools.values())
 
 
 Fetcher = Callable[[str, Any], Awaitable[list[dict[str, Any]]]]

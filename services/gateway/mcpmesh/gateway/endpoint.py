@@ -9,6 +9,10 @@ other status drops their connection); only what the spec puts at HTTP level stay
 (key), 403 (Origin), 404 (unknown session), 400/405/406/415/413 (malformed request). The
 2026-07-28 revision maps each error to its status (errors.HTTP_STATUS); a valid key's use (allowed or refused) goes to the control plane's audit
 via `note_key_use`, except a request shed at admission (counted only).
+
+A `notifications/cancelled` (either revision) and a client closing its connection while a
+`tools/call` runs both stop the call at the service (see `gateway.cancel`); the request is
+then logged as `cancelled` (HTTP 499 when the client went away).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from pydantic import ValidationError
 
 from mcpmesh.gateway.auth import presented_key, unauthorized
+from mcpmesh.gateway.cancel import forward_cancellation
 from mcpmesh.gateway.control.principal import AuthFailed, Principal
 from mcpmesh.gateway.errors import GatewayError, error_reply, invalid_params
 from mcpmesh.gateway.router import Call, negotiate
@@ -38,6 +43,7 @@ from mcpmesh.gateway.wire import (
     McpRequest,
     OpenStream,
     Rejection,
+    client_request,
     origin_allowed,
     parse_request,
     wants_event_stream,
@@ -181,8 +187,12 @@ async def _serve(
         return _json_response(error_reply(parsed.rpc_id, parsed.error), parsed.status, dict(parsed.headers))
     if isinstance(parsed, Acknowledge):
         outcome.method = parsed.method or "response"
+        session = None
         if parsed.session_id is not None:
-            await _session(state, parsed.session_id, principal, service, None)
+            session = await _session(state, parsed.session_id, principal, service, None)
+        if parsed.cancelled is not None:
+            name = client_request(session.sid if session else None, parsed.cancelled)
+            await forward_cancellation(state, principal, service, name)
         return web.Response(status=202)
     if isinstance(parsed, OpenStream):
         outcome.method = "GET stream"
@@ -250,6 +260,7 @@ async def _call(
         client_info=client_info,
         client_capabilities=capabilities,
         body=body,
+        client_request=client_request(claims.sid if claims else None, req.rpc_id),
     )
     stream: _EventStream | None = None
     if wants_event_stream(req):
@@ -262,7 +273,11 @@ async def _call(
         await state.limiter.admit(
             principal.org_id, principal.key_id, principal.settings, tool_call=req.method == "tools/call"
         )
-        reply = await state.router.dispatch(call)
+        if req.method == "tools/call":  # a client gone mid-call cancels it (see gateway.cancel)
+            with state.disconnects.watching(http):
+                reply = await state.router.dispatch(call)
+        else:
+            reply = await state.router.dispatch(call)
     except GatewayError as exc:
         outcome.service, outcome.tool = call.service_label, call.tool_label
         if exc.status == 429:
@@ -312,8 +327,8 @@ def _status(req: McpRequest, status: int) -> int:
 class _EventStream:
     """A POST answered as SSE (`wire.wants_event_stream`): opened at the first progress
     notification the service sends, each one an event, then the reply as the last event.
-    A call that sends none is answered with plain JSON. A client gone mid-stream is not an
-    error here: the call runs to its end, its events are dropped."""
+    A call that sends none is answered with plain JSON. A client gone mid-stream has its call
+    cancelled (`gateway.cancel.DisconnectWatch`); events that could not be written are dropped."""
 
     def __init__(self, request: web.Request, headers: dict[str, str]) -> None:
         self.request = request

@@ -8,7 +8,8 @@ service gives them and are routed by URI scheme (`context://...` goes to `contex
 
 Answered here: `initialize` (legacy), `server/discover` on `/mcp`, `ping`, `logging/setLevel`
 (accepted, no effect: services do not stream log messages), `tools/list` (from the catalog,
-filtered by scope and tier). Refused: `resources/subscribe`/`unsubscribe` and
+filtered by scope and tier), and in 2025-11-25 sessions task-augmented `tools/call` and
+`tasks/*` (tasks.py: jobs as MCP tasks). Refused: `resources/subscribe`/`unsubscribe` and
 `subscriptions/listen` (no server-to-client push over the stateless bus). Everything else
 goes to the service over NATS as one stateless 2026-07-28 exchange carrying the tenant stamp,
 the request id and the trace context, bounded by its deadline: for a tool call,
@@ -31,7 +32,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import mcp_types as types
 import msgspec
@@ -49,7 +50,8 @@ from pydantic import ValidationError
 
 from mcpmesh.bus import NO_RESPONDERS, Bus, Deadline, NotDelivered
 from mcpmesh.bus.frames import OnProgress
-from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exchange, request_body
+from mcpmesh.bus.mcp import DEFAULT_MAX_RESULT_BYTES, exception_from_error, exchange, request_body
+from mcpmesh.gateway import tasks
 from mcpmesh.gateway.catalog import Catalog, ToolEntry, can_list
 from mcpmesh.gateway.control.principal import Principal
 from mcpmesh.gateway.discovery import Discovery, NoHealthyReplica
@@ -113,6 +115,7 @@ class Call:
     tool_label: str = ""
     upstream_s: float = 0.0  # time spent waiting on services (for the request log line)
     on_progress: OnProgress | None = None  # relays the service's progress notifications (SSE)
+    client_request: str | None = None  # how the client names it when it cancels (wire.client_request)
 
     @property
     def legacy(self) -> bool:
@@ -142,17 +145,20 @@ class _ReplyHead(msgspec.Struct):
     error: _ErrorHead | None = None
 
 
+_T = TypeVar("_T")
+
 #: Reads: a timed-out one is safe to retry.
 _READ: Final = Repeat("the request", safe=True)
 
 
-def _capabilities() -> types.ServerCapabilities:
+def _capabilities(version: str | None = None) -> types.ServerCapabilities:
     return types.ServerCapabilities(
         tools=types.ToolsCapability(list_changed=False),
         resources=types.ResourcesCapability(subscribe=False, list_changed=False),
         prompts=types.PromptsCapability(list_changed=False),
         completions=types.CompletionsCapability(),
         logging=types.LoggingCapability(),
+        tasks=tasks.capability() if version == tasks.TASKS_VERSION else None,
     )
 
 
@@ -176,6 +182,7 @@ class Router:
         catalog_ttl_s: float,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         max_call_s: float = 900.0,
+        task_poll_s: float = 1.0,
     ) -> None:
         self.bus = bus
         self.discovery = discovery
@@ -184,6 +191,7 @@ class Router:
         self.max_result_bytes = max_result_bytes
         self.max_call_s = max_call_s
         self.catalog = Catalog(self._fetch_tools, ttl_s=catalog_ttl_s)
+        self.tasks = tasks.Tasks(self, poll_s=task_poll_s, max_wait_s=max_call_s)
         self._server_info = {"name": SERVER_NAME, "version": SERVER_VERSION}
         self._handlers: dict[str, Callable[[Call], Awaitable[Reply]]] = {
             "ping": self._ping,
@@ -193,6 +201,7 @@ class Router:
             "prompts/get": self._prompts_get,
             "resources/read": self._resources_read,
             "completion/complete": self._complete,
+            **dict.fromkeys(tasks.METHODS, self._tasks),
         }
 
     # -- entry ----------------------------------------------------------------------------------
@@ -246,7 +255,7 @@ class Router:
         if service is None:
             result = types.InitializeResult(
                 protocol_version=negotiated,
-                capabilities=_capabilities(),
+                capabilities=_capabilities(negotiated),
                 server_info=types.Implementation(name=SERVER_NAME, version=SERVER_VERSION),
                 instructions=INSTRUCTIONS,
             )
@@ -267,9 +276,12 @@ class Router:
             "name": f"{SERVER_NAME}-{service}",
             "version": SERVER_VERSION,
         }
+        capabilities = discovered.get("capabilities") or {}
+        if negotiated == tasks.TASKS_VERSION:
+            capabilities = {**capabilities, "tasks": _dump(tasks.capability())}
         result_dict: dict[str, Any] = {
             "protocolVersion": negotiated,
-            "capabilities": discovered.get("capabilities") or {},
+            "capabilities": capabilities,
             "serverInfo": info,
         }
         if discovered.get("instructions"):
@@ -312,10 +324,11 @@ class Router:
                 entry = result.tools[name]
                 if not entry.visible_to(principal.scopes, principal.tier):
                     continue
+                raw = tasks.listed(call, entry)
                 if single:
-                    tools.append(entry.raw)
+                    tools.append(raw)
                 elif (qualified := _qualified(service, name)) is not None:
-                    tools.append({**entry.raw, "name": qualified})
+                    tools.append({**raw, "name": qualified})
         return self._result(call, {"tools": tools}, cacheable=True)
 
     async def _tools_call(self, call: Call) -> Reply:
@@ -347,9 +360,13 @@ class Router:
             rejection = validate_mcp_param_headers(entry.input_schema, arguments or {}, call.request.headers)
             if rejection is not None:
                 raise GatewayError.protocol(rejection.code, rejection.message, data=rejection.data)
+        as_task = tasks.requested(call)
+        if as_task:
+            tasks.require_task_support(entry, name)
         # /mcp/<service> at 2026-07-28 forwards the client's own request untouched.
         plain = call.request.service is not None and not call.legacy
-        body = call.body if plain else self._rewritten(call, name=tool)
+        legacy_params = tasks.without_task(params) if call.legacy else None
+        body = call.body if plain else self._rewritten(call, name=tool, params=legacy_params)
         key = entry.idempotency_key
         repeat = Repeat(
             f"tool {name!r}",
@@ -357,7 +374,44 @@ class Router:
             key=key,
             key_sent=key is not None and (arguments or {}).get(key) not in (None, ""),
         )
-        return await self._forward(call, service, body, repeat=repeat, budget_s=entry.budget_s)
+        reply = await self._forward(call, service, body, repeat=repeat, budget_s=entry.budget_s)
+        if as_task and reply.outcome in ("ok", "tool_error"):  # the job's view: the task
+            started = msgspec.json.decode(reply.body).get("result") or {}
+            return Reply(self._encode(call.request.rpc_id, self.tasks.created(service, started, name)))
+        return reply
+
+    async def _tasks(self, call: Call) -> Reply:
+        return self._result(call, await self.tasks.handle(call))
+
+    async def tool_result(
+        self, call: Call, service: str, tool: str, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One call of a read-only or idempotent tool of `service` for the caller (the kit's job
+        tools, for tasks): its CallToolResult, a tool error included; a JSON-RPC error raises."""
+        params = {"name": tool, "arguments": arguments}
+        body = request_body("tools/call", params, request_id=call.request_id[:12])
+        raw = await self._exchange_timed(call, service, body, repeat=_READ)
+        return self._result_or_raise(raw, service)
+
+    async def gather(self, work: Mapping[str, Awaitable[_T]], *, what: str) -> dict[str, _T]:
+        """Each service's answer, concurrently; a service that fails is left out (and logged)."""
+        answers = await asyncio.gather(*work.values(), return_exceptions=True)
+        kept: dict[str, _T] = {}
+        for service, answer in zip(work, answers, strict=True):
+            if isinstance(answer, BaseException):
+                if not isinstance(answer, Exception):
+                    raise answer
+                log.warning(
+                    "a service left out of a merged list",
+                    target=service,
+                    method=what,
+                    error=repr(answer),
+                    code=getattr(answer, "code", None),
+                    retryable=getattr(answer, "retryable", None),
+                )
+            else:
+                kept[service] = answer
+        return kept
 
     async def _tool(self, call: Call, service: str, tool: str, shown: str) -> ToolEntry:
         await self._require_service(service, unknown=f"unknown tool {shown!r}: no service {service!r}")
@@ -468,15 +522,8 @@ class Router:
                 items = [{**i, "name": name} for i, name in named if name is not None]
             return items
 
-        gathered = await asyncio.gather(*(one(s) for s in services), return_exceptions=True)
-        merged: list[dict[str, Any]] = []
-        for service, items in zip(services, gathered, strict=True):
-            if isinstance(items, BaseException):
-                log.warning(
-                    "a service left out of a merged list", target=service, method=method, error=repr(items)
-                )
-                continue
-            merged += items
+        gathered = await self.gather({s: one(s) for s in services}, what=method)
+        merged = [item for items in gathered.values() for item in items]
         return self._result(call, {key: merged}, cacheable=True)
 
     # -- forwarding ----------------------------------------------------------------------------------
@@ -484,20 +531,36 @@ class Router:
     async def _forward(
         self, call: Call, service: str, body: bytes, *, repeat: Repeat, budget_s: float | None = None
     ) -> Reply:
+        raw = await self._exchange_timed(
+            call, service, body, repeat=repeat, budget_s=budget_s, on_progress=call.on_progress
+        )
+        return self._passthrough(call, raw, service, repeat)
+
+    async def _exchange_timed(
+        self,
+        call: Call,
+        service: str,
+        body: bytes,
+        *,
+        repeat: Repeat,
+        budget_s: float | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> bytes:
+        """`_exchange` for the caller, the wait counted in the request's upstream time."""
         started = time.perf_counter()
         try:
-            raw = await self._exchange(
+            return await self._exchange(
                 call.principal,
                 service,
                 body,
                 request_id=call.request_id,
                 repeat=repeat,
-                on_progress=call.on_progress,
+                on_progress=on_progress,
                 budget_s=budget_s,
+                client_request=call.client_request,
             )
         finally:
             call.upstream_s += time.perf_counter() - started
-        return self._passthrough(call, raw, service, repeat)
 
     async def _exchange(
         self,
@@ -509,6 +572,7 @@ class Router:
         repeat: Repeat,
         on_progress: OnProgress | None = None,
         budget_s: float | None = None,
+        client_request: str | None = None,
     ) -> bytes:
         """One exchange with a healthy replica of `service`, sent once (see the module docstring),
         within `budget_s` (a tool's budget; else MCPMESH_CALL_TIMEOUT_S), at most MCPMESH_MAX_CALL_S."""
@@ -537,6 +601,7 @@ class Router:
                     instance=instance,
                     max_result_bytes=self.max_result_bytes,
                     on_progress=on_progress,
+                    client_request=client_request,
                 )
             except NotDelivered as exc:  # that replica never saw the request: try again
                 assert instance is not None
@@ -644,14 +709,14 @@ class Router:
             ) from None
         if not isinstance(decoded, dict):
             raise GatewayError(ErrorCode.INTERNAL, f"service {service!r} sent a malformed reply", status=502)
-        if isinstance(decoded.get("error"), dict):
-            error = decoded["error"]
-            data = error.get("data")
-            code = ErrorCode.INVALID_REQUEST
-            if isinstance(data, dict) and isinstance(data.get("code"), str):
-                with contextlib.suppress(ValueError):
-                    code = ErrorCode(data["code"])
-            raise GatewayError(code, f"service {service!r}: {error.get('message', 'request failed')}")
+        if isinstance(decoded.get("error"), dict):  # the service's MeshError, kept whole
+            error = exception_from_error(decoded["error"]).error
+            raise GatewayError(
+                error.code,
+                f"service {service!r}: {error.message}",
+                retryable=error.retryable,
+                extra=error.details,
+            )
         result = decoded.get("result")
         if not isinstance(result, dict):
             raise GatewayError(

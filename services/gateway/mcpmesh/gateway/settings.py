@@ -108,6 +108,7 @@ class GatewaySettings:
     replica_forget_s: float = 600.0  # a replica silent this long is forgotten
     session_ttl_s: float = 86_400.0
     sse_ping_s: float = 15.0
+    task_poll_s: float = 1.0  # tasks/result polls a job this often; tasks' pollInterval (a job heartbeat)
     run_writers: bool = True  # the usage/audit writers in this process (GATEWAY_RUN_WRITERS)
     admission: AdmissionLimits = GATEWAY_ADMISSION  # in-flight and queue bounds (MCPMESH_MAX_INFLIGHT, ...)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)  # tenant label cap (MCPMESH_METRICS_*)
@@ -163,6 +164,7 @@ class GatewaySettings:
             replica_forget_s=_number(env, "MCPMESH_REPLICA_FORGET_S", cls.replica_forget_s, minimum=1.0),
             session_ttl_s=_number(env, "MCPMESH_SESSION_TTL_S", cls.session_ttl_s, minimum=60.0),
             sse_ping_s=_number(env, "MCPMESH_SSE_PING_S", cls.sse_ping_s, minimum=0.05),
+            task_poll_s=_number(env, "MCPMESH_TASK_POLL_S", cls.task_poll_s, minimum=0.05),
             run_writers=_flag(env, "GATEWAY_RUN_WRITERS", cls.run_writers),
             admission=admission,
             metrics=metrics,

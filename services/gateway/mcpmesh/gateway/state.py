@@ -10,6 +10,7 @@ from aiohttp import web
 
 from mcpmesh.bus import Bus
 from mcpmesh.gateway.admission import GatewayAdmission
+from mcpmesh.gateway.cancel import DisconnectWatch
 from mcpmesh.gateway.control.principal import Principal
 from mcpmesh.gateway.discovery import Discovery
 from mcpmesh.gateway.limits import Limiter
@@ -48,6 +49,7 @@ class GatewayState:
     metrics: GatewayMetrics
     admission: GatewayAdmission
     closing: asyncio.Event = field(default_factory=asyncio.Event)
+    disconnects: DisconnectWatch = field(default_factory=DisconnectWatch)
     started: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 

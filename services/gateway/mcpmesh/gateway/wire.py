@@ -25,6 +25,7 @@ from mcp.shared.inbound import (
     find_duplicated_routing_header,
     unsupported_protocol_version_rejection,
 )
+from mcp.shared.jsonrpc_dispatcher import cancelled_request_id_from_params
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
 from mcp_types.jsonrpc import HEADER_MISMATCH, INVALID_REQUEST, PARSE_ERROR
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_MODERN_VERSION
@@ -66,6 +67,7 @@ class Acknowledge:
     service: str | None
     method: str | None
     session_id: str | None = None
+    cancelled: str | int | None = None  # `notifications/cancelled`: the request id it names
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,7 @@ def _parse_modern(
         unsupported = unsupported_protocol_version_rejection(headers.get(MCP_PROTOCOL_VERSION_HEADER, ""))
         if unsupported is not None:
             return _reject(_ladder(unsupported))
-        return Acknowledge(era="modern", service=service, method=method)
+        return Acknowledge(era="modern", service=service, method=method, cancelled=_cancelled(message))
     duplicated = find_duplicated_routing_header(header_items if header_items is not None else headers.items())
     if duplicated is not None:
         return _reject(_protocol(HEADER_MISMATCH, f"the {duplicated} header appears more than once"), rpc_id)
@@ -406,7 +408,9 @@ def _parse_legacy(
     if "id" not in message:
         if session_id is None and method != "notifications/initialized":
             return _reject(missing_session)
-        return Acknowledge(era="legacy", service=service, method=method, session_id=session_id)
+        return Acknowledge(
+            era="legacy", service=service, method=method, session_id=session_id, cancelled=_cancelled(message)
+        )
     if method != "initialize" and session_id is None:
         return _reject(missing_session, rpc_id)
     params = message.get("params") or {}
@@ -420,6 +424,22 @@ def _parse_legacy(
         session_id=session_id if method != "initialize" else None,
         headers=headers,
     )
+
+
+def _cancelled(message: Mapping[str, Any]) -> str | int | None:
+    if message.get("method") != "notifications/cancelled":
+        return None
+    params = message.get("params")
+    return cancelled_request_id_from_params(params if isinstance(params, dict) else None)
+
+
+def client_request(session: str | None, rpc_id: str | int) -> str:
+    """How a client names its request in `notifications/cancelled`, as the kit matches it (within
+    the caller's org and API key): `<session id>/<id>`, `-/<id>` with no session (2026-07-28).
+    A session's random id keeps two sessions of one key apart; at 2026-07-28 two clients of one
+    key that use the same JSON-RPC id at once are not told apart (the SDK client cancels by
+    closing the response instead, which names the one request)."""
+    return f"{session or '-'}/{msgspec.json.encode(rpc_id).decode()}"
 
 
 def modern_envelope(protocol_version: str, client_info: Any, client_capabilities: Any) -> dict[str, Any]:

@@ -7,9 +7,12 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from mcpmesh.bus import Deadline
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.service.call import Hop, ServiceCaller
 from mcpmesh.service.jobs.records import json_size
+from mcpmesh.service.jobs.tickets import REFRESH_S
 from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import get_logger
 
@@ -26,12 +29,14 @@ _UNSET: Any = object()
 log = get_logger("mcpmesh.service.jobs")
 
 
-class JobContext:
+class JobContext(ServiceCaller):
     """Handed to a job tool's handler (the parameter annotated `JobContext`).
 
     Cancellation arrives as `asyncio.CancelledError` at the handler's current `await`; code
     running in a thread checks `cancel_requested`. After a cancel, nothing the handler
-    reports is written any more.
+    reports is written any more. `call_tool` / `request` call other services as the job's org
+    until its deadline (`mcpmesh.service.jobs.tickets`); `on_progress` takes a function (there
+    is no caller to relay to).
     """
 
     def __init__(
@@ -58,6 +63,8 @@ class JobContext:
         self._renewed = time.monotonic()  # last successful lease renewal (this replica's clock)
         self._stop: StopReason | None = None
         self._task: asyncio.Task[None] | None = None
+        self._ticket: str | None = doc.get("ticket")  # traded for stamps to call other services
+        self._stamp: tuple[str, float] | None = None  # the last such stamp, and its expiry
 
     @property
     def store(self) -> TenantStore:
@@ -117,6 +124,18 @@ class JobContext:
                 ErrorCode.UNAVAILABLE, "the job's checkpoint could not be saved: the store did not answer"
             ) from None
         self.checkpoint = state
+
+    async def _hop(self) -> Hop:
+        if self._stamp is None or self._stamp[1] - time.time() < REFRESH_S:
+            self._stamp = await self._runner.stamps.stamp(self._ticket)
+        return Hop(
+            self._runner.service.bus,
+            self.org_id,
+            self._stamp[0],
+            Deadline(self._deadline_at.timestamp()),
+            self.id,
+            self._runner.service.settings.max_result_bytes,
+        )
 
     def _bounded(self, value: Any, what: str) -> Any:
         limit = self._runner.settings.value_max_bytes

@@ -41,7 +41,9 @@ def jobs_kind(service: str) -> str:
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, to the millisecond: what BSON stores, so a view built before and after a read agree."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 def new_job_id() -> str:
@@ -86,7 +88,8 @@ async def find_job(
 
 
 def finished_fields(status: JobStatus, now: datetime, retention: timedelta) -> dict[str, Any]:
-    """What every transition into a finished state sets: no owner any more, a TTL, no checkpoint."""
+    """What every transition into a finished state sets: no owner any more, a TTL, no checkpoint,
+    no ticket (nothing more to call other services for)."""
     return {
         "status": status.value,
         "finished_at": now,
@@ -95,6 +98,7 @@ def finished_fields(status: JobStatus, now: datetime, retention: timedelta) -> d
         "owner": None,
         "lease": None,
         "checkpoint": None,
+        "ticket": None,
     }
 
 

@@ -46,6 +46,7 @@ from mcpmesh.service.jobs.records import (
     utcnow,
     view_json,
 )
+from mcpmesh.service.jobs.tickets import JobStamps
 from mcpmesh.service.settings import JobSettings
 from mcpmesh.store import Collection, TenantStore
 from mcpmesh.telemetry.logs import bind_request, get_logger
@@ -88,6 +89,7 @@ class JobRunner:
         self.tools: dict[str, JobTool] = {}
         self.replica = ""
         self.local: dict[str, JobContext] = {}  # job id -> run on this replica
+        self.stamps = JobStamps(service)  # for jobs calling other services
         self._slots = asyncio.Semaphore(1)
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._sweep_task: asyncio.Task[None] | None = None
@@ -190,6 +192,9 @@ class JobRunner:
         key = spec.idempotency_key
         if key is not None and arguments.get(key) not in (None, ""):
             doc["idempotency"] = idempotency_digest(tool, doc["args"][key])
+        ticket = await self.stamps.ticket(call, doc["_id"], spec.budget_s)
+        if ticket is not None:  # a credential: never in a view, an export or a log
+            doc["ticket"] = ticket
         tenant = call.store
         collection = await jobs_collection(tenant, self.kind)
         try:

@@ -162,17 +162,36 @@ class Authenticator:
                 ErrorCode.UNAVAILABLE, "API keys cannot be checked right now: retry shortly"
             ) from None
 
+    async def principal_of(self, key_id: str) -> Principal:
+        """The principal of a key the caller proved otherwise (a job's ticket names it), if the
+        key and its org are still active now; raises AuthFailed. Not cached."""
+        try:
+            row = await self.keys.get(key_id)
+            if row is None:
+                raise AuthFailed("unknown")
+            principal, _ = await self._active(row, float("inf"))
+        except PyMongoError as exc:
+            log.error("key store unavailable", error=repr(exc))
+            raise MeshException(
+                ErrorCode.UNAVAILABLE, "API keys cannot be checked right now: retry shortly"
+            ) from None
+        return principal
+
     async def _verify(self, key_id: str, digest: str) -> tuple[Principal, float]:
         row = await self.keys.get(key_id, with_hashes=True)
         if row is None:
             raise AuthFailed("unknown")
-        stamp = now()
         valid_until = float("inf")
         if not hmac.compare_digest(row["hash"], digest):
             grace = _grace_end(row.get("previous") or [], digest)
-            if grace is None or aware(grace) <= stamp:
+            if grace is None or aware(grace) <= now():
                 raise AuthFailed("unknown")
             valid_until = aware(grace).timestamp()
+        return await self._active(row, valid_until)
+
+    async def _active(self, row: dict[str, Any], valid_until: float) -> tuple[Principal, float]:
+        """The principal of a key row whose secret matched, and until when it may be trusted."""
+        stamp = now()
         status = row["status"]
         if status == REVOKED:
             raise AuthFailed("revoked")

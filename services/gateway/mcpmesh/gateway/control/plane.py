@@ -14,6 +14,7 @@ from mcpmesh.gateway.control.audit import AuditLog
 from mcpmesh.gateway.control.audit import event_matches_subject as audit_matches
 from mcpmesh.gateway.control.authenticate import Authenticator
 from mcpmesh.gateway.control.durable import DurableWriter
+from mcpmesh.gateway.control.job_stamps import JobStampDesk
 from mcpmesh.gateway.control.key_use import KeyUseRecorder
 from mcpmesh.gateway.control.keys import KeyRegistry
 from mcpmesh.gateway.control.orgs import OrgRegistry
@@ -44,6 +45,7 @@ class ControlPlane:
         stamp_signing_key: str,
         key_pepper: bytes,
         key_grace_s: float = 3600.0,
+        stamp_ttl_s: int = 60,
         auth_cache_ttl_s: float = 30.0,
         key_use_flush_s: float = 1.0,
         run_writers: bool = True,
@@ -63,6 +65,8 @@ class ControlPlane:
         self.orgs = OrgRegistry(store, bus)
         self.keys = KeyRegistry(store, key_pepper)
         self.auth = Authenticator(self.keys, self.orgs, bus, ttl_s=auth_cache_ttl_s)
+        #: Answers services asking for their jobs' tickets and stamps (`control.stamps.<service>`).
+        self.job_stamps = JobStampDesk(bus, self.auth, stamp_signing_key, stamp_ttl_s)
         self.usage = UsageRollup(store)
         self.audit = AuditLog(store)
         self.key_use = KeyUseRecorder(self.keys, bus, interval_s=key_use_flush_s)
@@ -91,6 +95,7 @@ class ControlPlane:
         await self.bus.ensure_streams()
         await self._ensure_indexes()
         await self.auth.start()
+        await self.job_stamps.start()
         await self.key_use.start()
         if self.run_writers:
             await self.usage_writer.start()
@@ -102,7 +107,7 @@ class ControlPlane:
             return
         self._started = False
         writers = (self.usage_writer, self.audit_writer) if self.run_writers else ()
-        for part in (self.key_use, *writers, self.auth):
+        for part in (self.key_use, *writers, self.job_stamps, self.auth):
             try:
                 await part.stop()
             except Exception as exc:  # stop the rest regardless; say what was not finished

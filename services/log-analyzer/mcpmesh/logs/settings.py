@@ -1,0 +1,58 @@
+"""The log-analyzer's configuration: environment variables, one typed object (see README)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from mcpmesh.logs.analysis import Limits
+
+_PREFIX = "LOGS_"
+
+
+@dataclass(frozen=True)
+class LogsSettings:
+    #: Largest inline input (`analyze`): UTF-8 bytes of all lines. Keep under the NATS max payload.
+    max_inline_bytes: int = 512 * 1024
+    #: Most blobs one source analysis reads.
+    max_blobs: int = 5000
+    #: Timeout of one storage request (list, read of a chunk).
+    read_timeout_s: float = 30.0
+    #: Paths tracked per analysis (status by path, slowest paths): the top-k capacity.
+    max_paths: int = 500
+    #: Time series buckets kept per analysis (past it buckets widen: 1, 5, 15, 60... minutes).
+    series_buckets: int = 1440
+    #: Accept http:// SAS URLs (Azurite in development); production storage is https only.
+    allow_http: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("max_inline_bytes", "max_blobs", "max_paths", "series_buckets"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{_PREFIX}{name.upper()} must be positive")
+        if self.read_timeout_s <= 0:
+            raise ValueError(f"{_PREFIX}READ_TIMEOUT_S must be positive")
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(paths=self.max_paths, series_buckets=self.series_buckets)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LogsSettings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str, default: float) -> float:
+            raw = env.get(_PREFIX + name, "")
+            try:
+                return float(raw) if raw.strip() else default
+            except ValueError:
+                raise ValueError(f"{_PREFIX}{name}={raw!r} is not a number") from None
+
+        return cls(
+            max_inline_bytes=int(get("MAX_INLINE_BYTES", cls.max_inline_bytes)),
+            max_blobs=int(get("MAX_BLOBS", cls.max_blobs)),
+            read_timeout_s=get("READ_TIMEOUT_S", cls.read_timeout_s),
+            max_paths=int(get("MAX_PATHS", cls.max_paths)),
+            series_buckets=int(get("SERIES_BUCKETS", cls.series_buckets)),
+            allow_http=env.get(_PREFIX + "ALLOW_HTTP", "").strip().lower() in ("1", "true", "yes"),
+        )
