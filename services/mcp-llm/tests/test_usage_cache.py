@@ -157,3 +157,25 @@ async def test_an_org_tpm_limit_counts_the_tokens_spent(llm: Llm) -> None:
     await llm.call(a, "chat", {"messages": HI, "model": "tiny"})  # 36: at the limit now
     failure = await llm.fails(a, "chat", {"messages": HI, "model": "tiny"})
     assert failure.error is not None and "30 tokens per minute" in failure.text
+
+
+async def test_one_orgs_prices_never_price_another_orgs_calls(llm: Llm) -> None:
+    a, b = org(), org()
+    priced = {"name": "shared", "input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
+    await llm.call(a, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [priced]})
+    await llm.call(b, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "shared"}]})
+    assert (await llm.call(a, "chat", {"messages": HI, "model": "shared"}))["usage"]["cost_usd"] == 0.018
+    theirs = await llm.call(b, "chat", {"messages": HI, "model": "shared"})
+    assert (theirs["usage"]["cost_usd"], theirs["usage"]["cost_known"]) == (0, False)
+    [model] = [m for m in (await llm.call(b, "models"))["models"] if m["id"] == "p/shared"]
+    assert model["input_cost_per_token"] is None
+
+
+async def test_models_in_litellms_cost_map_are_priced_from_it(llm: Llm) -> None:
+    a = org()
+    await llm.call(a, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "gpt-4o-mini"}]})
+    llm.fake2.cached_tokens = 5
+    answer = await llm.call(a, "chat", {"messages": HI, "model": "gpt-4o-mini"})
+    # bundled prices of gpt-4o-mini: 1.5e-7 in, 7.5e-8 cache read, 6e-7 out
+    assert answer["usage"]["cost_usd"] == round(6 * 1.5e-7 + 5 * 7.5e-8 + 7 * 6e-7, 9)
+    assert answer["usage"]["cost_known"] is True

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import litellm
-
-from mcpmesh.llm import orgconfig
+from mcpmesh.llm import orgconfig, prices
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.providers import Deployment, check_alias_map, invalid, parse_provider
 from mcpmesh.llm.routing import allows
@@ -86,12 +84,10 @@ async def models(app: LlmApp, call: Call) -> dict[str, Any]:
 
 
 def described(d: Deployment) -> dict[str, Any]:
-    """The model as the table gives it, gaps (context window, prices) filled from litellm's cost map."""
+    """The model as the table gives it, gaps (context window, prices) filled from litellm's
+    bundled cost map."""
     shown = d.model.public()
-    try:
-        known: dict[str, Any] = dict(litellm.get_model_info(d.litellm_model))
-    except Exception:  # a model the cost map does not have (local endpoints, the offline provider)
-        return shown
+    known = prices.known(d) or {}
     fill = {
         "context_window": known.get("max_input_tokens") or known.get("max_tokens"),
         "input_cost_per_token": known.get("input_cost_per_token"),

@@ -198,9 +198,6 @@ class Routing:
             params["api_base"] = p.api_base
         if p.rpm:  # counted by the router before each call; tpm is counted by Routed.spend
             params["rpm"] = p.rpm
-        for price in ("input_cost_per_token", "output_cost_per_token"):
-            if getattr(m, price) is not None:
-                params[price] = getattr(m, price)
         return {"model_name": name, "litellm_params": params, "model_info": {"id": name, "mode": m.mode}}
 
     async def _key(self, provider: ProviderSpec, key_of: KeyLoader) -> str:

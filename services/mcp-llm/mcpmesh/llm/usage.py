@@ -2,8 +2,8 @@
 daily buckets (the `usage` tool, monthly budgets), and checked against the org's monthly budgets
 before a provider is called.
 
-Cost: the model's prices from the provider table when given, else litellm's cost map (offline
-with LITELLM_LOCAL_MODEL_COST_MAP=True); the offline provider costs nothing. A call on the org's
+Cost: the model's prices from the provider table when given, else litellm's bundled cost map
+(`prices`); the offline provider costs nothing. A call on the org's
 own key is billed by the provider to the org (`billed_to: "org"`): it counts towards the token
 budget, but not towards the cost budget, which caps what the mesh bills.
 """
@@ -14,9 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import litellm
-
-from mcpmesh.llm import limits
+from mcpmesh.llm import limits, prices
 from mcpmesh.llm.offline import KIND as OFFLINE_KIND
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -56,19 +54,10 @@ def meter(deployment: Deployment, usage: Any) -> Metered:
     if m.input_cost_per_token is not None or m.output_cost_per_token is not None:
         cost = prompt * (m.input_cost_per_token or 0.0) + completion * (m.output_cost_per_token or 0.0)
         return Metered(prompt, completion, cached, cost, True)
-    if deployment.provider.kind == OFFLINE_KIND:
-        return Metered(prompt, completion, cached, 0.0, True)
-    try:
-        inp, out = litellm.cost_per_token(
-            model=deployment.litellm_model,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cache_read_input_tokens=cached,
-            call_type="aembedding" if m.mode == "embedding" else "acompletion",
-        )
-    except Exception:  # a model litellm has no price for: tokens still count
-        return Metered(prompt, completion, cached, 0.0, False)
-    return Metered(prompt, completion, cached, float(inp + out), True)
+    priced = prices.cost(deployment, prompt, completion, cached)
+    if priced is None:  # a model with no known price (the offline one, a local endpoint): tokens count
+        return Metered(prompt, completion, cached, 0.0, deployment.provider.kind == OFFLINE_KIND)
+    return Metered(prompt, completion, cached, priced, True)
 
 
 def billed_to(deployment: Deployment) -> str:
