@@ -264,3 +264,15 @@ async def test_a_provider_past_its_tpm_passes_calls_to_the_next(llm: Llm, own: F
         ("mine", "llama", "tpm"),  # the tpm is the provider's, for all its models
     ]
     assert len(own.requests) == 2
+
+
+async def test_two_orgs_on_one_endpoint_each_send_their_own_key(llm: Llm, own: FakeProvider) -> None:
+    a, b = org(), org()
+    key_b = "sk-org-b-" + "b" * 30
+    await own_provider(llm, a, own)
+    await own_provider(llm, b, own, key=key_b)
+    for who in (a, b, a, b):
+        await llm.call(who, "chat", {"messages": HI})
+    assert [r.authorization for r in own.requests] == [
+        f"Bearer {k}" for k in (ORG_KEY, key_b, ORG_KEY, key_b)
+    ]

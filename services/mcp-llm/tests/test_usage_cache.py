@@ -163,7 +163,9 @@ async def test_one_orgs_prices_never_price_another_orgs_calls(llm: Llm) -> None:
     a, b = org(), org()
     priced = {"name": "shared", "input_cost_per_token": 0.001, "output_cost_per_token": 0.001}
     await llm.call(a, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [priced]})
-    await llm.call(b, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "shared"}]})
+    await llm.call(
+        b, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "shared"}]}
+    )
     assert (await llm.call(a, "chat", {"messages": HI, "model": "shared"}))["usage"]["cost_usd"] == 0.018
     theirs = await llm.call(b, "chat", {"messages": HI, "model": "shared"})
     assert (theirs["usage"]["cost_usd"], theirs["usage"]["cost_known"]) == (0, False)
@@ -173,7 +175,9 @@ async def test_one_orgs_prices_never_price_another_orgs_calls(llm: Llm) -> None:
 
 async def test_models_in_litellms_cost_map_are_priced_from_it(llm: Llm) -> None:
     a = org()
-    await llm.call(a, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "gpt-4o-mini"}]})
+    await llm.call(
+        a, "set_provider", {"name": "p", "api_base": llm.fake2.url, "models": [{"name": "gpt-4o-mini"}]}
+    )
     llm.fake2.cached_tokens = 5
     answer = await llm.call(a, "chat", {"messages": HI, "model": "gpt-4o-mini"})
     # bundled prices of gpt-4o-mini: 1.5e-7 in, 7.5e-8 cache read, 6e-7 out
