@@ -86,3 +86,22 @@ async def test_the_usage_api_shows_the_providers_tokens_and_cost_for_the_org(llm
     assert totals["llm_cost_usd"] == round(2 * (11 * 1e-6 + 7 * 2e-6), 6)
     other = await mesh.admin("GET", f"/admin/usage?org_id={org_b}&service=llm", expect=200)
     assert other["totals"]["llm_cost_usd"] == 0
+
+
+async def test_a_cached_answer_streams_as_one_progress_message(llm_mesh: Any) -> None:
+    mesh, gw, fake = llm_mesh
+    _org, key = await mesh.tenant(scopes=["llm:read"])
+    seen: list[str | None] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(message)
+
+    args = {"messages": HI, "temperature": 0}
+    async with sdk_client(gw.url, key, MODERN) as client:
+        first = await client.call_tool("llm_chat", args, progress_callback=on_progress)
+        streamed = len(seen)
+        again = await client.call_tool("llm_chat", args, progress_callback=on_progress)
+    assert first.structured_content is not None and again.structured_content is not None
+    assert (first.structured_content["cached"], again.structured_content["cached"]) == (False, True)
+    assert streamed == len(REPLY.split()) and seen[streamed:] == [REPLY]
+    assert len(fake.requests) == 1
