@@ -105,3 +105,17 @@ async def test_a_cached_answer_streams_as_one_progress_message(llm_mesh: Any) ->
     assert (first.structured_content["cached"], again.structured_content["cached"]) == (False, True)
     assert streamed == len(REPLY.split()) and seen[streamed:] == [REPLY]
     assert len(fake.requests) == 1
+
+
+async def test_the_orgs_monthly_token_budget_set_through_the_admin_api_is_enforced(llm_mesh: Any) -> None:
+    mesh, gw, fake = llm_mesh
+    _org, key = await mesh.tenant(scopes=["llm:read"], settings={"monthly_llm_tokens": 20})
+    async with sdk_client(gw.url, key, MODERN) as client:
+        assert (await client.call_tool("llm_chat", {"messages": HI})).is_error is False  # 18 tokens
+        assert (await client.call_tool("llm_chat", {"messages": HI})).is_error is False  # 36
+        refused = await client.call_tool("llm_chat", {"messages": HI})
+    assert refused.is_error is True and refused.structured_content is not None
+    assert refused.structured_content["code"] == "limit_exceeded"
+    assert len(fake.requests) == 2
+    bad = await mesh.admin("POST", "/admin/orgs", {"name": "x", "settings": {"monthly_llm_cost_usd": -1}})
+    assert "monthly_llm_cost_usd" in str(bad)
