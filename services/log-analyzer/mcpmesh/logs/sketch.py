@@ -39,11 +39,11 @@ class Quantiles:
     """Percentiles of non-negative values; `merge` and `state`/`from_state` make it mergeable."""
 
     __slots__ = (
+        "_bins",
         "_exact",
         "_keys",
         "_mapping",
         "_pending",
-        "_bins",
         "accuracy",
         "count",
         "exact_max",
