@@ -11,13 +11,18 @@ Tenant-safe by construction: a notice reaches only calls of the org its subject 
 the API key its stamp names (the stamp is verified, its org must match the subject's), and a
 call is named by an id the caller got from the gateway: the request id (random, per request)
 or the client's own JSON-RPC id within its session (2025-11-25) or its API key (2026-07-28).
-A notice that arrives before the call started (still queued at admission) finds nothing.
+A notice naming a request id that runs nowhere here yet is remembered for
+`EARLY_CANCEL_TTL_S` (at most `EARLY_CANCEL_MAX` ids): a call still queued at admission when its
+caller gave up is cancelled as soon as it starts, before its handler runs. (Client request names
+are not remembered: a client may reuse its JSON-RPC id once the call is over.)
 """
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import anyio
 import msgspec
@@ -35,12 +40,17 @@ log = get_logger("mcpmesh.service")
 
 _Key = tuple[str, str, str]  # (org, API key id, "r:<request id>" or "c:<client request>")
 
+#: How long, and how many, request ids cancelled before their call started are remembered.
+EARLY_CANCEL_TTL_S: Final = 300.0
+EARLY_CANCEL_MAX: Final = 4096
+
 
 class RunningCalls:
     """The calls a replica is running, by the names a caller may cancel them with."""
 
     def __init__(self) -> None:
         self._scopes: dict[_Key, set[anyio.CancelScope]] = {}
+        self._early: OrderedDict[_Key, float] = OrderedDict()  # request ids cancelled before they ran
         self.notices = 0  # notices applied (whether or not they named a call here)
 
     def __len__(self) -> int:
@@ -53,6 +63,9 @@ class RunningCalls:
         `discard` the keys returned when the call ends. A cancelled call's scope exits normally
         (`fail_after`'s too: it raises TimeoutError only at its deadline)."""
         keys = [(org_id, key_id, "r:" + request_id)]
+        cancelled_at = self._early.pop(keys[0], None)
+        if cancelled_at is not None and time.monotonic() - cancelled_at < EARLY_CANCEL_TTL_S:
+            scope.cancel()  # its caller gave up while it waited for a slot
         if client_request:
             keys.append((org_id, key_id, "c:" + client_request))
         for key in keys:
@@ -82,7 +95,15 @@ class RunningCalls:
         found = {scope for key in keys for scope in self._scopes.get(key, ())}
         for scope in found:
             scope.cancel()
+        if not found and notice.request_id:
+            self._remember(keys[0])
         return len(found)
+
+    def _remember(self, key: _Key) -> None:
+        self._early[key] = time.monotonic()
+        self._early.move_to_end(key)
+        while len(self._early) > EARLY_CANCEL_MAX:
+            self._early.popitem(last=False)
 
 
 def on_notice(service: MeshService, subject: str, data: bytes, headers: Mapping[str, str] | None) -> int:
