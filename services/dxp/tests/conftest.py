@@ -22,7 +22,9 @@ from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.store import connect_database
 from mcpmesh.tenancy.stamp import generate_signing_key_pem
 
-FAST = DxpSettings(allow_http=True, backoff_s=0.01, max_retry_after_s=5, monitor_poll_s=0.05, per_minute=1000, per_hour=10000)
+FAST = DxpSettings(
+    allow_http=True, backoff_s=0.01, max_retry_after_s=5, monitor_poll_s=0.05, per_minute=1000, per_hour=10000
+)
 
 
 @pytest.fixture
@@ -51,10 +53,17 @@ def dxp_settings() -> DxpSettings:
 
 @pytest.fixture
 async def dxp(
-    nats_server: LocalNatsServer, sandbox: Sandbox, databases: list[ServiceSettings], dxp_settings: DxpSettings
+    nats_server: LocalNatsServer,
+    sandbox: Sandbox,
+    databases: list[ServiceSettings],
+    dxp_settings: DxpSettings,
 ) -> AsyncIterator[Dxp]:
     key = generate_signing_key_pem()  # one stamp key: dxp's stamp is verified by log-analyzer
-    dxp_harness = ServiceHarness(build_service(dxp_settings), nats_server, settings=databases[0], signing_key_pem=key)
-    logs = ServiceHarness(build_logs(LogsSettings(allow_http=True)), nats_server, settings=databases[1], signing_key_pem=key)
+    dxp_harness = ServiceHarness(
+        build_service(dxp_settings), nats_server, settings=databases[0], signing_key_pem=key
+    )
+    logs = ServiceHarness(
+        build_logs(LogsSettings(allow_http=True)), nats_server, settings=databases[1], signing_key_pem=key
+    )
     async with dxp_harness, logs:
         yield Dxp(dxp_harness, sandbox, logs)

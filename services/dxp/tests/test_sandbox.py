@@ -14,7 +14,9 @@ from mcpmesh.dxp import signing
 from mcpmesh.dxp.sandbox import Sandbox
 
 
-def _header(key: str, secret: str, method: str, path: str, *, ts: int | None = None, nonce: str | None = None) -> str:
+def _header(
+    key: str, secret: str, method: str, path: str, *, ts: int | None = None, nonce: str | None = None
+) -> str:
     ts = ts if ts is not None else int(time.time() * 1000)
     nonce = nonce or uuid.uuid4().hex
     sig = signing.signature(key, signing.decode_secret(secret), method, path, str(ts), nonce, b"")
@@ -34,11 +36,17 @@ async def test_signatures_are_verified(sandbox: Sandbox) -> None:
 
         ok = await get(signing.authorization(project.client_key, project.client_secret, "GET", path))
         assert ok.status_code == 200 and ok.json() == {"success": True, "errors": None, "result": []}
-        assert (await get(_header(project.client_key, wrong, "GET", path))).json()["errors"] == ["invalid signature"]
-        stale = _header(project.client_key, project.client_secret, "GET", path, ts=int((time.time() - 3600) * 1000))
+        assert (await get(_header(project.client_key, wrong, "GET", path))).json()["errors"] == [
+            "invalid signature"
+        ]
+        stale = _header(
+            project.client_key, project.client_secret, "GET", path, ts=int((time.time() - 3600) * 1000)
+        )
         assert (await get(stale)).json()["errors"] == ["stale timestamp"]
         nonce = uuid.uuid4().hex
-        assert (await get(_header(project.client_key, project.client_secret, "GET", path, nonce=nonce))).status_code == 200
+        assert (
+            await get(_header(project.client_key, project.client_secret, "GET", path, nonce=nonce))
+        ).status_code == 200
         again = await get(_header(project.client_key, project.client_secret, "GET", path, nonce=nonce))
         assert again.status_code == 401 and again.json()["errors"] == ["nonce already used"]
         foreign = await get(signing.authorization(other.client_key, other.client_secret, "GET", path))

@@ -25,6 +25,7 @@ from mcpmesh.store import Index, TenantStore
 STARTS: Final = "starts"
 KINDS: Final = {STARTS: [Index(keys=[("expires_at", 1)], expire_after_seconds=0)]}
 START_KEEP: Final = timedelta(days=7)
+PENDING_WAIT_S: Final = 20.0
 SETTLED: Final = frozenset({"AwaitingVerification", "Succeeded", "Failed", "Reset"})
 DATABASES: Final = ("epicms", "epicommerce")
 PRODUCTION: Final = "Production"
@@ -186,7 +187,13 @@ async def start_once(session: Session, body: dict[str, Any], op_id: str | None) 
 
 
 async def _replay(session: Session, starts: Any, op_id: str, digest: str) -> dict[str, Any]:
+    """The first start's deployment; a start still under way is waited for (a few seconds)."""
     claim = await starts.find_one({"_id": op_id})
+    for _ in range(int(PENDING_WAIT_S / 0.1)):
+        if claim is None or claim["state"] != "pending":
+            break
+        await asyncio.sleep(0.1)
+        claim = await starts.find_one({"_id": op_id})
     if claim is None or claim["digest"] != digest:
         raise MeshException(
             ErrorCode.CONFLICT, f"op_id {op_id!r} already started another deployment: use a new op_id"

@@ -29,7 +29,9 @@ class Dxp:
         self.seen.append(repr(result))
         return result
 
-    async def register(self, org: str, name: str = "shop", project: SandboxProject | None = None) -> SandboxProject:
+    async def register(
+        self, org: str, name: str = "shop", project: SandboxProject | None = None
+    ) -> SandboxProject:
         project = project or self.sandbox.add_project()
         await self.call(
             org,
