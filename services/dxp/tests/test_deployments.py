@@ -217,14 +217,12 @@ async def test_exports_and_storage(dxp: Dxp) -> None:
     await dxp.register(ORG_A)
     export = await dxp.call(ORG_A, "export_start", {"project": "shop", "environment": "Integration"})
     assert export["status"] == "InProgress"
+    args = {"project": "shop", "environment": "Integration", "export_id": export["id"]}
     async with asyncio.timeout(10):
-        while (
-            status := await dxp.call(
-                ORG_A,
-                "export_status",
-                {"project": "shop", "environment": "Integration", "export_id": export["id"]},
-            )
-        )["status"] != "Succeeded":
+        while True:
+            status = await dxp.call(ORG_A, "export_status", args)
+            if status["status"] == "Succeeded":
+                break
             await asyncio.sleep(0.1)
     assert status["downloadLink"].startswith("http://127.0.0.1")
     listed = await dxp.call(ORG_A, "exports", {"project": "shop", "environment": "Integration"})
