@@ -395,15 +395,16 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
     ) -> dict[str, Any]:
         """A log-analyzer source for the container (a fresh read-only link), and its analysis job."""
         link = await sas_link(s, environment, container, False, 24)
-        source = await call.call_tool(
-            "logs",
-            "source_add",
-            {"name": ops.log_source_name(s.project.name, environment, container), "sas_url": link},
-        )
-        args = {"source_id": source["source_id"], "name": name, "since": since, "until": until}
-        return await call.call_tool(
-            "logs", "analyze_source", {k: v for k, v in args.items() if v is not None}
-        )  # type: ignore[no-any-return]
+        source_name = ops.log_source_name(s.project.name, environment, container)
+        source = await call.call_tool("logs", "source_add", {"name": source_name, "sas_url": link})
+        args = {
+            "source_id": source["structuredContent"]["source_id"],
+            "name": name,
+            "since": since,
+            "until": until,
+        }
+        job = await call.call_tool("logs", "analyze_source", {k: v for k, v in args.items() if v is not None})
+        return job["structuredContent"]  # type: ignore[no-any-return]
 
     @service.tool(access="write", destructive=False, budget_s=60)
     async def analyze_logs(
