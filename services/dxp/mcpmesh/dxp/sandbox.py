@@ -11,12 +11,14 @@ their SAS links are real container SAS URLs, and the log containers hold generat
 logs (`mcpmesh.logs.demo`) of the last `log_hours` hours. `fail_next` injects faults (429 with
 Retry-After, 5xx, `success: false` bodies) so the client's handling is tested for real.
 
-    python -m mcpmesh.dxp.sandbox --port 8920   # prints the demo project's credentials
+    python -m mcpmesh.dxp.sandbox --port 8920   # prints the demo project's credentials (JSON)
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import dataclasses
 import json
 import secrets
 import time
@@ -24,6 +26,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from aiohttp import web
@@ -434,31 +437,43 @@ class Sandbox:
         return _ok({"sasLink": url, "expiresOn": _iso(time.time() + hours * 3600)})
 
 
-async def _serve(port: int, step_s: float) -> None:  # pragma: no cover - the command line
-    import asyncio
-
-    sandbox = await Sandbox(step_s=step_s).start(port)
+def demo_project(sandbox: Sandbox, path: Path | None) -> Project:
+    """The demo project, kept in `path` (JSON) so it survives restarts; made on first use."""
+    if path is not None and path.exists():
+        project = Project(**json.loads(path.read_text()))
+        sandbox.projects[project.project_id] = project
+        return project
     project = sandbox.add_project()
-    print(
-        json.dumps(
-            {
-                "base_url": sandbox.base_url,
-                "project_id": project.project_id,
-                "client_key": project.client_key,
-                "client_secret": project.client_secret,
-            }
-        ),
-        flush=True,
-    )
-    await asyncio.Event().wait()
+    if path is not None:
+        path.write_text(json.dumps(dataclasses.asdict(project)))
+        path.chmod(0o600)
+    return project
 
 
-if __name__ == "__main__":  # pragma: no cover
+async def serve(port: int, step_s: float, azurite_port: int | None, state: Path | None) -> None:
+    """Run until cancelled; prints one JSON line: the base URL and the demo project."""
+    azurite = None
+    if azurite_port:
+        from mcpmesh.dev.azuriteproc import LocalAzurite
+
+        azurite = LocalAzurite(port=azurite_port, location=Path("/nonexistent"))  # running already
+    sandbox = Sandbox(step_s=step_s, azurite=azurite)
+    project = demo_project(sandbox, state)  # kept before the port opens: who waits for it finds it
+    await sandbox.start(port)
+    print(json.dumps({"base_url": sandbox.base_url, **dataclasses.asdict(project)}), flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await sandbox.stop()
+
+
+if __name__ == "__main__":
     import argparse
-    import asyncio
 
     parser = argparse.ArgumentParser(description="A local fake of the DXP Deployment API")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--step-s", type=float, default=10.0, help="seconds per deployment state")
+    parser.add_argument("--azurite-port", type=int, help="an Azurite on 127.0.0.1 for the storage containers")
+    parser.add_argument("--project-file", type=Path, help="JSON file keeping the demo project")
     args = parser.parse_args()
-    asyncio.run(_serve(args.port, args.step_s))
+    asyncio.run(serve(args.port, args.step_s, args.azurite_port, args.project_file))
