@@ -450,7 +450,7 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
             start = datetime.fromisoformat(str(d["startTime"]).replace("Z", "+00:00"))
             end = datetime.fromisoformat(str(d.get("endTime") or d["startTime"]).replace("Z", "+00:00"))
             windows = [(start - timedelta(hours=1), start), (end, end + timedelta(hours=1))]
-            ranges = [(a.isoformat(), b.isoformat()) for a, b in windows]
+            ranges: list[tuple[str | None, str | None]] = [(a.isoformat(), b.isoformat()) for a, b in windows]
         else:
             ranges = [
                 (

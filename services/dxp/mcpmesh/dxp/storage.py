@@ -40,7 +40,8 @@ async def hours_in_range(
                 found = _HOUR.search("/" + props.name)
                 if found is None:
                     continue
-                hour = datetime(*(int(g) for g in found.groups()), tzinfo=UTC)  # type: ignore[misc]
+                year, month, day, hh = (int(g) for g in found.groups())
+                hour = datetime(year, month, day, hh, tzinfo=UTC)
                 if (since and hour + timedelta(hours=1) <= since) or (until and hour >= until):
                     continue
                 entry = hours.setdefault(hour, {"hour": hour.isoformat(), "blobs": 0, "bytes": 0})
