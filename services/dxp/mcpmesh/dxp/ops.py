@@ -231,6 +231,32 @@ NEXT: Final = {
 }
 
 
+# -- storage -------------------------------------------------------------------------------------
+
+
+async def containers(s: Session, environment: str, writable: bool = False) -> list[str]:
+    found = await s.get(
+        f"environments/{s.env(environment)}/storagecontainers", "writable=true" if writable else ""
+    )
+    names = found.get("storageContainers", []) if isinstance(found, dict) else found
+    return [str(n) for n in names or []]
+
+
+async def sas_link(s: Session, environment: str, container: str, writable: bool, hours: int) -> str:
+    """A container SAS URL from the API (to hand on, never to log)."""
+    found = await s.post(
+        f"environments/{s.env(environment)}/storagecontainers/{container_of(container)}/saslink",
+        {"RetentionHours": hours, "Writable": writable},
+        resend=True,  # a second link changes nothing
+    )
+    link = (found.get("sasLink") or found.get("url")) if isinstance(found, dict) else found
+    if not isinstance(link, str):
+        raise MeshException(
+            ErrorCode.UNAVAILABLE, "the DXP API answered no SAS link: retry later", retryable=True
+        )
+    return link
+
+
 # -- logs ----------------------------------------------------------------------------------------
 
 

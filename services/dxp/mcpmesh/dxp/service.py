@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from mcpmesh.dxp import audit, limits, ops, projects, storage
+from mcpmesh.dxp import audit, limits, loganalysis, ops, projects, storage
 from mcpmesh.dxp.client import DxpClient
 from mcpmesh.dxp.ops import DxpApp, Session
 from mcpmesh.dxp.settings import DxpSettings
@@ -293,33 +293,13 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
 
     # -- storage and logs -----------------------------------------------------------------------
 
-    async def containers(s: Session, environment: str, writable: bool = False) -> list[str]:
-        found = await s.get(
-            f"environments/{s.env(environment)}/storagecontainers", "writable=true" if writable else ""
-        )
-        names = found.get("storageContainers", []) if isinstance(found, dict) else found
-        return [str(n) for n in names or []]
-
-    async def sas_link(s: Session, environment: str, container: str, writable: bool, hours: int) -> str:
-        found = await s.post(
-            f"environments/{s.env(environment)}/storagecontainers/{ops.container_of(container)}/saslink",
-            {"RetentionHours": hours, "Writable": writable},
-            resend=True,  # a second link changes nothing
-        )
-        link = found.get("sasLink") or found.get("url") if isinstance(found, dict) else found
-        if not isinstance(link, str):
-            raise MeshException(
-                ErrorCode.UNAVAILABLE, "the DXP API answered no SAS link: retry later", retryable=True
-            )
-        return link
-
     @service.tool(access="read")
     async def storage_containers(
         project: str, environment: str, ctx: Context, writable: bool = False
     ) -> dict[str, Any]:
         """The environment's storage containers (writable=true: only those you may write)."""
         _, s = await open_(ctx, project)
-        return {"containers": await containers(s, environment, writable)}
+        return {"containers": await ops.containers(s, environment, writable)}
 
     @service.tool(access="read")
     async def storage_sas_link(
@@ -333,7 +313,7 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
         return {
             "container": container,
             "writable": False,
-            "sas_url": await sas_link(s, environment, container, False, retention_hours),
+            "sas_url": await ops.sas_link(s, environment, container, False, retention_hours),
         }
 
     @service.tool(access="write", destructive=False, idempotent=True)
@@ -352,7 +332,7 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
 
         async def run() -> str:
             ops.production_guard(environment, confirm_production, "a writable link")
-            return await sas_link(s, environment, container, True, retention_hours)
+            return await ops.sas_link(s, environment, container, True, retention_hours)
 
         url = await audited(call, s, "storage_sas_link_writable", environment, run, {"container": container})
         return {"container": container, "writable": True, "sas_url": url}
@@ -361,7 +341,7 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
     async def log_containers(project: str, environment: str, ctx: Context) -> dict[str, Any]:
         """The environment's log containers (HTTP and console logs of the App Service)."""
         _, s = await open_(ctx, project)
-        return {"containers": [c for c in await containers(s, environment) if "log" in c]}
+        return {"containers": [c for c in await ops.containers(s, environment) if "log" in c]}
 
     @service.tool(access="read", budget_s=120)
     async def logs_find(
@@ -375,7 +355,7 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
         """The hours with logs in [since, until) of a log container: blobs and bytes per hour."""
         lo, hi = ops.iso_time(since, "since"), ops.iso_time(until, "until")
         _, s = await open_(ctx, project)
-        link = await sas_link(s, environment, container, False, 1)
+        link = await ops.sas_link(s, environment, container, False, 1)
         found = await storage.hours_in_range(
             link,
             datetime.fromisoformat(lo) if lo else None,
@@ -383,28 +363,6 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
             settings.timeout_s,
         )
         return {"container": container, "hours": found}
-
-    async def hand_to_logs(
-        call: Call,
-        s: Session,
-        environment: str,
-        container: str,
-        since: str | None,
-        until: str | None,
-        name: str,
-    ) -> dict[str, Any]:
-        """A log-analyzer source for the container (a fresh read-only link), and its analysis job."""
-        link = await sas_link(s, environment, container, False, 24)
-        source_name = ops.log_source_name(s.project.name, environment, container)
-        source = await call.call_tool("logs", "source_add", {"name": source_name, "sas_url": link})
-        args = {
-            "source_id": source["structuredContent"]["source_id"],
-            "name": name,
-            "since": since,
-            "until": until,
-        }
-        job = await call.call_tool("logs", "analyze_source", {k: v for k, v in args.items() if v is not None})
-        return job["structuredContent"]  # type: ignore[no-any-return]
 
     @service.tool(access="write", destructive=False, budget_s=60)
     async def analyze_logs(
@@ -420,19 +378,19 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
         logs_job_result."""
         lo, hi = ops.iso_time(since, "since"), ops.iso_time(until, "until")
         call, s = await open_(ctx, project)
-        job = await hand_to_logs(
-            call, s, environment, container, lo, hi, f"{project} {environment} {lo or ''}..{hi or ''}"
+        job = await loganalysis.hand_off(
+            call, s, environment, container, (lo, hi), f"{project} {environment}"
         )
         return {
             "logs_job": job,
             "next": "logs_job_status(job_id) until succeeded, then logs_job_result(job_id)",
         }
 
-    @service.tool(access="write", destructive=False, budget_s=60)
+    @service.job_tool(access="write", budget_s=3600)
     async def compare_logs(
         project: str,
         environment: str,
-        ctx: Context,
+        job: JobContext,
         deployment_id: str | None = None,
         baseline_since: str | None = None,
         baseline_until: str | None = None,
@@ -440,42 +398,13 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
         candidate_until: str | None = None,
         container: str = LOG_CONTAINER,
     ) -> dict[str, Any]:
-        """Analyse two windows of logs with log-analyzer to compare them: the hour before and
-        the hour after a deployment (deployment_id), or the baseline_*/candidate_* ranges.
-        Answers both jobs; when both succeeded, logs_compare(baseline analysis_id, candidate
-        analysis_id) gives the verdict (proceed / warning / rollback)."""
-        call, s = await open_(ctx, project)
-        if deployment_id is not None:
-            d = await s.get(f"deployments/{ops.deployment_id_of(deployment_id)}")
-            start = datetime.fromisoformat(str(d["startTime"]).replace("Z", "+00:00"))
-            end = datetime.fromisoformat(str(d.get("endTime") or d["startTime"]).replace("Z", "+00:00"))
-            windows = [(start - timedelta(hours=1), start), (end, end + timedelta(hours=1))]
-            ranges: list[tuple[str | None, str | None]] = [(a.isoformat(), b.isoformat()) for a, b in windows]
-        else:
-            ranges = [
-                (
-                    ops.iso_time(baseline_since, "baseline_since"),
-                    ops.iso_time(baseline_until, "baseline_until"),
-                ),
-                (
-                    ops.iso_time(candidate_since, "candidate_since"),
-                    ops.iso_time(candidate_until, "candidate_until"),
-                ),
-            ]
-            if not all(lo and hi for lo, hi in ranges):
-                raise MeshException(
-                    ErrorCode.INVALID_REQUEST,
-                    "give deployment_id, or all of baseline_since/until and candidate_since/until",
-                )
-        jobs = {}
-        for side, (lo, hi) in zip(("baseline", "candidate"), ranges, strict=True):
-            jobs[side] = await hand_to_logs(
-                call, s, environment, container, lo, hi, f"{project} {environment} {side}"
-            )
-        return {
-            "baseline_job": jobs["baseline"],
-            "candidate_job": jobs["candidate"],
-            "next": "when both logs jobs succeeded: logs_compare(baseline_id, candidate_id) with their analysis_id",
-        }
+        """Compare two windows of logs with log-analyzer (needs logs:write), as a job: the hour
+        before a deployment's start and the hour after its end (deployment_id), or the
+        baseline_*/candidate_* ranges. Both are analysed, then compared: the result is the
+        verdict (proceed / warning / rollback) with its reasons and both analysis ids."""
+        s = await ops.session(service.state(DxpApp), job.store, job.secrets, project)
+        given = (baseline_since, baseline_until, candidate_since, candidate_until)
+        ranges = await loganalysis.windows(s, deployment_id, given)
+        return await loganalysis.compare(job, s, environment, container, ranges, settings.monitor_poll_s)
 
     return service
