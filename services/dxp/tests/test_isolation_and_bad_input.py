@@ -4,6 +4,7 @@ logged; bad input is refused clearly."""
 from __future__ import annotations
 
 import logging
+import socket
 
 import pytest
 
@@ -101,3 +102,57 @@ async def test_read_scope_cannot_write(dxp: Dxp) -> None:
         )
     assert refused.value.error.code is ErrorCode.FORBIDDEN and "dxp:write" in refused.value.error.message
     assert dxp.sandbox.starts(next(iter(dxp.sandbox.projects))) == 0
+
+
+async def test_tenant_export_leaves_secrets_out_and_delete_drops_everything(dxp: Dxp) -> None:
+    project = await dxp.register(ORG_A)
+    await dxp.register(ORG_B)
+    await dxp.call(ORG_A, "deployments", {"project": "shop"})
+    exported = await dxp.harness.tenant_command("export", ORG_A)
+    assert exported.export is not None and "secrets" not in exported.export
+    assert [p["project_id"] for p in exported.export["projects"]] == [project.project_id]
+    assert project.client_secret not in repr(exported) and project.client_key not in repr(exported)
+    deleted = await dxp.harness.tenant_command("delete", ORG_A)
+    assert {"projects", "rates", "secrets"} <= set(deleted.dropped)
+    assert await dxp.call(ORG_A, "projects") == {"projects": []}
+    assert len((await dxp.call(ORG_B, "projects"))["projects"]) == 1
+
+
+async def test_an_unreachable_api_is_retried_for_reads_and_a_start_is_never_resent(dxp: Dxp) -> None:
+    project = dxp.sandbox.add_project()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+    try:
+        args = {
+            "name": "gone",
+            "project_id": project.project_id,
+            "client_key": project.client_key,
+            "client_secret": project.client_secret,
+            "api_url": f"http://127.0.0.1:{port}/api/v1.0/",
+        }
+        await dxp.call(ORG_A, "project_register", args)
+        with pytest.raises(ToolFailed) as read:
+            await dxp.call(ORG_A, "deployments", {"project": "gone"})
+        assert (
+            read.value.error is not None
+            and read.value.error.code == "unavailable"
+            and read.value.error.retryable
+        )
+        start = {
+            "project": "gone",
+            "target_environment": "Integration",
+            "packages": ["a.nupkg"],
+            "op_id": "lost-1",
+        }
+        with pytest.raises(ToolFailed) as lost:
+            await dxp.call(ORG_A, "deployment_start", start)
+        assert lost.value.error is not None and lost.value.error.code == "unavailable"
+        assert lost.value.error.retryable is False and "may have been applied" in lost.value.error.message
+        with pytest.raises(ToolFailed) as again:  # the op id stays claimed: look first
+            await dxp.call(ORG_A, "deployment_start", start)
+        assert again.value.error is not None and again.value.error.code == "conflict"
+        status = await dxp.call(ORG_A, "rate_limit_status", {"project": "gone"})
+        assert status["minute"]["used"] == 4 + 1  # 1 + DXP_RETRIES tries of the read, one of the start
+    finally:
+        closed.close()
