@@ -108,12 +108,7 @@ class DxpClient:
                 response = await self.http.request(method, url, content=data, headers=headers)
             except httpx.HTTPError:
                 if not resend:
-                    raise MeshException(
-                        ErrorCode.UNAVAILABLE,
-                        f"the DXP API did not answer {method} {path.split('/')[0]} for project {project.name!r}; "
-                        "it may have been applied: look before retrying",
-                        retryable=False,
-                    ) from None
+                    raise _lost(method, path, project) from None
                 if last:
                     raise MeshException(
                         ErrorCode.UNAVAILABLE, "the DXP API cannot be reached: retry later", retryable=True
@@ -138,11 +133,21 @@ class DxpClient:
                 await asyncio.sleep(delay)
                 delay *= 2
                 continue
-            return _result(response, project)
+            return _result(response, project, method, path, resend)
         raise AssertionError("unreachable")
 
 
-def _result(response: httpx.Response, project: Project) -> Any:
+def _lost(method: str, path: str, project: Project) -> MeshException:
+    """A request sent once whose outcome is unknown (no answer, or a gateway error)."""
+    return MeshException(
+        ErrorCode.UNAVAILABLE,
+        f"the DXP API did not confirm {method} {path.split('/')[0]} for project {project.name!r}; "
+        "it may have been applied: look before retrying",
+        retryable=False,
+    )
+
+
+def _result(response: httpx.Response, project: Project, method: str, path: str, resend: bool) -> Any:
     status = response.status_code
     try:
         envelope = response.json()
@@ -151,7 +156,9 @@ def _result(response: httpx.Response, project: Project) -> Any:
     if 200 <= status < 300 and isinstance(envelope, dict) and envelope.get("success") is True:
         return envelope.get("result")
     what = _api_messages(response)
-    if status in RESEND_STATUSES or status >= 500:
+    if status >= 500 and not resend:  # a proxy's 502/504 may hide a start that was made
+        raise _lost(method, path, project)
+    if status >= 500:
         raise MeshException(
             ErrorCode.UNAVAILABLE, f"the DXP API failed ({what}): retry later", retryable=True
         )
