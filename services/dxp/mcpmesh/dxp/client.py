@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -25,6 +26,8 @@ from mcpmesh.dxp.settings import DxpSettings
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.secrets import SecretValue
 from mcpmesh.store import TenantStore
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
 
 RESEND_STATUSES: Final = frozenset({502, 503, 504})
 MESSAGE_MAX: Final = 500
