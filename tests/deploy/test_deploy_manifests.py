@@ -393,6 +393,7 @@ def test_k8s_secret_template_is_placeholders_and_never_applied() -> None:
         "mcpmesh-secrets",
         "mcpmesh-stamp",
         "mcpmesh-secrets-keys",
+        "mcpmesh-llm",
     }
     for doc in docs:
         for key, value in doc["stringData"].items():

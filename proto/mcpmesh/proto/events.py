@@ -27,6 +27,9 @@ class UsageEvent(msgspec.Struct, frozen=True, kw_only=True):
     llm_prompt_tokens: int | None = None
     llm_completion_tokens: int | None = None
     llm_cost_usd: float | None = None
+    llm_cached_tokens: int | None = None  # prompt tokens the provider served from its cache
+    llm_model: str | None = None  # `<provider>/<model>` that served the call
+    llm_billed_to: str | None = None  # "system" (the mesh pays the provider) or "org" (its own key)
 
 
 class AuditEvent(msgspec.Struct, frozen=True, kw_only=True):

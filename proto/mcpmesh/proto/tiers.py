@@ -21,6 +21,9 @@ class OrgSettings(msgspec.Struct, frozen=True, kw_only=True):
     allowed_models: list[str]
     rate_limits: RateLimits
     monthly_tool_calls: int
+    #: Monthly LLM budgets (mcp-llm): tokens on any key, and US dollars the mesh bills; None = no cap.
+    monthly_llm_tokens: int | None = None
+    monthly_llm_cost_usd: float | None = None
 
 
 TIERS: Final[dict[str, OrgSettings]] = {

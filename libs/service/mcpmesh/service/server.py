@@ -788,6 +788,9 @@ class MeshService:
             llm_prompt_tokens=call.usage.get("prompt_tokens"),
             llm_completion_tokens=call.usage.get("completion_tokens"),
             llm_cost_usd=call.usage.get("cost_usd"),
+            llm_cached_tokens=call.usage.get("cached_tokens"),
+            llm_model=call.usage.get("model"),
+            llm_billed_to=call.usage.get("billed_to"),
         )
         # No ack wait: the USAGE stream captures the subject; Nats-Msg-Id dedupes a redelivery.
         try:

@@ -39,11 +39,11 @@ class Quantiles:
     """Percentiles of non-negative values; `merge` and `state`/`from_state` make it mergeable."""
 
     __slots__ = (
+        "_bins",
         "_exact",
         "_keys",
         "_mapping",
         "_pending",
-        "_store",
         "accuracy",
         "count",
         "exact_max",
@@ -57,7 +57,7 @@ class Quantiles:
         self.accuracy = accuracy
         self.exact_max = exact_max
         self._mapping, self._keys = _mapping_of(accuracy)
-        self._store = DenseStore()
+        self._bins = DenseStore()
         #: Counts by sketch key not yet in the store (one dict update per value; see _flush).
         self._pending: dict[int, int] = {}
         self._exact: list[float] | None = []
@@ -98,9 +98,9 @@ class Quantiles:
         """The store with the pending counts added."""
         if self._pending:
             for key, n in self._pending.items():
-                self._store.add(key, n)
+                self._bins.add(key, n)
             self._pending.clear()
-        return self._store
+        return self._bins
 
     def _spill(self) -> None:
         exact, self._exact = self._exact or [], None
@@ -176,7 +176,7 @@ class Quantiles:
             q._exact = None
             q.zeros = int(state.get("zeros", 0))
             for key, weight in state.get("bins", {}).items():
-                q._store.add(int(key), float(weight))
+                q._bins.add(int(key), float(weight))
         return q
 
     def summary(self, *quantiles: float) -> dict[str, float | None]:

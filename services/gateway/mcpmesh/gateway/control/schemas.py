@@ -39,6 +39,8 @@ SETTINGS: Final = obj(
         "allowed_models": {"type": "array", "items": STR},
         "rate_limits": RATE_LIMITS,
         "monthly_tool_calls": INT,
+        "monthly_llm_tokens": {"type": ["integer", "null"]},
+        "monthly_llm_cost_usd": {"type": ["number", "null"]},
     }
 )
 SETTINGS_PATCH: Final = obj(
@@ -53,6 +55,8 @@ SETTINGS_PATCH: Final = obj(
             }
         ),
         "monthly_tool_calls": {"type": ["integer", "null"], "minimum": 0},
+        "monthly_llm_tokens": {"type": ["integer", "null"], "minimum": 0},
+        "monthly_llm_cost_usd": {"type": ["number", "null"], "minimum": 0},
     }
 )
 TIER: Final = {"type": "string", "enum": list(TIERS)}

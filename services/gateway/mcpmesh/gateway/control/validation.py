@@ -23,9 +23,10 @@ _INT_SETTINGS: Final = {
     "max_contexts": 0,
     "max_tokens_per_context": 1,
     "monthly_tool_calls": 0,
+    "monthly_llm_tokens": 0,
 }
 _RATE_SETTINGS: Final = {"requests_per_minute": 1, "requests_per_day": 1}
-SETTING_NAMES: Final = (*_INT_SETTINGS, "allowed_models", "rate_limits")
+SETTING_NAMES: Final = (*_INT_SETTINGS, "monthly_llm_cost_usd", "allowed_models", "rate_limits")
 
 
 def now() -> datetime:
@@ -91,6 +92,12 @@ def _count(value: object, field: str, minimum: int) -> int:
     return value
 
 
+def _dollars(value: object, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _MAX_COUNT:
+        raise bad_request(f"'{field}' must be a number of US dollars between 0 and {_MAX_COUNT}")
+    return float(value)
+
+
 def _models(value: object) -> list[str]:
     if isinstance(value, list) and 0 < len(value) <= 100:
         names = [m for m in value if isinstance(m, str) and 0 < len(m) <= 200 and m.strip() == m]
@@ -114,6 +121,8 @@ def settings_patch(current: dict[str, Any], patch: object) -> dict[str, Any]:
             merged[field] = _count(value, f"settings.{field}", _INT_SETTINGS[field])
         elif field == "allowed_models":
             merged[field] = _models(value)
+        elif field == "monthly_llm_cost_usd":
+            merged[field] = _dollars(value, f"settings.{field}")
         else:  # rate_limits
             if not isinstance(value, dict):
                 raise bad_request("'settings.rate_limits' must be a JSON object")

@@ -1,0 +1,64 @@
+"""What the tools share: settings, the routing (system table, routers), and counters (cache hits
+and misses, provider calls) for stats and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from mcpmesh.llm import offline, orgconfig
+from mcpmesh.llm.keys import ProviderKeys
+from mcpmesh.llm.orgconfig import OrgConfig
+from mcpmesh.llm.providers import ProviderSpec, parse_table
+from mcpmesh.llm.routing import KeyLoader, Routing
+from mcpmesh.llm.settings import LlmSettings
+from mcpmesh.secrets import SecretValue
+from mcpmesh.service import Call, Lifespan, MeshService
+
+
+@dataclass
+class LlmApp:
+    settings: LlmSettings
+    routing: Routing
+    stats: Counter[str] = field(default_factory=Counter)
+
+    @staticmethod
+    def keys(call: Call) -> ProviderKeys:
+        return ProviderKeys(call.secrets)
+
+    async def config(self, call: Call) -> OrgConfig:
+        return await orgconfig.load(call.store, self.keys(call))
+
+    def key_loader(self, call: Call, config: OrgConfig) -> KeyLoader:
+        """Reveals the org's key of a provider that has one (for building its router)."""
+
+        async def load(provider: ProviderSpec) -> SecretValue | None:
+            if provider.name not in config.keys:
+                return None
+            return await self.keys(call).reveal(provider.name)
+
+        return load
+
+
+def quiet_litellm() -> None:
+    """litellm logs provider error texts (and request details at debug): the service logs its own
+    sanitized lines instead."""
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
+def lifespan_for(settings: LlmSettings) -> Lifespan:
+    @contextlib.asynccontextmanager
+    async def lifespan(service: MeshService) -> AsyncIterator[LlmApp]:
+        quiet_litellm()
+        offline.register()
+        app = LlmApp(settings, Routing(settings, parse_table(settings.providers)))
+        try:
+            yield app
+        finally:
+            app.routing.close()
+
+    return lifespan

@@ -1,0 +1,89 @@
+"""The llm service's configuration: environment variables, one typed object (see README)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Final
+
+_ENV_PREFIX: Final = "LLM_"
+
+#: With no table configured: the built-in offline provider only (no network, deterministic).
+DEFAULT_PROVIDERS: Final[list[dict[str, Any]]] = [{"name": "mock", "kind": "mesh-offline"}]
+DEFAULT_ALIASES: Final[dict[str, str]] = {
+    "default": "echo",
+    "fast": "echo",
+    "cheap": "echo",
+    "embed": "hash-embed",
+}
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    #: The system provider table: a JSON list of providers (README "Provider table").
+    providers: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_PROVIDERS))
+    #: System model aliases, JSON object alias -> model name; an org's own aliases win.
+    aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    #: Longest one provider attempt may take (a slower one counts as failed and falls back).
+    provider_timeout_s: float = 60.0
+    #: Retries of one provider before falling back to the next (litellm's num_retries).
+    num_retries: int = 0
+    #: Seconds a failing provider is left out of an org's routing after it failed (0: never).
+    cooldown_s: float = 30.0
+    #: Routers kept (one per org configuration version); the least recently used is dropped.
+    max_routers: int = 256
+    #: Cached answers and embeddings live this long (0: no cache).
+    cache_ttl_s: float = 3600.0
+    #: Org endpoints may resolve to loopback/private/link-local addresses (development only).
+    allow_private_endpoints: bool = False
+    #: Texts per provider call of `embed` (a larger request is sent in batches of this many).
+    embed_batch: int = 256
+    #: Texts one `embed` call may carry.
+    max_embed_texts: int = 2048
+    #: Providers an org may configure.
+    max_org_providers: int = 16
+
+    def __post_init__(self) -> None:
+        if self.provider_timeout_s <= 0:
+            raise ValueError("LLM_PROVIDER_TIMEOUT_S must be positive")
+        if self.num_retries < 0 or min(self.max_routers, self.max_org_providers, self.embed_batch) < 1:
+            raise ValueError(
+                "LLM_NUM_RETRIES must be >= 0; LLM_MAX_ROUTERS, LLM_MAX_ORG_PROVIDERS, LLM_EMBED_BATCH >= 1"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LlmSettings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        table = env.get("LLM_PROVIDERS_FILE")
+        for f in fields(cls):
+            name = _ENV_PREFIX + f.name.upper()
+            raw = env.get(name)
+            if f.name == "providers" and not raw and table:
+                raw, name = Path(table).read_text(), "LLM_PROVIDERS_FILE"
+            if raw in (None, ""):
+                continue
+            values[f.name] = _parse(name, raw, f.type)
+        return cls(**values)
+
+
+def _parse(name: str, raw: str, kind: object) -> Any:
+    try:
+        if kind == "bool":
+            if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                raise ValueError
+            return raw.lower() in ("1", "true", "yes")
+        if kind == "float":
+            return float(raw)
+        if kind == "int":
+            return int(raw)
+        value = json.loads(raw)
+    except ValueError:
+        raise ValueError(f"{name} is not a valid {kind}") from None
+    expected = list if str(kind).startswith("list") else dict
+    if not isinstance(value, expected):
+        raise ValueError(f"{name} must be a JSON {'list' if expected is list else 'object'}")
+    return value

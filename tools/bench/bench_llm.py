@@ -1,0 +1,133 @@
+"""mcp-llm benchmark: the latency mcp-llm adds over calling litellm directly, against the same
+local OpenAI-compatible fake provider (an aiohttp server in this process, answering at once).
+
+Rows: litellm's Router called directly (one deployment) vs `llm_chat` through the bus (the
+service on a ServiceHarness: stamped JSON-RPC over a local nats-server, selection, org config
+and usage writes on the store), at concurrency 1 and 16: p50/p99 latency and calls/s; then a
+cache hit (temperature 0, the same request again). Through the gateway add its own cost
+(tools/bench/bench_gateway.py). The store is MONGODB_URL when set, else a SecantusDB process of
+the benchmark's own.
+
+    .venv/bin/python tools/bench/bench_llm.py [--calls 300] [--concurrency 1 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from litellm import Router
+
+from mcpmesh.dev.mongoproc import LocalMongoServer
+from mcpmesh.dev.natsproc import LocalNatsServer
+from mcpmesh.llm import LlmSettings, build_service
+from mcpmesh.llm.app import quiet_litellm
+from mcpmesh.llm.testing import FakeProvider
+from mcpmesh.secrets import new_master_key_entry
+from mcpmesh.service import ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.telemetry.logs import configure_logging
+
+MESSAGES = [{"role": "user", "content": "Summarize the quarterly report in one sentence."}]
+ORG = "org-bench-llm"
+
+
+async def measure(
+    call: Callable[[], Awaitable[object]], calls: int, concurrency: int
+) -> tuple[float, list[float]]:
+    for _ in range(20):  # warm up
+        await call()
+    latencies: list[float] = []
+    queue = iter(range(calls))
+
+    async def worker() -> None:
+        for _ in queue:
+            t0 = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - t0)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls / (time.perf_counter() - started), latencies
+
+
+def row(name: str, concurrency: int, rate: float, latencies: list[float]) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+    p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
+    return f"{name:<28}{concurrency:>6}{statistics.median(ms):>10.2f}{p99:>10.2f}{rate:>10.0f}"
+
+
+async def run(nats_url: str, mongo_url: str, calls: int, levels: list[int]) -> list[str]:
+    rows: list[str] = []
+    async with FakeProvider() as fake:
+        direct = Router(
+            model_list=[
+                {
+                    "model_name": "big",
+                    "litellm_params": {"model": "openai/big", "api_base": fake.url, "api_key": "k"},
+                }
+            ]
+        )
+        settings = LlmSettings(
+            providers=[{"name": "fake", "api_base": fake.url, "models": [{"name": "big"}]}],
+            aliases={"default": "big"},
+            allow_private_endpoints=True,
+        )
+        database = f"bench_llm_{uuid.uuid4().hex[:8]}"
+        store = ServiceSettings(
+            mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry()
+        )
+        async with ServiceHarness(build_service(settings), nats_url, settings=store) as harness:
+            stamp = harness.stamp(ORG, ["llm:read"])
+            for level in levels:
+                rate, lat = await measure(
+                    lambda: direct.acompletion(model="big", messages=MESSAGES), calls, level
+                )
+                rows.append(row("litellm Router, direct", level, rate, lat))
+                rate, lat = await measure(
+                    lambda: harness.call_tool(ORG, "chat", {"messages": MESSAGES}, stamp=stamp), calls, level
+                )
+                rows.append(row("llm_chat through the bus", level, rate, lat))
+            cached = {"messages": MESSAGES, "temperature": 0}
+            await harness.call_tool(ORG, "chat", cached, stamp=stamp)
+            rate, lat = await measure(lambda: harness.call_tool(ORG, "chat", cached, stamp=stamp), calls, 1)
+            rows.append(row("llm_chat, cache hit", 1, rate, lat))
+            db = harness.service.store
+            await db.drop_tenant(ORG)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    args = parser.parse_args()
+    configure_logging("bench", json=False, level="WARNING")
+    quiet_litellm()
+    nats = LocalNatsServer()
+    mongo = None if os.environ.get("MONGODB_URL") else LocalMongoServer()
+    mongo_url = os.environ.get("MONGODB_URL") or mongo.url  # type: ignore[union-attr]
+    try:
+        rows = asyncio.run(run(nats.url, mongo_url, args.calls, args.concurrency))
+    finally:
+        nats.close()
+        if mongo is not None:
+            mongo.close()
+    header = f"{'path':<28}{'conc':>6}{'p50 ms':>10}{'p99 ms':>10}{'calls/s':>10}"
+    print(f"\nmcp-llm vs litellm direct, {args.calls} calls per row (fake provider in process)\n")
+    print(header)
+    print("-" * len(header))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
