@@ -250,7 +250,9 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
             raise StartupError(str(exc)) from None
         pids["mongo"] = proc.pid
 
-    demo_logs = start_azurite(sup, state, pids)
+    azurite = start_azurite(sup, state, pids)
+    demo_logs = azurite[0] if azurite else None
+    dxp_demo = start_dxp_sandbox(sup, state, pids, azurite[1] if azurite else None)
 
     from mcpmesh.secrets import new_master_key_entry
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
@@ -266,6 +268,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
         QDRANT_PATH=str(state / "qdrant"),
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         LOGS_ALLOW_HTTP="true",  # the log-analyzer reads Azurite over http
+        DXP_ALLOW_HTTP="true",  # dxp calls the local DXP sandbox over http
     )
     # Tenant secrets (services declared with `secrets=True`): one dev master key, kept and reused.
     secrets_keys = state / "secrets-keys"
@@ -288,6 +291,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     }
     if demo_logs:
         facts["demo_logs_sas_url"] = demo_logs
+    facts["dxp_demo_project"] = dxp_demo
     if url_for is not None:
         facts["nats_dir"] = str(state / "nats")
     if gateway is None:
@@ -316,9 +320,9 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     return facts
 
 
-def start_azurite(sup: Supervisor, state: Path, pids: dict[str, int]) -> str | None:
+def start_azurite(sup: Supervisor, state: Path, pids: dict[str, int]) -> tuple[str, int] | None:
     """Azurite (the Azure Blob emulator) with a demo container of generated App Service logs;
-    the container's SAS URL, or None when npm is missing (said, not fatal)."""
+    (the container's SAS URL, Azurite's port), or None when npm is missing (said, not fatal)."""
     from mcpmesh.dev.azuriteproc import LocalAzurite, azurite_blob_binary, blob_argv, seed_demo
 
     try:
@@ -330,7 +334,34 @@ def start_azurite(sup: Supervisor, state: Path, pids: dict[str, int]) -> str | N
     proc = sup.start("azurite", blob_argv(binary, server.port, server.location), dict(os.environ))
     wait_for_port(server.port, proc, "azurite", sup.log_of("azurite"))
     pids["azurite"] = proc.pid
-    return seed_demo(server)
+    return seed_demo(server), server.port
+
+
+def start_dxp_sandbox(
+    sup: Supervisor, state: Path, pids: dict[str, int], azurite_port: int | None
+) -> dict[str, str]:
+    """The DXP sandbox (services/dxp: a fake Deployment API, storage in Azurite) with a demo
+    project kept in .mesh/dxp-sandbox.json; that project's registration arguments."""
+    port = free_port()
+    project_file = state / "dxp-sandbox.json"
+    argv = [
+        sys.executable,
+        "-m",
+        "mcpmesh.dxp.sandbox",
+        "--port",
+        str(port),
+        "--project-file",
+        str(project_file),
+    ]
+    proc = sup.start(
+        "dxp-sandbox",
+        argv + (["--azurite-port", str(azurite_port)] if azurite_port else []),
+        dict(os.environ),
+    )
+    wait_for_port(port, proc, "dxp-sandbox", sup.log_of("dxp-sandbox"))
+    pids["dxp-sandbox"] = proc.pid
+    project = json.loads(project_file.read_text())
+    return {"name": "demo", **project, "api_url": f"http://127.0.0.1:{port}/api/v1.0/"}
 
 
 def service_name(component: Component) -> str:
@@ -373,6 +404,8 @@ def print_facts(facts: dict[str, Any]) -> None:
     print(f"Admin API   {facts['admin_url']}   (admin key in .mesh/admin-key)")
     if "demo_logs_sas_url" in facts:
         print(f"Demo logs   logs_source_add(name='demo', sas_url='{facts['demo_logs_sas_url']}')")
+    if facts.get("dxp_demo_project"):
+        print(f"DXP demo    dxp_project_register({json.dumps(facts['dxp_demo_project'])})")
     print("\nMCP Inspector:  npx @modelcontextprotocol/inspector  → Streamable HTTP, URL above,")
     print(f"                header x-api-key: {facts['api_key']}")
     print("Claude Desktop (claude_desktop_config.json):")
