@@ -1,5 +1,6 @@
-"""Serving one chat or embedding request: select, check (endpoints, budget), cache, call the
-org's Router with the fallback chain, attribute and meter the answer."""
+"""Serving one chat or embedding request: select, check endpoints, cache, then (a miss only:
+a cached answer costs nothing) check budgets and limits, call the org's Router with the
+fallback chain, attribute and meter the answer."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from mcpmesh.llm.providers import Deployment
 from mcpmesh.llm.routing import Routed, Selection
 from mcpmesh.llm.ssrf import check_endpoint
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
 from mcpmesh.telemetry.logs import get_logger
 
@@ -32,17 +34,26 @@ class Prepared:
     config: OrgConfig
     selection: Selection
     routed: Routed
+    settings: OrgSettings
 
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
-    """Selection in the seed's order, endpoints checked now, the budget checked before any call."""
+    """Selection in the seed's order, endpoints checked now."""
     config = await app.config(call)
     settings = await call.org_settings()
     selection = app.routing.select(config, settings.allowed_models, model, mode)
     selection = await _reachable(app, selection)
-    await usage.check_budget(call.store, settings)
     routed = await app.routing.router(call.org_id, config, app.key_loader(call, config))
-    return Prepared(config, _with_room(routed, selection), routed)
+    return Prepared(config, selection, routed, settings)
+
+
+async def admit(call: Call, prepared: Prepared) -> Prepared:
+    """Before a provider is called (never for a cache hit): the org's monthly budgets, the
+    providers' tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
+    await usage.check_budget(call.store, prepared.settings)
+    selection = _with_room(prepared.routed, prepared.selection)
+    await limits.admit(call.store, selection.chain[0].model)
+    return dataclasses.replace(prepared, selection=selection)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
@@ -142,7 +153,8 @@ async def chat(
             figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
-    await limits.admit(call.store, selection.chain[0].model)  # a cache hit costs no provider call
+    prepared = await admit(call, prepared)
+    selection = prepared.selection
     app.stats["provider_calls"] += 1
     try:
         if on_token is None:
@@ -209,7 +221,8 @@ async def embed(
     tried: list[dict[str, Any]] = []
     batch = app.settings.embed_batch
     if missing:
-        await limits.admit(call.store, selection.chain[0].model)
+        prepared = await admit(call, prepared)
+        selection = prepared.selection
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
         app.stats["provider_calls"] += 1
