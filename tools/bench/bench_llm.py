@@ -126,7 +126,9 @@ async def gateway_rows(
     return rows
 
 
-async def run(nats_url: str, mongo_url: str, calls: int, levels: list[int], gateway: bool) -> list[str]:
+async def run(
+    nats_url: str, mongo_url: str, calls: int, levels: list[int], gateway: bool, config_ttl_s: float
+) -> list[str]:
     rows: list[str] = []
     async with FakeProvider() as fake:
         direct = Router(
@@ -141,6 +143,7 @@ async def run(nats_url: str, mongo_url: str, calls: int, levels: list[int], gate
             providers=[{"name": "fake", "api_base": fake.url, "models": [{"name": "big"}]}],
             aliases={"default": "big"},
             allow_private_endpoints=True,
+            config_ttl_s=config_ttl_s,
         )
         database = f"bench_llm_{uuid.uuid4().hex[:8]}"
         store = ServiceSettings(
@@ -175,6 +178,12 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--no-gateway", action="store_true", help="skip the rows through the gateway")
+    parser.add_argument(
+        "--config-ttl-s",
+        type=float,
+        default=5.0,
+        help="LLM_CONFIG_TTL_S (0: the org's config read every call)",
+    )
     args = parser.parse_args()
     configure_logging("bench", json=False, level="WARNING")
     quiet_litellm()
@@ -182,7 +191,9 @@ def main() -> None:
     mongo = None if os.environ.get("MONGODB_URL") else LocalMongoServer()
     mongo_url = os.environ.get("MONGODB_URL") or mongo.url  # type: ignore[union-attr]
     try:
-        rows = asyncio.run(run(nats.url, mongo_url, args.calls, args.concurrency, not args.no_gateway))
+        rows = asyncio.run(
+            run(nats.url, mongo_url, args.calls, args.concurrency, not args.no_gateway, args.config_ttl_s)
+        )
     finally:
         nats.close()
         if mongo is not None:
