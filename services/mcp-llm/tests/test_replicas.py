@@ -3,6 +3,7 @@ directly: what one replica changes or counts, the other sees."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -12,6 +13,11 @@ import pytest
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.llm import LlmSettings, build_service, configcache
+from mcpmesh.llm.budgets import ProviderBudgets
+from mcpmesh.llm.providers import Deployment, parse_provider
+from mcpmesh.llm.routing import Selection
+from mcpmesh.llm.testing import FakeProvider
+from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import LocalHarness, ServiceHarness
@@ -78,3 +84,65 @@ async def test_an_org_configuration_is_kept_briefly_and_another_replicas_edit_is
     assert (await replicas.call(0, a, "chat", {"messages": HI}))["served_by"] == "sysb/big2"
     # The admin tools always read the store.
     assert (await replicas.call(0, a, "providers"))["aliases"]["default"] == "big2"
+
+
+@pytest.fixture
+async def own() -> AsyncIterator[FakeProvider]:
+    async with FakeProvider(reply="from the org's own endpoint") as provider:
+        yield provider
+
+
+async def own_provider(replicas: Replicas, org_id: str, own: FakeProvider, **limits: int) -> None:
+    models = [{"name": "big", "class": "large"}]
+    await replicas.call(
+        0, org_id, "set_provider", {"name": "mine", "api_base": own.url, "models": models, **limits}
+    )
+
+
+@pytest.mark.usefixtures("one_minute")
+async def test_an_org_providers_rpm_is_shared_by_the_replicas(replicas: Replicas, own: FakeProvider) -> None:
+    a = org()
+    await own_provider(replicas, a, own, rpm=3)
+    served = [(await replicas.call(i % 2, a, "chat", {"messages": HI}))["served_by"] for i in range(5)]
+    assert served == ["mine/big"] * 3 + ["sysa/big"] * 2
+    assert len(own.requests) == 3
+
+
+@pytest.mark.usefixtures("one_minute")
+async def test_replicas_admitting_at_once_never_pass_the_rpm_together(
+    replicas: Replicas, own: FakeProvider
+) -> None:
+    a = org()
+    await own_provider(replicas, a, own, rpm=3)
+    answers = await asyncio.gather(*(replicas.call(i % 2, a, "chat", {"messages": HI}) for i in range(8)))
+    assert sorted(x["served_by"] for x in answers) == ["mine/big"] * 3 + ["sysa/big"] * 5
+    assert len(own.requests) == 3
+
+
+@pytest.mark.usefixtures("one_minute")
+async def test_an_org_providers_tpm_is_shared_by_the_replicas(replicas: Replicas, own: FakeProvider) -> None:
+    a = org()
+    await own_provider(replicas, a, own, tpm=30)  # one call spends 18 tokens
+    assert (await replicas.call(0, a, "chat", {"messages": HI}))["served_by"] == "mine/big"
+    assert (await replicas.call(1, a, "chat", {"messages": HI}))["served_by"] == "mine/big"
+    third = await replicas.call(0, a, "chat", {"messages": HI})
+    assert third["served_by"] == "sysa/big"
+    assert [(t["provider"], t["status"]) for t in third["fallbacks_tried"]] == [("mine", "tpm")]
+
+
+async def test_a_system_providers_rpm_is_one_count_per_replica_for_every_org() -> None:
+    """Counted in memory (no store any org owns is shared): the replica's orgs share it, and
+    each replica has its own."""
+    provider = parse_provider({"name": "sys", "rpm": 2, "models": [{"name": "m"}]}, owner="system")
+    choice = Selection("m", "m", (Deployment(provider, provider.models[0]),))
+    replica, other = ProviderBudgets(), ProviderBudgets()
+    stores: list[Any] = [None, None]  # a system provider's count touches no org's store
+    for store in stores:
+        assert (await replica.admit(store, choice, 60.0))[1] is not None
+    with pytest.raises(MeshException) as refused:
+        await replica.admit(None, choice, 61.0)  # type: ignore[arg-type]
+    assert (
+        refused.value.error.code == ErrorCode.RATE_LIMITED and "retry in 60 s" in refused.value.error.message
+    )
+    assert (await other.admit(None, choice, 61.0))[1] is not None  # type: ignore[arg-type]
+    assert (await replica.admit(None, choice, 120.0))[1] is not None  # type: ignore[arg-type]

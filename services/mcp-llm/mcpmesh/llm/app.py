@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mcpmesh.llm import offline, orgconfig
+from mcpmesh.llm.budgets import ProviderBudgets
 from mcpmesh.llm.configcache import ConfigCache
 from mcpmesh.llm.keys import ProviderKeys
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -25,6 +26,7 @@ class LlmApp:
     settings: LlmSettings
     routing: Routing
     stats: Counter[str] = field(default_factory=Counter)
+    budgets: ProviderBudgets = field(default_factory=ProviderBudgets)
     configs: ConfigCache = field(init=False)
 
     def __post_init__(self) -> None:

@@ -19,7 +19,7 @@ from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.llm.routing import Routed, Selection
 from mcpmesh.llm.ssrf import check_endpoint
-from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.errors import MeshException
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
 from mcpmesh.telemetry.logs import get_logger
@@ -35,6 +35,8 @@ class Prepared:
     selection: Selection
     routed: Routed
     settings: OrgSettings
+    #: The deployment whose provider's rpm counted this call before it was sent (budgets.py).
+    reserved: Deployment | None = None
 
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
@@ -47,13 +49,18 @@ async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prep
     return Prepared(config, selection, routed, settings)
 
 
-async def admit(call: Call, prepared: Prepared) -> Prepared:
+async def admit(app: LlmApp, call: Call, prepared: Prepared) -> Prepared:
     """Before a provider is called (never for a cache hit): the org's monthly budgets, the
-    providers' tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
+    providers' rpm/tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
     await usage.check_budget(call.store, prepared.settings)
-    selection = _with_room(prepared.routed, prepared.selection)
-    await limits.admit(call.store, selection.chain[0].model)
-    return dataclasses.replace(prepared, selection=selection)
+    now = limits.now()
+    selection, reserved = await app.budgets.admit(call.store, prepared.selection, now)
+    try:
+        await limits.admit(call.store, selection.chain[0].model)
+    except MeshException:
+        await app.budgets.release(call.store, reserved, now)
+        raise
+    return dataclasses.replace(prepared, selection=selection, reserved=reserved)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
@@ -69,19 +76,6 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
     if not selection.chain:
         assert refusal is not None
         raise refusal
-    return selection
-
-
-def _with_room(routed: Routed, selection: Selection) -> Selection:
-    now = limits.now()
-    selection = routed.with_room(selection, now)
-    if not selection.chain:
-        raise MeshException(
-            ErrorCode.RATE_LIMITED,
-            f"every provider of model {selection.model!r} has used its tokens per minute: "
-            f"retry in {int(60 - now % 60) + 1} s",
-            details={"model": selection.model, "tried": [d.label for d, _ in selection.skipped]},
-        )
     return selection
 
 
@@ -153,7 +147,7 @@ async def chat(
             figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
-    prepared = await admit(call, prepared)
+    prepared = await admit(app, call, prepared)
     selection = prepared.selection
     app.stats["provider_calls"] += 1
     try:
@@ -176,7 +170,7 @@ async def chat(
         **_served(served, tried, selection),
     }
     metered = usage.meter(served, getattr(response, "usage", None))
-    prepared.routed.spend(served, metered.tokens, limits.now())
+    await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
     figures = await usage.record(call, served, metered)
     if key is not None and served.model.name == selection.model:
         await cache.put_many(call.store, {key: answer}, app.settings.cache_ttl_s)
@@ -221,7 +215,7 @@ async def embed(
     tried: list[dict[str, Any]] = []
     batch = app.settings.embed_batch
     if missing:
-        prepared = await admit(call, prepared)
+        prepared = await admit(app, call, prepared)
         selection = prepared.selection
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
@@ -236,7 +230,8 @@ async def embed(
         fresh = {part[item["index"]]: item["embedding"] for item in response.data}
         vectors.update(fresh)
         metered = usage.meter(served, getattr(response, "usage", None))
-        prepared.routed.spend(served, metered.tokens, limits.now())
+        await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
+        prepared = dataclasses.replace(prepared, reserved=None)  # each further batch is a request
         await usage.record(call, served, metered)
         if caching and served.model.name == selection.model:
             await cache.put_many(call.store, {keys[i]: v for i, v in fresh.items()}, app.settings.cache_ttl_s)
