@@ -11,6 +11,24 @@ the fake and the load generator share this process. The store is MONGODB_URL whe
 SecantusDB process of the benchmark's own.
 
     .venv/bin/python tools/bench/bench_llm.py [--calls 300] [--concurrency 1 16] [--no-gateway]
+        [--config-ttl-s 5]
+
+Measured 2026-12-02 (`--calls 200`, 2 shared cores, load 2.5-3, two runs: ranges):
+
+| path | conc | p50 ms | p99 ms | calls/s |
+|---|---|---|---|---|
+| litellm Router, direct | 1 | 4.8-5.0 | 6-9 | 200 |
+| llm_chat through the bus | 1 | 11.6-12.1 | 34-37 | 76-80 |
+| llm_chat through the gateway | 1 | 15.0-15.7 | 48-63 | 54-61 |
+| litellm Router, direct | 16 | 106-113 | 122-127 | 140-150 |
+| llm_chat through the bus | 16 | 146-154 | 380-389 | 94-95 |
+| llm_chat through the gateway | 16 | 183-259 | 290-522 | 57-84 |
+| cache hit, bus | 1 | 3.8-4.1 | 6-8 | 230-257 |
+| cache hit, gateway | 1 | 5.2-6.5 | 19-37 | 104-157 |
+
+`--config-ttl-s 0` (the org's configuration read at every call) vs 5, alternated twice, bus:
+p50 conc 1 14.5-14.8 vs 12.2-13.4 ms; conc 16 178-209 vs 150-169 ms; cache hit 4.8-5.2 vs
+4.1-4.3 ms (services/mcp-llm/README.md "Cost").
 """
 
 from __future__ import annotations
