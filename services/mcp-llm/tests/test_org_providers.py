@@ -230,16 +230,18 @@ async def test_a_key_rotated_through_the_kits_secret_tools_is_used_at_once(
     assert listed["org"][0]["key"] is None
 
 
+@pytest.mark.usefixtures("one_minute")
 async def test_a_provider_at_its_rpm_passes_the_call_to_the_next(llm: Llm, own: FakeProvider) -> None:
-    for _ in range(2):  # litellm's rpm window is the wall clock's minute: one may turn between calls
-        a = org()
-        await own_provider(llm, a, own, rpm=2)  # litellm: a provider is full once rpm - 1 are counted
-        first = await llm.call(a, "chat", {"messages": HI})
-        second = await llm.call(a, "chat", {"messages": HI})
-        if second["served_by"] != "mine/big":
-            break
-    assert (first["served_by"], second["served_by"]) == ("mine/big", "sysa/big")
-    assert [(t["provider"], t["model"]) for t in second["fallbacks_tried"]][:1] == [("mine", "big")]
+    a = org()
+    await own_provider(llm, a, own, rpm=2)
+    served = [(await llm.call(a, "chat", {"messages": HI}))["served_by"] for _ in range(2)]
+    third = await llm.call(a, "chat", {"messages": HI})
+    assert served == ["mine/big", "mine/big"] and third["served_by"] == "sysa/big"
+    assert [(t["provider"], t["model"], t["status"]) for t in third["fallbacks_tried"]] == [
+        ("mine", "big", "rpm"),
+        ("mine", "llama", "rpm"),  # the rpm is the provider's, for all its models
+    ]
+    assert len(own.requests) == 2
 
 
 async def test_evicted_routers_leave_litellms_process_wide_callbacks(llm: Llm, own: FakeProvider) -> None:
@@ -247,7 +249,7 @@ async def test_evicted_routers_leave_litellms_process_wide_callbacks(llm: Llm, o
     before = len(litellm.callbacks)
     for _ in range(3):
         a = org()
-        await own_provider(llm, a, own, rpm=50)  # usage-based routing: a selector per router
+        await own_provider(llm, a, own, rpm=50)
         assert (await llm.call(a, "chat", {"messages": HI}))["served_by"] == "mine/big"
     assert len(litellm.callbacks) <= before + 1
 

@@ -65,6 +65,24 @@ async def test_a_used_up_token_budget_refuses_before_calling_the_provider(llm: L
     assert (await llm.call(org(), "chat", {"messages": HI}))["served_by"] == "sysa/big"  # others unaffected
 
 
+async def test_cached_answers_are_served_when_the_budget_is_used_up(llm: Llm) -> None:
+    """A cache hit costs nothing: served past the monthly budget; a miss is still refused."""
+    a = org()
+    await llm.settings(a, monthly_llm_tokens=20)
+    args = {"messages": HI, "temperature": 0}
+    first = await llm.call(a, "chat", args)  # 18 tokens
+    await llm.call(a, "embed", {"texts": ["one", "two"]})  # 2 more: at the budget now
+    calls = len(llm.fake.requests)
+    again = await llm.call(a, "chat", args)
+    assert again["cached"] is True and again["content"] == first["content"]
+    assert (await llm.call(a, "embed", {"texts": ["two", "one"]}))["cached"] == 2
+    assert len(llm.fake.requests) == calls
+    for tool, refused in (("chat", {"messages": HI}), ("embed", {"texts": ["one", "three"]})):
+        failure = await llm.fails(a, tool, refused)
+        assert failure.error is not None and failure.error.code == ErrorCode.LIMIT_EXCEEDED
+    assert len(llm.fake.requests) == calls
+
+
 async def test_a_cost_budget_counts_only_what_the_mesh_bills(llm: Llm) -> None:
     a = org()
     await llm.settings(a, monthly_llm_cost_usd=0.00001)

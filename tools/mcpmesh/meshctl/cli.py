@@ -252,7 +252,10 @@ def parser() -> argparse.ArgumentParser:
     us.add_argument("--tool")
     us.add_argument("--since")
     us.add_argument("--until")
-    us.add_argument("--group-by", help="comma-separated: org_id,key_id,service,method,tool,hour,day")
+    us.add_argument(
+        "--group-by",
+        help="comma-separated: org_id,key_id,service,method,tool,llm_model,llm_billed_to,hour,day",
+    )
 
     au = sub.add_parser("audit", help="audit log, newest first")
     au.add_argument("--org")

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from mcpmesh.gateway.control.usage import UsageRollup, event_matches_subject
+from mcpmesh.gateway.control.usage import UsageRollup, bucket_id, event_matches_subject
 from mcpmesh.proto.events import UsageEvent
 from mcpmesh.proto.subjects import usage_subject
 
@@ -91,6 +91,59 @@ async def test_events_roll_up_by_key_service_tool(admin: Admin, services: Servic
     assert future["totals"]["calls"] == 0
     await admin.call("GET", "/admin/usage?group_by=colour", expect=400)
     await admin.call("GET", "/admin/usage?org_id=bad", expect=400)
+
+
+async def test_llm_calls_roll_up_by_model_and_payer(admin: Admin, services: ServiceBuses) -> None:
+    org = (await admin.org())["id"]
+    llm = {"service": "llm", "tool": "chat"}
+    events = [
+        event(org, **llm, llm_model="sysa/big", llm_billed_to="system", llm_prompt_tokens=10,
+              llm_completion_tokens=5, llm_cached_tokens=4, llm_cost_usd=0.5),
+        event(org, **llm, llm_model="sysa/big", llm_billed_to="system", llm_prompt_tokens=1,
+              llm_completion_tokens=2, llm_cached_tokens=0, llm_cost_usd=0.25),
+        event(org, **llm, llm_model="own/small", llm_billed_to="org", llm_prompt_tokens=3,
+              llm_completion_tokens=3, llm_cached_tokens=1, llm_cost_usd=0.125),
+        event(org, **llm, llm_model="bad|model name", llm_billed_to="nobody", llm_prompt_tokens=1),
+        event(org),  # not an LLM call
+    ]  # fmt: skip
+    await publish(services, events)
+    result = await totals_become(admin, f"org_id={org}&group_by=llm_model,llm_billed_to", 5)
+    assert result["totals"]["llm_cached_tokens"] == 5
+    groups = {
+        (g["llm_model"], g["llm_billed_to"]): (
+            g["calls"], g["llm_prompt_tokens"], g["llm_completion_tokens"], g["llm_cached_tokens"],
+            g["llm_cost_usd"])
+        for g in result["groups"]
+    }  # fmt: skip
+    assert groups == {
+        ("sysa/big", "system"): (2, 11, 7, 4, 0.75),
+        ("own/small", "org"): (1, 3, 3, 1, 0.125),
+        ("other", None): (1, 1, 0, 0, 0.0),
+        (None, None): (1, 0, 0, 0, 0.0),
+    }
+    billed = await admin.call("GET", f"/admin/usage?org_id={org}&llm_billed_to=system", expect=200)
+    assert (billed["totals"]["calls"], billed["totals"]["llm_cost_usd"]) == (2, 0.75)
+    one = await admin.call("GET", f"/admin/usage?org_id={org}&llm_model=own/small", expect=200)
+    assert one["totals"]["llm_prompt_tokens"] == 3
+
+
+async def test_an_event_claimed_into_a_bucket_of_another_layout_is_taken_over_there(admin: Admin) -> None:
+    """A writer of an older version (buckets without the model) claimed and counted an LLM event,
+    then died before finishing it: the redelivery finishes it in the claimer's bucket, counted once."""
+    org = (await admin.org())["id"]
+    rows = await admin.plane.store.control("usage")
+    e = event(org, service="llm", tool="chat", llm_model="sysa/big", llm_billed_to="system")
+    old_bucket = bucket_id(e).rsplit("|", 2)[0]
+    await rows.insert_one(
+        {"_id": f"e|{e.event_id}", "kind": "event", "org_id": org, "bucket": old_bucket,
+         "state": "pending", "epoch": 0}
+    )  # fmt: skip
+    counted = UsageRollup._update(old_bucket, [e])
+    await rows.update_one(counted.filter, counted.update, upsert=True)
+    await UsageRollup(admin.plane.store).write([e])
+    result = await admin.call("GET", f"/admin/usage?org_id={org}", expect=200)
+    assert result["totals"]["calls"] == 1
+    assert await rows.count_documents({"org_id": org, "kind": "hour", "pending.0": {"$exists": True}}) == 0
 
 
 async def test_nothing_lost_or_doubled_across_a_writer_restart(admin: Admin, services: ServiceBuses) -> None:
@@ -221,10 +274,10 @@ async def test_a_writer_overtaken_by_a_redelivery_never_counts_twice(
         if stall == "after_count":
             await gate.hold()
 
-    async def stalled_unpend(rows: Any, events: list[UsageEvent]) -> None:
+    async def stalled_unpend(rows: Any, events: list[UsageEvent], bucket: str | None = None) -> None:
         if stall == "before_unpend" and events:
             await gate.hold()
-        await real_unpend(rows, events)
+        await real_unpend(rows, events, bucket)
 
     monkeypatch.setattr(slow, "_apply_buckets", stalled_apply)
     monkeypatch.setattr(slow, "_unpend", stalled_unpend)

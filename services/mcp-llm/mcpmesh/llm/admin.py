@@ -17,7 +17,7 @@ log = get_logger("mcpmesh.llm")
 
 
 async def providers(app: LlmApp, call: Call) -> dict[str, Any]:
-    config = await app.config(call)
+    config = await app.config(call, fresh=True)
     return {
         "version": config.version,
         "org": [{**p.public(), "key": config.keys.get(p.name)} for p in config.providers],
@@ -30,7 +30,7 @@ async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: s
     provider = parse_provider(spec, owner="org")
     if provider.api_base:
         await check_endpoint(provider.api_base, allow_private=app.settings.allow_private_endpoints)
-    config = await app.config(call)
+    config = await app.config(call, fresh=True)
     others = [p for p in config.providers if p.name != provider.name]
     if len(others) >= app.settings.max_org_providers:
         raise MeshException(
@@ -42,6 +42,7 @@ async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: s
         key_info = await app.keys(call).put(provider.name, api_key)
     has_key = api_key is not None or provider.name in config.keys
     version = await orgconfig.save_provider(call.store, provider)
+    app.configs.forget(call.org_id)
     log.info("llm provider set", provider=provider.name, key_set=api_key is not None, version=version)
     return {"provider": provider.public(), "key": key_info, "has_key": has_key, "version": version}
 
@@ -49,6 +50,7 @@ async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: s
 async def remove_provider(app: LlmApp, call: Call, name: str) -> dict[str, Any]:
     removed = await orgconfig.delete_provider(call.store, name)
     key_removed = await app.keys(call).delete(name)
+    app.configs.forget(call.org_id)
     if not removed and not key_removed:
         raise MeshException(ErrorCode.NOT_FOUND, f"your organization has no provider {name!r}")
     log.info("llm provider removed", provider=name)
@@ -56,7 +58,7 @@ async def remove_provider(app: LlmApp, call: Call, name: str) -> dict[str, Any]:
 
 
 async def set_aliases(app: LlmApp, call: Call, aliases: dict[str, str | None]) -> dict[str, Any]:
-    config = await app.config(call)
+    config = await app.config(call, fresh=True)
     merged = dict(config.aliases)
     for alias, target in aliases.items():
         if target is None:
@@ -64,6 +66,7 @@ async def set_aliases(app: LlmApp, call: Call, aliases: dict[str, str | None]) -
         else:
             merged[alias] = target
     version = await orgconfig.save_aliases(call.store, check_alias_map(merged))
+    app.configs.forget(call.org_id)
     return {"aliases": merged, "version": version}
 
 

@@ -1,5 +1,5 @@
-"""What the tools share: settings, the routing (system table, routers), and counters (cache hits
-and misses, provider calls) for stats and tests."""
+"""What the tools share: settings, the routing (system table, routers), the org configurations
+kept briefly, and counters (cache hits and misses, provider calls) for stats and tests."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mcpmesh.llm import offline, orgconfig
+from mcpmesh.llm.budgets import ProviderBudgets
+from mcpmesh.llm.configcache import ConfigCache
 from mcpmesh.llm.keys import ProviderKeys
 from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import ProviderSpec, parse_table
@@ -24,13 +26,26 @@ class LlmApp:
     settings: LlmSettings
     routing: Routing
     stats: Counter[str] = field(default_factory=Counter)
+    budgets: ProviderBudgets = field(default_factory=ProviderBudgets)
+    configs: ConfigCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.configs = ConfigCache(self.settings.config_ttl_s)
 
     @staticmethod
     def keys(call: Call) -> ProviderKeys:
         return ProviderKeys(call.secrets)
 
-    async def config(self, call: Call) -> OrgConfig:
-        return await orgconfig.load(call.store, self.keys(call))
+    async def config(self, call: Call, *, fresh: bool = False) -> OrgConfig:
+        """The org's configuration, kept up to LLM_CONFIG_TTL_S (`fresh`: read now, for the admin
+        tools), with its keys' descriptions read at every call of an org with providers of its own
+        (keys matter to no other)."""
+        if fresh:
+            self.configs.forget(call.org_id)
+        config = await self.configs.get(call.org_id, lambda: orgconfig.load(call.store))
+        if config.providers or fresh:
+            config = await orgconfig.with_keys(config, self.keys(call))
+        return config
 
     def key_loader(self, call: Call, config: OrgConfig) -> KeyLoader:
         """Reveals the org's key of a provider that has one (for building its router)."""

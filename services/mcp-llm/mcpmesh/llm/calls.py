@@ -1,5 +1,6 @@
-"""Serving one chat or embedding request: select, check (endpoints, budget), cache, call the
-org's Router with the fallback chain, attribute and meter the answer."""
+"""Serving one chat or embedding request: select, check endpoints, cache, then (a miss only:
+a cached answer costs nothing) check budgets and limits, call the org's Router with the
+fallback chain, attribute and meter the answer."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.llm.routing import Routed, Selection
 from mcpmesh.llm.ssrf import check_endpoint
-from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.errors import MeshException
+from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
 from mcpmesh.telemetry.logs import get_logger
 
@@ -32,17 +34,33 @@ class Prepared:
     config: OrgConfig
     selection: Selection
     routed: Routed
+    settings: OrgSettings
+    #: The deployment whose provider's rpm counted this call before it was sent (budgets.py).
+    reserved: Deployment | None = None
 
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
-    """Selection in the seed's order, endpoints checked now, the budget checked before any call."""
+    """Selection in the seed's order, endpoints checked now."""
     config = await app.config(call)
     settings = await call.org_settings()
     selection = app.routing.select(config, settings.allowed_models, model, mode)
     selection = await _reachable(app, selection)
-    await usage.check_budget(call.store, settings)
     routed = await app.routing.router(call.org_id, config, app.key_loader(call, config))
-    return Prepared(config, _with_room(routed, selection), routed)
+    return Prepared(config, selection, routed, settings)
+
+
+async def admit(app: LlmApp, call: Call, prepared: Prepared) -> Prepared:
+    """Before a provider is called (never for a cache hit): the org's monthly budgets, the
+    providers' rpm/tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
+    await usage.check_budget(call.store, prepared.settings)
+    now = limits.now()
+    selection, reserved = await app.budgets.admit(call.store, prepared.selection, now)
+    try:
+        await limits.admit(call.store, selection.chain[0].model)
+    except MeshException:
+        await app.budgets.release(call.store, reserved, now)
+        raise
+    return dataclasses.replace(prepared, selection=selection, reserved=reserved)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
@@ -58,19 +76,6 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
     if not selection.chain:
         assert refusal is not None
         raise refusal
-    return selection
-
-
-def _with_room(routed: Routed, selection: Selection) -> Selection:
-    now = limits.now()
-    selection = routed.with_room(selection, now)
-    if not selection.chain:
-        raise MeshException(
-            ErrorCode.RATE_LIMITED,
-            f"every provider of model {selection.model!r} has used its tokens per minute: "
-            f"retry in {int(60 - now % 60) + 1} s",
-            details={"model": selection.model, "tried": [d.label for d, _ in selection.skipped]},
-        )
     return selection
 
 
@@ -142,7 +147,8 @@ async def chat(
             figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
-    await limits.admit(call.store, selection.chain[0].model)  # a cache hit costs no provider call
+    prepared = await admit(app, call, prepared)
+    selection = prepared.selection
     app.stats["provider_calls"] += 1
     try:
         if on_token is None:
@@ -164,7 +170,7 @@ async def chat(
         **_served(served, tried, selection),
     }
     metered = usage.meter(served, getattr(response, "usage", None))
-    prepared.routed.spend(served, metered.tokens, limits.now())
+    await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
     figures = await usage.record(call, served, metered)
     if key is not None and served.model.name == selection.model:
         await cache.put_many(call.store, {key: answer}, app.settings.cache_ttl_s)
@@ -209,7 +215,8 @@ async def embed(
     tried: list[dict[str, Any]] = []
     batch = app.settings.embed_batch
     if missing:
-        await limits.admit(call.store, selection.chain[0].model)
+        prepared = await admit(app, call, prepared)
+        selection = prepared.selection
     for start in range(0, len(missing), batch):
         part = missing[start : start + batch]
         app.stats["provider_calls"] += 1
@@ -223,7 +230,8 @@ async def embed(
         fresh = {part[item["index"]]: item["embedding"] for item in response.data}
         vectors.update(fresh)
         metered = usage.meter(served, getattr(response, "usage", None))
-        prepared.routed.spend(served, metered.tokens, limits.now())
+        await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
+        prepared = dataclasses.replace(prepared, reserved=None)  # each further batch is a request
         await usage.record(call, served, metered)
         if caching and served.model.name == selection.model:
             await cache.put_many(call.store, {keys[i]: v for i, v in fresh.items()}, app.settings.cache_ttl_s)

@@ -3,7 +3,7 @@ and a version that changes with every edit (a router is built once per version).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -35,23 +35,28 @@ class OrgConfig:
         )
 
 
-async def load(tenant: TenantStore, keys: ProviderKeys) -> OrgConfig:
-    """The org's configuration and its keys' descriptions; the version is read first, so what
-    follows is at least as new."""
-    shown = await keys.infos()
+async def load(tenant: TenantStore) -> OrgConfig:
+    """The org's configuration, without its keys (`with_keys`); the version is read first, so
+    what follows is at least as new."""
     rows = await tenant.collection(CONFIG_KIND)
     version_doc = await rows.find_one({"_id": _VERSION_ID})
     providers: list[ProviderSpec] = []
     aliases: dict[str, str] = {}
     if version_doc is None:
-        return OrgConfig(keys=shown)
+        return OrgConfig()
     async for doc in rows.find({"_id": {"$ne": _VERSION_ID}}):
         if doc["_id"] == _ALIASES_ID:
             aliases = dict(doc.get("aliases") or {})
         elif doc["_id"].startswith(_PROVIDER):
             providers.append(parse_provider(doc["spec"], owner="org"))
     providers.sort(key=lambda p: (_position(p, version_doc), p.name))
-    return OrgConfig(int(version_doc.get("v", 0)), tuple(providers), aliases, shown)
+    return OrgConfig(int(version_doc.get("v", 0)), tuple(providers), aliases)
+
+
+async def with_keys(config: OrgConfig, keys: ProviderKeys) -> OrgConfig:
+    """The configuration with its keys' descriptions, read now (a key set or deleted through the
+    kit's secret tools counts from the next call)."""
+    return replace(config, keys=await keys.infos())
 
 
 def _position(provider: ProviderSpec, version_doc: dict[str, Any]) -> int:

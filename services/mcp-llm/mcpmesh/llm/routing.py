@@ -12,7 +12,7 @@ import fnmatch
 import os
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from litellm import Router
@@ -49,30 +49,11 @@ class Selection:
 
 @dataclass(frozen=True)
 class Routed:
-    """A Router, the tag of its deployment names (litellm's usage-based routing counts per
-    deployment id in selectors it registers process-wide, so ids are unique per router), and the
-    tokens each provider of it spent per minute (its `tpm`; litellm's own count needs a
-    process-wide callback per router, which it keeps only one of)."""
+    """A Router and the tag of its deployment names (unique per router: litellm keeps some
+    state per deployment id process-wide). Provider rpm/tpm are the service's (budgets.py)."""
 
     router: Router
     tag: str
-    spent: dict[tuple[str, int], int] = field(default_factory=dict)
-
-    def spend(self, deployment: Deployment, tokens: int, now: float) -> None:
-        minute = int(now // 60)
-        key = (deployment.provider.name, minute)
-        self.spent[key] = self.spent.get(key, 0) + tokens
-        for old in [k for k in self.spent if k[1] < minute]:
-            del self.spent[old]
-
-    def with_room(self, selection: Selection, now: float) -> Selection:
-        """The selection without the deployments whose provider used its tpm this minute."""
-        minute = int(now // 60)
-        for d in selection.chain:
-            tpm = d.provider.tpm
-            if tpm is not None and self.spent.get((d.provider.name, minute), 0) >= tpm:
-                selection = selection.without(d, "tpm")
-        return selection
 
     def name(self, deployment: Deployment) -> str:
         return f"{self.tag}+{deployment.id}"
@@ -93,11 +74,8 @@ class Routed:
         return names.index(model_id) if model_id in names else 0
 
     def close(self) -> None:
-        """Unhook the router and its selectors from litellm's process-wide callback lists."""
+        """Unhook the router from litellm's process-wide callback lists."""
         self.router.discard()
-        selector = getattr(self.router, "lowesttpm_logger_v2", None)
-        if selector is not None:
-            self.router._unregister_router_selectors([selector])
 
 
 def allows(patterns: list[str], deployment: Deployment) -> bool:
@@ -172,12 +150,10 @@ class Routing:
         tag = f"r{self._built}"
         deployments = self.deployments(config)
         entries = [await self._entry(f"{tag}+{d.id}", d, key_of) for d in deployments]
-        limited = any(d.provider.rpm for d in deployments)
         router = Router(
             model_list=entries,
             num_retries=self.settings.num_retries,
             timeout=self.settings.provider_timeout_s,
-            routing_strategy="usage-based-routing-v2" if limited else "simple-shuffle",
             cooldown_time=self.settings.cooldown_s,
             disable_cooldowns=self.settings.cooldown_s <= 0,
         )
@@ -196,8 +172,6 @@ class Routing:
         params: dict[str, Any] = {"model": d.litellm_model, "api_key": await self._key(p, key_of)}
         if p.api_base:
             params["api_base"] = p.api_base
-        if p.rpm:  # counted by the router before each call; tpm is counted by Routed.spend
-            params["rpm"] = p.rpm
         return {"model_name": name, "litellm_params": params, "model_info": {"id": name, "mode": m.mode}}
 
     async def _key(self, provider: ProviderSpec, key_of: KeyLoader) -> str:

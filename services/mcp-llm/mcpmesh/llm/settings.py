@@ -37,6 +37,9 @@ class LlmSettings:
     max_routers: int = 256
     #: Cached answers and embeddings live this long (0: no cache).
     cache_ttl_s: float = 3600.0
+    #: An org's configuration (providers, aliases, keys' descriptions) is kept this long per
+    #: replica: another replica's edit is seen after at most this long (0: read at every call).
+    config_ttl_s: float = 5.0
     #: Org endpoints may resolve to loopback/private/link-local addresses (development only).
     allow_private_endpoints: bool = False
     #: Texts per provider call of `embed` (a larger request is sent in batches of this many).
@@ -49,6 +52,8 @@ class LlmSettings:
     def __post_init__(self) -> None:
         if self.provider_timeout_s <= 0:
             raise ValueError("LLM_PROVIDER_TIMEOUT_S must be positive")
+        if self.config_ttl_s < 0:
+            raise ValueError("LLM_CONFIG_TTL_S must be >= 0")
         if self.num_retries < 0 or min(self.max_routers, self.max_org_providers, self.embed_batch) < 1:
             raise ValueError(
                 "LLM_NUM_RETRIES must be >= 0; LLM_MAX_ROUTERS, LLM_MAX_ORG_PROVIDERS, LLM_EMBED_BATCH >= 1"

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from mcpmesh.gateway.control.admin_http import query_int, query_org_id, query_text, query_time
 from mcpmesh.gateway.control.errors import bad_request
-from mcpmesh.gateway.control.usage import GROUP_FIELDS, hour_of
+from mcpmesh.gateway.control.usage import GROUP_FIELDS, LLM_DIMS, hour_of
 from mcpmesh.gateway.control.validation import iso
 
 if TYPE_CHECKING:
@@ -33,8 +33,8 @@ async def usage(plane: ControlPlane, request: web.Request) -> web.Response:
     org_id = query_org_id(request)
     if org_id:
         match["org_id"] = org_id
-    for field in ("key_id", "service", "method", "tool"):
-        value = query_text(request, field)
+    for field in ("key_id", "service", "method", "tool", *LLM_DIMS):
+        value = query_text(request, field, max_len=200)
         if value:
             match[field] = value
     match.update(_range(request, "hour"))

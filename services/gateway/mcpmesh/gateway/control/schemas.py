@@ -8,7 +8,9 @@ from mcpmesh.proto.ids import ORG_ID_PATTERN, SERVICES
 from mcpmesh.proto.tiers import TIERS
 
 KEY_ID_PATTERN: Final = r"^key-[a-z0-9]{12}$"
-USAGE_GROUPS: Final = ("org_id", "key_id", "service", "method", "tool", "hour", "day")
+USAGE_GROUPS: Final = (
+    "org_id", "key_id", "service", "method", "tool", "llm_model", "llm_billed_to", "hour", "day"
+)  # fmt: skip
 
 STR: Final = {"type": "string"}
 TIME: Final = {"type": "string", "format": "date-time"}
@@ -137,6 +139,7 @@ USAGE_ROW: Final = obj(
                 "bytes_out",
                 "llm_prompt_tokens",
                 "llm_completion_tokens",
+                "llm_cached_tokens",
                 "llm_cost_usd",
             )
         },

@@ -1,7 +1,8 @@
 """Usage roll-up: UsageEvents from JetStream into hourly buckets in the `usage` collection.
 
-Buckets: one document per org, key, service, method, tool and hour, `_id` built from
-them, summing calls, errors, latency, bytes and LLM tokens/cost.
+Buckets: one document per org, key, service, method, tool and hour — and, for events of LLM
+calls, model and payer (`llm_model`, `llm_billed_to`) —, `_id` built from them, summing calls,
+errors, latency, bytes and LLM tokens/cost.
 
 Exactly once without transactions, with any number of writers holding the same event
 (JetStream redelivers a batch whose ack deadline passed, to any gateway replica):
@@ -60,18 +61,37 @@ SUMS: Final = (
     "bytes_out",
     "llm_prompt_tokens",
     "llm_completion_tokens",
+    "llm_cached_tokens",
     "llm_cost_usd",
 )
-GROUP_FIELDS: Final = ("org_id", "key_id", "service", "method", "tool", "hour", "day")
+#: Dimensions of LLM calls: `<provider>/<model>` (a name outside this pattern rolls up as
+#: "other", so a bucket id stays plain and bounded) and who pays the provider.
+LLM_DIMS: Final = ("llm_model", "llm_billed_to")
+LLM_MODEL: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@/+-]{0,128}")
+BILLED_TO: Final = ("system", "org")
+GROUP_FIELDS: Final = ("org_id", "key_id", "service", "method", "tool", *LLM_DIMS, "hour", "day")
 
 
 def hour_of(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def llm_dims(event: UsageEvent) -> dict[str, str | None]:
+    """The event's model and payer (both None for an event that is not an LLM call)."""
+    model = event.llm_model
+    if model is None:
+        return dict.fromkeys(LLM_DIMS)
+    billed = event.llm_billed_to if event.llm_billed_to in BILLED_TO else None
+    return {"llm_model": model if LLM_MODEL.fullmatch(model) else "other", "llm_billed_to": billed}
+
+
 def bucket_id(event: UsageEvent) -> str:
     hour = hour_of(event.ts).strftime("%Y-%m-%dT%H")
-    return "|".join(["h", event.org_id, event.key_id, event.service, event.method, event.tool or "-", hour])
+    parts = ["h", event.org_id, event.key_id, event.service, event.method, event.tool or "-", hour]
+    llm = llm_dims(event)
+    if llm["llm_model"] is not None:  # other events keep the ids they always had
+        parts += [llm["llm_model"], llm["llm_billed_to"] or "-"]
+    return "|".join(parts)
 
 
 def marker_id(event_id: str) -> str:
@@ -99,6 +119,7 @@ def _deltas(events: list[UsageEvent]) -> dict[str, float]:
         sums["bytes_out"] += e.bytes_out
         sums["llm_prompt_tokens"] += e.llm_prompt_tokens or 0
         sums["llm_completion_tokens"] += e.llm_completion_tokens or 0
+        sums["llm_cached_tokens"] += e.llm_cached_tokens or 0
         sums["llm_cost_usd"] += e.llm_cost_usd or 0.0
     return sums
 
@@ -112,6 +133,7 @@ def _dims(event: UsageEvent) -> dict[str, Any]:
         "service": event.service,
         "method": event.method,
         "tool": event.tool,
+        **llm_dims(event),
         "hour": hour,
         "day": hour.strftime("%Y-%m-%d"),
     }
@@ -191,7 +213,9 @@ class UsageRollup:
         }
         return Update({"_id": bucket, "pending": {"$nin": ids}, **fences}, update, upsert=epoch == 0)
 
-    async def _finish(self, rows: Any, events: list[UsageEvent], *, epoch: int) -> list[UsageEvent]:
+    async def _finish(
+        self, rows: Any, events: list[UsageEvent], *, epoch: int, bucket: str | None = None
+    ) -> list[UsageEvent]:
         """Mark applied the markers still pending at `epoch`, then drop those ids from `pending`.
         Returns the events this could not mark (another writer holds a later epoch)."""
         if not events:
@@ -209,16 +233,16 @@ class UsageRollup:
                 )
             }
             mine = [e for e in events if marker_id(e.event_id) in applied]
-        await self._unpend(rows, mine)
+        await self._unpend(rows, mine, bucket)
         marked = {e.event_id for e in mine}
         return [e for e in events if e.event_id not in marked]
 
     @staticmethod
-    async def _unpend(rows: Any, events: list[UsageEvent]) -> None:
+    async def _unpend(rows: Any, events: list[UsageEvent], bucket: str | None = None) -> None:
         """Drop the ids of applied events from their buckets' `pending` (nobody can count them again)."""
         touched: dict[str, list[str]] = defaultdict(list)
         for event in events:
-            touched[bucket_id(event)].append(event.event_id)
+            touched[bucket or bucket_id(event)].append(event.event_id)
         await update_each(
             rows,
             [
@@ -242,15 +266,19 @@ class UsageRollup:
         for attempt in range(SETTLE_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(SETTLE_PAUSE_S * attempt)
-            marker = await rows.find_one({"_id": marker_id(event.event_id)}, {"state": 1, "epoch": 1})
+            marker = await rows.find_one(
+                {"_id": marker_id(event.event_id)}, {"state": 1, "epoch": 1, "bucket": 1}
+            )
+            # The claimer's bucket: a writer of another version may have put the event elsewhere.
+            bucket = (marker or {}).get("bucket") or bucket_id(event)
             if marker is None or marker["state"] != "pending":  # applied (or expired)
-                await self._unpend(rows, [event])  # its finisher may have died before this
+                await self._unpend(rows, [event], bucket)  # its finisher may have died before this
                 return
-            if await self._take_over(rows, event, marker.get("epoch")):
+            if await self._take_over(rows, event, marker.get("epoch"), bucket):
                 return
         raise RuntimeError(f"usage event {event.event_id} still pending after {SETTLE_ATTEMPTS} takeovers")
 
-    async def _take_over(self, rows: Any, event: UsageEvent, seen_epoch: int | None) -> bool:
+    async def _take_over(self, rows: Any, event: UsageEvent, seen_epoch: int | None, bucket: str) -> bool:
         """Take the pending event at `seen_epoch` to the next epoch (an update with that condition:
         a racing writer makes it match nothing), fence, count and finish it. True if finished."""
         epoch = int(seen_epoch or 0) + 1
@@ -260,7 +288,6 @@ class UsageRollup:
         )
         if taken.modified_count == 0:
             return False
-        bucket = bucket_id(event)
         fence = {"$max": {_fence(event.event_id): epoch}, "$setOnInsert": {**_dims(event), "pending": []}}
         try:
             await rows.update_one({"_id": bucket}, fence, upsert=True)
@@ -268,7 +295,7 @@ class UsageRollup:
             await rows.update_one({"_id": bucket}, {"$max": fence["$max"]})
         count = self._update(bucket, [event], epoch)
         await rows.update_one(count.filter, count.update)
-        return not await self._finish(rows, [event], epoch=epoch)
+        return not await self._finish(rows, [event], epoch=epoch, bucket=bucket)
 
     async def ensure_indexes(self) -> None:
         rows = await self._rows()
