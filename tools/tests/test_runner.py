@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -214,8 +215,11 @@ def mcp_call(facts: dict, tool: str, arguments: dict) -> dict:
         "mcp-name": tool,
     }
     req = urllib.request.Request(facts["mcp_url"], data=json.dumps(body).encode(), headers=headers)
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        reply: dict = json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            reply: dict = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"{tool}: HTTP {exc.code}: {exc.read()[:500]!r}") from None
     assert not reply["result"].get("isError"), reply
     return reply["result"]["structuredContent"]
 
