@@ -3,6 +3,7 @@
 from mcpmesh.proto.ids import InvalidIdentifier
 from mcpmesh.vectors.connection import QdrantSettings, connect_qdrant
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
+from mcpmesh.vectors.hybrid import HybridPoint, HybridQuery, SparseTerms
 from mcpmesh.vectors.naming import validate_kb_name
 from mcpmesh.vectors.points import (
     Distance,
@@ -22,6 +23,8 @@ __all__ = [
     "Distance",
     "ExportedPoint",
     "Hit",
+    "HybridPoint",
+    "HybridQuery",
     "InvalidIdentifier",
     "InvalidVector",
     "KbExport",
@@ -31,6 +34,7 @@ __all__ = [
     "Point",
     "PointId",
     "QdrantSettings",
+    "SparseTerms",
     "TenantVectors",
     "UnknownKnowledgeBase",
     "Vectors",
