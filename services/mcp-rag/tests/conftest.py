@@ -13,11 +13,12 @@ from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
 from mcpmesh.rag import RagSettings, build_service
+from mcpmesh.rag.testing import Rag
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
-from mcpmesh.rag.testing import Rag
 from mcpmesh.service.testing import ServiceHarness
 from mcpmesh.store import connect_database
+
 
 async def _drop(mongo_url: str, database: str) -> None:
     db = connect_database(mongo_url, database)
@@ -43,7 +44,10 @@ async def rag(
     )
     async with ServiceHarness(build_service(rag_settings), nats_server, settings=settings) as harness:
         llm = ServiceHarness(
-            build_llm(LlmSettings()), nats_server, settings=llm_settings, signing_key_pem=harness.signing_key_pem
+            build_llm(LlmSettings()),
+            nats_server,
+            settings=llm_settings,
+            signing_key_pem=harness.signing_key_pem,
         )
         async with llm:
             yield Rag(harness)

@@ -23,9 +23,13 @@ async def test_kb_documents_and_citations(rag: Rag) -> None:
     a = org()
     created = await rag.call(a, "create_kb", {"kb": "docs", "title": "Docs"})
     assert created["owner_org"] == a and created["documents"] == 0
-    added = await rag.call(a, "add_document", {"kb": "docs", "content": GUIDE, "type": "markdown", "doc_id": "guide"})
+    added = await rag.call(
+        a, "add_document", {"kb": "docs", "content": GUIDE, "type": "markdown", "doc_id": "guide"}
+    )
     assert added["version"] == 1 and added["chunks"] >= 3 and added["unchanged"] is False
-    again = await rag.call(a, "add_document", {"kb": "docs", "content": GUIDE, "type": "markdown", "doc_id": "guide"})
+    again = await rag.call(
+        a, "add_document", {"kb": "docs", "content": GUIDE, "type": "markdown", "doc_id": "guide"}
+    )
     assert again["unchanged"] is True and again["version"] == 1
 
     found = await rag.call(a, "search", {"kb": "docs", "query": "XK-9921"})
@@ -42,9 +46,15 @@ async def test_kb_documents_and_citations(rag: Rag) -> None:
 async def test_update_makes_a_version_and_delete_removes_vectors(rag: Rag) -> None:
     a = org()
     await rag.call(a, "create_kb", {"kb": "docs"})
-    await rag.call(a, "add_document", {"kb": "docs", "content": "The old password rule: eight letters.", "doc_id": "rules"})
+    await rag.call(
+        a,
+        "add_document",
+        {"kb": "docs", "content": "The old password rule: eight letters.", "doc_id": "rules"},
+    )
     updated = await rag.call(
-        a, "update_document", {"kb": "docs", "doc_id": "rules", "content": "The new password rule: sixteen letters."}
+        a,
+        "update_document",
+        {"kb": "docs", "doc_id": "rules", "content": "The new password rule: sixteen letters."},
     )
     assert updated["version"] == 2 and [v["version"] for v in updated["versions"]] == [1, 2]
     hits = (await rag.call(a, "search", {"kb": "docs", "query": "password rule letters"}))["hits"]
@@ -59,19 +69,46 @@ async def test_update_makes_a_version_and_delete_removes_vectors(rag: Rag) -> No
 async def test_hybrid_lexical_match_and_filter(rag: Rag) -> None:
     a = org()
     await rag.call(a, "create_kb", {"kb": "kb1"})
-    await rag.call(a, "add_document", {"kb": "kb1", "content": "Invoices are paid within thirty days.", "doc_id": "pay", "metadata": {"team": "finance"}})
-    await rag.call(a, "add_document", {"kb": "kb1", "content": "Servers restart on Sundays.", "doc_id": "ops", "metadata": {"team": "ops"}})
+    await rag.call(
+        a,
+        "add_document",
+        {
+            "kb": "kb1",
+            "content": "Invoices are paid within thirty days.",
+            "doc_id": "pay",
+            "metadata": {"team": "finance"},
+        },
+    )
+    await rag.call(
+        a,
+        "add_document",
+        {"kb": "kb1", "content": "Servers restart on Sundays.", "doc_id": "ops", "metadata": {"team": "ops"}},
+    )
     # Only one word in common with the query: dense similarity is low, the lexical prefetch finds it.
-    hits = (await rag.call(a, "search", {"kb": "kb1", "query": "when are the invoices settled and by whom exactly", "min_score": 0.9}))["hits"]
+    hits = (
+        await rag.call(
+            a,
+            "search",
+            {"kb": "kb1", "query": "when are the invoices settled and by whom exactly", "min_score": 0.9},
+        )
+    )["hits"]
     assert [h["doc_id"] for h in hits] == ["pay"]
-    only_ops = (await rag.call(a, "search", {"kb": "kb1", "query": "invoices servers", "filter": {"meta.team": "ops"}}))["hits"]
+    only_ops = (
+        await rag.call(
+            a, "search", {"kb": "kb1", "query": "invoices servers", "filter": {"meta.team": "ops"}}
+        )
+    )["hits"]
     assert {h["doc_id"] for h in only_ops} == {"ops"}
 
 
 async def test_answer_cites_sources_and_refuses_without_them(rag: Rag) -> None:
     a = org()
     await rag.call(a, "create_kb", {"kb": "kb1"})
-    await rag.call(a, "add_document", {"kb": "kb1", "content": "Backups run nightly at two in the morning.", "doc_id": "b"})
+    await rag.call(
+        a,
+        "add_document",
+        {"kb": "kb1", "content": "Backups run nightly at two in the morning.", "doc_id": "b"},
+    )
     answered = await rag.call(a, "answer", {"kb": "kb1", "question": "When do backups run?"})
     assert answered["answered"] is True and answered["sources"][0]["doc_id"] == "b"
     assert "[1]" in answered["answer"]  # the offline model echoes the prompt with its numbered sources

@@ -163,7 +163,11 @@ class TenantVectors:
         fetched = prefetches(query, build_filter(filter))
         try:
             response = await self._client.query_points(
-                name, prefetch=fetched, query=fusion(query, len(fetched)), limit=query.limit, with_payload=True
+                name,
+                prefetch=fetched,
+                query=fusion(query, len(fetched)),
+                limit=query.limit,
+                with_payload=True,
             )
         except Exception:
             await self._raise_clear_error(kb, {len(query.dense)})

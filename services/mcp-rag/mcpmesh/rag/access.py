@@ -57,7 +57,9 @@ def check_org(value: str, what: str) -> str:
 
 
 def not_found(kb: str) -> MeshException:
-    return MeshException(ErrorCode.NOT_FOUND, f"knowledge base {kb!r} not found: list yours with rag_list_kbs")
+    return MeshException(
+        ErrorCode.NOT_FOUND, f"knowledge base {kb!r} not found: list yours with rag_list_kbs"
+    )
 
 
 def is_admin(call: Call) -> bool:
@@ -91,7 +93,9 @@ async def resolve(app: RagApp, call: Call, kb: str, need: Need) -> Kb:
         doc = await kb_doc(store, kb)
         if doc is not None:
             if need == "share":
-                raise invalid("system knowledge bases are readable by every org already: they cannot be shared")
+                raise invalid(
+                    "system knowledge bases are readable by every org already: they cannot be shared"
+                )
             if need != "read" and not is_admin(call):
                 raise MeshException(
                     ErrorCode.FORBIDDEN, "system knowledge bases can be changed only with the 'admin' scope"

@@ -7,7 +7,7 @@ system org) only what `call.shared` returns after a check (see access.py).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,7 +28,9 @@ class Caller(Protocol):
     @property
     def org_id(self) -> str: ...
 
-    async def call_tool(self, service: str, tool: str, arguments: Any, **options: Any) -> dict[str, Any]: ...
+    async def call_tool(
+        self, service: str, tool: str, arguments: Mapping[str, Any], *, on_progress: Any = ...
+    ) -> dict[str, Any]: ...
 
 
 def utcnow() -> datetime:

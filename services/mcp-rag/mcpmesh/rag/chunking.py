@@ -45,10 +45,7 @@ def chunk(doc: Extracted, max_tokens: int, overlap: int) -> list[Chunk]:
                 path.pop()
             path.append((block.level, doc.text[block.start : block.end]))
         breaks.add(len(section))
-        section.extend(
-            (m.start(), m.end())
-            for m in _TOKEN_RE.finditer(doc.text, block.start, block.end)
-        )
+        section.extend((m.start(), m.end()) for m in _TOKEN_RE.finditer(doc.text, block.start, block.end))
     flush()
     return chunks
 

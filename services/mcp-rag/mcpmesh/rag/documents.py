@@ -72,9 +72,7 @@ def doc_view(doc: dict[str, Any], kb: Kb, *, text: bool = False) -> dict[str, An
         "owner_org": kb.owner,
         "created_at": iso(doc.get("created_at")),
         "updated_at": iso(doc.get("updated_at")),
-        "versions": [
-            {**v, "created_at": iso(v.get("created_at"))} for v in doc.get("versions", [])
-        ],
+        "versions": [{**v, "created_at": iso(v.get("created_at"))} for v in doc.get("versions", [])],
     }
     if text:
         view["text"] = doc.get("text", "")
@@ -137,20 +135,43 @@ async def ingest(
     version = int(current["version"]) + 1 if current else 1
     await _index(app, caller, kb, doc_id, version, title, meta, chunks, on_chunks)
     now = utcnow()
-    record = {"version": version, "hash": digest, "bytes": size, "chunks": len(chunks), "created_at": now,
-              "created_by": call.stamp.sub}
-    fields = {"title": title, "type": kind, "hash": digest, "version": version, "bytes": size,
-              "chunks": len(chunks), "text": extracted.text, "metadata": meta, "updated_at": now}
+    record = {
+        "version": version,
+        "hash": digest,
+        "bytes": size,
+        "chunks": len(chunks),
+        "created_at": now,
+        "created_by": call.stamp.sub,
+    }
+    fields = {
+        "title": title,
+        "type": kind,
+        "hash": digest,
+        "version": version,
+        "bytes": size,
+        "chunks": len(chunks),
+        "text": extracted.text,
+        "metadata": meta,
+        "updated_at": now,
+    }
     if current is None:
         doc = {"_id": key, "kb": kb.name, "doc_id": doc_id, "created_at": now, "versions": [record], **fields}
         await documents.insert_one(doc)
     else:
         await documents.update_one({"_id": key}, {"$set": fields, "$push": {"versions": record}})
-        await kb.vectors.delete_points(kb.name, point_ids(kb.name, doc_id, int(current["version"]), old_chunks))
+        await kb.vectors.delete_points(
+            kb.name, point_ids(kb.name, doc_id, int(current["version"]), old_chunks)
+        )
         doc = {**current, **fields, "versions": [*current.get("versions", []), record]}
     await (await kb.store.collection("kbs")).update_one(
         {"_id": kb.name},
-        {"$inc": {"documents": 0 if current else 1, "chunks": len(chunks) - old_chunks, "bytes": size - old_bytes}},
+        {
+            "$inc": {
+                "documents": 0 if current else 1,
+                "chunks": len(chunks) - old_chunks,
+                "bytes": size - old_bytes,
+            }
+        },
     )
     return {**doc_view(doc, kb), "unchanged": False}
 

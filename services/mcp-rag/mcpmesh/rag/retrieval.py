@@ -50,7 +50,9 @@ async def set_settings(call: Call, changes: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def effective(settings: dict[str, Any], top_k: int | None, min_score: float | None, dense_weight: float | None) -> dict[str, Any]:
+def effective(
+    settings: dict[str, Any], top_k: int | None, min_score: float | None, dense_weight: float | None
+) -> dict[str, Any]:
     out = dict(settings)
     if top_k is not None:
         if not 1 <= top_k <= settings["max_top_k"]:
@@ -139,7 +141,13 @@ async def search(
 
 
 async def answer(
-    app: RagApp, call: Call, *, question: str, kb: str, top_k: int | None, min_score: float | None,
+    app: RagApp,
+    call: Call,
+    *,
+    question: str,
+    kb: str,
+    top_k: int | None,
+    min_score: float | None,
     filter: dict[str, Any] | None,
 ) -> dict[str, Any]:
     found = await search(

@@ -92,7 +92,9 @@ def _merged_limits(base: dict[str, TierLimits], raw: str) -> dict[str, TierLimit
         merged = dict(base)
         for tier, overrides in given.items():
             current = merged.get(tier, base["free"])
-            values = {f.name: int(overrides.get(f.name, getattr(current, f.name))) for f in fields(TierLimits)}
+            values = {
+                f.name: int(overrides.get(f.name, getattr(current, f.name))) for f in fields(TierLimits)
+            }
             merged[tier] = TierLimits(**values)
         return merged
     except (ValueError, TypeError, AttributeError):

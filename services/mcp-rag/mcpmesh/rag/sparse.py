@@ -22,8 +22,47 @@ B: Final = 0.75
 _IDENT_RE: Final = re.compile(r"[0-9A-Za-z\u00C0-\uFFFF]+(?:[-_./:][0-9A-Za-z\u00C0-\uFFFF]+)*")
 _PART_RE: Final = re.compile(r"[0-9A-Za-z\u00C0-\uFFFF]+")
 STOP_WORDS: Final = frozenset(
-    "a an and are as at be by for from has have in is it its of on or that the this to was were "
-    "will with what which who how when where why do does did not no".split()
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "has",
+        "have",
+        "in",
+        "is",
+        "it",
+        "its",
+        "of",
+        "on",
+        "or",
+        "that",
+        "the",
+        "this",
+        "to",
+        "was",
+        "were",
+        "will",
+        "with",
+        "what",
+        "which",
+        "who",
+        "how",
+        "when",
+        "where",
+        "why",
+        "do",
+        "does",
+        "did",
+        "not",
+        "no",
+    ]
 )
 
 

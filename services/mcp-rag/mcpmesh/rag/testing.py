@@ -15,7 +15,9 @@ RW = ["rag:read", "rag:write", "llm:read"]
 class Rag:
     harness: ServiceHarness
 
-    async def call(self, org: str, tool: str, args: dict[str, Any] | None = None, *, scopes: list[str] | None = None) -> Any:
+    async def call(
+        self, org: str, tool: str, args: dict[str, Any] | None = None, *, scopes: list[str] | None = None
+    ) -> Any:
         return await self.harness.call_tool(org, tool, args or {}, scopes=scopes or RW)
 
     async def fails(
@@ -30,5 +32,3 @@ class Rag:
 
 def org() -> str:
     return f"org-rag-{uuid.uuid4().hex[:10]}"
-
-
