@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from mcpmesh.rag.settings import RagSettings
 from mcpmesh.service import Lifespan, MeshService
+from mcpmesh.store import TenantStore
 
 
 @dataclass
@@ -27,6 +28,12 @@ class Caller(Protocol):
 
     @property
     def org_id(self) -> str: ...
+
+    @property
+    def tier(self) -> str: ...
+
+    @property
+    def store(self) -> TenantStore: ...
 
     async def call_tool(
         self, service: str, tool: str, arguments: Mapping[str, Any], *, on_progress: Any = ...

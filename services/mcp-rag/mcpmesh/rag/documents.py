@@ -81,10 +81,10 @@ def doc_view(doc: dict[str, Any], kb: Kb, *, text: bool = False) -> dict[str, An
 
 async def ingest(
     app: RagApp,
-    call: Call,
     caller: Caller,
     kb: Kb,
     *,
+    by: str,
     content: str,
     doc_type: str,
     title: str,
@@ -126,7 +126,7 @@ async def ingest(
     old_bytes = int(current.get("bytes", 0)) if current else 0
     await check_room(
         app,
-        call,
+        caller,
         kb,
         documents=0 if current else 1,
         chunks=max(0, len(chunks) - old_chunks),
@@ -141,7 +141,7 @@ async def ingest(
         "bytes": size,
         "chunks": len(chunks),
         "created_at": now,
-        "created_by": call.stamp.sub,
+        "created_by": by,
     }
     fields = {
         "title": title,
@@ -220,12 +220,12 @@ async def _index(
 
 async def add(app: RagApp, call: Call, kb: str, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write")
-    return await ingest(app, call, call, target, replace=False, **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=False, **fields)
 
 
 async def update(app: RagApp, call: Call, kb: str, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write")
-    return await ingest(app, call, call, target, replace=True, **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=True, **fields)
 
 
 async def get(app: RagApp, call: Call, kb: str, doc_id: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, check_kb, invalid, is_admin, kb_doc, resolve, system_kbs
-from mcpmesh.rag.app import RagApp, iso, utcnow
+from mcpmesh.rag.app import Caller, RagApp, iso, utcnow
 from mcpmesh.service import Call
 
 MAX_TITLE = 200
@@ -31,7 +31,7 @@ def kb_view(kb: Kb) -> dict[str, Any]:
     }
 
 
-async def usage(call: Call) -> dict[str, int]:
+async def usage(call: Caller) -> dict[str, int]:
     """What the caller's org holds in all its kbs."""
     totals = {"knowledge_bases": 0, "documents": 0, "chunks": 0, "bytes": 0}
     async for doc in (await call.store.collection("kbs")).find({}):
@@ -41,7 +41,7 @@ async def usage(call: Call) -> dict[str, int]:
     return totals
 
 
-async def check_room(app: RagApp, call: Call, kb: Kb, **adding: int) -> None:
+async def check_room(app: RagApp, call: Caller, kb: Kb, **adding: int) -> None:
     """Refuse with limit_exceeded when the owner would hold more than its tier allows."""
     if kb.role == "system":
         return  # the system org's kbs are not counted against a tenant

@@ -8,10 +8,11 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from mcpmesh.rag import documents, kbs, retrieval
+from mcpmesh.rag import batches, documents, kbs, retrieval
 from mcpmesh.rag.app import RagApp, lifespan_for
+from mcpmesh.rag.batches import DocumentIn
 from mcpmesh.rag.settings import RagSettings
-from mcpmesh.service import Call, MeshService, call_of
+from mcpmesh.service import Call, JobContext, MeshService, call_of
 from mcpmesh.store import Index
 
 INSTRUCTIONS = """\
@@ -81,6 +82,13 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         return await documents.add(
             *served(ctx), kb, content=content, doc_type=type, title=title, doc_id=doc_id, metadata=metadata
         )
+
+    @service.job_tool(access="write", resumable=True, budget_s=6 * 3600)
+    async def add_documents(kb: str, documents: list[DocumentIn], job: JobContext) -> dict[str, Any]:
+        """Add many documents to one of your org's knowledge bases as a job (each as add_document:
+        content, type, title, doc_id, metadata): progress counts documents and chunks done; a
+        document that fails is reported in the result and the others go on."""
+        return await batches.run(service.state(RagApp), job, kb, documents)
 
     @service.tool(access="write", idempotent=True, destructive=True, budget_s=300)
     async def update_document(
