@@ -91,7 +91,7 @@ async def share(
     if grantee == owner.org_id:
         raise invalid("the grantee is the owner of this context: it has full access already")
     expires, require_attribution = narrowed(
-        parent and Chain({}, parent.access, parent.expires_at, parent.require_attribution),
+        None if parent is None else Chain({}, parent.access, parent.expires_at, parent.require_attribution),
         level,
         expires,
         require_attribution,
