@@ -1,7 +1,9 @@
 """Which knowledge base a name means for the caller, and what it may do with it.
 
-Lookup for a kb name sent by org O: O's own kbs (`call.store`), then the system org's
-(readable by every org, writable with the `admin` scope). Whatever the reason it is not reachable, the answer is the same "not found".
+Lookup for a kb name sent by org O (without `owner_org`): O's own kbs (`call.store`), then
+the system org's (readable by every org, writable with the `admin` scope). With `owner_org`:
+that org's kb, through a share it gave O, checked at the owner's side on every call
+(sharing.py). Whatever the reason it is not reachable, the answer is the same "not found".
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class Kb:
     store: TenantStore
     vectors: TenantVectors
     role: Role
+    grant: Any = None  # a sharing.KbGrant for a kb another org shared
 
     @property
     def owner(self) -> str:
@@ -83,12 +86,16 @@ async def kb_doc(store: TenantStore, kb: str) -> dict[str, Any] | None:
     return await (await store.collection("kbs")).find_one({"_id": kb})
 
 
-async def resolve(app: RagApp, call: Call, kb: str, need: Need) -> Kb:
+async def resolve(app: RagApp, call: Call, kb: str, need: Need, owner_org: str | None = None) -> Kb:
     kb = check_kb(kb)
+    if owner_org is not None and owner_org != call.org_id:
+        from mcpmesh.rag.sharing import resolve_shared
+
+        return await resolve_shared(call, kb, need, check_org(owner_org, "owner_org"))
     doc = await kb_doc(call.store, kb)
     if doc is not None:
         return Kb(kb, doc, call.store, call.vectors, "owner")
-    if call.org_id != app.settings.system_org:
+    if owner_org is None and call.org_id != app.settings.system_org:
         store, vectors = await system_kbs(app, call)
         doc = await kb_doc(store, kb)
         if doc is not None:

@@ -218,28 +218,30 @@ async def _index(
     await kb.vectors.upsert_hybrid(kb.name, points)
 
 
-async def add(app: RagApp, call: Call, kb: str, **fields: Any) -> dict[str, Any]:
-    target = await resolve(app, call, kb, "write")
+async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
+    target = await resolve(app, call, kb, "write", owner_org)
     return await ingest(app, call, target, by=call.stamp.sub, replace=False, **fields)
 
 
-async def update(app: RagApp, call: Call, kb: str, **fields: Any) -> dict[str, Any]:
-    target = await resolve(app, call, kb, "write")
+async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
+    target = await resolve(app, call, kb, "write", owner_org)
     return await ingest(app, call, target, by=call.stamp.sub, replace=True, **fields)
 
 
-async def get(app: RagApp, call: Call, kb: str, doc_id: str) -> dict[str, Any]:
-    target = await resolve(app, call, kb, "read")
+async def get(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
+    target = await resolve(app, call, kb, "read", owner_org)
     doc = await (await target.store.collection("documents")).find_one({"_id": f"{kb}/{check_doc_id(doc_id)}"})
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
     return doc_view(doc, target, text=True)
 
 
-async def list_documents(app: RagApp, call: Call, kb: str, limit: int, after: str | None) -> dict[str, Any]:
+async def list_documents(
+    app: RagApp, call: Call, kb: str, limit: int, after: str | None, owner_org: str | None
+) -> dict[str, Any]:
     if not 1 <= limit <= 100:
         raise invalid("limit must be between 1 and 100")
-    target = await resolve(app, call, kb, "read")
+    target = await resolve(app, call, kb, "read", owner_org)
     query: dict[str, Any] = {"kb": target.name}
     if after is not None:
         query["doc_id"] = {"$gt": check_doc_id(after)}
@@ -253,8 +255,8 @@ async def list_documents(app: RagApp, call: Call, kb: str, limit: int, after: st
     }
 
 
-async def delete(app: RagApp, call: Call, kb: str, doc_id: str) -> dict[str, Any]:
-    target = await resolve(app, call, kb, "write")
+async def delete(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
+    target = await resolve(app, call, kb, "write", owner_org)
     documents = await target.store.collection("documents")
     doc = await documents.find_one_and_delete({"_id": f"{target.name}/{check_doc_id(doc_id)}"})
     if doc is None:

@@ -10,7 +10,9 @@ from typing import Any
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, check_kb, invalid, is_admin, kb_doc, resolve, system_kbs
 from mcpmesh.rag.app import Caller, RagApp, iso, utcnow
+from mcpmesh.rag.sharing import drop_kb_shares
 from mcpmesh.service import Call
+from mcpmesh.store import TenantStore
 
 MAX_TITLE = 200
 MAX_DESCRIPTION = 2000
@@ -31,10 +33,10 @@ def kb_view(kb: Kb) -> dict[str, Any]:
     }
 
 
-async def usage(call: Caller) -> dict[str, int]:
-    """What the caller's org holds in all its kbs."""
+async def usage(store: TenantStore) -> dict[str, int]:
+    """What an org holds in all its kbs."""
     totals = {"knowledge_bases": 0, "documents": 0, "chunks": 0, "bytes": 0}
-    async for doc in (await call.store.collection("kbs")).find({}):
+    async for doc in (await store.collection("kbs")).find({}):
         totals["knowledge_bases"] += 1
         for key in ("documents", "chunks", "bytes"):
             totals[key] += int(doc.get(key, 0))
@@ -42,17 +44,20 @@ async def usage(call: Caller) -> dict[str, int]:
 
 
 async def check_room(app: RagApp, call: Caller, kb: Kb, **adding: int) -> None:
-    """Refuse with limit_exceeded when the owner would hold more than its tier allows."""
+    """Refuse with limit_exceeded when the kb's owner would hold more than its tier allows (a
+    shared kb: the owner's tier when it last created a kb, counted in the owner's store)."""
     if kb.role == "system":
         return  # the system org's kbs are not counted against a tenant
-    limits = app.settings.tier(call.tier)
-    held = await usage(call)
+    tier = call.tier if kb.role == "owner" else str(kb.doc.get("owner_tier", "free"))
+    limits = app.settings.tier(tier)
+    held = await usage(kb.store)
+    whose = "your org's" if kb.role == "owner" else f"the owner org's ({kb.owner})"
     for what, more in adding.items():
         allowed = getattr(limits, what)
         if held[what] + more > allowed:
             raise MeshException(
                 ErrorCode.LIMIT_EXCEEDED,
-                f"your org's {call.tier} tier allows {allowed} {what.replace('_', ' ')} in all knowledge "
+                f"{whose} {tier} tier allows {allowed} {what.replace('_', ' ')} in all knowledge "
                 f"bases; it holds {held[what]} and this would add {more}: delete some or upgrade the tier",
                 details={"limit": what, "allowed": allowed, "held": held[what], "adding": more},
             )
@@ -81,6 +86,7 @@ async def create(
         "bytes": 0,
         "created_at": now,
         "created_by": call.stamp.sub,
+        "owner_tier": call.tier,
     }
     target = Kb(kb, doc, store, vectors, role)  # type: ignore[arg-type]
     if await kb_doc(store, kb) is not None:
@@ -106,14 +112,15 @@ async def list_kbs(app: RagApp, call: Call) -> dict[str, Any]:
     return {"knowledge_bases": items}
 
 
-async def get(app: RagApp, call: Call, kb: str) -> dict[str, Any]:
-    return kb_view(await resolve(app, call, kb, "read"))
+async def get(app: RagApp, call: Call, kb: str, owner_org: str | None) -> dict[str, Any]:
+    return kb_view(await resolve(app, call, kb, "read", owner_org))
 
 
 async def delete(app: RagApp, call: Call, kb: str) -> dict[str, Any]:
     found = await resolve(app, call, kb, "delete")
     if found.role not in ("owner", "system"):
         raise MeshException(ErrorCode.FORBIDDEN, "only the owner org can delete a knowledge base")
+    await drop_kb_shares(app, found.store, found.name)
     await found.vectors.drop_kb(found.name)
     await (await found.store.collection("documents")).delete_many({"kb": found.name})
     await (await found.store.collection("kbs")).delete_one({"_id": found.name})

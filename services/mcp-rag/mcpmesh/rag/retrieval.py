@@ -115,14 +115,16 @@ async def search(
     min_score: float | None,
     dense_weight: float | None,
     filter: dict[str, Any] | None,
+    owner_org: str | None = None,
 ) -> dict[str, Any]:
     if not query.strip() or len(query) > MAX_QUERY_CHARS:
         raise invalid(f"query must be 1-{MAX_QUERY_CHARS} characters of text")
-    target = await resolve(app, call, kb, "read")
+    target = await resolve(app, call, kb, "read", owner_org)
     where = check_filter(filter)
     used = effective(await org_settings(call), top_k, min_score, dense_weight)
+    extra = {"attribution": target.grant.attribution()} if target.grant is not None else {}
     if not target.doc.get("chunks"):
-        return {"hits": [], "settings": used}
+        return {"hits": [], "settings": used, **extra}
     dense = (await embed(app, call, [query]))[0]
     weight = used["dense_weight"]
     hybrid = HybridQuery(
@@ -137,6 +139,7 @@ async def search(
     return {
         "hits": [citation(target, i + 1, h.id, h.score, h.payload) for i, h in enumerate(hits)],
         "settings": used,
+        **extra,
     }
 
 
@@ -149,9 +152,18 @@ async def answer(
     top_k: int | None,
     min_score: float | None,
     filter: dict[str, Any] | None,
+    owner_org: str | None = None,
 ) -> dict[str, Any]:
     found = await search(
-        app, call, query=question, kb=kb, top_k=top_k, min_score=min_score, dense_weight=None, filter=filter
+        app,
+        call,
+        query=question,
+        kb=kb,
+        top_k=top_k,
+        min_score=min_score,
+        dense_weight=None,
+        filter=filter,
+        owner_org=owner_org,
     )
     sources = found["hits"]
     if not sources:
@@ -175,4 +187,5 @@ async def answer(
     content = reply.get("content")
     if not isinstance(content, str):
         raise MeshException(ErrorCode.INTERNAL, "mcp-llm answered chat without text")
-    return {"answer": content, "answered": True, "sources": sources, "model": reply.get("model")}
+    answered = {"answer": content, "answered": True, "sources": sources, "model": reply.get("model")}
+    return {**answered, **({"attribution": found["attribution"]} if "attribution" in found else {})}

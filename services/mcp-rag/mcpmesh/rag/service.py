@@ -8,7 +8,8 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from mcpmesh.rag import batches, documents, kbs, retrieval
+from mcpmesh.rag import batches, documents, kbs, retrieval, sharing
+from mcpmesh.rag.access import resolve
 from mcpmesh.rag.app import RagApp, lifespan_for
 from mcpmesh.rag.batches import DocumentIn
 from mcpmesh.rag.settings import RagSettings
@@ -24,6 +25,8 @@ STORE_KINDS: dict[str, list[Index]] = {
     "kbs": [],
     "documents": [Index(keys=[("kb", 1), ("doc_id", 1)])],
     "rag_settings": [],
+    "shares": [Index(keys=[("kb", 1), ("grantee", 1), ("granted_by", 1)], unique=True)],
+    "grants": [Index(keys=[("owner", 1), ("kb", 1)])],
 }
 
 
@@ -35,6 +38,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         instructions=INSTRUCTIONS,
         store_kinds=STORE_KINDS,
         uses_vectors=True,
+        grant_index="grants",
         lifespan=lifespan_for(settings),
     )
 
@@ -56,9 +60,10 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         return await kbs.list_kbs(*served(ctx))
 
     @service.tool(access="read", open_world=False)
-    async def get_kb(kb: str, ctx: Context) -> dict[str, Any]:
-        """One knowledge base with its document, chunk and byte counts."""
-        return await kbs.get(*served(ctx), kb)
+    async def get_kb(kb: str, ctx: Context, owner_org: str | None = None) -> dict[str, Any]:
+        """One knowledge base with its document, chunk and byte counts (owner_org: one another org
+        shared with yours)."""
+        return await kbs.get(*served(ctx), kb, owner_org)
 
     @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def delete_kb(kb: str, ctx: Context) -> dict[str, Any]:
@@ -75,12 +80,20 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         title: str = "",
         doc_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        owner_org: str | None = None,
     ) -> dict[str, Any]:
         """Add a document (type: text, markdown, html or jsonl) by content: chunked by its structure,
         embedded, indexed. doc_id defaults to one derived from the content, so sending the same
         content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>."""
         return await documents.add(
-            *served(ctx), kb, content=content, doc_type=type, title=title, doc_id=doc_id, metadata=metadata
+            *served(ctx),
+            kb,
+            owner_org,
+            content=content,
+            doc_type=type,
+            title=title,
+            doc_id=doc_id,
+            metadata=metadata,
         )
 
     @service.job_tool(access="write", resumable=True, budget_s=6 * 3600)
@@ -99,28 +112,40 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         type: str = "text",
         title: str = "",
         metadata: dict[str, Any] | None = None,
+        owner_org: str | None = None,
     ) -> dict[str, Any]:
         """A new version of a document (the old version's chunks leave the index; versions are listed)."""
         return await documents.update(
-            *served(ctx), kb, content=content, doc_type=type, title=title, doc_id=doc_id, metadata=metadata
+            *served(ctx),
+            kb,
+            owner_org,
+            content=content,
+            doc_type=type,
+            title=title,
+            doc_id=doc_id,
+            metadata=metadata,
         )
 
     @service.tool(access="read", open_world=False)
-    async def get_document(kb: str, doc_id: str, ctx: Context) -> dict[str, Any]:
+    async def get_document(
+        kb: str, doc_id: str, ctx: Context, owner_org: str | None = None
+    ) -> dict[str, Any]:
         """A document with its text (chunk offsets point into it) and its versions."""
-        return await documents.get(*served(ctx), kb, doc_id)
+        return await documents.get(*served(ctx), kb, doc_id, owner_org)
 
     @service.tool(access="read", open_world=False)
     async def list_documents(
-        kb: str, ctx: Context, limit: int = 20, after: str | None = None
+        kb: str, ctx: Context, limit: int = 20, after: str | None = None, owner_org: str | None = None
     ) -> dict[str, Any]:
         """A knowledge base's documents by doc_id; pass next_after as after to page on."""
-        return await documents.list_documents(*served(ctx), kb, limit, after)
+        return await documents.list_documents(*served(ctx), kb, limit, after, owner_org)
 
     @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
-    async def delete_document(kb: str, doc_id: str, ctx: Context) -> dict[str, Any]:
+    async def delete_document(
+        kb: str, doc_id: str, ctx: Context, owner_org: str | None = None
+    ) -> dict[str, Any]:
         """Delete a document and its vectors."""
-        return await documents.delete(*served(ctx), kb, doc_id)
+        return await documents.delete(*served(ctx), kb, doc_id, owner_org)
 
     @service.tool(access="read")
     async def search(
@@ -131,6 +156,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         min_score: float | None = None,
         dense_weight: float | None = None,
         filter: dict[str, Any] | None = None,
+        owner_org: str | None = None,
     ) -> dict[str, Any]:
         """Hybrid search (lexical + dense, fused by RRF): the best chunks, each with its citation (kb,
         doc_id, version, title, section, chunk, start/end offsets, score, owner_org). top_k,
@@ -144,6 +170,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
             min_score=min_score,
             dense_weight=dense_weight,
             filter=filter,
+            owner_org=owner_org,
         )
 
     @service.tool(access="read", budget_s=300)
@@ -154,12 +181,73 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         top_k: int | None = None,
         min_score: float | None = None,
         filter: dict[str, Any] | None = None,
+        owner_org: str | None = None,
     ) -> dict[str, Any]:
         """Answer from the knowledge base: search, then mcp-llm chat with the hits as numbered sources
         (cited [n]); the sources are returned. With no relevant source it says so (answered=false)."""
         return await retrieval.answer(
-            *served(ctx), question=question, kb=kb, top_k=top_k, min_score=min_score, filter=filter
+            *served(ctx),
+            question=question,
+            kb=kb,
+            top_k=top_k,
+            min_score=min_score,
+            filter=filter,
+            owner_org=owner_org,
         )
+
+    # One share per (kb, grantee, granting org): a repeat sets the same fields again.
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def share_kb(
+        kb: str,
+        grantee: str,
+        ctx: Context,
+        access: str = "read",
+        expires_at: str | None = None,
+        expires_in_s: float | None = None,
+        allow_resharing: bool = False,
+        require_attribution: bool = False,
+        owner_org: str | None = None,
+    ) -> dict[str, Any]:
+        """Give another org (grantee) read (search, answer, get, list) or write (also documents)
+        access to a knowledge base, until expires_at / for expires_in_s seconds, or until revoked.
+        With owner_org: reshare a kb shared with you (when its grant allows resharing)."""
+        app, call = served(ctx)
+        target = await resolve(app, call, kb, "share", owner_org)
+        return await sharing.share(
+            app,
+            call,
+            target,
+            grantee=grantee,
+            access=access,
+            expires_at=expires_at,
+            expires_in_s=expires_in_s,
+            allow_resharing=allow_resharing,
+            require_attribution=require_attribution,
+        )
+
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def revoke_kb_share(
+        kb: str,
+        ctx: Context,
+        grantee: str | None = None,
+        share_id: str | None = None,
+        owner_org: str | None = None,
+    ) -> dict[str, Any]:
+        """Revoke a share on a knowledge base (by grantee or share_id) with every reshare made from it;
+        with owner_org, the reshares your org made of another org's kb."""
+        app, call = served(ctx)
+        target = await resolve(app, call, kb, "read", owner_org)
+        return await sharing.revoke(app, call, target, grantee, share_id)
+
+    @service.tool(access="read", open_world=False)
+    async def kb_shares(ctx: Context, kb: str | None = None) -> dict[str, Any]:
+        """The shares your org gave on its knowledge bases (optionally one)."""
+        return await sharing.list_shares(call_of(ctx), kb)
+
+    @service.tool(access="read", open_world=False)
+    async def shared_with_me(ctx: Context) -> dict[str, Any]:
+        """Knowledge bases other orgs currently share with yours (use their kb and owner_org)."""
+        return await sharing.shared_with_me(call_of(ctx))
 
     @service.tool(access="read", open_world=False)
     async def retrieval_settings(ctx: Context) -> dict[str, Any]:
