@@ -21,7 +21,7 @@ async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: AsyncQdrantC
     kb = Vectors(qdrant).for_tenant("org-abc")
     assert await kb.ensure_hybrid_kb("docs", 3) is True
     assert await kb.ensure_hybrid_kb("docs", 3) is False
-    await kb.upsert_hybrid(
+    await kb.upsert(
         "docs",
         [
             HybridPoint(1, [1.0, 0.0, 0.0], SparseTerms([7], [1.0]), {"name": "dense-match"}),
@@ -53,7 +53,7 @@ async def test_hybrid_refusals(qdrant: AsyncQdrantClient) -> None:
     with pytest.raises(KnowledgeBaseMismatch):
         await kb.ensure_hybrid_kb("docs", 4)
     with pytest.raises(InvalidVector):
-        await kb.upsert_hybrid("docs", [HybridPoint(1, [1.0, 0.0, 0.0], SparseTerms([1, 1], [1.0, 2.0]))])
+        await kb.upsert("docs", [HybridPoint(1, [1.0, 0.0, 0.0], SparseTerms([1, 1], [1.0, 2.0]))])
     with pytest.raises(InvalidVector):
         await kb.hybrid_search("docs", HybridQuery(dense=[1.0, 0.0], sparse=NONE))
     with pytest.raises(InvalidVector):

@@ -176,3 +176,59 @@ async def revoke_cascade(
         await grants.delete_one({"_id": share_id, "owner": owner.org_id})
         queue.extend([child["_id"] async for child in shares.find({"parent": share_id}, {"_id": 1})])
     return revoked
+
+
+async def file_pointer(
+    service: MeshService,
+    shares: Collection,
+    share_id: str,
+    grantee: str,
+    pointer: Mapping[str, Any],
+    *,
+    created: bool,
+) -> None:
+    """File the grantee's pointer to a share just written; if that fails, a share `created` by
+    this call is removed again (no share the grantee could not find)."""
+    grants = await service.grant_index(grantee)  # only the pointer is written there
+    try:
+        await grants.replace_one({"_id": share_id}, {"_id": share_id, **pointer}, upsert=True)
+    except Exception:
+        if created:
+            await shares.delete_one({"_id": share_id})
+        raise
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 with a `Z` and milliseconds, e.g. 2026-01-02T03:04:05.678Z."""
+    if value is None:
+        return None
+    value = aware(value)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def share_view(share: Mapping[str, Any], now: datetime, **target: Any) -> dict[str, Any]:
+    """A share as its owner lists it; `target` names what it is on (service fields)."""
+    view: dict[str, Any] = {
+        "share_id": share["_id"],
+        **target,
+        "grantee": share["grantee"],
+        "access": share["access"],
+        "expires_at": iso(share.get("expires_at")),
+        "allow_resharing": bool(share.get("allow_resharing")),
+        "require_attribution": bool(share.get("require_attribution")),
+        "granted_by": share.get("granted_by"),
+        "created_at": iso(share.get("created_at")),
+        "expired": expired(share, now),
+    }
+    if share.get("parent"):
+        view["reshared_from"] = share["parent"]
+    return view
+
+
+def attribution(owner: str, share_id: str) -> dict[str, Any]:
+    """What a grantee shows when a share requires attribution."""
+    return {
+        "owner_org": owner,
+        "share_id": share_id,
+        "notice": f"Shared by {owner}; credit {owner} when reusing this content.",
+    }

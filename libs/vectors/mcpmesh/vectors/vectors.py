@@ -140,18 +140,6 @@ class TenantVectors:
             raise KnowledgeBaseMismatch(kb, f"hybrid, size {size}", found)
         return False
 
-    async def upsert_hybrid(self, kb: str, points: Sequence[HybridPoint]) -> None:
-        """Insert or replace points of a hybrid kb. Waits until they are searchable."""
-        name = self._name(kb)
-        structs = [point.to_qdrant() for point in points]
-        if not structs:
-            return
-        try:
-            await self._client.upsert(name, points=structs, wait=True)
-        except Exception:
-            await self._raise_clear_error(kb, {len(point.dense) for point in points})
-            raise
-
     async def hybrid_search(
         self, kb: str, query: HybridQuery, filter: PayloadFilter | models.Filter | None = None
     ) -> list[Hit]:
@@ -172,10 +160,7 @@ class TenantVectors:
         except Exception:
             await self._raise_clear_error(kb, {len(query.dense)})
             raise
-        return [
-            Hit(id=plain_point_id(p.id), score=p.score, payload=dict(p.payload or {}))
-            for p in response.points
-        ]
+        return _hits(response)
 
     async def kb_info(self, kb: str) -> KbInfo:
         name = self._name(kb)
@@ -206,8 +191,9 @@ class TenantVectors:
         await self._client.delete_collection(name)
         return True
 
-    async def upsert(self, kb: str, points: Sequence[Point]) -> None:
-        """Insert or replace points (same id: replaced). Waits until they are searchable."""
+    async def upsert(self, kb: str, points: Sequence[Point] | Sequence[HybridPoint]) -> None:
+        """Insert or replace points (same id: replaced); `HybridPoint`s into a hybrid kb. Waits
+        until they are searchable."""
         name = self._name(kb)
         structs = [point.to_qdrant() for point in points]
         if not structs:
@@ -215,7 +201,8 @@ class TenantVectors:
         try:
             await self._client.upsert(name, points=structs, wait=True)
         except Exception:
-            await self._raise_clear_error(kb, {len(point.vector) for point in points})
+            sizes = {len(p.dense) if isinstance(p, HybridPoint) else len(p.vector) for p in points}
+            await self._raise_clear_error(kb, sizes)
             raise
 
     async def search(
@@ -244,10 +231,7 @@ class TenantVectors:
         except Exception:
             await self._raise_clear_error(kb, {len(query)})
             raise
-        return [
-            Hit(id=plain_point_id(p.id), score=p.score, payload=dict(p.payload or {}))
-            for p in response.points
-        ]
+        return _hits(response)
 
     async def delete_points(self, kb: str, ids: Sequence[PointId]) -> None:
         name = self._name(kb)
@@ -334,6 +318,12 @@ class TenantVectors:
             raise InvalidVector(
                 f"knowledge base {kb!r} holds vectors of size {params.size}, got size {got}"
             ) from None
+
+
+def _hits(response: models.QueryResponse) -> list[Hit]:
+    return [
+        Hit(id=plain_point_id(p.id), score=p.score, payload=dict(p.payload or {})) for p in response.points
+    ]
 
 
 def _plain_vector(vector: object) -> list[float] | dict[str, Any]:

@@ -22,7 +22,6 @@ from datetime import datetime
 from typing import Any
 
 from mcpmesh.context.app import ContextApp
-from mcpmesh.context.clock import iso
 from mcpmesh.context.inputs import Access
 from mcpmesh.service import shares as shares_lib
 from mcpmesh.service.shares import better, check_chain, expired, pointer_owner
@@ -46,13 +45,7 @@ class Grant:
     namespace: str | None = None
 
     def attribution(self) -> dict[str, Any] | None:
-        if not self.require_attribution:
-            return None
-        return {
-            "owner_org": self.owner,
-            "share_id": self.share_id,
-            "notice": f"Shared by {self.owner}; credit {self.owner} when reusing this content.",
-        }
+        return shares_lib.attribution(self.owner, self.share_id) if self.require_attribution else None
 
 
 def _covers(share: Mapping[str, Any], ctx_id: str | None, namespace: str | None) -> bool:
@@ -112,21 +105,5 @@ async def drop_context_shares(app: ContextApp, owner: TenantStore, ctx_id: str) 
 
 
 def share_view(share: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "share_id": share["_id"],
-        "target": share["target"],
-        "grantee": share["grantee"],
-        "access": share["access"],
-        "expires_at": iso(share.get("expires_at")),
-        "allow_resharing": bool(share.get("allow_resharing")),
-        "require_attribution": bool(share.get("require_attribution")),
-        "granted_by": share.get("granted_by"),
-        "created_at": iso(share.get("created_at")),
-        "expired": expired(share, now),
-    }
-    view["ctx_id" if share["target"] == "context" else "namespace"] = share.get(
-        "ctx_id" if share["target"] == "context" else "namespace"
-    )
-    if share.get("parent"):
-        view["reshared_from"] = share["parent"]
-    return view
+    key = "ctx_id" if share["target"] == "context" else "namespace"
+    return shares_lib.share_view(share, now, target=share["target"], **{key: share.get(key)})

@@ -22,7 +22,7 @@ from mcpmesh.context.inputs import (
 from mcpmesh.context.lifecycle import peek
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
-from mcpmesh.service.shares import Chain, narrowed
+from mcpmesh.service.shares import Chain, file_pointer, narrowed
 from mcpmesh.store import TenantStore
 
 
@@ -123,13 +123,7 @@ async def share(
             }
         )
     pointer = {"owner": owner.org_id, **key, "created_at": now}
-    grants = await app.service.grant_index(grantee)  # only the pointer is written there
-    try:
-        await grants.replace_one({"_id": share_id}, {"_id": share_id, **pointer}, upsert=True)
-    except Exception:
-        if existing is None:
-            await shares.delete_one({"_id": share_id})
-        raise
+    await file_pointer(app.service, shares, share_id, grantee, pointer, created=existing is None)
     doc = await shares.find_one({"_id": share_id})
     assert doc is not None
     return share_view(doc, now)

@@ -215,7 +215,7 @@ async def _index(
         )
         for c, vector, text in zip(chunks, vectors, texts, strict=True)
     ]
-    await kb.vectors.upsert_hybrid(kb.name, points)
+    await kb.vectors.upsert(kb.name, points)
 
 
 async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, Need, check_org, invalid, kb_doc, not_found
 from mcpmesh.rag.app import RagApp, iso, utcnow
 from mcpmesh.service import Call
+from mcpmesh.service import shares as shares_lib
 from mcpmesh.service.grants import Shared
 from mcpmesh.service.shares import (
     Access,
@@ -27,7 +28,6 @@ from mcpmesh.service.shares import (
     aware,
     better,
     check_chain,
-    expired,
     narrowed,
     pointer_owner,
     revoke_cascade,
@@ -51,13 +51,7 @@ class KbGrant:
         return Chain({}, self.access, self.expires_at, self.require_attribution)
 
     def attribution(self) -> dict[str, Any] | None:
-        if not self.require_attribution:
-            return None
-        return {
-            "owner_org": self.owner,
-            "share_id": self.share_id,
-            "notice": f"Shared by {self.owner}; credit {self.owner} when reusing this content.",
-        }
+        return shares_lib.attribution(self.owner, self.share_id) if self.require_attribution else None
 
 
 async def check_kb_share(
@@ -140,22 +134,7 @@ def _expiry(expires_at: str | None, expires_in_s: float | None, now: datetime) -
 
 
 def share_view(share: dict[str, Any], now: datetime) -> dict[str, Any]:
-    view = {
-        "share_id": share["_id"],
-        "kb": share["kb"],
-        "owner_org": share["owner"],
-        "grantee": share["grantee"],
-        "access": share["access"],
-        "expires_at": iso(share.get("expires_at")),
-        "allow_resharing": bool(share.get("allow_resharing")),
-        "require_attribution": bool(share.get("require_attribution")),
-        "granted_by": share.get("granted_by"),
-        "created_at": iso(share.get("created_at")),
-        "expired": expired(share, now),
-    }
-    if share.get("parent"):
-        view["reshared_from"] = share["parent"]
-    return view
+    return shares_lib.share_view(share, now, kb=share["kb"], owner_org=share["owner"])
 
 
 async def share(
@@ -199,15 +178,8 @@ async def share(
     share_id = existing["_id"] if existing is not None else "kbs-" + secrets.token_hex(12)
     if existing is None:
         await shares.insert_one({"_id": share_id, "owner": target.owner, **key, "created_at": now, **fields})
-    grants = await app.service.grant_index(grantee)  # only the pointer is written there
-    try:
-        await grants.replace_one(
-            {"_id": share_id}, {"_id": share_id, "owner": target.owner, "kb": target.name}, upsert=True
-        )
-    except Exception:
-        if existing is None:
-            await shares.delete_one({"_id": share_id})
-        raise
+    pointer = {"owner": target.owner, "kb": target.name}
+    await shares_lib.file_pointer(app.service, shares, share_id, grantee, pointer, created=existing is None)
     doc = await shares.find_one({"_id": share_id})
     assert doc is not None
     return share_view(doc, now)
