@@ -16,6 +16,7 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, check_kb, invalid, kb_doc, not_found
 from mcpmesh.rag.app import RagApp
 from mcpmesh.rag.documents import ingest
+from mcpmesh.rag.visibility import VisibleTo
 from mcpmesh.service import JobContext
 
 
@@ -25,6 +26,7 @@ class DocumentIn(TypedDict):
     title: NotRequired[str]
     doc_id: NotRequired[str | None]
     metadata: NotRequired[dict[str, Any] | None]
+    visible_to: NotRequired[VisibleTo | None]
 
 
 def check_batch(app: RagApp, documents: list[DocumentIn]) -> None:
@@ -55,6 +57,7 @@ async def run(app: RagApp, job: JobContext, kb: str, documents: list[DocumentIn]
                 title=item.get("title", ""),
                 doc_id=item.get("doc_id"),
                 metadata=item.get("metadata"),
+                visible_to=item.get("visible_to"),
                 replace=False,
             )
             state["chunks"] += 0 if added["unchanged"] else added["chunks"]

@@ -22,6 +22,7 @@ from mcpmesh.rag.chunking import Chunk, chunk
 from mcpmesh.rag.embedding import embed
 from mcpmesh.rag.extract import check_type, extract
 from mcpmesh.rag.kbs import check_room
+from mcpmesh.rag.visibility import EVERYONE, VisibleTo, acl_of, mongo_filter, visible, visible_to_view
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridPoint, point_id_for
 
@@ -69,6 +70,7 @@ def doc_view(doc: dict[str, Any], kb: Kb, *, text: bool = False) -> dict[str, An
         "bytes": doc.get("bytes"),
         "chunks": doc.get("chunks"),
         "metadata": doc.get("metadata", {}),
+        "visible_to": visible_to_view(doc.get("acl", [EVERYONE])),
         "owner_org": kb.owner,
         "created_at": iso(doc.get("created_at")),
         "updated_at": iso(doc.get("updated_at")),
@@ -91,6 +93,8 @@ async def ingest(
     doc_id: str | None,
     metadata: dict[str, Any] | None,
     replace: bool,
+    visible_to: VisibleTo | None = None,
+    sees: Callable[[dict[str, Any]], bool] = lambda doc: True,
     on_chunks: Callable[[int], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Add a document (replace=False) or a new version of one (replace=True) to `kb`.
@@ -105,6 +109,7 @@ async def ingest(
             "document (RAG_MAX_DOCUMENT_BYTES): split it",
         )
     meta = check_metadata(metadata)
+    acl = acl_of(visible_to)
     extracted = extract(content, kind)
     digest = hashlib.sha256(f"{kind}\n{content}".encode()).hexdigest()
     doc_id = check_doc_id(doc_id) if doc_id is not None else f"doc-{digest[:16]}"
@@ -112,7 +117,11 @@ async def ingest(
     documents = await kb.store.collection("documents")
     key = f"{kb.name}/{doc_id}"
     current = await documents.find_one({"_id": key})
-    if current is not None and current.get("hash") == digest:
+    if current is not None and not sees(current):
+        if replace:
+            raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb.name!r}")
+        raise MeshException(ErrorCode.CONFLICT, f"doc_id {doc_id!r} is taken in {kb.name!r}: choose another")
+    if current is not None and current.get("hash") == digest and current.get("acl") == acl:
         return {**doc_view(current, kb), "unchanged": True}
     if current is not None and not replace:
         raise MeshException(
@@ -133,7 +142,7 @@ async def ingest(
         bytes=max(0, size - old_bytes),
     )
     version = int(current["version"]) + 1 if current else 1
-    await _index(app, caller, kb, doc_id, version, title, meta, chunks, on_chunks)
+    await _index(app, caller, kb, doc_id, version, title, {"meta": meta, "acl": acl}, chunks, on_chunks)
     now = utcnow()
     record = {
         "version": version,
@@ -152,6 +161,7 @@ async def ingest(
         "chunks": len(chunks),
         "text": extracted.text,
         "metadata": meta,
+        "acl": acl,
         "updated_at": now,
     }
     if current is None:
@@ -187,7 +197,7 @@ async def _index(
     doc_id: str,
     version: int,
     title: str,
-    meta: dict[str, Any],
+    extra: dict[str, Any],
     chunks: list[Chunk],
     on_chunks: Callable[[int], Awaitable[None]] | None,
 ) -> None:
@@ -210,7 +220,7 @@ async def _index(
                 "start": c.start,
                 "end": c.end,
                 "text": c.text,
-                "meta": meta,
+                **extra,
             },
         )
         for c, vector, text in zip(chunks, vectors, texts, strict=True)
@@ -218,19 +228,24 @@ async def _index(
     await kb.vectors.upsert(kb.name, points)
 
 
+def sees(call: Call) -> Callable[[dict[str, Any]], bool]:
+    return lambda doc: visible(call, doc)
+
+
 async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=False, **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=False, sees=sees(call), **fields)
 
 
 async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=True, **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call), **fields)
 
 
 async def get(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
     target = await resolve(app, call, kb, "read", owner_org)
-    doc = await (await target.store.collection("documents")).find_one({"_id": f"{kb}/{check_doc_id(doc_id)}"})
+    documents = await target.store.collection("documents")
+    doc = await documents.find_one({"_id": f"{kb}/{check_doc_id(doc_id)}", **mongo_filter(call)})
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
     return doc_view(doc, target, text=True)
@@ -242,7 +257,7 @@ async def list_documents(
     if not 1 <= limit <= 100:
         raise invalid("limit must be between 1 and 100")
     target = await resolve(app, call, kb, "read", owner_org)
-    query: dict[str, Any] = {"kb": target.name}
+    query: dict[str, Any] = {"kb": target.name, **mongo_filter(call)}
     if after is not None:
         query["doc_id"] = {"$gt": check_doc_id(after)}
     documents = await target.store.collection("documents")
@@ -258,7 +273,9 @@ async def list_documents(
 async def delete(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
     documents = await target.store.collection("documents")
-    doc = await documents.find_one_and_delete({"_id": f"{target.name}/{check_doc_id(doc_id)}"})
+    doc = await documents.find_one_and_delete(
+        {"_id": f"{target.name}/{check_doc_id(doc_id)}", **mongo_filter(call)}
+    )
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
     await target.vectors.delete_where(target.name, {"doc": doc_id})

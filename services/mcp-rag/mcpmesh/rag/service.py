@@ -13,6 +13,7 @@ from mcpmesh.rag.access import resolve
 from mcpmesh.rag.app import RagApp, lifespan_for
 from mcpmesh.rag.batches import DocumentIn
 from mcpmesh.rag.settings import RagSettings
+from mcpmesh.rag.visibility import VisibleTo
 from mcpmesh.service import Call, JobContext, MeshService, call_of
 from mcpmesh.store import Index
 
@@ -81,10 +82,12 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         doc_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         owner_org: str | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> dict[str, Any]:
         """Add a document (type: text, markdown, html or jsonl) by content: chunked by its structure,
         embedded, indexed. doc_id defaults to one derived from the content, so sending the same
-        content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>."""
+        content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>.
+        visible_to {keys: [key ids], scopes: ['<service>:read|write']} limits who sees it."""
         return await documents.add(
             *served(ctx),
             kb,
@@ -94,6 +97,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
             title=title,
             doc_id=doc_id,
             metadata=metadata,
+            visible_to=visible_to,
         )
 
     @service.job_tool(access="write", resumable=True, budget_s=6 * 3600)
@@ -113,6 +117,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         title: str = "",
         metadata: dict[str, Any] | None = None,
         owner_org: str | None = None,
+        visible_to: VisibleTo | None = None,
     ) -> dict[str, Any]:
         """A new version of a document (the old version's chunks leave the index; versions are listed)."""
         return await documents.update(
@@ -124,6 +129,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
             title=title,
             doc_id=doc_id,
             metadata=metadata,
+            visible_to=visible_to,
         )
 
     @service.tool(access="read", open_world=False)
