@@ -111,7 +111,7 @@ async def test_answer_cites_sources_and_refuses_without_them(rag: Rag) -> None:
     )
     answered = await rag.call(a, "answer", {"kb": "kb1", "question": "When do backups run?"})
     assert answered["answered"] is True and answered["sources"][0]["doc_id"] == "b"
-    assert "[1]" in answered["answer"]  # the offline model echoes the prompt with its numbered sources
+    assert "[1]" in answered["answer"]  # cited (the offline model echoes the question: attribution adds them)
     none = await rag.call(a, "answer", {"kb": "kb1", "question": "quantum chromodynamics gluon"})
     assert none["answered"] is False and none["sources"] == []
 

@@ -3,12 +3,14 @@ with the hits as numbered sources).
 
 Per-org retrieval settings live in `<org>__rag_settings` {_id: "retrieval", ...}; a call may
 override top_k (up to max_top_k), min_score (not below min_score_floor) and dense_weight.
+With require_attribution, an answer that cites no source gets the list of its sources appended.
 A hit is a candidate when its dense similarity reaches min_score or any of its terms matches
 the query lexically (the sparse prefetch); the fused score ranks candidates.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -29,6 +31,7 @@ DEFAULTS: Final[dict[str, Any]] = {
     "require_attribution": True,
 }
 MAX_QUERY_CHARS: Final = 4000
+_CITED: Final = re.compile(r"\[\d+\]")
 FILTER_KEYS: Final = ("doc", "title", "section")
 
 
@@ -181,7 +184,8 @@ async def answer(
             "content": "Answer only from the numbered sources. Cite them as [n] after each claim. If they "
             "do not contain the answer, say so.",
         },
-        {"role": "user", "content": f"Sources:\n{numbered}\n\nQuestion: {question}"},
+        {"role": "user", "content": f"Sources:\n{numbered}"},
+        {"role": "user", "content": f"Question: {question}"},
     ]
     reply = structured(
         await call.call_tool("llm", "chat", {"messages": messages, "model": app.settings.chat_model})
@@ -189,5 +193,7 @@ async def answer(
     content = reply.get("content")
     if not isinstance(content, str):
         raise MeshException(ErrorCode.INTERNAL, "mcp-llm answered chat without text")
+    if found["settings"]["require_attribution"] and not _CITED.search(content):
+        content += "\n\nSources: " + "; ".join(f"[{x['n']}] {x['title']}" for x in sources)
     answered = {"answer": content, "answered": True, "sources": sources, "model": reply.get("model")}
     return {**answered, **({"attribution": found["attribution"]} if "attribution" in found else {})}
