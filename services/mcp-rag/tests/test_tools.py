@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mcpmesh.proto.errors import ErrorCode
+from mcpmesh.rag import RagSettings, build_service
 from mcpmesh.rag.testing import Rag, org
+from mcpmesh.service import StartupError
 
 GUIDE = """# Deployment guide
 
@@ -157,3 +161,9 @@ async def test_bad_input_and_limits(rag: Rag) -> None:
         failed = await rag.fails(a, tool, args)
         assert failed.error is not None and failed.error.code == code, (tool, failed)
         assert "Traceback" not in str(failed)
+
+
+async def test_a_second_replica_on_the_same_local_qdrant_path_stops_at_start_saying_why(rag: Rag) -> None:
+    second = build_service(RagSettings())
+    with pytest.raises(StartupError, match="in use by another process"):
+        await second.started(rag.harness.settings, None)
