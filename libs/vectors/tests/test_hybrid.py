@@ -36,6 +36,12 @@ async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: AsyncQdrantC
         dense=[1.0, 0.0, 0.0], sparse=SparseTerms([42], [1.0]), dense_threshold=0.5, weights=(1.0, 3.0)
     )
     assert (await kb.hybrid_search("docs", lexical_first))[0].payload["name"] == "lexical-match"
+    dense_only = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=SparseTerms([42], [1.0]), weights=(1.0, 0.0))
+    assert [hit.payload["name"] for hit in await kb.hybrid_search("docs", dense_only)][0] == "dense-match"
+    lexical_only = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=SparseTerms([42], [1.0]), weights=(0.0, 1.0))
+    assert [hit.payload["name"] for hit in await kb.hybrid_search("docs", lexical_only)] == ["lexical-match"]
+    no_terms = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=NONE, weights=(0.0, 1.0))
+    assert await kb.hybrid_search("docs", no_terms) == []
     filtered = await kb.hybrid_search("docs", query, filter={"name": "dense-match"})
     assert [hit.id for hit in filtered] == [1]
     info = await kb.kb_info("docs")

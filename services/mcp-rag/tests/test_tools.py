@@ -97,6 +97,11 @@ async def test_hybrid_lexical_match_and_filter(rag: Rag) -> None:
         )
     )["hits"]
     assert [h["doc_id"] for h in hits] == ["pay"]
+    question = {"kb": "kb1", "query": "when are the invoices settled and by whom exactly", "min_score": 0.9}
+    dense_only = await rag.call(a, "search", {**question, "dense_weight": 1.0})
+    assert dense_only["hits"] == []  # the dense retriever alone misses it
+    lexical_only = await rag.call(a, "search", {**question, "dense_weight": 0.0})
+    assert [h["doc_id"] for h in lexical_only["hits"]] == ["pay"]
     only_ops = (
         await rag.call(
             a, "search", {"kb": "kb1", "query": "invoices servers", "filter": {"meta.team": "ops"}}

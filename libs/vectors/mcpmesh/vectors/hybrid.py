@@ -72,17 +72,27 @@ class HybridQuery:
     rrf_k: int = 60
 
 
-def prefetches(query: HybridQuery, where: models.Filter | None) -> list[models.Prefetch]:
-    fetched = [
-        models.Prefetch(
-            query=validate_vector(query.dense),
-            using=DENSE,
-            limit=query.candidates,
-            filter=where,
-            score_threshold=query.dense_threshold,
+def plan(query: HybridQuery, where: models.Filter | None) -> tuple[list[models.Prefetch], models.RrfQuery]:
+    """The prefetches (a retriever whose weight is 0 is left out, and the sparse one when the
+    query has no terms) and the weighted RRF fusing them."""
+    dense = validate_vector(query.dense)
+    if any(w < 0 or not math.isfinite(w) for w in query.weights) or sum(query.weights) <= 0:
+        raise InvalidVector("hybrid weights must be finite, non-negative and not both zero")
+    fetched: list[models.Prefetch] = []
+    weights: list[float] = []
+    dense_weight, sparse_weight = query.weights
+    if dense_weight > 0:
+        fetched.append(
+            models.Prefetch(
+                query=dense,
+                using=DENSE,
+                limit=query.candidates,
+                filter=where,
+                score_threshold=query.dense_threshold,
+            )
         )
-    ]
-    if query.sparse.indices:
+        weights.append(dense_weight)
+    if sparse_weight > 0 and query.sparse.indices:
         fetched.append(
             models.Prefetch(
                 query=query.sparse.to_qdrant(),
@@ -92,10 +102,5 @@ def prefetches(query: HybridQuery, where: models.Filter | None) -> list[models.P
                 score_threshold=query.sparse_threshold,
             )
         )
-    return fetched
-
-
-def fusion(query: HybridQuery, n: int) -> models.RrfQuery:
-    if any(w < 0 or not math.isfinite(w) for w in query.weights) or sum(query.weights) <= 0:
-        raise InvalidVector("hybrid weights must be finite, non-negative and not both zero")
-    return models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=list(query.weights[:n])))
+        weights.append(sparse_weight)
+    return fetched, models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=weights))

@@ -9,7 +9,7 @@ from qdrant_client import AsyncQdrantClient, models
 
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
-from mcpmesh.vectors.hybrid import DENSE, SPARSE, HybridPoint, HybridQuery, fusion, prefetches
+from mcpmesh.vectors.hybrid import DENSE, SPARSE, HybridPoint, HybridQuery, plan
 from mcpmesh.vectors.naming import kb_collection_name, kb_of
 from mcpmesh.vectors.points import (
     DISTANCES,
@@ -148,12 +148,14 @@ class TenantVectors:
         name = self._name(kb)
         if query.limit < 1 or query.candidates < query.limit:
             raise InvalidVector("limit must be at least 1 and at most the number of candidates")
-        fetched = prefetches(query, build_filter(filter))
+        fetched, fusion = plan(query, build_filter(filter))
+        if not fetched:
+            return []  # lexical only, and the query has no terms
         try:
             response = await self._client.query_points(
                 name,
                 prefetch=fetched,
-                query=fusion(query, len(fetched)),
+                query=fusion,
                 limit=query.limit,
                 with_payload=True,
             )
