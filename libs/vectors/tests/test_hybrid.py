@@ -37,7 +37,7 @@ async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: AsyncQdrantC
     )
     assert (await kb.hybrid_search("docs", lexical_first))[0].payload["name"] == "lexical-match"
     dense_only = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=SparseTerms([42], [1.0]), weights=(1.0, 0.0))
-    assert [hit.payload["name"] for hit in await kb.hybrid_search("docs", dense_only)][0] == "dense-match"
+    assert (await kb.hybrid_search("docs", dense_only))[0].payload["name"] == "dense-match"
     lexical_only = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=SparseTerms([42], [1.0]), weights=(0.0, 1.0))
     assert [hit.payload["name"] for hit in await kb.hybrid_search("docs", lexical_only)] == ["lexical-match"]
     no_terms = HybridQuery(dense=[1.0, 0.0, 0.0], sparse=NONE, weights=(0.0, 1.0))
