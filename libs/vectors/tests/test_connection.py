@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from mcpmesh.vectors import QdrantSettings, Vectors, connect_qdrant
+from mcpmesh.vectors import QdrantPathInUse, QdrantSettings, Vectors, connect_qdrant
 from mcpmesh.vectors.connection import client_options
 
 
@@ -63,3 +64,10 @@ async def test_memory_mode_keeps_nothing_on_disk(tmp_path: Path, monkeypatch: py
         assert entries(tmp_path) == []
     finally:
         await client.close()
+
+
+def test_a_second_client_on_a_local_path_is_refused_clearly(tmp_path: Path) -> None:
+    first = connect_qdrant(None, path=str(tmp_path / "q"))
+    with pytest.raises(QdrantPathInUse, match=r"in use by another process.*QDRANT_URL"):
+        connect_qdrant(None, path=str(tmp_path / "q"))
+    asyncio.run(first.close())

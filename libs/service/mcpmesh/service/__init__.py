@@ -12,7 +12,7 @@ from mcpmesh.service.server import (
     Lifespan,
     MeshService,
 )
-from mcpmesh.service.settings import JobSettings, ServiceSettings
+from mcpmesh.service.settings import JobSettings, ServiceSettings, StartupError
 from mcpmesh.service.vault import TOOL_SECRET_ARGS_META
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "MeshService",
     "ServiceSettings",
     "Shared",
+    "StartupError",
     "call_of",
     "run",
 ]

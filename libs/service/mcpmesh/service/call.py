@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -187,7 +188,10 @@ class Call(ServiceCaller):
         finds a grant for this caller now; else None. See `mcpmesh.service.grants`."""
         from mcpmesh.service.grants import reach_shared
 
-        return await reach_shared(self.service.store, self.org_id, owner_org, check)
+        shared = await reach_shared(self.service.store, self.org_id, owner_org, check)
+        if shared is not None and self.service.uses_vectors:
+            shared = dataclasses.replace(shared, vectors=self.service.vectors.for_tenant(shared.owner))
+        return shared
 
     def state(self, kind: type[S]) -> S:
         """The service's state, as its lifespan yielded it (`MeshService(lifespan=...)`)."""

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mcpmesh.store import Store, TenantStore
+
+if TYPE_CHECKING:
+    from mcpmesh.vectors import TenantVectors
 
 G = TypeVar("G")
 
@@ -31,10 +34,12 @@ GrantCheck = Callable[[TenantStore], Awaitable[G | None]]
 
 @dataclass(frozen=True)
 class Shared(Generic[G]):
-    """Another org's store, reached with `grant` (checked on this access, never cached)."""
+    """Another org's store, reached with `grant` (checked on this access, never cached), and
+    its knowledge bases when the service uses vectors (`MeshService(uses_vectors=True)`)."""
 
     store: TenantStore
     grant: G
+    vectors: TenantVectors | None = None
 
     @property
     def owner(self) -> str:

@@ -44,7 +44,7 @@ from mcpmesh.service.call import CURRENT_CALL, Call
 from mcpmesh.service.cancel import on_notice
 from mcpmesh.service.micro import add_concurrent_endpoint
 from mcpmesh.service.server import MeshService
-from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.service.settings import ServiceSettings, StartupError
 from mcpmesh.service.vault import SECRETS_METADATA
 from mcpmesh.store import StoreNotConfigured
 from mcpmesh.telemetry.logs import configure_logging, get_logger
@@ -346,7 +346,7 @@ def run(service: MeshService, argv: Sequence[str] | None = None) -> None:
 
     try:
         asyncio.run(main())
-    except (StoreNotConfigured, SecretsConfigError) as exc:  # the store server, the secrets' master key
+    except (StoreNotConfigured, SecretsConfigError, StartupError) as exc:  # store, master key, Qdrant path
         sys.exit(f"mcpmesh-{service.name}: {exc}")
     except KeyboardInterrupt:
         sys.exit(130)

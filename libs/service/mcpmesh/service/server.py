@@ -70,7 +70,7 @@ from mcpmesh.service.admission import Overloaded
 from mcpmesh.service.arguments import describe_invalid_arguments
 from mcpmesh.service.call import CURRENT_CALL, Call, SettingsCache
 from mcpmesh.service.cancel import RunningCalls
-from mcpmesh.service.settings import ServiceSettings
+from mcpmesh.service.settings import ServiceSettings, StartupError
 from mcpmesh.telemetry.logs import bind_request, get_logger, update_request
 from mcpmesh.telemetry.metrics import Metrics
 from mcpmesh.telemetry.tracing import ORG_ATTRIBUTE, extract_context, tracer
@@ -476,6 +476,13 @@ class MeshService:
         self.metrics.configure(settings.metrics)
         if self.store_kinds:
             _ = self.store
+        if self.uses_vectors:  # local mode's directory held by another process: stop here, saying so
+            from mcpmesh.vectors import QdrantPathInUse
+
+            try:
+                _ = self.vectors
+            except QdrantPathInUse as exc:
+                raise StartupError(str(exc)) from None
         if self.keeps_secrets:  # no master key: stop here (SecretsConfigError names the variable)
             from mcpmesh.service.vault import load_master_keys
 

@@ -29,6 +29,11 @@ def _float(name: str, default: float) -> float:
     return float(_env(name, str(default)) or default)
 
 
+class StartupError(RuntimeError):
+    """The service cannot start (e.g. its Qdrant local-mode directory is held by another
+    process); the message says why and what to do. The runner stops with it."""
+
+
 @dataclass(frozen=True)
 class JobSettings:
     """Durable jobs (mcpmesh.service.jobs): leases, heartbeats, the sweeper, retention."""

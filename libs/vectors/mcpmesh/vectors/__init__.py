@@ -1,8 +1,9 @@
 """Qdrant for mcpmesh: the only code that touches it; knowledge bases scoped to one tenant."""
 
 from mcpmesh.proto.ids import InvalidIdentifier
-from mcpmesh.vectors.connection import QdrantSettings, connect_qdrant
+from mcpmesh.vectors.connection import QdrantPathInUse, QdrantSettings, connect_qdrant
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
+from mcpmesh.vectors.hybrid import HybridPoint, HybridQuery, SparseTerms
 from mcpmesh.vectors.naming import validate_kb_name
 from mcpmesh.vectors.points import (
     Distance,
@@ -22,6 +23,8 @@ __all__ = [
     "Distance",
     "ExportedPoint",
     "Hit",
+    "HybridPoint",
+    "HybridQuery",
     "InvalidIdentifier",
     "InvalidVector",
     "KbExport",
@@ -30,7 +33,9 @@ __all__ = [
     "PayloadFilter",
     "Point",
     "PointId",
+    "QdrantPathInUse",
     "QdrantSettings",
+    "SparseTerms",
     "TenantVectors",
     "UnknownKnowledgeBase",
     "Vectors",

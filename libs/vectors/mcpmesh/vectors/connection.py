@@ -47,9 +47,27 @@ def connect_qdrant(
     """A server client when `url` is given; else local mode at `path` (default `QDRANT_PATH`
     or `.mesh/qdrant`), or in memory when `path` is `:memory:`.
 
-    Local mode locks its directory: one client per path at a time, so share the client.
+    Local mode locks its directory: one client per path at a time, so share the client; a
+    second one (another process) raises QdrantPathInUse.
     """
-    return AsyncQdrantClient(**client_options(url, path=path, api_key=api_key))
+    options = client_options(url, path=path, api_key=api_key)
+    try:
+        return AsyncQdrantClient(**options)
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        raise QdrantPathInUse(options.get("path", "")) from None
+
+
+class QdrantPathInUse(RuntimeError):
+    """Local mode's directory is held by another process (one replica per path)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"Qdrant local mode at QDRANT_PATH={path} is in use by another process: local mode serves one "
+            "replica per directory; stop the other one, give this one another QDRANT_PATH, or set QDRANT_URL "
+            "to a Qdrant server to run several replicas"
+        )
 
 
 def client_options(url: str | None, *, path: str | None = None, api_key: str | None = None) -> ClientOptions:

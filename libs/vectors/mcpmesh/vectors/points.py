@@ -86,7 +86,7 @@ class KbInfo:
 class ExportedPoint:
     kb: str
     id: PointId
-    vector: list[float]
+    vector: list[float] | dict[str, Any]  # named vectors (a hybrid kb): {name: list or sparse}
     payload: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:

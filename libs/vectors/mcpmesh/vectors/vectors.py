@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection, Sequence
+from typing import Any
 
 from qdrant_client import AsyncQdrantClient, models
 
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
+from mcpmesh.vectors.hybrid import DENSE, SPARSE, HybridPoint, HybridQuery, plan
 from mcpmesh.vectors.naming import kb_collection_name, kb_of
 from mcpmesh.vectors.points import (
     DISTANCES,
@@ -113,6 +115,55 @@ class TenantVectors:
             raise KnowledgeBaseMismatch(kb, f"size {size}, {distance}", f"size {info.size}, {info.distance}")
         return False
 
+    async def ensure_hybrid_kb(self, kb: str, size: int) -> bool:
+        """Create a hybrid knowledge base (dense cosine `size` + sparse with IDF, see
+        mcpmesh.vectors.hybrid) unless it exists; True when created."""
+        name = self._name(kb)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidVector(f"vector size must be a positive integer, not {size!r}")
+        if not await self._client.collection_exists(name):
+            try:
+                await self._client.create_collection(
+                    name,
+                    vectors_config={DENSE: models.VectorParams(size=size, distance=models.Distance.COSINE)},
+                    sparse_vectors_config={SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)},
+                )
+                return True
+            except Exception:
+                if not await self._client.collection_exists(name):
+                    raise
+        info = await self._client.get_collection(name)
+        params = info.config.params.vectors
+        dense = params.get(DENSE) if isinstance(params, dict) else None
+        if dense is None or dense.size != size:
+            found = f"size {dense.size}" if dense is not None else "no hybrid vectors"
+            raise KnowledgeBaseMismatch(kb, f"hybrid, size {size}", found)
+        return False
+
+    async def hybrid_search(
+        self, kb: str, query: HybridQuery, filter: PayloadFilter | models.Filter | None = None
+    ) -> list[Hit]:
+        """The best `query.limit` points of a hybrid kb: dense and sparse candidates (each
+        within its threshold) fused by RRF; the score is the fused one."""
+        name = self._name(kb)
+        if query.limit < 1 or query.candidates < query.limit:
+            raise InvalidVector("limit must be at least 1 and at most the number of candidates")
+        fetched, fusion = plan(query, build_filter(filter))
+        if not fetched:
+            return []  # lexical only, and the query has no terms
+        try:
+            response = await self._client.query_points(
+                name,
+                prefetch=fetched,
+                query=fusion,
+                limit=query.limit,
+                with_payload=True,
+            )
+        except Exception:
+            await self._raise_clear_error(kb, {len(query.dense)})
+            raise
+        return _hits(response)
+
     async def kb_info(self, kb: str) -> KbInfo:
         name = self._name(kb)
         try:
@@ -121,6 +172,8 @@ class TenantVectors:
             await self._raise_if_missing(kb)
             raise
         params = info.config.params.vectors
+        if isinstance(params, dict) and DENSE in params:  # a hybrid kb: its dense vector
+            params = params[DENSE]
         if not isinstance(params, models.VectorParams):
             raise KnowledgeBaseMismatch(kb, "one unnamed vector", "named vectors")
         count = await self._client.count(name, exact=True)
@@ -140,8 +193,9 @@ class TenantVectors:
         await self._client.delete_collection(name)
         return True
 
-    async def upsert(self, kb: str, points: Sequence[Point]) -> None:
-        """Insert or replace points (same id: replaced). Waits until they are searchable."""
+    async def upsert(self, kb: str, points: Sequence[Point] | Sequence[HybridPoint]) -> None:
+        """Insert or replace points (same id: replaced); `HybridPoint`s into a hybrid kb. Waits
+        until they are searchable."""
         name = self._name(kb)
         structs = [point.to_qdrant() for point in points]
         if not structs:
@@ -149,7 +203,8 @@ class TenantVectors:
         try:
             await self._client.upsert(name, points=structs, wait=True)
         except Exception:
-            await self._raise_clear_error(kb, {len(point.vector) for point in points})
+            sizes = {len(p.dense) if isinstance(p, HybridPoint) else len(p.vector) for p in points}
+            await self._raise_clear_error(kb, sizes)
             raise
 
     async def search(
@@ -178,10 +233,7 @@ class TenantVectors:
         except Exception:
             await self._raise_clear_error(kb, {len(query)})
             raise
-        return [
-            Hit(id=plain_point_id(p.id), score=p.score, payload=dict(p.payload or {}))
-            for p in response.points
-        ]
+        return _hits(response)
 
     async def delete_points(self, kb: str, ids: Sequence[PointId]) -> None:
         name = self._name(kb)
@@ -261,6 +313,8 @@ class TenantVectors:
         except Exception:
             return
         params = info.config.params.vectors
+        if isinstance(params, dict):
+            params = params.get(DENSE)
         if isinstance(params, models.VectorParams) and any(size != params.size for size in sizes):
             got = ", ".join(str(size) for size in sorted(sizes))
             raise InvalidVector(
@@ -268,7 +322,23 @@ class TenantVectors:
             ) from None
 
 
-def _plain_vector(vector: object) -> list[float]:
+def _hits(response: models.QueryResponse) -> list[Hit]:
+    return [
+        Hit(id=plain_point_id(p.id), score=p.score, payload=dict(p.payload or {})) for p in response.points
+    ]
+
+
+def _plain_vector(vector: object) -> list[float] | dict[str, Any]:
+    """One unnamed dense vector as a list; named ones (a hybrid kb) as {name: list or
+    {"indices", "values"}}."""
     if isinstance(vector, list) and all(isinstance(x, int | float) for x in vector):
         return [float(x) for x in vector]
-    raise TypeError("expected one unnamed dense vector per point")
+    if isinstance(vector, dict):
+        plain: dict[str, Any] = {}
+        for key, value in vector.items():
+            if isinstance(value, models.SparseVector):
+                plain[key] = {"indices": list(value.indices), "values": list(value.values)}
+            else:
+                plain[key] = _plain_vector(value)
+        return plain
+    raise TypeError("expected dense or named vectors")

@@ -22,6 +22,7 @@ from mcpmesh.context.inputs import (
 from mcpmesh.context.lifecycle import peek
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
+from mcpmesh.service.shares import Chain, file_pointer, narrowed
 from mcpmesh.store import TenantStore
 
 
@@ -89,19 +90,13 @@ async def share(
         key = {"target": "namespace", "namespace": namespace}
     if grantee == owner.org_id:
         raise invalid("the grantee is the owner of this context: it has full access already")
-    if parent is not None:
-        if level == "write" and parent.access != "write":
-            raise MeshException(
-                ErrorCode.FORBIDDEN, "your org has read access only: it cannot grant write access"
-            )
-        if parent.expires_at is not None:
-            if expires is None:
-                expires = parent.expires_at
-            elif expires > parent.expires_at:
-                raise invalid(
-                    f"expires_at cannot be later than your own grant's expiry ({iso(parent.expires_at)})"
-                )
-        require_attribution = require_attribution or parent.require_attribution
+    expires, require_attribution = narrowed(
+        None if parent is None else Chain({}, parent.access, parent.expires_at, parent.require_attribution),
+        level,
+        expires,
+        require_attribution,
+        what="context",
+    )
 
     shares = await owner.collection("shares")
     fields = {
@@ -128,13 +123,7 @@ async def share(
             }
         )
     pointer = {"owner": owner.org_id, **key, "created_at": now}
-    grants = await app.service.grant_index(grantee)  # only the pointer is written there
-    try:
-        await grants.replace_one({"_id": share_id}, {"_id": share_id, **pointer}, upsert=True)
-    except Exception:
-        if existing is None:
-            await shares.delete_one({"_id": share_id})
-        raise
+    await file_pointer(app.service, shares, share_id, grantee, pointer, created=existing is None)
     doc = await shares.find_one({"_id": share_id})
     assert doc is not None
     return share_view(doc, now)

@@ -1,0 +1,93 @@
+"""mcp-rag end to end through the gateway, with mcp-llm (offline provider) on the bus: a batch of
+200 documents is ingested as a job that embeds through mcp-llm with the job's ticket, reports
+documents and chunks done as it goes, and its documents are then found by search."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcpmesh.llm import LlmSettings
+from mcpmesh.llm import build_service as build_llm
+from mcpmesh.rag import RagSettings, build_service
+from mcpmesh.secrets import new_master_key_entry
+from mcpmesh.service import ServiceSettings
+from tests.gateway.conftest import Gateway, Mesh
+from tests.gateway.test_job_hops import tool
+
+
+@pytest.fixture
+async def rag_mesh(mesh: Mesh, tmp_path: Path) -> AsyncIterator[tuple[Mesh, Gateway]]:
+    llm_store = ServiceSettings(
+        mongodb_url=mesh.mongo_url,
+        mongodb_database=mesh.database + "_llm",
+        secrets_keys=new_master_key_entry("t1"),
+    )
+    await mesh.service(build_llm(LlmSettings()), llm_store)
+    rag_store = ServiceSettings(
+        mongodb_url=mesh.mongo_url, mongodb_database=mesh.database + "_rag", qdrant_path=str(tmp_path / "q")
+    )
+    await mesh.service(
+        build_service(RagSettings(chunk_tokens=40, chunk_overlap=8, embed_batch=16)), rag_store
+    )
+    gw = await mesh.gateway()
+    await mesh.wait_discovered("llm", "rag")
+    yield mesh, gw
+
+
+async def test_a_batch_of_200_documents_is_ingested_as_a_job_with_progress(rag_mesh: Any) -> None:
+    mesh, gw = rag_mesh
+    _org, key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"])
+    created = await tool(gw, key, "rag_create_kb", {"kb": "faq"})
+    assert created["isError"] is False, created
+    documents = [
+        {"content": f"Question {i}: item code QX{i:04d} ships from depot {i % 7}.", "doc_id": f"q{i}"}
+        for i in range(200)
+    ]
+    documents.append({"content": "   ", "doc_id": "empty"})
+    started = (await tool(gw, key, "rag_add_documents", {"kb": "faq", "documents": documents}))[
+        "structuredContent"
+    ]
+    seen: list[dict[str, Any]] = []
+    for _ in range(600):
+        view = (await tool(gw, key, "rag_job_status", {"job_id": started["job_id"]}))["structuredContent"]
+        if view.get("partial"):
+            seen.append(view["partial"])
+        if view["status"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert view["status"] == "succeeded", view
+    assert view["progress"] == view["total"] == 201
+    result = (await tool(gw, key, "rag_job_result", {"job_id": started["job_id"]}))["structuredContent"]
+    assert result["documents"] == 201 and result["failed"] == 1 and result["chunks_added"] == 200
+    assert result["results"][-1]["error"]["code"] == "invalid_request"
+    done = [p["documents_done"] for p in seen]
+    assert done == sorted(done) and done[-1] == 201
+    found = (await tool(gw, key, "rag_search", {"kb": "faq", "query": "QX0123"}))["structuredContent"]
+    assert found["hits"][0]["doc_id"] == "q123"
+
+
+async def test_a_batch_job_can_be_cancelled_and_keeps_what_it_finished(rag_mesh: Any) -> None:
+    mesh, gw = rag_mesh
+    _org, key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"])
+    await tool(gw, key, "rag_create_kb", {"kb": "faq"})
+    documents = [{"content": f"Entry {i} about topic {i}."} for i in range(200)]
+    started = (await tool(gw, key, "rag_add_documents", {"kb": "faq", "documents": documents}))[
+        "structuredContent"
+    ]
+    job = {"job_id": started["job_id"]}
+    for _ in range(400):  # wait for the first document to be done
+        view = (await tool(gw, key, "rag_job_status", job))["structuredContent"]
+        if (view.get("partial") or {}).get("documents_done"):
+            break
+        await asyncio.sleep(0.05)
+    cancelled = (await tool(gw, key, "rag_job_cancel", job))["structuredContent"]
+    assert cancelled["status"] == "cancelled"
+    done = (await tool(gw, key, "rag_job_status", job))["structuredContent"]["partial"]["documents_done"]
+    kb = (await tool(gw, key, "rag_get_kb", {"kb": "faq"}))["structuredContent"]
+    # What it finished stays (a document in flight at the cancel may still land); the rest never ran.
+    assert 1 <= done <= kb["documents"] < 200
