@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+import warnings
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Annotated, Any
@@ -306,12 +307,18 @@ async def mesh(private_nats: LocalNatsServer, mongo_url: str) -> AsyncIterator[M
 
 
 async def drop_databases(mongo_url: str, prefix: str) -> None:
-    """Drop the test's databases (its gateway's, and its services' named after it)."""
+    """Drop the test's databases (its gateway's, and its services' named after it). Cleanup
+    only (the names are the test's own): bounded, so a stalled store cannot hang the session."""
     client = connect_database(mongo_url, prefix).client
-    for name in await client.list_database_names():
-        if name.startswith(prefix):
-            await client.drop_database(name)
-    client.close()
+    try:
+        async with asyncio.timeout(30):
+            for name in await client.list_database_names():
+                if name.startswith(prefix):
+                    await client.drop_database(name)
+    except TimeoutError:
+        warnings.warn(f"databases {prefix}* not dropped within 30 s: left on the test store", stacklevel=1)
+    finally:
+        client.close()
 
 
 @pytest.fixture
