@@ -41,10 +41,10 @@ def test_values_are_read_and_typed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "message"),
     [
-        ({"LLM_PROVIDER_TIMEOUT_S": "soon"}, "LLM_PROVIDER_TIMEOUT_S is not a valid float"),
+        ({"LLM_PROVIDER_TIMEOUT_S": "soon"}, "LLM_PROVIDER_TIMEOUT_S='soon' is not a valid float"),
         ({"LLM_PROVIDERS": "{}"}, "LLM_PROVIDERS must be a JSON list"),
         ({"LLM_ALIASES": "[1]"}, "LLM_ALIASES must be a JSON object"),
-        ({"LLM_ALLOW_PRIVATE_ENDPOINTS": "maybe"}, "LLM_ALLOW_PRIVATE_ENDPOINTS is not a valid bool"),
+        ({"LLM_ALLOW_PRIVATE_ENDPOINTS": "maybe"}, "LLM_ALLOW_PRIVATE_ENDPOINTS='maybe' is not a valid bool"),
         ({"LLM_PROVIDER_TIMEOUT_S": "0"}, "must be positive"),
     ],
 )

@@ -1,6 +1,7 @@
 """The service kit: write an MCP service with the `mcp` SDK, serve it on the tenant-stamped bus."""
 
 from mcpmesh.service.call import Call, call_of
+from mcpmesh.service.envsettings import settings_from_env
 from mcpmesh.service.grants import Shared
 from mcpmesh.service.jobs import JobContext
 from mcpmesh.service.run import BusServer, run
@@ -32,4 +33,5 @@ __all__ = [
     "StartupError",
     "call_of",
     "run",
+    "settings_from_env",
 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from mcpmesh.service.envsettings import settings_from_env
 
 _PREFIX = "DXP_"
 
@@ -41,23 +42,4 @@ class DxpSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DxpSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str, default: float) -> float:
-            raw = env.get(_PREFIX + name, "")
-            try:
-                return float(raw) if raw.strip() else default
-            except ValueError:
-                raise ValueError(f"{_PREFIX}{name}={raw!r} is not a number") from None
-
-        return cls(
-            api_url=env.get(_PREFIX + "API_URL", "").strip() or cls.api_url,
-            allow_http=env.get(_PREFIX + "ALLOW_HTTP", "").strip().lower() in ("1", "true", "yes"),
-            timeout_s=get("TIMEOUT_S", cls.timeout_s),
-            retries=int(get("RETRIES", cls.retries)),
-            backoff_s=get("BACKOFF_S", cls.backoff_s),
-            max_retry_after_s=get("MAX_RETRY_AFTER_S", cls.max_retry_after_s),
-            per_minute=int(get("PER_MINUTE", cls.per_minute)),
-            per_hour=int(get("PER_HOUR", cls.per_hour)),
-            monitor_poll_s=get("MONITOR_POLL_S", cls.monitor_poll_s),
-        )
+        return settings_from_env(cls, _PREFIX, environ)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mcpmesh.logs.analysis import Limits
+from mcpmesh.service.envsettings import settings_from_env
 
 _PREFIX = "LOGS_"
 
@@ -39,20 +39,4 @@ class LogsSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LogsSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str, default: float) -> float:
-            raw = env.get(_PREFIX + name, "")
-            try:
-                return float(raw) if raw.strip() else default
-            except ValueError:
-                raise ValueError(f"{_PREFIX}{name}={raw!r} is not a number") from None
-
-        return cls(
-            max_inline_bytes=int(get("MAX_INLINE_BYTES", cls.max_inline_bytes)),
-            max_blobs=int(get("MAX_BLOBS", cls.max_blobs)),
-            read_timeout_s=get("READ_TIMEOUT_S", cls.read_timeout_s),
-            max_paths=int(get("MAX_PATHS", cls.max_paths)),
-            series_buckets=int(get("SERIES_BUCKETS", cls.series_buckets)),
-            allow_http=env.get(_PREFIX + "ALLOW_HTTP", "").strip().lower() in ("1", "true", "yes"),
-        )
+        return settings_from_env(cls, _PREFIX, environ)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.service.envsettings import settings_from_env
 
 
 @dataclass(frozen=True)
@@ -56,24 +56,7 @@ class ContextSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ContextSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(_ENV_PREFIX + f.name.upper())
-            if raw in (None, ""):
-                continue
-            default: object = f.default
-            try:
-                values[f.name] = (
-                    raw
-                    if isinstance(default, str)
-                    else (float(raw) if isinstance(default, float) else int(raw))
-                )
-            except ValueError:
-                raise ValueError(
-                    f"{_ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {type(default).__name__}"
-                ) from None
-        return cls(**values)  # type: ignore[arg-type]
+        return settings_from_env(cls, _ENV_PREFIX, environ)
 
 
 _ENV_PREFIX = "CONTEXT_"

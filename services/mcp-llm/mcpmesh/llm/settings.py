@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+
+from mcpmesh.service.envsettings import parse_value, settings_from_env
 
 _ENV_PREFIX: Final = "LLM_"
 
@@ -62,33 +63,8 @@ class LlmSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> LlmSettings:
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        table = env.get("LLM_PROVIDERS_FILE")
-        for f in fields(cls):
-            name = _ENV_PREFIX + f.name.upper()
-            raw = env.get(name)
-            if f.name == "providers" and not raw and table:
-                raw, name = Path(table).read_text(), "LLM_PROVIDERS_FILE"
-            if raw in (None, ""):
-                continue
-            values[f.name] = _parse(name, raw, f.type)
-        return cls(**values)
-
-
-def _parse(name: str, raw: str, kind: object) -> Any:
-    try:
-        if kind == "bool":
-            if raw.lower() not in ("1", "true", "yes", "0", "false", "no"):
-                raise ValueError
-            return raw.lower() in ("1", "true", "yes")
-        if kind == "float":
-            return float(raw)
-        if kind == "int":
-            return int(raw)
-        value = json.loads(raw)
-    except ValueError:
-        raise ValueError(f"{name} is not a valid {kind}") from None
-    expected = list if str(kind).startswith("list") else dict
-    if not isinstance(value, expected):
-        raise ValueError(f"{name} must be a JSON {'list' if expected is list else 'object'}")
-    return value
+        table = env.get("LLM_PROVIDERS_FILE", "").strip()
+        if table and not env.get(_ENV_PREFIX + "PROVIDERS", "").strip():
+            providers = parse_value("LLM_PROVIDERS_FILE", Path(table).read_text(), list)
+            return settings_from_env(cls, _ENV_PREFIX, env, providers=providers)
+        return settings_from_env(cls, _ENV_PREFIX, env)

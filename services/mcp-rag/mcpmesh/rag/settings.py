@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Final
+from typing import Final
 
 from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.service.envsettings import settings_from_env
 
 _ENV_PREFIX: Final = "RAG_"
 
@@ -70,20 +70,7 @@ class RagSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RagSettings:
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(_ENV_PREFIX + f.name.upper())
-            if f.name == "limits" or raw in (None, ""):
-                continue
-            default: object = f.default
-            try:
-                values[f.name] = raw if isinstance(default, str) else int(raw)
-            except ValueError:
-                raise ValueError(
-                    f"{_ENV_PREFIX}{f.name.upper()}={raw!r} is not a valid {type(default).__name__}"
-                ) from None
-        return cls(**values)
+        return settings_from_env(cls, _ENV_PREFIX, environ, skip=("limits",))
 
 
 def _merged_limits(base: dict[str, TierLimits], raw: str) -> dict[str, TierLimits]:
