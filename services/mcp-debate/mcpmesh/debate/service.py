@@ -1,0 +1,197 @@
+"""The debate service: debates owned by one org, run as durable jobs through mcp-llm, with their
+transcripts kept as contexts in mcp-context (both called over the bus as the debate's org)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mcp.server.mcpserver import Context
+
+from mcpmesh.debate import analytics, debates
+from mcpmesh.debate.engine import Runner, Stopped, now
+from mcpmesh.debate.limits import limits_for
+from mcpmesh.debate.participants import SYSTEM
+from mcpmesh.debate.protocols import PROTOCOLS, protocol
+from mcpmesh.debate.settings import DebateSettings
+from mcpmesh.debate.storage import STORE_KINDS
+from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service import Call, JobContext, MeshService, call_of
+
+INSTRUCTIONS = """\
+Multi-agent debates for your organization. create a debate (topic, protocol: society | mad |
+panel, participants: your personas {name, role, instructions, model} or system participants
+{system: judge | devils_advocate | summarizer}, rounds), then run it: run answers at once with a
+job id; follow it with get / job_status, read the transcript so far with transcript, stop it
+with cancel. Templates keep a protocol, personas and rounds to start debates from. analytics
+sums up your debates and suggests savings."""
+
+
+async def _check_models(call: Call, spec: dict[str, Any]) -> None:
+    """Every participant's model must be one the org may use (mcp-llm decides)."""
+    for model in sorted({p["model"] for p in debates.everyone(spec)}):
+        try:
+            await call.call_tool("llm", "count_tokens", {"text": "ok", "model": model}, on_progress=None)
+        except MeshException as exc:
+            raise MeshException(exc.error.code, f"model {model!r}: {exc.error.message}") from None
+
+
+def build_service(settings: DebateSettings | None = None) -> MeshService:
+    """A fresh debate service (settings from the environment unless given)."""
+    settings = settings or DebateSettings.from_env()
+    service = MeshService(
+        "debate",
+        description="Multi-agent debates (society of minds, MAD, panels) per tenant",
+        instructions=INSTRUCTIONS,
+        store_kinds=STORE_KINDS,
+    )
+
+    @service.tool(access="read", open_world=False)
+    async def protocols() -> dict[str, Any]:
+        """The debate protocols and the system participants every org may use."""
+        return {
+            "protocols": [{"name": p.name, "description": p.description} for p in PROTOCOLS.values()],
+            "system_participants": {k: {"name": v["name"], "role": v["role"]} for k, v in SYSTEM.items()},
+        }
+
+    @service.tool(access="write", idempotent=False, destructive=False, budget_s=60)
+    async def create(
+        ctx: Context,
+        topic: str,
+        protocol: str | None = None,
+        participants: list[dict[str, Any]] | None = None,
+        rounds: int | None = None,
+        judge: dict[str, Any] | None = None,
+        summarizer: dict[str, Any] | None = None,
+        template: str | None = None,
+    ) -> dict[str, Any]:
+        """A new debate (not started: run it). protocol: society (default), mad or panel;
+        participants: personas {name, role?, instructions?, model?} or {system: judge |
+        devils_advocate | summarizer, model?}; rounds (default 2, bounded by your tier); judge
+        (mad: default the system judge); summarizer (panel, optional); template: start from one of
+        your templates (the arguments given override it). Its transcript is a new context."""
+        call = call_of(ctx)
+        raw: dict[str, Any] = dict(await debates.template_raw(call.store, template)) if template else {}
+        given = {"protocol": protocol, "participants": participants, "rounds": rounds, "judge": judge, "summarizer": summarizer}
+        raw.update({k: v for k, v in given.items() if v is not None})
+        topic = debates.checked_topic(topic)
+        spec = debates.spec_of(raw, limits_for(call.stamp.tier))
+        await _check_models(call, spec)
+        made = await call.call_tool(
+            "context",
+            "create",
+            {"title": f"debate: {topic[:200]}", "namespace": settings.namespace, "tags": ["debate", spec["protocol"]]},
+            on_progress=None,
+        )
+        doc = await debates.insert(call.store, topic, spec, made["structuredContent"]["ctx_id"], template)
+        return debates.view(doc)
+
+    @service.job_tool(access="write", resumable=True, budget_s=3600, idempotency_key="debate_id")
+    async def run(debate_id: str, job: JobContext) -> dict[str, Any]:
+        """Run a created debate to its outcome as a job (answers at once; progress per turn;
+        a stopped replica's run resumes from its last turn). The same debate_id again answers with
+        the same job."""
+        doc = await debates.find(job.store, debate_id)
+        coll = await debates.collection(job.store)
+        claim = {"_id": debate_id, "$or": [{"status": "created"}, {"status": "running", "job_id": job.id}]}
+        took = await coll.update_one(claim, {"$set": {"status": "running", "job_id": job.id, "started_at": now()}})
+        if took.matched_count == 0:
+            raise MeshException(ErrorCode.CONFLICT, f"debate {debate_id} is {doc['status']}: create a new one to run")
+        proto = protocol(doc["protocol"])
+        runner = await Runner.open(job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc))
+        status, error = "succeeded", None
+        try:
+            outcome = await proto.run(doc, runner)
+        except Stopped as stop:
+            status, outcome = stop.status, {"answer": None, "stopped": stop.message}
+        except asyncio.CancelledError:
+            await _finish(coll, doc, job, "cancelled", {"answer": None, "stopped": "job cancelled"}, runner, None)
+            raise
+        except MeshException as exc:
+            await _finish(coll, doc, job, "failed", None, runner, f"{exc.error.code}: {exc.error.message}")
+            raise
+        return debates.view(await _finish(coll, doc, job, status, outcome, runner, error))
+
+    @service.tool(access="read", open_world=False)
+    async def get(debate_id: str, ctx: Context) -> dict[str, Any]:
+        """A debate: spec, status, outcome, turns taken, tokens and cost, its job and transcript context."""
+        return debates.view(await debates.find(call_of(ctx).store, debate_id))
+
+    @service.tool(access="read", name="list", open_world=False)
+    async def list_(
+        ctx: Context, status: str | None = None, protocol: str | None = None, limit: int = 20
+    ) -> dict[str, Any]:
+        """Your debates, newest first (filtered by status or protocol)."""
+        return {"debates": await debates.listing(call_of(ctx).store, status, protocol, limit)}
+
+    @service.tool(access="read", open_world=False)
+    async def transcript(debate_id: str, ctx: Context, after_turn: int = -1) -> dict[str, Any]:
+        """The turns taken so far, in order (participant, role, round, model, text, tokens), after
+        turn `after_turn` (turns count from 0)."""
+        return await debates.transcript(call_of(ctx).store, debate_id, after_turn)
+
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def cancel(debate_id: str, ctx: Context) -> dict[str, Any]:
+        """Stop a debate: one not started is cancelled at once; a running one after the turn in
+        flight (status cancelling, then cancelled). Finished debates are returned unchanged."""
+        return await debates.cancel(call_of(ctx).store, debate_id)
+
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def template_save(
+        name: str,
+        ctx: Context,
+        protocol: str = "society",
+        participants: list[dict[str, Any]] | None = None,
+        rounds: int = 2,
+        judge: dict[str, Any] | None = None,
+        summarizer: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Save (or replace) a template of your org: protocol, participants, rounds, judge,
+        summarizer, checked as create checks them."""
+        call = call_of(ctx)
+        raw = {"protocol": protocol, "participants": participants or [], "rounds": rounds, "judge": judge, "summarizer": summarizer}
+        await _check_models(call, debates.spec_of(raw, limits_for(call.stamp.tier)))
+        return await debates.template_save(call.store, name, raw)
+
+    @service.tool(access="read", open_world=False)
+    async def templates(ctx: Context) -> dict[str, Any]:
+        """Your org's templates."""
+        return {"templates": await debates.templates(call_of(ctx).store)}
+
+    @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
+    async def template_delete(name: str, ctx: Context) -> dict[str, Any]:
+        """Delete one of your templates."""
+        return await debates.template_delete(call_of(ctx).store, name)
+
+    @service.tool(access="read", name="analytics", open_world=False, budget_s=60)
+    async def analytics_(ctx: Context) -> dict[str, Any]:
+        """Your debates summed up: by protocol (debates, rounds until the answer stopped changing,
+        agreement, judge early stops, tokens, cost), tokens and cost by model, and suggestions."""
+        return await analytics.org_report(call_of(ctx).store)
+
+    return service
+
+
+async def _finish(
+    coll: Any,
+    doc: dict[str, Any],
+    job: JobContext,
+    status: str,
+    outcome: dict[str, Any] | None,
+    runner: Runner,
+    error: str | None,
+) -> dict[str, Any]:
+    at = now()
+    done = {
+        "status": status,
+        "outcome": outcome,
+        "error": error,
+        "turns": len(runner.done),
+        "tokens": runner.tokens,
+        "cost_usd": round(runner.cost_usd, 9),
+        "rounds_run": max((r["round"] for r in runner.done), default=0),
+        "finished_at": at,
+        "updated_at": at,
+    }
+    await coll.update_one({"_id": doc["_id"], "job_id": job.id}, {"$set": done})
+    return {**doc, **done, "job_id": job.id}
