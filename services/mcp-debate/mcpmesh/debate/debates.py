@@ -10,6 +10,7 @@ from mcpmesh.debate.limits import DebateLimits
 from mcpmesh.debate.participants import checked, invalid
 from mcpmesh.debate.protocols import protocol
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.service.jobs.records import jobs_kind
 from mcpmesh.store import Collection, TenantStore
 
 MAX_TOPIC: Final = 4000
@@ -88,6 +89,28 @@ async def find(store: TenantStore, debate_id: str) -> dict[str, Any]:
     return doc  # type: ignore[no-any-return]
 
 
+async def current(store: TenantStore, debate_id: str) -> dict[str, Any]:
+    """The debate, its status reconciled with its job's: a job that ended without its handler
+    finishing the debate (job_cancel, a replica stopped with no resume left, its budget spent)
+    ends the debate the same way. A stopped handler (cancelled, taken over, a replica shutting
+    down) writes nothing, so a resumed run can carry on."""
+    doc = await find(store, debate_id)
+    if doc["status"] not in ("running", "cancelling") or not doc.get("job_id"):
+        return doc
+    job = await (await store.collection(jobs_kind("debate"))).find_one({"_id": doc["job_id"]}, {"status": 1, "error": 1})
+    if job is None or job["status"] not in ("failed", "cancelled"):
+        return doc
+    error = job.get("error") or {}
+    ended = {
+        "status": job["status"],
+        "error": f"{error.get('code')}: {error.get('message')}" if error else None,
+        "finished_at": now(),
+        "updated_at": now(),
+    }
+    await (await collection(store)).update_one({"_id": debate_id, "job_id": doc["job_id"], "status": doc["status"]}, {"$set": ended})
+    return {**doc, **ended}
+
+
 async def insert(store: TenantStore, topic: str, spec: dict[str, Any], ctx_id: str, template: str | None) -> dict[str, Any]:
     at = now()
     doc = {
@@ -133,7 +156,7 @@ async def cancel(store: TenantStore, debate_id: str) -> dict[str, Any]:
         {"_id": debate_id, "status": "created"}, {"$set": {"status": "cancelled", "finished_at": at, "updated_at": at}}
     )
     await coll.update_one({"_id": debate_id, "status": "running"}, {"$set": {"status": "cancelling", "updated_at": at}})
-    return view(await find(store, doc["_id"]))
+    return view(await current(store, doc["_id"]))
 
 
 async def transcript(store: TenantStore, debate_id: str, after_turn: int) -> dict[str, Any]:

@@ -3,7 +3,6 @@ transcripts kept as contexts in mcp-context (both called over the bus as the deb
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -104,9 +103,6 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
             outcome = await proto.run(doc, runner)
         except Stopped as stop:
             status, outcome = stop.status, {"answer": None, "stopped": stop.message}
-        except asyncio.CancelledError:
-            await _finish(coll, doc, job, "cancelled", {"answer": None, "stopped": "job cancelled"}, runner, None)
-            raise
         except MeshException as exc:
             await _finish(coll, doc, job, "failed", None, runner, f"{exc.error.code}: {exc.error.message}")
             raise
@@ -115,7 +111,7 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
     @service.tool(access="read", open_world=False)
     async def get(debate_id: str, ctx: Context) -> dict[str, Any]:
         """A debate: spec, status, outcome, turns taken, tokens and cost, its job and transcript context."""
-        return debates.view(await debates.find(call_of(ctx).store, debate_id))
+        return debates.view(await debates.current(call_of(ctx).store, debate_id))
 
     @service.tool(access="read", name="list", open_world=False)
     async def list_(

@@ -1,0 +1,335 @@
+"""mcp-debate end to end: the debate service, mcp-llm in front of a scripted OpenAI-compatible
+fake provider and mcp-context on one bus, behind the real gateway (a debate's run is a job that
+calls llm and context as the debate's org on its job ticket). Each protocol runs to its outcome,
+turns land in the transcript context in order, a killed replica's debate resumes without
+repeating a turn, cancel stops further LLM calls, orgs are isolated and billed for their own turns."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from mcpmesh.context import ContextSettings
+from mcpmesh.context import build_service as build_context
+from mcpmesh.debate import build_service as build_debate
+from mcpmesh.llm import LlmSettings
+from mcpmesh.llm import build_service as build_llm
+from mcpmesh.llm.testing import FakeProvider
+from mcpmesh.secrets import new_master_key_entry
+from mcpmesh.service import JobSettings, ServiceSettings
+from mcpmesh.service.testing import ServiceHarness
+from tests.gateway.conftest import Gateway, Mesh
+
+FAST = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
+#: A debate runs on its starter's key: llm and context are called with that key's scopes.
+SCOPES = ["debate:read", "debate:write", "llm:read", "context:read", "context:write"]
+WAIT_S = 30.0
+
+
+@dataclass
+class Debates:
+    mesh: Mesh
+    gw: Gateway
+    fake: FakeProvider
+
+    async def replica(self) -> ServiceHarness:
+        settings = ServiceSettings(
+            mongodb_url=self.mesh.mongo_url, mongodb_database=self.mesh.database + "_debate", jobs=FAST
+        )
+        return await self.mesh.service(build_debate(), settings)
+
+    async def result(self, key: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        status, body, _ = await self.gw.rpc("tools/call", {"name": name, "arguments": args}, key=key)
+        assert status == 200, body
+        return body["result"]  # type: ignore[no-any-return]
+
+    async def ok(self, key: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.result(key, name, args)
+        assert not result.get("isError"), result
+        return result["structuredContent"]  # type: ignore[no-any-return]
+
+    async def error(self, key: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        result = await self.result(key, name, args)
+        assert result.get("isError"), result
+        return result["structuredContent"]  # type: ignore[no-any-return]
+
+    async def run(self, key: str, args: dict[str, Any]) -> tuple[str, str]:
+        """Create and start a debate: (debate id, job id)."""
+        debate = await self.ok(key, "debate_create", args)
+        job = await self.ok(key, "debate_run", {"debate_id": debate["debate_id"]})
+        return debate["debate_id"], job["job_id"]
+
+    async def settled(self, key: str, debate_id: str) -> dict[str, Any]:
+        async def poll() -> dict[str, Any]:
+            while True:
+                view = await self.ok(key, "debate_get", {"debate_id": debate_id})
+                if view["status"] not in ("created", "running", "cancelling"):
+                    return view
+                await asyncio.sleep(0.05)
+
+        return await asyncio.wait_for(poll(), WAIT_S)
+
+
+def speaker(body: dict[str, Any]) -> str:
+    found = re.match(r"You are (.+?), taking part", body["messages"][0]["content"])
+    assert found is not None
+    return found.group(1)
+
+
+def scripted(replies: dict[str, list[str]]) -> Any:
+    """An answer function: each speaker's replies in order (the last one repeats)."""
+    said: Counter[str] = Counter()
+
+    def answer(body: dict[str, Any]) -> str:
+        name = speaker(body)
+        said[name] += 1
+        mine = replies[name]
+        return mine[min(said[name], len(mine)) - 1]
+
+    return answer
+
+
+@pytest.fixture
+async def debates(mesh: Mesh) -> AsyncIterator[Debates]:
+    async with FakeProvider(slow_s=1.0) as fake:
+        llm = LlmSettings(
+            providers=[
+                {"name": "mock", "kind": "mesh-offline"},
+                {
+                    "name": "sysa",
+                    "api_base": fake.url,
+                    "models": [{"name": "big", "input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}],
+                },
+            ],
+            aliases={"default": "big"},
+            provider_timeout_s=10.0,
+            allow_private_endpoints=True,
+        )
+        stores = {
+            name: ServiceSettings(
+                mongodb_url=mesh.mongo_url,
+                mongodb_database=mesh.database + name,
+                secrets_keys=new_master_key_entry("t1"),
+            )
+            for name in ("_llm", "_ctx")
+        }
+        await mesh.service(build_llm(llm), stores["_llm"])
+        await mesh.service(build_context(ContextSettings(sweep_interval_s=0)), stores["_ctx"])
+        gw = await mesh.gateway()
+        d = Debates(mesh, gw, fake)
+        await d.replica()
+        await mesh.wait_discovered("llm", "context", "debate")
+        yield d
+
+
+async def transcript_entries(d: Debates, key: str, ctx_id: str) -> list[dict[str, Any]]:
+    got = await d.ok(key, "context_get", {"ctx_id": ctx_id})
+    return got["entries"]  # type: ignore[no-any-return]
+
+
+async def test_society_of_minds_revises_on_the_others_answers_and_votes(debates: Debates) -> None:
+    d = debates
+    org, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.answer = scripted(
+        {
+            "Ada": ["Ada one\nANSWER: 42"],
+            "Bo": ["Bo one\nANSWER: 42"],
+            "Cy": ["Cy one\nANSWER: 41", "Cy two, convinced\nANSWER: 42"],
+        }
+    )
+    people = [{"name": n, "instructions": f"You are careful, {n}."} for n in ("Ada", "Bo", "Cy")]
+    debate_id, _ = await d.run(key, {"topic": "What is 6 x 7?", "participants": people, "rounds": 2})
+    view = await d.settled(key, debate_id)
+    assert view["status"] == "succeeded", view
+    outcome = view["outcome"]
+    assert outcome["answer"] == "42" and outcome["consensus"] is True and outcome["agreement"] == 1.0
+    assert outcome["votes"] == {"42": 3}
+    assert outcome["stable_round"] == 2  # Cy changed its answer in round 2
+    # Round 2: each agent's prompt holds exactly the other agents' round-1 answers.
+    prompts = [(speaker(r.body), r.body["messages"][1]["content"]) for r in d.fake.requests]
+    assert [s for s, _ in prompts] == ["Ada", "Bo", "Cy"] * 2
+    for name, prompt in prompts[3:]:
+        others = {"Ada one", "Bo one", "Cy one"} - {f"{name} one"}
+        assert all(o in prompt for o in others) and f"{name} one" not in prompt
+        assert "Cy two" not in prompt
+    # The transcript context holds one entry per turn, in order, naming turn, participant, round, model.
+    entries = await transcript_entries(d, key, view["ctx_id"])
+    assert [e["name"] for e in entries] == [
+        f"t{i}.p{i % 3 + 1}.r{i // 3 + 1}.big" for i in range(6)
+    ]
+    assert entries[5]["content"] == "Cy two, convinced\nANSWER: 42"
+    assert view["turns"] == 6 and view["tokens"] == 6 * (11 + 7)
+    # Tokens are counted to the debate's org, once per turn.
+    usage = await d.ok(key, "llm_usage", {})
+    assert usage["totals"]["prompt_tokens"] == 6 * 11 and usage["totals"]["calls"] == 6
+    assert org
+
+
+async def test_mad_judge_stops_early_with_its_answer_and_reasons(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.answer = scripted(
+        {
+            "Pro": ["Yes, because A."],
+            "Con": ["No, because B."],
+            "Judge": ["CONTINUE", "DECISION: yes\nREASONS: A outweighs B."],
+        }
+    )
+    debate_id, _ = await d.run(
+        key,
+        {
+            "topic": "Should we ship on Friday?",
+            "protocol": "mad",
+            "participants": [{"name": "Pro"}, {"name": "Con"}],
+            "rounds": 4,
+        },
+    )
+    view = await d.settled(key, debate_id)
+    assert view["status"] == "succeeded", view
+    assert view["outcome"] == {
+        "answer": "yes",
+        "reasons": "A outweighs B.",
+        "decided_round": 2,
+        "early_stop": True,
+        "stable_round": 2,
+    }
+    assert [speaker(r.body) for r in d.fake.requests] == ["Pro", "Con", "Judge"] * 2
+    assert view["judge"]["kind"] == "system"
+
+
+async def test_panel_speaks_in_order_and_the_summary_is_the_answer(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.answer = scripted(
+        {"Ann": ["Ann speaks"], "Ben": ["Ben speaks"], "Summarizer": ["summary 1", "summary 2"]}
+    )
+    debate_id, _ = await d.run(
+        key,
+        {
+            "topic": "Tabs or spaces?",
+            "protocol": "panel",
+            "participants": [{"name": "Ann"}, {"name": "Ben"}],
+            "summarizer": {"system": "summarizer"},
+            "rounds": 2,
+        },
+    )
+    view = await d.settled(key, debate_id)
+    assert view["outcome"]["answer"] == "summary 2"
+    assert [speaker(r.body) for r in d.fake.requests] == ["Ann", "Ben", "Summarizer"] * 2
+    # Ben's first prompt holds what Ann said before him.
+    assert "Ann speaks" in d.fake.requests[1].body["messages"][1]["content"]
+    got = await d.ok(key, "debate_transcript", {"debate_id": debate_id, "after_turn": 3})
+    assert [(t["name"], t["round"]) for t in got["turns"]] == [("Ben", 2), ("Summarizer", 2)]
+
+
+async def test_a_killed_replicas_debate_resumes_without_repeating_a_turn(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.script("ok", "ok", "slow")  # the third turn hangs in the provider
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    debate_id, job_id = await d.run(key, {"topic": "Is P = NP?", "participants": people, "rounds": 3})
+    first = d.mesh.harnesses["debate"]
+
+    async def third_asked() -> None:
+        while len(d.fake.requests) < 3:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(third_asked(), WAIT_S)
+    await d.replica()  # the survivor
+    await first.kill()
+    view = await d.settled(key, debate_id)
+    assert view["status"] == "succeeded", view
+    job = await d.ok(key, "debate_job_status", {"job_id": job_id})
+    assert job["attempts"] == 2
+    # Six turns, each once in the records and the transcript; only the interrupted one was asked twice.
+    got = await d.ok(key, "debate_transcript", {"debate_id": debate_id})
+    assert [t["idx"] for t in got["turns"]] == list(range(6))
+    entries = await transcript_entries(d, key, view["ctx_id"])
+    assert [e["name"].split(".")[0] for e in entries] == [f"t{i}" for i in range(6)]
+    assert len(d.fake.requests) == 7
+
+
+async def test_cancel_stops_further_llm_calls(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.script("slow")
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    debate_id, _ = await d.run(key, {"topic": "Cats or dogs?", "participants": people, "rounds": 3})
+
+    async def asked() -> None:
+        while not d.fake.requests:
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(asked(), WAIT_S)
+    cancelling = await d.ok(key, "debate_cancel", {"debate_id": debate_id})
+    assert cancelling["status"] == "cancelling"
+    view = await d.settled(key, debate_id)
+    assert view["status"] == "cancelled" and view["turns"] == 1
+    assert len(d.fake.requests) == 1
+
+
+async def test_another_org_sees_nothing_of_a_debate(debates: Debates) -> None:
+    d = debates
+    _, key_a = await d.mesh.tenant(scopes=SCOPES)
+    _, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    debate_id, job_id = await d.run(key_a, {"topic": "Secret plans", "participants": people, "rounds": 1})
+    view = await d.settled(key_a, debate_id)
+    for tool, args in (
+        ("debate_get", {"debate_id": debate_id}),
+        ("debate_transcript", {"debate_id": debate_id}),
+        ("debate_cancel", {"debate_id": debate_id}),
+        ("debate_job_status", {"job_id": job_id}),
+        ("context_get", {"ctx_id": view["ctx_id"]}),
+    ):
+        assert (await d.error(key_b, tool, args))["code"] == "not_found", tool
+    assert (await d.ok(key_b, "debate_list", {}))["debates"] == []
+    assert (await d.ok(key_b, "debate_analytics", {}))["debates"] == 0
+    # B starting A's debate runs nothing: its job fails not_found.
+    job = await d.ok(key_b, "debate_run", {"debate_id": debate_id})
+    failed = await d.error(key_b, "debate_job_result", {"job_id": job["job_id"]})
+    while failed["code"] == "conflict":  # still running
+        await asyncio.sleep(0.05)
+        failed = await d.error(key_b, "debate_job_result", {"job_id": job["job_id"]})
+    assert failed["code"] == "not_found"
+    assert (await d.ok(key_b, "llm_usage", {}))["totals"]["calls"] == 0
+    assert (await d.ok(key_a, "llm_usage", {}))["totals"]["calls"] == 2
+
+
+async def test_bad_input_is_a_clear_error(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    _, free = await d.mesh.tenant(scopes=SCOPES, tier="free", name="Tiny")
+    two = [{"name": "Ada"}, {"name": "Bo"}]
+    cases = [
+        (key, {"topic": "x", "protocol": "shouting", "participants": two}, "invalid_request", "unknown protocol"),
+        (key, {"topic": "x", "participants": two, "rounds": 11}, "limit_exceeded", "over your tier's 10"),
+        (key, {"topic": "  ", "participants": two}, "invalid_request", "topic must be"),
+        (key, {"topic": "x", "protocol": "mad", "participants": two[:1]}, "invalid_request", "exactly 2"),
+        (free, {"topic": "x", "participants": two}, "forbidden", "model 'default'"),
+        (key, {"topic": "x", "participants": [{"name": "Ada", "model": "nosuch"}, two[1]]}, "not_found", "nosuch"),
+    ]
+    for k, args, code, says in cases:
+        error = await d.error(k, "debate_create", args)
+        assert error["code"] == code and says in error["message"], (args, error)
+    assert d.fake.requests == []
+
+
+async def test_templates_are_the_orgs_own_and_start_debates(debates: Debates) -> None:
+    d = debates
+    _, key_a = await d.mesh.tenant(scopes=SCOPES)
+    _, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
+    saved = {"name": "duo", "protocol": "panel", "participants": [{"name": "Ann"}, {"name": "Ben"}], "rounds": 1}
+    await d.ok(key_a, "debate_template_save", saved)
+    assert [t["name"] for t in (await d.ok(key_a, "debate_templates", {}))["templates"]] == ["duo"]
+    assert (await d.ok(key_b, "debate_templates", {}))["templates"] == []
+    assert (await d.error(key_b, "debate_create", {"topic": "x", "template": "duo"}))["code"] == "not_found"
+    made = await d.ok(key_a, "debate_create", {"topic": "Lunch?", "template": "duo", "rounds": 2})
+    assert (made["protocol"], made["rounds"], made["template"]) == ("panel", 2, "duo")
+    assert [p["name"] for p in made["participants"]] == ["Ann", "Ben"]
