@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,14 +66,30 @@ class Debates:
         return debate["debate_id"], job["job_id"]
 
     async def settled(self, key: str, debate_id: str) -> dict[str, Any]:
+        seen: list[dict[str, Any]] = []
+
         async def poll() -> dict[str, Any]:
             while True:
-                view = await self.ok(key, "debate_get", {"debate_id": debate_id})
-                if view["status"] not in ("created", "running", "cancelling"):
-                    return view
+                seen[:] = [await self.ok(key, "debate_get", {"debate_id": debate_id})]
+                if seen[0]["status"] not in ("created", "running", "cancelling"):
+                    return seen[0]
                 await asyncio.sleep(0.05)
 
-        return await asyncio.wait_for(poll(), WAIT_S)
+        try:
+            return await asyncio.wait_for(poll(), WAIT_S)
+        except TimeoutError:
+            job = seen and await self.ok(key, "debate_job_status", {"job_id": seen[0]["job_id"]})
+            raise AssertionError(f"the debate did not settle: {seen} {job}") from None
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async def poll() -> None:
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+    await asyncio.wait_for(poll(), WAIT_S)
 
 
 def speaker(body: dict[str, Any]) -> str:
@@ -160,9 +176,7 @@ async def test_society_of_minds_revises_on_the_others_answers_and_votes(debates:
         assert "Cy two" not in prompt
     # The transcript context holds one entry per turn, in order, naming turn, participant, round, model.
     entries = await transcript_entries(d, key, view["ctx_id"])
-    assert [e["name"] for e in entries] == [
-        f"t{i}.p{i % 3 + 1}.r{i // 3 + 1}.big" for i in range(6)
-    ]
+    assert [e["name"] for e in entries] == [f"t{i}.p{i % 3 + 1}.r{i // 3 + 1}.big" for i in range(6)]
     assert entries[5]["content"] == "Cy two, convinced\nANSWER: 42"
     assert view["turns"] == 6 and view["tokens"] == 6 * (11 + 7)
     # Tokens are counted to the debate's org, once per turn.
@@ -231,18 +245,17 @@ async def test_panel_speaks_in_order_and_the_summary_is_the_answer(debates: Deba
 async def test_a_killed_replicas_debate_resumes_without_repeating_a_turn(debates: Debates) -> None:
     d = debates
     _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.slow_s = 5.0
     d.fake.script("ok", "ok", "slow")  # the third turn hangs in the provider
     people = [{"name": "Ada"}, {"name": "Bo"}]
     debate_id, job_id = await d.run(key, {"topic": "Is P = NP?", "participants": people, "rounds": 3})
     first = d.mesh.harnesses["debate"]
 
-    async def third_asked() -> None:
-        while len(d.fake.requests) < 3:
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(third_asked(), WAIT_S)
+    await until(lambda: len(d.fake.requests) >= 3)
     await d.replica()  # the survivor
-    await first.kill()
+    assert first.server is not None and first.server.micro is not None
+    await first.server.micro.stop()  # no new requests reach the first replica...
+    await first.kill()  # ...and it dies with its run in the middle of a turn
     view = await d.settled(key, debate_id)
     assert view["status"] == "succeeded", view
     job = await d.ok(key, "debate_job_status", {"job_id": job_id})
@@ -262,11 +275,7 @@ async def test_cancel_stops_further_llm_calls(debates: Debates) -> None:
     people = [{"name": "Ada"}, {"name": "Bo"}]
     debate_id, _ = await d.run(key, {"topic": "Cats or dogs?", "participants": people, "rounds": 3})
 
-    async def asked() -> None:
-        while not d.fake.requests:
-            await asyncio.sleep(0.02)
-
-    await asyncio.wait_for(asked(), WAIT_S)
+    await until(lambda: bool(d.fake.requests))
     cancelling = await d.ok(key, "debate_cancel", {"debate_id": debate_id})
     assert cancelling["status"] == "cancelling"
     view = await d.settled(key, debate_id)
@@ -308,12 +317,22 @@ async def test_bad_input_is_a_clear_error(debates: Debates) -> None:
     _, free = await d.mesh.tenant(scopes=SCOPES, tier="free", name="Tiny")
     two = [{"name": "Ada"}, {"name": "Bo"}]
     cases = [
-        (key, {"topic": "x", "protocol": "shouting", "participants": two}, "invalid_request", "unknown protocol"),
+        (
+            key,
+            {"topic": "x", "protocol": "shouting", "participants": two},
+            "invalid_request",
+            "unknown protocol",
+        ),
         (key, {"topic": "x", "participants": two, "rounds": 11}, "limit_exceeded", "over your tier's 10"),
         (key, {"topic": "  ", "participants": two}, "invalid_request", "topic must be"),
         (key, {"topic": "x", "protocol": "mad", "participants": two[:1]}, "invalid_request", "exactly 2"),
         (free, {"topic": "x", "participants": two}, "forbidden", "model 'default'"),
-        (key, {"topic": "x", "participants": [{"name": "Ada", "model": "nosuch"}, two[1]]}, "not_found", "nosuch"),
+        (
+            key,
+            {"topic": "x", "participants": [{"name": "Ada", "model": "nosuch"}, two[1]]},
+            "not_found",
+            "nosuch",
+        ),
     ]
     for k, args, code, says in cases:
         error = await d.error(k, "debate_create", args)
@@ -325,7 +344,12 @@ async def test_templates_are_the_orgs_own_and_start_debates(debates: Debates) ->
     d = debates
     _, key_a = await d.mesh.tenant(scopes=SCOPES)
     _, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
-    saved = {"name": "duo", "protocol": "panel", "participants": [{"name": "Ann"}, {"name": "Ben"}], "rounds": 1}
+    saved = {
+        "name": "duo",
+        "protocol": "panel",
+        "participants": [{"name": "Ann"}, {"name": "Ben"}],
+        "rounds": 1,
+    }
     await d.ok(key_a, "debate_template_save", saved)
     assert [t["name"] for t in (await d.ok(key_a, "debate_templates", {}))["templates"]] == ["duo"]
     assert (await d.ok(key_b, "debate_templates", {}))["templates"] == []
@@ -333,3 +357,48 @@ async def test_templates_are_the_orgs_own_and_start_debates(debates: Debates) ->
     made = await d.ok(key_a, "debate_create", {"topic": "Lunch?", "template": "duo", "rounds": 2})
     assert (made["protocol"], made["rounds"], made["template"]) == ("panel", 2, "duo")
     assert [p["name"] for p in made["participants"]] == ["Ann", "Ben"]
+
+
+async def test_a_turn_recorded_but_not_in_the_transcript_is_appended_once_without_asking_again(
+    debates: Debates,
+) -> None:
+    """A run that stopped between a turn's record and its transcript entry: the next run appends
+    the recorded turn (its text as recorded) and asks the model only for the turns after it."""
+    d = debates
+    org, key = await d.mesh.tenant(scopes=SCOPES)
+    made = await d.ok(
+        key,
+        "debate_create",
+        {"topic": "Why?", "participants": [{"name": "Ada"}, {"name": "Bo"}], "rounds": 1},
+    )
+    store = d.mesh.harnesses["debate"].service.store.for_tenant(org)
+    recorded = {
+        "_id": f"{made['debate_id']}:00000", "debate_id": made["debate_id"], "protocol": "society",
+        "idx": 0, "pid": "p1", "name": "Ada", "role": "debater", "round": 1, "model": "big",
+        "requested": "default", "served_by": "sysa/big", "content": "recorded\nANSWER: 1",
+        "prompt_tokens": 11, "completion_tokens": 7, "cost_usd": 0.0, "at": None,
+    }  # fmt: skip
+    await (await store.collection("turns")).insert_one(recorded)
+    await d.ok(key, "debate_run", {"debate_id": made["debate_id"]})
+    view = await d.settled(key, made["debate_id"])
+    assert view["status"] == "succeeded" and view["turns"] == 2
+    assert [speaker(r.body) for r in d.fake.requests] == ["Bo"]
+    entries = await transcript_entries(d, key, view["ctx_id"])
+    assert [(e["name"], e["content"]) for e in entries] == [
+        ("t0.p1.r1.big", "recorded\nANSWER: 1"),
+        ("t1.p2.r1.big", "hello from the fake"),
+    ]
+
+
+async def test_job_cancel_also_ends_the_debate(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.script("slow")
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    debate_id, job_id = await d.run(key, {"topic": "Tea?", "participants": people, "rounds": 2})
+    await until(lambda: bool(d.fake.requests))
+    await d.ok(key, "debate_job_cancel", {"job_id": job_id})
+    view = await d.settled(key, debate_id)
+    assert view["status"] == "cancelled" and view["turns"] == 0
+    await asyncio.sleep(1.5)  # past the slow answer: had the run gone on, it would have asked again
+    assert len(d.fake.requests) == 1

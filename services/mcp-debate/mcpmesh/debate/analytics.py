@@ -13,10 +13,22 @@ def _mean(values: list[float]) -> float | None:
 
 
 async def org_report(store: TenantStore) -> dict[str, Any]:
-    finished = await (await store.collection("debates")).find(
-        {"status": {"$in": ["succeeded", "budget_exhausted", "cancelled", "failed"]}},
-        {"protocol": 1, "status": 1, "rounds": 1, "rounds_run": 1, "outcome": 1, "tokens": 1, "cost_usd": 1},
-    ).to_list(None)
+    finished = (
+        await (await store.collection("debates"))
+        .find(
+            {"status": {"$in": ["succeeded", "budget_exhausted", "cancelled", "failed"]}},
+            {
+                "protocol": 1,
+                "status": 1,
+                "rounds": 1,
+                "rounds_run": 1,
+                "outcome": 1,
+                "tokens": 1,
+                "cost_usd": 1,
+            },
+        )
+        .to_list(None)
+    )
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in finished:
         groups[d["protocol"]].append(d)

@@ -31,7 +31,8 @@ def spec_of(raw: dict[str, Any], limits: DebateLimits) -> dict[str, Any]:
         raise invalid("rounds must be a positive integer")
     if rounds > limits.max_rounds:
         raise MeshException(
-            ErrorCode.LIMIT_EXCEEDED, f"{rounds} rounds is over your tier's {limits.max_rounds}: ask for fewer"
+            ErrorCode.LIMIT_EXCEEDED,
+            f"{rounds} rounds is over your tier's {limits.max_rounds}: ask for fewer",
         )
     given = raw.get("participants") or []
     if not isinstance(given, list):
@@ -50,7 +51,13 @@ def spec_of(raw: dict[str, Any], limits: DebateLimits) -> dict[str, Any]:
             ErrorCode.LIMIT_EXCEEDED,
             f"{total} participants is over your tier's {limits.max_participants}: use fewer",
         )
-    spec = {"protocol": proto.name, "participants": participants, "rounds": rounds, "judge": judge, "summarizer": summarizer}
+    spec = {
+        "protocol": proto.name,
+        "participants": participants,
+        "rounds": rounds,
+        "judge": judge,
+        "summarizer": summarizer,
+    }
     proto.check(spec)
     return spec
 
@@ -97,7 +104,9 @@ async def current(store: TenantStore, debate_id: str) -> dict[str, Any]:
     doc = await find(store, debate_id)
     if doc["status"] not in ("running", "cancelling") or not doc.get("job_id"):
         return doc
-    job = await (await store.collection(jobs_kind("debate"))).find_one({"_id": doc["job_id"]}, {"status": 1, "error": 1})
+    job = await (await store.collection(jobs_kind("debate"))).find_one(
+        {"_id": doc["job_id"]}, {"status": 1, "error": 1}
+    )
     if job is None or job["status"] not in ("failed", "cancelled"):
         return doc
     error = job.get("error") or {}
@@ -107,11 +116,15 @@ async def current(store: TenantStore, debate_id: str) -> dict[str, Any]:
         "finished_at": now(),
         "updated_at": now(),
     }
-    await (await collection(store)).update_one({"_id": debate_id, "job_id": doc["job_id"], "status": doc["status"]}, {"$set": ended})
+    await (await collection(store)).update_one(
+        {"_id": debate_id, "job_id": doc["job_id"], "status": doc["status"]}, {"$set": ended}
+    )
     return {**doc, **ended}
 
 
-async def insert(store: TenantStore, topic: str, spec: dict[str, Any], ctx_id: str, template: str | None) -> dict[str, Any]:
+async def insert(
+    store: TenantStore, topic: str, spec: dict[str, Any], ctx_id: str, template: str | None
+) -> dict[str, Any]:
     at = now()
     doc = {
         "_id": new_debate_id(),
@@ -132,7 +145,9 @@ async def insert(store: TenantStore, topic: str, spec: dict[str, Any], ctx_id: s
     return doc
 
 
-async def listing(store: TenantStore, status: str | None, protocol_: str | None, limit: int) -> list[dict[str, Any]]:
+async def listing(
+    store: TenantStore, status: str | None, protocol_: str | None, limit: int
+) -> list[dict[str, Any]]:
     if not 1 <= limit <= 100:
         raise invalid("limit must be 1-100")
     query: dict[str, Any] = {}
@@ -140,9 +155,18 @@ async def listing(store: TenantStore, status: str | None, protocol_: str | None,
         query["status"] = status
     if protocol_:
         query["protocol"] = protocol_
-    found = await (await collection(store)).find(query).sort([("created_at", -1), ("_id", -1)]).limit(limit).to_list(None)
+    found = (
+        await (await collection(store))
+        .find(query)
+        .sort([("created_at", -1), ("_id", -1)])
+        .limit(limit)
+        .to_list(None)
+    )
     return [
-        {k: view(d)[k] for k in ("debate_id", "topic", "protocol", "status", "rounds", "turns", "tokens", "created_at")}
+        {
+            k: view(d)[k]
+            for k in ("debate_id", "topic", "protocol", "status", "rounds", "turns", "tokens", "created_at")
+        }
         for d in found
     ]
 
@@ -153,18 +177,34 @@ async def cancel(store: TenantStore, debate_id: str) -> dict[str, Any]:
     coll = await collection(store)
     at = now()
     await coll.update_one(
-        {"_id": debate_id, "status": "created"}, {"$set": {"status": "cancelled", "finished_at": at, "updated_at": at}}
+        {"_id": debate_id, "status": "created"},
+        {"$set": {"status": "cancelled", "finished_at": at, "updated_at": at}},
     )
-    await coll.update_one({"_id": debate_id, "status": "running"}, {"$set": {"status": "cancelling", "updated_at": at}})
+    await coll.update_one(
+        {"_id": debate_id, "status": "running"}, {"$set": {"status": "cancelling", "updated_at": at}}
+    )
     return view(await current(store, doc["_id"]))
 
 
 async def transcript(store: TenantStore, debate_id: str, after_turn: int) -> dict[str, Any]:
     doc = await find(store, debate_id)
-    turns = await (await collection(store, "turns")).find(
-        {"debate_id": debate_id, "idx": {"$gt": after_turn}}
-    ).sort("idx", 1).to_list(None)
-    keep = ("idx", "name", "role", "round", "model", "content", "prompt_tokens", "completion_tokens", "cost_usd")
+    turns = (
+        await (await collection(store, "turns"))
+        .find({"debate_id": debate_id, "idx": {"$gt": after_turn}})
+        .sort("idx", 1)
+        .to_list(None)
+    )
+    keep = (
+        "idx",
+        "name",
+        "role",
+        "round",
+        "model",
+        "content",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+    )
     return {
         "debate_id": debate_id,
         "status": doc["status"],
@@ -177,7 +217,11 @@ async def transcript(store: TenantStore, debate_id: str, after_turn: int) -> dic
 
 
 def template_name(name: Any) -> str:
-    if not isinstance(name, str) or not 1 <= len(name) <= 64 or not name.replace("-", "").replace("_", "").isalnum():
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= 64
+        or not name.replace("-", "").replace("_", "").isalnum()
+    ):
         raise invalid("template name must be 1-64 letters, digits, '-' or '_'")
     return name
 
@@ -198,7 +242,11 @@ async def template_raw(store: TenantStore, name: str) -> dict[str, Any]:
 
 
 def template_view(doc: dict[str, Any]) -> dict[str, Any]:
-    return {"name": doc["_id"], **{k: doc.get(k) for k in SPEC_FIELDS}, "updated_at": doc["updated_at"].isoformat()}
+    return {
+        "name": doc["_id"],
+        **{k: doc.get(k) for k in SPEC_FIELDS},
+        "updated_at": doc["updated_at"].isoformat(),
+    }
 
 
 async def templates(store: TenantStore) -> list[dict[str, Any]]:

@@ -95,7 +95,9 @@ class Runner:
         if idx < len(self.done):
             rec = self.done[idx]
             if (rec["pid"], rec["round"]) != (participant["id"], round_):
-                raise MeshException(ErrorCode.INTERNAL, f"debate {self.debate['_id']}: stored turn {idx} does not replay")
+                raise MeshException(
+                    ErrorCode.INTERNAL, f"debate {self.debate['_id']}: stored turn {idx} does not replay"
+                )
         else:
             rec = await self._take(idx, participant, round_, prompt)
         self.taken.append((participant, round_, rec["content"]))
@@ -108,7 +110,12 @@ class Runner:
             {"role": "system", "content": system_prompt(p, self.debate["topic"])},
             {"role": "user", "content": prompt},
         ]
-        args = {"messages": messages, "model": p["model"], "max_tokens": self.settings.turn_max_tokens, "cache": False}
+        args = {
+            "messages": messages,
+            "model": p["model"],
+            "max_tokens": self.settings.turn_max_tokens,
+            "cache": False,
+        }
         answer = (await self.job.call_tool("llm", "chat", args, on_progress=None))["structuredContent"]
         usage = answer.get("usage") or {}
         rec = {
@@ -134,10 +141,20 @@ class Runner:
         await self._publish(rec)
         self.tokens += rec["prompt_tokens"] + rec["completion_tokens"]
         self.cost_usd += rec["cost_usd"]
-        totals = {"turns": idx + 1, "tokens": self.tokens, "cost_usd": round(self.cost_usd, 9), "updated_at": now()}
-        still = await self.debates.update_one({"_id": self.debate["_id"], "status": "running"}, {"$set": totals})
+        totals = {
+            "turns": idx + 1,
+            "tokens": self.tokens,
+            "cost_usd": round(self.cost_usd, 9),
+            "updated_at": now(),
+        }
+        still = await self.debates.update_one(
+            {"_id": self.debate["_id"], "status": "running"}, {"$set": totals}
+        )
         await self.job.progress(
-            idx + 1, self.planned, f"round {round_}: {p['name']}", partial={"turns": idx + 1, "tokens": self.tokens}
+            idx + 1,
+            self.planned,
+            f"round {round_}: {p['name']}",
+            partial={"turns": idx + 1, "tokens": self.tokens},
         )
         if still.matched_count == 0:
             raise Stopped("cancelled", "cancelled")
@@ -145,4 +162,6 @@ class Runner:
 
     async def _publish(self, rec: dict[str, Any]) -> None:
         entry = {"role": "assistant", "name": entry_name(rec), "content": rec["content"] or "(no answer)"}
-        await self.job.call_tool("context", "append", {"ctx_id": self.debate["ctx_id"], "entries": [entry]}, on_progress=None)
+        await self.job.call_tool(
+            "context", "append", {"ctx_id": self.debate["ctx_id"], "entries": [entry]}, on_progress=None
+        )

@@ -57,7 +57,9 @@ def checked(spec: Any, pid: str, default_role: str) -> dict[str, Any]:
     if "system" in spec:
         system = SYSTEM.get(str(spec["system"]))
         if system is None:
-            raise invalid(f"participant {pid}: no system participant {spec['system']!r}: use one of {sorted(SYSTEM)}")
+            raise invalid(
+                f"participant {pid}: no system participant {spec['system']!r}: use one of {sorted(SYSTEM)}"
+            )
         return {"id": pid, **system, "model": model, "kind": "system"}
     name, role = spec.get("name"), spec.get("role") or default_role
     instructions = spec.get("instructions") or ""
@@ -66,8 +68,17 @@ def checked(spec: Any, pid: str, default_role: str) -> dict[str, Any]:
     if not isinstance(role, str) or not 1 <= len(role) <= MAX_NAME:
         raise invalid(f"participant {pid}: role must be 1-{MAX_NAME} characters")
     if not isinstance(instructions, str) or len(instructions) > MAX_INSTRUCTIONS:
-        raise invalid(f"participant {pid}: instructions must be text of at most {MAX_INSTRUCTIONS} characters")
-    return {"id": pid, "name": name.strip(), "role": role, "instructions": instructions, "model": model, "kind": "persona"}
+        raise invalid(
+            f"participant {pid}: instructions must be text of at most {MAX_INSTRUCTIONS} characters"
+        )
+    return {
+        "id": pid,
+        "name": name.strip(),
+        "role": role,
+        "instructions": instructions,
+        "model": model,
+        "kind": "persona",
+    }
 
 
 def system_prompt(p: dict[str, Any], topic: str) -> str:

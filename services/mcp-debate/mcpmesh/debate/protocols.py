@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any, ClassVar, Final, Protocol as TypingProtocol
+from typing import Any, ClassVar, Final
+from typing import Protocol as TypingProtocol
 
 from mcpmesh.debate.participants import invalid
 
@@ -18,7 +19,8 @@ from mcpmesh.debate.participants import invalid
 class Turns(TypingProtocol):
     """What a protocol runs on (`engine.Runner`)."""
 
-    quote_chars: int
+    @property
+    def quote_chars(self) -> int: ...
 
     async def turn(self, participant: dict[str, Any], round_: int, prompt: str) -> str: ...
 
@@ -76,7 +78,7 @@ class Society(Protocol):
         return len(debate["participants"]) * debate["rounds"]
 
     async def run(self, debate: Debate, turns: Turns) -> dict[str, Any]:
-        agents, topic = debate["participants"], debate["topic"]
+        agents = debate["participants"]
         end = "End with one line 'ANSWER: <your short final answer>'."
         previous: dict[str, str] = {}
         answers_by_round: list[dict[str, str]] = []
@@ -87,7 +89,9 @@ class Society(Protocol):
                     prompt = f"Answer the question. {end}"
                 else:
                     others = "\n\n".join(
-                        f"{o['name']}: {quote(turns, previous[o['id']])}" for o in agents if o["id"] != p["id"]
+                        f"{o['name']}: {quote(turns, previous[o['id']])}"
+                        for o in agents
+                        if o["id"] != p["id"]
                     )
                     prompt = (
                         f"The other agents answered in the previous round:\n\n{others}\n\n"
@@ -124,7 +128,9 @@ class Mad(Protocol):
     round the judge may decide (ending it early); after the last it must."""
 
     name = "mad"
-    description = "affirmative vs negative for R rounds; the judge may stop early and gives the answer with reasons"
+    description = (
+        "affirmative vs negative for R rounds; the judge may stop early and gives the answer with reasons"
+    )
 
     def check(self, debate: Debate) -> None:
         if len(debate["participants"]) != 2 or debate.get("judge") is None:
@@ -137,7 +143,9 @@ class Mad(Protocol):
         (aff, neg), judge, rounds = debate["participants"], debate["judge"], debate["rounds"]
         for r in range(1, rounds + 1):
             for side, p in (("affirmative", aff), ("negative", neg)):
-                await turns.turn(p, r, f"Debate so far:\n\n{discussion(turns)}\n\nArgue the {side} side for round {r}.")
+                await turns.turn(
+                    p, r, f"Debate so far:\n\n{discussion(turns)}\n\nArgue the {side} side for round {r}."
+                )
             last = r == rounds
             ask = (
                 "Give your final decision now: a line 'DECISION: <answer>' then 'REASONS: <why>'."
@@ -184,7 +192,9 @@ class Panel(Protocol):
                 )
             if debate.get("summarizer"):
                 summary = await turns.turn(
-                    debate["summarizer"], r, f"Discussion so far:\n\n{discussion(turns)}\n\nSummarize round {r}."
+                    debate["summarizer"],
+                    r,
+                    f"Discussion so far:\n\n{discussion(turns)}\n\nSummarize round {r}.",
                 )
         return {"answer": summary, "statements": statements, "stable_round": debate["rounds"]}
 

@@ -71,7 +71,13 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         your templates (the arguments given override it). Its transcript is a new context."""
         call = call_of(ctx)
         raw: dict[str, Any] = dict(await debates.template_raw(call.store, template)) if template else {}
-        given = {"protocol": protocol, "participants": participants, "rounds": rounds, "judge": judge, "summarizer": summarizer}
+        given = {
+            "protocol": protocol,
+            "participants": participants,
+            "rounds": rounds,
+            "judge": judge,
+            "summarizer": summarizer,
+        }
         raw.update({k: v for k, v in given.items() if v is not None})
         topic = debates.checked_topic(topic)
         spec = debates.spec_of(raw, limits_for(call.stamp.tier))
@@ -79,7 +85,11 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         made = await call.call_tool(
             "context",
             "create",
-            {"title": f"debate: {topic[:200]}", "namespace": settings.namespace, "tags": ["debate", spec["protocol"]]},
+            {
+                "title": f"debate: {topic[:200]}",
+                "namespace": settings.namespace,
+                "tags": ["debate", spec["protocol"]],
+            },
             on_progress=None,
         )
         doc = await debates.insert(call.store, topic, spec, made["structuredContent"]["ctx_id"], template)
@@ -93,11 +103,17 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         doc = await debates.find(job.store, debate_id)
         coll = await debates.collection(job.store)
         claim = {"_id": debate_id, "$or": [{"status": "created"}, {"status": "running", "job_id": job.id}]}
-        took = await coll.update_one(claim, {"$set": {"status": "running", "job_id": job.id, "started_at": now()}})
+        took = await coll.update_one(
+            claim, {"$set": {"status": "running", "job_id": job.id, "started_at": now()}}
+        )
         if took.matched_count == 0:
-            raise MeshException(ErrorCode.CONFLICT, f"debate {debate_id} is {doc['status']}: create a new one to run")
+            raise MeshException(
+                ErrorCode.CONFLICT, f"debate {debate_id} is {doc['status']}: create a new one to run"
+            )
         proto = protocol(doc["protocol"])
-        runner = await Runner.open(job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc))
+        runner = await Runner.open(
+            job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc)
+        )
         status, error = "succeeded", None
         try:
             outcome = await proto.run(doc, runner)
@@ -145,7 +161,13 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         """Save (or replace) a template of your org: protocol, participants, rounds, judge,
         summarizer, checked as create checks them."""
         call = call_of(ctx)
-        raw = {"protocol": protocol, "participants": participants or [], "rounds": rounds, "judge": judge, "summarizer": summarizer}
+        raw = {
+            "protocol": protocol,
+            "participants": participants or [],
+            "rounds": rounds,
+            "judge": judge,
+            "summarizer": summarizer,
+        }
         await _check_models(call, debates.spec_of(raw, limits_for(call.stamp.tier)))
         return await debates.template_save(call.store, name, raw)
 

@@ -1,8 +1,8 @@
 """Store kinds (per tenant, `<org>__<kind>`):
-    debates     one document per debate (spec, status, outcome, totals, job id, transcript ctx id)
-    turns       one document per turn taken (`_id = <debate>:<idx>`): participant, round, model,
-                text, tokens, cost — the run's checkpoint and the analytics' source
-    templates   the org's debate templates, `_id` = template name
+debates     one document per debate (spec, status, outcome, totals, job id, transcript ctx id)
+turns       one document per turn taken (`_id = <debate>:<idx>`): participant, round, model,
+            text, tokens, cost — the run's checkpoint and the analytics' source
+templates   the org's debate templates, `_id` = template name
 """
 
 from __future__ import annotations
