@@ -17,6 +17,7 @@ import pytest
 
 from mcpmesh.context import ContextSettings
 from mcpmesh.context import build_service as build_context
+from mcpmesh.debate import DebateSettings
 from mcpmesh.debate import build_service as build_debate
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
@@ -42,7 +43,7 @@ class Debates:
         settings = ServiceSettings(
             mongodb_url=self.mesh.mongo_url, mongodb_database=self.mesh.database + "_debate", jobs=FAST
         )
-        return await self.mesh.service(build_debate(), settings)
+        return await self.mesh.service(build_debate(DebateSettings(external_poll_s=0.05)), settings)
 
     async def result(self, key: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         status, body, _ = await self.gw.rpc("tools/call", {"name": name, "arguments": args}, key=key)
@@ -402,3 +403,115 @@ async def test_job_cancel_also_ends_the_debate(debates: Debates) -> None:
     assert view["status"] == "cancelled" and view["turns"] == 0
     await asyncio.sleep(1.5)  # past the slow answer: had the run gone on, it would have asked again
     assert len(d.fake.requests) == 1
+
+
+async def job_error(d: Debates, key: str, job_id: str) -> dict[str, Any]:
+    """The failed job's error (waiting while it runs)."""
+    seen: list[dict[str, Any]] = []
+
+    async def failed() -> bool:
+        seen[:] = [await d.error(key, "debate_job_result", {"job_id": job_id})]
+        return seen[0]["code"] != "conflict" or "running" not in seen[0]["message"]
+
+    for _ in range(400):
+        if await failed():
+            return seen[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the job did not end: {seen}")
+
+
+async def test_an_invited_org_contributes_its_seats_turns_on_its_own_bill(debates: Debates) -> None:
+    d = debates
+    _, key_a = await d.mesh.tenant(scopes=SCOPES)
+    org_b, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
+    _, key_c = await d.mesh.tenant(scopes=SCOPES, name="Initech")
+    seats = [{"name": "Ann"}, {"external_org": org_b, "name": "Reviewer", "role": "opponent"}]
+    made = await d.ok(
+        key_a, "debate_create", {"topic": "Ship it?", "protocol": "panel", "participants": seats, "rounds": 1}
+    )
+    debate_id = made["debate_id"]
+    assert made["participants"][1]["kind"] == "external"
+    # Not accepted yet: the run refuses.
+    early = await d.ok(key_a, "debate_run", {"debate_id": debate_id})
+    refused = await job_error(d, key_a, early["job_id"])
+    assert refused["code"] == "conflict" and "not accepted" in refused["message"]
+    [invite] = (await d.ok(key_b, "debate_invitations", {}))["invitations"]
+    assert invite["status"] == "invited" and invite["debate"]["your_seat"] == "p2"
+    owner = invite["owner_org"]
+    # An uninvited org sees nothing, whatever it asks.
+    assert (await d.ok(key_c, "debate_invitations", {}))["invitations"] == []
+    for tool, args in (
+        ("debate_joined_get", {"owner_org": owner, "debate_id": debate_id}),
+        ("debate_contribute", {"owner_org": owner, "debate_id": debate_id, "text": "me too"}),
+        ("debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True}),
+    ):
+        assert (await d.error(key_c, tool, args))["code"] == "not_found", tool
+    # Invited but not accepted: not joined yet.
+    assert (await d.error(key_b, "debate_joined_get", {"owner_org": owner, "debate_id": debate_id}))[
+        "code"
+    ] == "not_found"
+    await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
+    debate_job = await d.ok(key_a, "debate_run", {"debate_id": debate_id})
+    assert debate_job["job_id"] == early["job_id"]  # the same debate_id answers with its job (failed)
+    # Started once per debate_id: a new debate is needed after the refused run.
+    made = await d.ok(
+        key_a, "debate_create", {"topic": "Ship it?", "protocol": "panel", "participants": seats, "rounds": 1}
+    )
+    debate_id = made["debate_id"]
+    [invite] = [
+        i
+        for i in (await d.ok(key_b, "debate_invitations", {}))["invitations"]
+        if i["debate"]["debate_id"] == debate_id
+    ]
+    await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
+    await d.ok(key_a, "debate_run", {"debate_id": debate_id})
+
+    async def my_turn() -> dict[str, Any]:
+        for _ in range(400):
+            seen = await d.ok(key_b, "debate_joined_get", {"owner_org": owner, "debate_id": debate_id})
+            if seen["your_turn"]:
+                return seen
+            await asyncio.sleep(0.05)
+        raise AssertionError("the seat's turn never came")
+
+    seen = await my_turn()
+    # The seat is shown the prompt to answer: the discussion so far (Ann spoke first).
+    assert "Ann (debater, round 1): hello from the fake" in seen["awaiting"]["messages"][1]["content"]
+    await d.ok(key_b, "debate_contribute", {"owner_org": owner, "debate_id": debate_id})
+    again = await d.error(
+        key_b, "debate_contribute", {"owner_org": owner, "debate_id": debate_id, "text": "twice"}
+    )
+    assert again["code"] == "conflict"
+    view = await d.settled(key_a, debate_id)
+    assert view["status"] == "succeeded" and view["turns"] == 2
+    entries = await transcript_entries(d, key_a, view["ctx_id"])
+    assert [e["name"].split(".")[1] for e in entries] == ["p1", "p2"]
+    # Each org paid for its own turn.
+    assert (await d.ok(key_a, "llm_usage", {}))["totals"]["calls"] == 1
+    assert (await d.ok(key_b, "llm_usage", {}))["totals"]["calls"] == 1
+    assert view["tokens"] == 18  # the owner's turn only
+
+
+async def test_declined_and_revoked_invitations_reach_nothing(debates: Debates) -> None:
+    d = debates
+    _, key_a = await d.mesh.tenant(scopes=SCOPES)
+    org_b, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
+    seats = [{"name": "Ann"}, {"external_org": org_b, "name": "Reviewer"}]
+    made = await d.ok(key_a, "debate_create", {"topic": "Why?", "protocol": "panel", "participants": seats})
+    [invite] = (await d.ok(key_b, "debate_invitations", {}))["invitations"]
+    assert (
+        await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": False})
+    )["status"] == "declined"
+    [declined] = (await d.ok(key_b, "debate_invitations", {}))["invitations"]
+    assert declined["status"] == "declined"
+    args = {"owner_org": invite["owner_org"], "debate_id": made["debate_id"]}
+    assert (await d.error(key_b, "debate_joined_get", args))["code"] == "not_found"
+    await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
+    assert (await d.ok(key_b, "debate_joined_get", args))["your_seat"] == "p2"
+    await d.ok(key_a, "debate_invite_revoke", {"debate_id": made["debate_id"], "participant": "p2"})
+    assert (await d.error(key_b, "debate_joined_get", args))["code"] == "not_found"
+    assert (await d.ok(key_b, "debate_invitations", {}))["invitations"] == []
+    revoked = await d.error(
+        key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True}
+    )
+    assert revoked["code"] == "not_found"

@@ -10,10 +10,13 @@ transcript's last entry names the last turn it holds, so nothing is appended twi
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from pymongo.errors import DuplicateKeyError
 
 from mcpmesh.debate.participants import system_prompt
 from mcpmesh.debate.settings import DebateSettings
@@ -46,6 +49,25 @@ def turn_of(name: str | None) -> int:
     """The turn index an entry name carries (-1 for none)."""
     head = (name or "").split(".", 1)[0]
     return int(head[1:]) if head[:1] == "t" and head[1:].isdigit() else -1
+
+
+def turn_record(
+    debate: dict[str, Any], idx: int, p: dict[str, Any], round_: int, **fields: Any
+) -> dict[str, Any]:
+    """A turn's record (`_id = <debate>:<idx>`); `fields`: model, served_by, content, tokens, cost."""
+    return {
+        "_id": f"{debate['_id']}:{idx:05d}",
+        "debate_id": debate["_id"],
+        "protocol": debate["protocol"],
+        "idx": idx,
+        "pid": p["id"],
+        "name": p["name"],
+        "role": p["role"],
+        "round": round_,
+        "requested": p["model"],
+        "at": now(),
+        **fields,
+    }
 
 
 @dataclass
@@ -110,33 +132,10 @@ class Runner:
             {"role": "system", "content": system_prompt(p, self.debate["topic"])},
             {"role": "user", "content": prompt},
         ]
-        args = {
-            "messages": messages,
-            "model": p["model"],
-            "max_tokens": self.settings.turn_max_tokens,
-            "cache": False,
-        }
-        answer = (await self.job.call_tool("llm", "chat", args, on_progress=None))["structuredContent"]
-        usage = answer.get("usage") or {}
-        rec = {
-            "_id": f"{self.debate['_id']}:{idx:05d}",
-            "debate_id": self.debate["_id"],
-            "protocol": self.debate["protocol"],
-            "idx": idx,
-            "pid": p["id"],
-            "name": p["name"],
-            "role": p["role"],
-            "round": round_,
-            "model": str(answer.get("model") or p["model"]),
-            "requested": p["model"],
-            "served_by": answer.get("served_by"),
-            "content": str(answer.get("content") or ""),
-            "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-            "completion_tokens": int(usage.get("completion_tokens") or 0),
-            "cost_usd": float(usage.get("cost_usd") or 0.0),
-            "at": now(),
-        }
-        await self.turns.insert_one(rec)
+        if p["kind"] == "external":
+            rec = await self._contributed(idx, p, round_, messages)
+        else:
+            rec = await self._generated(idx, p, round_, messages)
         self.done.append(rec)
         await self._publish(rec)
         self.tokens += rec["prompt_tokens"] + rec["completion_tokens"]
@@ -159,6 +158,55 @@ class Runner:
         if still.matched_count == 0:
             raise Stopped("cancelled", "cancelled")
         return rec
+
+    async def _generated(
+        self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        args = {
+            "messages": messages,
+            "model": p["model"],
+            "max_tokens": self.settings.turn_max_tokens,
+            "cache": False,
+        }
+        answer = (await self.job.call_tool("llm", "chat", args, on_progress=None))["structuredContent"]
+        usage = answer.get("usage") or {}
+        rec = turn_record(
+            self.debate, idx, p, round_,
+            model=str(answer.get("model") or p["model"]),
+            served_by=answer.get("served_by"),
+            content=str(answer.get("content") or ""),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            cost_usd=float(usage.get("cost_usd") or 0.0),
+        )  # fmt: skip
+        await self.turns.insert_one(rec)
+        return rec
+
+    async def _contributed(
+        self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """An external seat's turn: wait for its org's `contribute` (external.py); past
+        `DEBATE_EXTERNAL_WAIT_S` the turn is recorded as not given."""
+        key = {"_id": self.debate["_id"], "status": "running"}
+        awaiting = {"idx": idx, "pid": p["id"], "round": round_, "messages": messages, "since": now()}
+        await self.debates.update_one(key, {"$set": {"awaiting": awaiting}})
+        deadline = asyncio.get_running_loop().time() + self.settings.external_wait_s
+        rec_id = f"{self.debate['_id']}:{idx:05d}"
+        while (rec := await self.turns.find_one({"_id": rec_id})) is None:
+            if await self.debates.count_documents(key) == 0:
+                raise Stopped("cancelled", "cancelled")
+            if asyncio.get_running_loop().time() > deadline:
+                missed = turn_record(self.debate, idx, p, round_, model="none", served_by=None, content="(no contribution)",
+                                      prompt_tokens=0, completion_tokens=0, cost_usd=0.0)  # fmt: skip
+                try:
+                    await self.turns.insert_one(missed)
+                except DuplicateKeyError:
+                    continue  # contributed just now
+                rec = missed
+                break
+            await asyncio.sleep(self.settings.external_poll_s)
+        await self.debates.update_one({"_id": self.debate["_id"]}, {"$unset": {"awaiting": ""}})
+        return rec  # type: ignore[no-any-return]
 
     async def _publish(self, rec: dict[str, Any]) -> None:
         entry = {"role": "assistant", "name": entry_name(rec), "content": rec["content"] or "(no answer)"}

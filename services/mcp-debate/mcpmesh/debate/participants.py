@@ -2,7 +2,8 @@
 
 A participant as stored in a debate: `{id, name, role, instructions, model, kind}`, where `id` is
 `p1`, `p2`, ... in the order given (judge and summarizer after the debaters), `kind` is
-`persona` (the org's) or `system`.
+`persona` (the org's), `system`, or `external` (a seat of another org, `org_id`, whose turns
+that org contributes: external.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from typing import Any, Final
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.proto.ids import validate_org_id
 
 #: Participants every org may name with `{"system": "<key>"}` (a `model` may be added).
 SYSTEM: Final[dict[str, dict[str, str]]] = {
@@ -48,12 +50,23 @@ def checked(spec: Any, pid: str, default_role: str) -> dict[str, Any]:
     system participant `{system, model?}`."""
     if not isinstance(spec, dict):
         raise invalid(f"participant {pid}: give an object with a name (or {{'system': ...}})")
-    unknown = set(spec) - {"name", "role", "instructions", "model", "system"}
+    unknown = set(spec) - {"name", "role", "instructions", "model", "system", "external_org"}
     if unknown:
         raise invalid(f"participant {pid}: unknown fields {sorted(unknown)}")
     model = spec.get("model") or "default"
     if not isinstance(model, str) or not _MODEL_RE.match(model):
         raise invalid(f"participant {pid}: model must be a model name or alias of mcp-llm")
+    if "external_org" in spec:
+        org = spec["external_org"]
+        try:
+            org = validate_org_id(org)
+        except ValueError:
+            raise invalid(f"participant {pid}: external_org must be an org id") from None
+        name, role = spec.get("name"), spec.get("role") or default_role
+        if not isinstance(name, str) or not 1 <= len(name.strip()) <= MAX_NAME:
+            raise invalid(f"participant {pid}: name must be 1-{MAX_NAME} characters")
+        return {"id": pid, "name": name.strip(), "role": str(role)[:MAX_NAME], "instructions": "",
+                "model": model, "kind": "external", "org_id": org}  # fmt: skip
     if "system" in spec:
         system = SYSTEM.get(str(spec["system"]))
         if system is None:

@@ -15,4 +15,6 @@ STORE_KINDS: Final[dict[str, list[Index]]] = {
     "debates": [Index(keys=[("created_at", -1), ("_id", -1)]), Index(keys=[("status", 1)])],
     "turns": [Index(keys=[("debate_id", 1), ("idx", 1)]), Index(keys=[("model", 1)])],
     "templates": [],
+    "invites": [Index(keys=[("debate_id", 1), ("grantee", 1)])],
+    "invitations": [Index(keys=[("at", -1)])],
 }
