@@ -17,7 +17,7 @@ import pytest
 
 from mcpmesh.context import ContextSettings
 from mcpmesh.context import build_service as build_context
-from mcpmesh.debate import DebateSettings
+from mcpmesh.debate import DebateSettings, analytics
 from mcpmesh.debate import build_service as build_debate
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
@@ -43,7 +43,9 @@ class Debates:
         settings = ServiceSettings(
             mongodb_url=self.mesh.mongo_url, mongodb_database=self.mesh.database + "_debate", jobs=FAST
         )
-        return await self.mesh.service(build_debate(DebateSettings(external_poll_s=0.05)), settings)
+        return await self.mesh.service(
+            build_debate(DebateSettings(external_poll_s=0.05, compare_interval_s=0.2)), settings
+        )
 
     async def result(self, key: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
         status, body, _ = await self.gw.rpc("tools/call", {"name": name, "arguments": args}, key=key)
@@ -515,3 +517,39 @@ async def test_declined_and_revoked_invitations_reach_nothing(debates: Debates) 
         key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True}
     )
     assert revoked["code"] == "not_found"
+
+
+async def test_analytics_per_org_and_across_orgs_only_from_five(debates: Debates) -> None:
+    d = debates
+    service = d.mesh.harnesses["debate"].service
+    comparative = analytics.Comparative()
+    keys = []
+    d.fake.answer = scripted({"Ada": ["ANSWER: 1"], "Bo": ["ANSWER: 2", "ANSWER: 1"]})
+    for i in range(5):
+        _, key = await d.mesh.tenant(scopes=SCOPES, name=f"Org{i}")
+        keys.append(key)
+        people = [{"name": "Ada"}, {"name": "Bo"}]
+        debate_id, _ = await d.run(key, {"topic": "1 or 2?", "participants": people, "rounds": 3})
+        assert (await d.settled(key, debate_id))["status"] == "succeeded"
+        d.fake.answer = scripted({"Ada": ["ANSWER: 1"], "Bo": ["ANSWER: 2", "ANSWER: 1"]})
+        await analytics.refresh(service, comparative)
+        assert comparative.view()["shown"] is (i == 4), i
+    mine = await d.ok(keys[0], "debate_analytics", {})
+    society = mine["by_protocol"]["society"]
+    assert (mine["debates"], society["stable_round"], society["rounds_run"], society["agreement"]) == (
+        1,
+        2,
+        3,
+        1.0,
+    )
+    assert mine["by_model"]["big"]["turns"] == 6
+    [suggestion] = mine["suggestions"]
+    assert "set rounds to 2" in suggestion
+    # The replica's own background refresh shows the same aggregates through the tool.
+    for _ in range(200):
+        shown = (await d.ok(keys[1], "debate_analytics", {}))["comparative"]
+        if shown["shown"]:
+            break
+        await asyncio.sleep(0.05)
+    assert shown["orgs"] == 5 and shown["by_protocol"]["society"]["debates"] == 5
+    assert not any(key[:12] in str(shown) for key in keys) and "org-" not in str(shown)

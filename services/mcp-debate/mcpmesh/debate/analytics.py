@@ -1,18 +1,26 @@
-"""An org's debate analytics, from its own `debates` and `turns` collections, with suggestions."""
+"""An org's debate analytics, from its own `debates` and `turns` collections, with suggestions;
+and anonymized aggregates across orgs (`Comparative`)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
 
+from mcpmesh.service import MeshService
 from mcpmesh.store import TenantStore
+
+#: Cross-org aggregates are shown only when at least this many orgs contribute.
+MIN_ORGS: Final = 5
 
 
 def _mean(values: list[float]) -> float | None:
     return round(sum(values) / len(values), 3) if values else None
 
 
-async def org_report(store: TenantStore) -> dict[str, Any]:
+async def by_protocol(store: TenantStore) -> dict[str, dict[str, Any]]:
+    """The org's finished debates summed up per protocol."""
     finished = (
         await (await store.collection("debates"))
         .find(
@@ -32,7 +40,11 @@ async def org_report(store: TenantStore) -> dict[str, Any]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in finished:
         groups[d["protocol"]].append(d)
-    by_protocol = {name: _protocol_stats(ds) for name, ds in sorted(groups.items())}
+    return {name: _protocol_stats(ds) for name, ds in sorted(groups.items())}
+
+
+async def org_report(store: TenantStore, comparative: Comparative) -> dict[str, Any]:
+    protocols = await by_protocol(store)
     by_model: dict[str, dict[str, float]] = defaultdict(lambda: {"turns": 0, "tokens": 0, "cost_usd": 0.0})
     async for t in (await store.collection("turns")).find(
         {}, {"model": 1, "prompt_tokens": 1, "completion_tokens": 1, "cost_usd": 1}
@@ -42,11 +54,58 @@ async def org_report(store: TenantStore) -> dict[str, Any]:
         m["tokens"] += t["prompt_tokens"] + t["completion_tokens"]
         m["cost_usd"] = round(m["cost_usd"] + t["cost_usd"], 9)
     return {
-        "debates": len(finished),
-        "by_protocol": by_protocol,
+        "debates": sum(p["debates"] for p in protocols.values()),
+        "by_protocol": protocols,
         "by_model": dict(sorted(by_model.items())),
-        "suggestions": _suggestions(by_protocol),
+        "suggestions": _suggestions(protocols),
+        "comparative": comparative.view(),
     }
+
+
+@dataclass
+class Comparative:
+    """Anonymized aggregates across orgs (per protocol: orgs, debates, means of the orgs' means),
+    refreshed in the background on each replica; shown only once `MIN_ORGS` orgs contribute, and a
+    protocol only once that many orgs ran it. No org id or single org's figure is kept."""
+
+    orgs: int = 0
+    by_protocol: dict[str, dict[str, Any]] = field(default_factory=dict)
+    computed_at: str | None = None
+
+    def view(self) -> dict[str, Any]:
+        if self.orgs < MIN_ORGS:
+            return {"shown": False, "why": f"shown once at least {MIN_ORGS} orgs have finished debates"}
+        return {
+            "shown": True,
+            "orgs": self.orgs,
+            "by_protocol": self.by_protocol,
+            "computed_at": self.computed_at,
+        }
+
+
+async def refresh(service: MeshService, into: Comparative) -> Comparative:
+    """Recompute the cross-org aggregates (background work for no caller: `service.tenants`)."""
+    reports = []
+    async for store in service.tenants("debates"):
+        found = await by_protocol(store)
+        if found:
+            reports.append(found)
+    protocols: dict[str, dict[str, Any]] = {}
+    for name in sorted({p for r in reports for p in r}):
+        mine = [r[name] for r in reports if name in r]
+        if len(mine) < MIN_ORGS:
+            continue
+        protocols[name] = {
+            "orgs": len(mine),
+            "debates": sum(s["debates"] for s in mine),
+            **{
+                k: _mean([s[k] for s in mine if s[k] is not None])
+                for k in ("rounds_run", "stable_round", "agreement")
+            },
+            "tokens_per_debate": _mean([s["tokens"] / s["debates"] for s in mine]),
+        }
+    into.orgs, into.by_protocol, into.computed_at = len(reports), protocols, datetime.now(UTC).isoformat()
+    return into
 
 
 def _protocol_stats(ds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,6 +3,10 @@ transcripts kept as contexts in mcp-context (both called over the bus as the deb
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.mcpserver import Context
@@ -16,6 +20,9 @@ from mcpmesh.debate.settings import DebateSettings
 from mcpmesh.debate.storage import STORE_KINDS
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call, JobContext, MeshService, call_of
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.debate")
 
 INSTRUCTIONS = """\
 Multi-agent debates for your organization. create a debate (topic, protocol: society | mad |
@@ -35,15 +42,44 @@ async def _check_models(call: Call, spec: dict[str, Any]) -> None:
             raise MeshException(exc.error.code, f"model {model!r}: {exc.error.message}") from None
 
 
+@dataclass
+class DebateApp:
+    """The service's state: the cross-org aggregates this replica last computed."""
+
+    comparative: analytics.Comparative
+
+
+async def _compare_forever(service: MeshService, app: DebateApp, interval_s: float) -> None:
+    while interval_s > 0:
+        await asyncio.sleep(interval_s)
+        try:
+            await analytics.refresh(service, app.comparative)
+        except Exception:  # a store hiccup: the previous aggregates stay, the next round retries
+            log.exception("cross-org debate analytics not refreshed")
+
+
 def build_service(settings: DebateSettings | None = None) -> MeshService:
     """A fresh debate service (settings from the environment unless given)."""
     settings = settings or DebateSettings.from_env()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(service: MeshService) -> AsyncIterator[DebateApp]:
+        app = DebateApp(analytics.Comparative())
+        task = asyncio.create_task(_compare_forever(service, app, settings.compare_interval_s))
+        try:
+            yield app
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     service = MeshService(
         "debate",
         description="Multi-agent debates (society of minds, MAD, panels) per tenant",
         instructions=INSTRUCTIONS,
         store_kinds=STORE_KINDS,
         grant_index="invitations",
+        lifespan=lifespan,
     )
 
     @service.tool(access="read", open_world=False)
@@ -187,8 +223,10 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
     @service.tool(access="read", name="analytics", open_world=False, budget_s=60)
     async def analytics_(ctx: Context) -> dict[str, Any]:
         """Your debates summed up: by protocol (debates, rounds until the answer stopped changing,
-        agreement, judge early stops, tokens, cost), tokens and cost by model, and suggestions."""
-        return await analytics.org_report(call_of(ctx).store)
+        agreement, judge early stops, tokens, cost), tokens and cost by model, suggestions, and
+        anonymized aggregates across orgs (once at least 5 orgs contribute)."""
+        call = call_of(ctx)
+        return await analytics.org_report(call.store, call.state(DebateApp).comparative)
 
     # -- participants from other orgs (external.py) ------------------------------------------
 

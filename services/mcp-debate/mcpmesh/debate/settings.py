@@ -21,10 +21,14 @@ class DebateSettings:
     external_wait_s: float = 3600.0
     #: How often a waiting debate looks for the external seat's turn.
     external_poll_s: float = 1.0
+    #: How often each replica recomputes the anonymized cross-org aggregates; 0 = never.
+    compare_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.turn_max_tokens < 1 or self.quote_chars < 1:
             raise ValueError("DEBATE_TURN_MAX_TOKENS and DEBATE_QUOTE_CHARS must be positive")
+        if self.compare_interval_s < 0:
+            raise ValueError("DEBATE_COMPARE_INTERVAL_S must not be negative")
         if self.external_wait_s <= 0 or self.external_poll_s <= 0:
             raise ValueError("DEBATE_EXTERNAL_WAIT_S and DEBATE_EXTERNAL_POLL_S must be positive")
 
@@ -44,5 +48,6 @@ class DebateSettings:
             quote_chars=int(get("QUOTE_CHARS", cls.quote_chars)),
             external_wait_s=get("EXTERNAL_WAIT_S", cls.external_wait_s),
             external_poll_s=get("EXTERNAL_POLL_S", cls.external_poll_s),
+            compare_interval_s=get("COMPARE_INTERVAL_S", cls.compare_interval_s),
             namespace=env.get(_PREFIX + "NAMESPACE", "").strip() or cls.namespace,
         )
