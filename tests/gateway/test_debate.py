@@ -17,14 +17,14 @@ import pytest
 
 from mcpmesh.context import ContextSettings
 from mcpmesh.context import build_service as build_context
-from mcpmesh.debate import DebateSettings, analytics
+from mcpmesh.debate import DebateSettings, analytics, limits
 from mcpmesh.debate import build_service as build_debate
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
 from mcpmesh.llm.testing import FakeProvider
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import JobSettings, ServiceSettings
-from mcpmesh.service.testing import ServiceHarness
+from mcpmesh.service.testing import ServiceHarness, internals_in
 from tests.gateway.conftest import Gateway, Mesh
 
 FAST = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
@@ -340,6 +340,7 @@ async def test_bad_input_is_a_clear_error(debates: Debates) -> None:
     for k, args, code, says in cases:
         error = await d.error(k, "debate_create", args)
         assert error["code"] == code and says in error["message"], (args, error)
+        assert internals_in(error["message"]) == []
     assert d.fake.requests == []
 
 
@@ -453,20 +454,7 @@ async def test_an_invited_org_contributes_its_seats_turns_on_its_own_bill(debate
         "code"
     ] == "not_found"
     await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
-    debate_job = await d.ok(key_a, "debate_run", {"debate_id": debate_id})
-    assert debate_job["job_id"] == early["job_id"]  # the same debate_id answers with its job (failed)
-    # Started once per debate_id: a new debate is needed after the refused run.
-    made = await d.ok(
-        key_a, "debate_create", {"topic": "Ship it?", "protocol": "panel", "participants": seats, "rounds": 1}
-    )
-    debate_id = made["debate_id"]
-    [invite] = [
-        i
-        for i in (await d.ok(key_b, "debate_invitations", {}))["invitations"]
-        if i["debate"]["debate_id"] == debate_id
-    ]
-    await d.ok(key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
-    await d.ok(key_a, "debate_run", {"debate_id": debate_id})
+    await d.ok(key_a, "debate_run", {"debate_id": debate_id})  # accepted: it runs now
 
     async def my_turn() -> dict[str, Any]:
         for _ in range(400):
@@ -553,3 +541,23 @@ async def test_analytics_per_org_and_across_orgs_only_from_five(debates: Debates
         await asyncio.sleep(0.05)
     assert shown["orgs"] == 5 and shown["by_protocol"]["society"]["debates"] == 5
     assert not any(key[:12] in str(shown) for key in keys) and "org-" not in str(shown)
+
+
+async def test_a_debate_stops_when_its_tier_token_budget_is_spent_and_runs_once(
+    debates: Debates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    d = debates
+    monkeypatch.setitem(
+        limits.TIER_LIMITS, "pro", limits.DebateLimits(max_rounds=10, max_participants=8, max_tokens=30)
+    )
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    debate_id, _ = await d.run(key, {"topic": "Long?", "participants": people, "rounds": 3})
+    view = await d.settled(key, debate_id)
+    # 18 tokens a turn: after two turns the 30-token budget is spent, the third is never asked.
+    assert view["status"] == "budget_exhausted" and view["turns"] == 2 and len(d.fake.requests) == 2
+    assert "token budget (30)" in view["outcome"]["stopped"]
+    again = await d.ok(key, "debate_run", {"debate_id": debate_id})
+    refused = await job_error(d, key, again["job_id"])
+    assert refused["code"] == "conflict" and "budget_exhausted" in refused["message"]
+    assert len(d.fake.requests) == 2

@@ -133,11 +133,11 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         await external.file_invites(service, call.store, call.org_id, doc)
         return debates.view(doc)
 
-    @service.job_tool(access="write", resumable=True, budget_s=3600, idempotency_key="debate_id")
+    @service.job_tool(access="write", resumable=True, budget_s=3600)
     async def run(debate_id: str, job: JobContext) -> dict[str, Any]:
         """Run a created debate to its outcome as a job (answers at once; progress per turn;
-        a stopped replica's run resumes from its last turn). The same debate_id again answers with
-        the same job."""
+        a stopped replica's run resumes from its last turn). A debate runs once: another run of
+        it fails `conflict` and does nothing."""
         doc = await debates.find(job.store, debate_id)
         await external.seats_ready(job.store, doc)
         coll = await debates.collection(job.store)
