@@ -476,6 +476,11 @@ async def test_an_invited_org_contributes_its_seats_turns_on_its_own_bill(debate
     assert view["status"] == "succeeded" and view["turns"] == 2
     entries = await transcript_entries(d, key_a, view["ctx_id"])
     assert [e["name"].split(".")[1] for e in entries] == ["p1", "p2"]
+    seat_view = await d.ok(key_b, "debate_transcript", {"debate_id": debate_id, "owner_org": owner})
+    assert [t["name"] for t in seat_view["turns"]] == ["Ann", "Reviewer"]
+    assert (await d.error(key_c, "debate_transcript", {"debate_id": debate_id, "owner_org": owner}))[
+        "code"
+    ] == "not_found"
     # Each org paid for its own turn.
     assert (await d.ok(key_a, "llm_usage", {}))["totals"]["calls"] == 1
     assert (await d.ok(key_b, "llm_usage", {}))["totals"]["calls"] == 1

@@ -111,7 +111,8 @@ async def current(store: TenantStore, debate_id: str) -> dict[str, Any]:
         return doc
     error = job.get("error") or {}
     ended = {
-        "status": job["status"],
+        # A debate being cancelled whose job then ended (its resume found it cancelling) is cancelled.
+        "status": "cancelled" if doc["status"] == "cancelling" else job["status"],
         "error": f"{error.get('code')}: {error.get('message')}" if error else None,
         "finished_at": now(),
         "updated_at": now(),

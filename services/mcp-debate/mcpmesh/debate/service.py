@@ -176,10 +176,17 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         return {"debates": await debates.listing(call_of(ctx).store, status, protocol, limit)}
 
     @service.tool(access="read", open_world=False)
-    async def transcript(debate_id: str, ctx: Context, after_turn: int = -1) -> dict[str, Any]:
+    async def transcript(
+        debate_id: str, ctx: Context, after_turn: int = -1, owner_org: str | None = None
+    ) -> dict[str, Any]:
         """The turns taken so far, in order (participant, role, round, model, text, tokens), after
-        turn `after_turn` (turns count from 0)."""
-        return await debates.transcript(call_of(ctx).store, debate_id, after_turn)
+        turn `after_turn` (turns count from 0). owner_org: another org's debate you hold an
+        accepted seat in."""
+        call = call_of(ctx)
+        store = (
+            call.store if owner_org is None else (await external.joined(call, owner_org, debate_id))[0].store
+        )
+        return await debates.transcript(store, debate_id, after_turn)
 
     @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def cancel(debate_id: str, ctx: Context) -> dict[str, Any]:
