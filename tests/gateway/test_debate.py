@@ -245,6 +245,19 @@ async def test_panel_speaks_in_order_and_the_summary_is_the_answer(debates: Deba
     assert [(t["name"], t["round"]) for t in got["turns"]] == [("Ben", 2), ("Summarizer", 2)]
 
 
+async def test_a_simultaneous_panel_round_hides_the_rounds_other_statements(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    d.fake.answer = scripted({"Ann": ["Ann r1", "Ann r2"], "Ben": ["Ben r1", "Ben r2"]})
+    people = [{"name": "Ann"}, {"name": "Ben"}]
+    args = {"topic": "Tabs?", "protocol": "panel", "participants": people, "rounds": 2, "simultaneous": True}
+    debate_id, _ = await d.run(key, args)
+    assert (await d.settled(key, debate_id))["outcome"]["statements"] == {"Ann": "Ann r2", "Ben": "Ben r2"}
+    prompts = [r.body["messages"][1]["content"] for r in d.fake.requests]
+    assert "Ann r1" not in prompts[1]  # Ben, round 1
+    assert "Ann r1" in prompts[3] and "Ben r1" in prompts[3] and "Ann r2" not in prompts[3]  # Ben, round 2
+
+
 async def test_a_killed_replicas_debate_resumes_without_repeating_a_turn(debates: Debates) -> None:
     d = debates
     _, key = await d.mesh.tenant(scopes=SCOPES)

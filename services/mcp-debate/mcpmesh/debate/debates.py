@@ -16,7 +16,7 @@ from mcpmesh.store import Collection, TenantStore
 MAX_TOPIC: Final = 4000
 #: A debate's statuses: `created` → `running` → one of the finished ones.
 FINISHED: Final = ("succeeded", "failed", "cancelled", "budget_exhausted")
-SPEC_FIELDS: Final = ("protocol", "participants", "rounds", "judge", "summarizer")
+SPEC_FIELDS: Final = ("protocol", "participants", "rounds", "judge", "summarizer", "simultaneous")
 
 
 def new_debate_id() -> str:
@@ -57,6 +57,7 @@ def spec_of(raw: dict[str, Any], limits: DebateLimits) -> dict[str, Any]:
         "rounds": rounds,
         "judge": judge,
         "summarizer": summarizer,
+        "simultaneous": bool(raw.get("simultaneous") or False),
     }
     proto.check(spec)
     return spec

@@ -168,8 +168,9 @@ class Mad(Protocol):
 
 
 class Panel(Protocol):
-    """A panel (ChatEval-like): personas speak one by one each round, seeing the discussion so far;
-    an optional summarizer closes each round, and its last summary is the answer."""
+    """A panel (ChatEval-like): personas speak one by one each round, seeing the discussion so far
+    (`simultaneous`: only the rounds before); an optional summarizer closes each round, and its
+    last summary is the answer."""
 
     name = "panel"
     description = "personas speak in turn each round; an optional summarizer sums up each round"
@@ -186,9 +187,11 @@ class Panel(Protocol):
         summary: str | None = None
         statements: dict[str, str] = {}
         for r in range(1, debate["rounds"] + 1):
+            before = discussion(turns)  # simultaneous: nobody sees this round's other statements
             for p in debate["participants"]:
+                seen = before if debate.get("simultaneous") else discussion(turns)
                 statements[p["name"]] = await turns.turn(
-                    p, r, f"Discussion so far:\n\n{discussion(turns)}\n\nGive your view for round {r}."
+                    p, r, f"Discussion so far:\n\n{seen}\n\nGive your view for round {r}."
                 )
             if debate.get("summarizer"):
                 summary = await turns.turn(

@@ -99,12 +99,15 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         rounds: int | None = None,
         judge: dict[str, Any] | None = None,
         summarizer: dict[str, Any] | None = None,
+        simultaneous: bool | None = None,
         template: str | None = None,
     ) -> dict[str, Any]:
         """A new debate (not started: run it). protocol: society (default), mad or panel;
         participants: personas {name, role?, instructions?, model?} or {system: judge |
-        devils_advocate | summarizer, model?}; rounds (default 2, bounded by your tier); judge
-        (mad: default the system judge); summarizer (panel, optional); template: start from one of
+        devils_advocate | summarizer, model?} or another org's seat {external_org, name, role?};
+        rounds (default 2, bounded by your tier); judge (mad: default the system judge);
+        summarizer (panel, optional); simultaneous (panel: a round's speakers don't see each
+        other); template: start from one of
         your templates (the arguments given override it). Its transcript is a new context."""
         call = call_of(ctx)
         raw: dict[str, Any] = dict(await debates.template_raw(call.store, template)) if template else {}
@@ -114,6 +117,7 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
             "rounds": rounds,
             "judge": judge,
             "summarizer": summarizer,
+            "simultaneous": simultaneous,
         }
         raw.update({k: v for k, v in given.items() if v is not None})
         topic = debates.checked_topic(topic)
@@ -203,9 +207,10 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         rounds: int = 2,
         judge: dict[str, Any] | None = None,
         summarizer: dict[str, Any] | None = None,
+        simultaneous: bool = False,
     ) -> dict[str, Any]:
         """Save (or replace) a template of your org: protocol, participants, rounds, judge,
-        summarizer, checked as create checks them."""
+        summarizer, simultaneous, checked as create checks them."""
         call = call_of(ctx)
         raw = {
             "protocol": protocol,
@@ -213,6 +218,7 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
             "rounds": rounds,
             "judge": judge,
             "summarizer": summarizer,
+            "simultaneous": simultaneous,
         }
         await _check_models(call, debates.spec_of(raw, limits_for(call.stamp.tier)))
         return await debates.template_save(call.store, name, raw)
