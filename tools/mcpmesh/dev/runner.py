@@ -74,16 +74,16 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, log: Path
     raise StartupError(f"{what} did not listen on port {port} within {READY_TIMEOUT_S:.0f}s: see {log}")
 
 
-def wait_until_ready(url: str, timeout_s: float = 90.0) -> None:
-    """Wait for the gateway's /ready (NATS up, services discovered) so the printed endpoint
-    lists every tool at once; services importing slowly only earn a warning."""
+def wait_until_ready(url: str, expected: list[str], timeout_s: float = 90.0) -> None:
+    """Wait for the gateway's /ready (NATS up) listing every `expected` service as discovered, so
+    the printed endpoint lists every tool at once; services importing slowly only earn a warning."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
+                if resp.status == 200 and set(expected) <= set(json.loads(resp.read())["services"]):
                     return
-        except (urllib.error.URLError, OSError):
+        except (urllib.error.URLError, OSError, ValueError, KeyError):
             pass
         time.sleep(0.25)
     print(f"mesh: the gateway is not ready after {timeout_s:.0f}s (see {url}); going on", file=sys.stderr)
@@ -309,7 +309,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     wait_for_port(gateway_port, proc, "gateway", sup.log_of("gateway"))
     pids["gateway"] = proc.pid
     base = f"http://127.0.0.1:{gateway_port}"
-    wait_until_ready(f"{base}/ready")
+    wait_until_ready(f"{base}/ready", [service_name(svc) for svc in services])
     try:
         demo = demo_tenant(base, admin_key, state)
     except (urllib.error.URLError, KeyError) as exc:
