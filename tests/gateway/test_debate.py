@@ -316,6 +316,7 @@ async def test_another_org_sees_nothing_of_a_debate(debates: Debates) -> None:
         assert (await d.error(key_b, tool, args))["code"] == "not_found", tool
     assert (await d.ok(key_b, "debate_list", {}))["debates"] == []
     assert (await d.ok(key_b, "debate_analytics", {}))["debates"] == 0
+    assert (await d.error(key_b, "debate_delete", {"debate_id": debate_id}))["code"] == "not_found"
     # B starting A's debate runs nothing: its job fails not_found.
     job = await d.ok(key_b, "debate_run", {"debate_id": debate_id})
     failed = await d.error(key_b, "debate_job_result", {"job_id": job["job_id"]})
@@ -325,11 +326,15 @@ async def test_another_org_sees_nothing_of_a_debate(debates: Debates) -> None:
     assert failed["code"] == "not_found"
     assert (await d.ok(key_b, "llm_usage", {}))["totals"]["calls"] == 0
     assert (await d.ok(key_a, "llm_usage", {}))["totals"]["calls"] == 2
+    # The owner deletes it: record, turns and transcript context go.
+    assert await d.ok(key_a, "debate_delete", {"debate_id": debate_id}) == {"deleted": debate_id}
+    assert (await d.error(key_a, "debate_get", {"debate_id": debate_id}))["code"] == "not_found"
+    assert (await d.error(key_a, "context_get", {"ctx_id": view["ctx_id"]}))["code"] == "not_found"
 
 
 async def test_bad_input_is_a_clear_error(debates: Debates) -> None:
     d = debates
-    _, key = await d.mesh.tenant(scopes=SCOPES)
+    own, key = await d.mesh.tenant(scopes=SCOPES)
     _, free = await d.mesh.tenant(scopes=SCOPES, tier="free", name="Tiny")
     two = [{"name": "Ada"}, {"name": "Bo"}]
     cases = [
@@ -342,6 +347,12 @@ async def test_bad_input_is_a_clear_error(debates: Debates) -> None:
         (key, {"topic": "x", "participants": two, "rounds": 11}, "limit_exceeded", "over your tier's 10"),
         (key, {"topic": "  ", "participants": two}, "invalid_request", "topic must be"),
         (key, {"topic": "x", "protocol": "mad", "participants": two[:1]}, "invalid_request", "exactly 2"),
+        (
+            key,
+            {"topic": "x", "participants": [*two, {"external_org": own, "name": "Me"}]},
+            "invalid_request",
+            "own org",
+        ),
         (free, {"topic": "x", "participants": two}, "forbidden", "model 'default'"),
         (
             key,

@@ -122,6 +122,10 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         raw.update({k: v for k, v in given.items() if v is not None})
         topic = debates.checked_topic(topic)
         spec = debates.spec_of(raw, limits_for(call.stamp.tier))
+        if any(p.get("org_id") == call.org_id for p in spec["participants"]):
+            raise MeshException(
+                ErrorCode.INVALID_REQUEST, "external_org is your own org: add a persona instead"
+            )
         await _check_models(call, spec)
         made = await call.call_tool(
             "context",
@@ -197,6 +201,24 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         """Stop a debate: one not started is cancelled at once; a running one after the turn in
         flight (status cancelling, then cancelled). Finished debates are returned unchanged."""
         return await debates.cancel(call_of(ctx).store, debate_id)
+
+    @service.tool(access="write", idempotent=True, destructive=True, budget_s=60)
+    async def delete(debate_id: str, ctx: Context) -> dict[str, Any]:
+        """Delete a debate that is not running: its record, turns, invitations and its transcript
+        context."""
+        call = call_of(ctx)
+        doc = await debates.current(call.store, debate_id)
+        if doc["status"] in ("running", "cancelling"):
+            raise MeshException(ErrorCode.CONFLICT, f"debate {debate_id} is {doc['status']}: cancel it first")
+        try:
+            await call.call_tool("context", "delete", {"ctx_id": doc["ctx_id"]}, on_progress=None)
+        except MeshException as exc:
+            if exc.error.code is not ErrorCode.NOT_FOUND:  # already gone is fine
+                raise
+        for kind in ("turns", "invites"):
+            await (await call.store.collection(kind)).delete_many({"debate_id": debate_id})
+        await (await debates.collection(call.store)).delete_one({"_id": debate_id})
+        return {"deleted": debate_id}
 
     @service.tool(access="write", idempotent=True, destructive=True, open_world=False)
     async def template_save(
