@@ -4,12 +4,14 @@
     async with FakeProvider() as fake:
         fake.script("429", "ok")          # the next two chat/embedding requests: a 429, then a normal answer
         fake.url                          # http://127.0.0.1:<port>/v1
+        fake.answer = lambda body: ...    # a chat reply computed from the request (default: `reply`)
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,8 @@ class FakeProvider:
     cached_tokens: int = 0
     reply: str = "hello from the fake"
     slow_s: float = 5.0
+    #: The chat reply to a request body, when set (else `reply`).
+    answer: Callable[[dict[str, Any]], str] | None = None
     requests: list[Seen] = field(default_factory=list)
     _script: list[str] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -90,6 +94,7 @@ class FakeProvider:
         if refused is not None:
             return refused
         model = body.get("model", "?")
+        text = self.answer(body) if self.answer is not None else self.reply
         if not body.get("stream"):
             return web.json_response(
                 {
@@ -100,7 +105,7 @@ class FakeProvider:
                     "choices": [
                         {
                             "index": 0,
-                            "message": {"role": "assistant", "content": self.reply},
+                            "message": {"role": "assistant", "content": text},
                             "finish_reason": "stop",
                         }
                     ],
@@ -109,7 +114,7 @@ class FakeProvider:
             )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        words = self.reply.split(" ")
+        words = text.split(" ")
         for i, word in enumerate(words):
             delta = {"content": word if i == 0 else " " + word}
             if i == 0:
