@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from mcpmesh.service.envsettings import settings_from_env
 
 _PREFIX = "DEBATE_"
 
@@ -34,20 +35,4 @@ class DebateSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DebateSettings:
-        env = os.environ if environ is None else environ
-
-        def get(name: str, default: float) -> float:
-            raw = env.get(_PREFIX + name, "").strip()
-            try:
-                return float(raw) if raw else default
-            except ValueError:
-                raise ValueError(f"{_PREFIX}{name}={raw!r} is not a number") from None
-
-        return cls(
-            turn_max_tokens=int(get("TURN_MAX_TOKENS", cls.turn_max_tokens)),
-            quote_chars=int(get("QUOTE_CHARS", cls.quote_chars)),
-            external_wait_s=get("EXTERNAL_WAIT_S", cls.external_wait_s),
-            external_poll_s=get("EXTERNAL_POLL_S", cls.external_poll_s),
-            compare_interval_s=get("COMPARE_INTERVAL_S", cls.compare_interval_s),
-            namespace=env.get(_PREFIX + "NAMESPACE", "").strip() or cls.namespace,
-        )
+        return settings_from_env(cls, _PREFIX, environ)
