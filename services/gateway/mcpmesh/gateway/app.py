@@ -10,6 +10,7 @@ service discovery loop. Cleanup stops them in reverse order and drains NATS.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -165,4 +166,5 @@ async def _cleanup(app: web.Application) -> None:
         if not state.bus.nc.is_closed and state.bus.nc.is_connected:
             await state.bus.close()
         elif not state.bus.nc.is_closed:
-            await state.bus.nc.close()
+            with contextlib.suppress(OSError):  # the server went first (ConnectionResetError)
+                await state.bus.nc.close()
