@@ -15,7 +15,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 from mcpmesh.dev.azuriteproc import LocalAzurite
-from mcpmesh.dxp.sandbox import Sandbox
+from mcpmesh.dev.dxpsandbox import Sandbox
 from mcpmesh.dxp.service import build_service
 from mcpmesh.dxp.settings import DxpSettings
 from mcpmesh.logs import LogsSettings

@@ -21,10 +21,10 @@ import uuid
 
 import httpx
 
+from mcpmesh.dev.dxpsandbox import PREFIX, Sandbox
 from mcpmesh.dev.mongoproc import LocalMongoServer
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.dxp import signing
-from mcpmesh.dxp.sandbox import PREFIX, Sandbox
 from mcpmesh.dxp.service import build_service
 from mcpmesh.dxp.settings import DxpSettings
 from mcpmesh.secrets.keys import new_master_key_entry

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from mcpmesh.dev.azuriteproc import LocalAzurite
+from mcpmesh.dev.dxpsandbox import Sandbox
 from mcpmesh.dev.natsproc import LocalNatsServer
-from mcpmesh.dxp.sandbox import Sandbox
 from mcpmesh.dxp.service import build_service
 from mcpmesh.dxp.settings import DxpSettings
 from mcpmesh.dxp.testing import Dxp

@@ -10,8 +10,8 @@ import uuid
 
 import httpx
 
+from mcpmesh.dev.dxpsandbox import Sandbox
 from mcpmesh.dxp import signing
-from mcpmesh.dxp.sandbox import Sandbox
 
 
 def _header(

@@ -349,7 +349,7 @@ def start_dxp_sandbox(
     argv = [
         sys.executable,
         "-m",
-        "mcpmesh.dxp.sandbox",
+        "mcpmesh.dev.dxpsandbox",
         "--port",
         str(port),
         "--project-file",

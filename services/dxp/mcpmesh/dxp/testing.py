@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcpmesh.dxp.sandbox import Project as SandboxProject
-from mcpmesh.dxp.sandbox import Sandbox
+from mcpmesh.dev.dxpsandbox import Project as SandboxProject
+from mcpmesh.dev.dxpsandbox import Sandbox
 from mcpmesh.service.testing import ServiceHarness
 
 ORG_A = "org-acme"

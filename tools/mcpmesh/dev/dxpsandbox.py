@@ -1,7 +1,7 @@
 """A local fake of the DXP Deployment API (tests and `./mesh up`), as documented.
 
-It lives in the dxp package beside `signing.py` because it is the service's own contract under
-test: it verifies every epi-hmac signature with the same definition of the scheme (a wrong
+A dev tool (never in the dxp image): it verifies every epi-hmac signature with the service's
+own definition of the scheme, `mcpmesh.dxp.signing` (a wrong
 secret, a stale timestamp or a reused nonce is refused with 401), keeps each project's
 deployments, exports and storage containers, and runs the deployment state machine on a
 compressed clock (`step_s` per state): InProgress → AwaitingVerification (or straight to
@@ -11,7 +11,7 @@ their SAS links are real container SAS URLs, and the log containers hold generat
 logs (`mcpmesh.logs.demo`) of the last `log_hours` hours. `fail_next` injects faults (429 with
 Retry-After, 5xx, `success: false` bodies) so the client's handling is tested for real.
 
-    python -m mcpmesh.dxp.sandbox --port 8920   # prints the demo project's credentials (JSON)
+    python -m mcpmesh.dev.dxpsandbox --port 8920   # prints the demo project's credentials (JSON)
 """
 
 from __future__ import annotations
