@@ -18,7 +18,8 @@ from mcpmesh.context.sweep import sweep
 from mcpmesh.context.testing import Mesh
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.service import ServiceSettings
-from mcpmesh.service.testing import LocalHarness
+from mcpmesh.service.testing import LocalHarness, ToolFailed
+from mcpmesh.store import Collection
 
 A = "org-acme"
 B = "org-globex"
@@ -175,6 +176,11 @@ async def test_update_delete_and_shared_access_work_on_cold_contexts(mesh: Mesh)
     assert await context_count(mesh.app, mesh.tenant(A)) == 2
 
 
+# The sweeps below pretend 30 days passed: a pending reservation older than that would be
+# repaired (tested below); here the race is with tiering only.
+@pytest.mark.parametrize(
+    "context_settings", [ContextSettings(sweep_interval_s=0, pending_stale_s=3650 * 86400.0)]
+)
 async def test_appends_racing_with_sweeps_stay_consistent(mesh: Mesh) -> None:
     ctx_id = await mesh.create(A)
 
@@ -307,6 +313,71 @@ async def test_stale_appends_are_committed_if_complete_else_removed(mesh: Mesh) 
     assert (mesh.app.stats["pending_committed"], mesh.app.stats["pending_removed"]) == (1, 1)
     appended = await mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "next"})
     assert appended["first_seq"] == 4  # after the hole left by r-bad
+
+
+def _hold_appends_until(monkeypatch: pytest.MonkeyPatch, entries: Collection, go: asyncio.Event) -> None:
+    """The next append waits for `go` before writing its entries (the repair looks at it first)."""
+    insert_many = type(entries).insert_many
+    holding = [True]
+
+    async def held(self: Collection, docs: Any, *args: Any, **kwargs: Any) -> Any:
+        if holding and self.name == entries.name:
+            holding.clear()
+            await go.wait()
+        return await insert_many(self, docs, *args, **kwargs)
+
+    monkeypatch.setattr(type(entries), "insert_many", held)
+
+
+async def test_an_append_committing_while_it_is_repaired_keeps_its_entries(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx_id = await _filled(mesh, 1)
+    contexts, entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
+    go = asyncio.Event()
+    _hold_appends_until(monkeypatch, entries, go)
+    appending = asyncio.create_task(mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"}))
+    while not (await contexts.find_one({"_id": ctx_id}) or {}).get("pending"):
+        await asyncio.sleep(0.01)
+    count_documents = type(entries).count_documents
+
+    async def count_then_let_the_append_finish(self: Collection, query: Any, *args: Any, **kwargs: Any) -> int:
+        counted = await count_documents(self, query, *args, **kwargs)
+        if "r" in query and not go.is_set():  # the repair counted 0 of 1: the append commits now
+            go.set()
+            await appending
+        return counted
+
+    monkeypatch.setattr(type(entries), "count_documents", count_then_let_the_append_finish)
+    await sweep(mesh.app, now=later())  # sees the reservation as stale
+    assert (await appending)["first_seq"] == 1
+    got = await mesh.call(A, "get", {"ctx_id": ctx_id})
+    assert [e["content"] for e in got["entries"]][1:] == ["late"] and got["entry_count"] == 2
+    assert mesh.app.stats["pending_removed"] == 0
+
+
+async def test_an_append_aborted_by_the_repair_fails_and_leaves_nothing(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx_id = await _filled(mesh, 1)
+    contexts, entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
+    go = asyncio.Event()
+    _hold_appends_until(monkeypatch, entries, go)
+    appending = asyncio.create_task(mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"}))
+    while not (await contexts.find_one({"_id": ctx_id}) or {}).get("pending"):
+        await asyncio.sleep(0.01)
+    report = await sweep(mesh.app, now=later())  # aborts it (nothing written yet), moves it to cold
+    assert report["repaired"] == 1 and report["moved_to_cold"] == 1
+    go.set()  # the append writes anyway, then learns it was aborted
+    with pytest.raises(ToolFailed) as failed:
+        await appending
+    assert failed.value.error is not None and failed.value.error.code == "unavailable"
+    assert "rolled back; retry" in failed.value.text
+    assert await entries.count_documents({"ctx_id": ctx_id}) == 0  # its late write is gone
+    assert await (await mesh.collection(A, "entries_cold")).count_documents({"ctx_id": ctx_id}) == 1
+    got = await mesh.call(A, "get", {"ctx_id": ctx_id})
+    assert got["entry_count"] == 1 and [e["seq"] for e in got["entries"]] == [0]
+    assert (await mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "next"}))["first_seq"] == 2
 
 
 async def test_a_move_interrupted_by_a_crash_is_finished_by_the_next_caller(mesh: Mesh) -> None:

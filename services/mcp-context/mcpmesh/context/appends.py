@@ -14,7 +14,9 @@
 On a failure in 2, the written entries are deleted and the reservation is given back
 (exactly, when it is still the last one; otherwise its seqs and tokens are recorded as a
 hole, still counted against the cap). A caller that dies between 1 and 3 leaves a pending
-item that lifecycle.repair_pending finishes after CONTEXT_PENDING_STALE_S.
+item that lifecycle.repair_pending finishes after CONTEXT_PENDING_STALE_S: it commits the
+item if all its entries are there, else aborts it (the rid goes to the doc's `aborted` list,
+which tells a late commit that it failed and hides any entry written after the abort).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from mcpmesh.context.access import not_found, resolve
 from mcpmesh.context.app import ContextApp
 from mcpmesh.context.clock import utcnow
 from mcpmesh.context.entries import PreparedEntry, entry_document, prepare_entries
-from mcpmesh.context.lifecycle import open_context
+from mcpmesh.context.lifecycle import open_context, peek
 from mcpmesh.context.storage import HOT
 from mcpmesh.context.views import committed_counts
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -234,16 +236,22 @@ async def _write(app: ContextApp, res: Reservation, prepared: list[PreparedEntry
         {"_id": res.ctx_id, "pending.r": res.rid}, {"$pull": {"pending": {"r": res.rid}}}
     )
     if committed.modified_count == 0:
-        # Only if this call outlived CONTEXT_PENDING_STALE_S and the repair got there first.
-        present = await entries.count_documents({"ctx_id": res.ctx_id, "r": res.rid})
-        if present != res.k:
+        # Only if this call outlived CONTEXT_PENDING_STALE_S and the repair got there first:
+        # it committed the entries (all were there) or aborted the reservation.
+        found = await peek(app, store, res.ctx_id)  # moved to cold or deleted since, maybe
+        if found is None or res.rid in (found[0].get("aborted") or ()):
+            await _shielded(_delete_written(entries, res))
             raise MeshException(ErrorCode.UNAVAILABLE, "the append took too long and was rolled back; retry")
+
+
+async def _delete_written(entries: Collection, res: Reservation) -> None:
+    await entries.delete_many({"ctx_id": res.ctx_id, "r": res.rid})
 
 
 async def _roll_back(app: ContextApp, res: Reservation) -> None:
     store = res.store
     contexts, entries = await store.collection(HOT[0]), await store.collection(HOT[1])
-    await entries.delete_many({"ctx_id": res.ctx_id, "r": res.rid})
+    await _delete_written(entries, res)
     undone = await contexts.update_one(
         {"_id": res.ctx_id, "next_seq": res.seq0 + res.k, "pending.r": res.rid},
         {"$inc": {"next_seq": -res.k, "token_total": -res.t}, "$pull": {"pending": {"r": res.rid}}},

@@ -10,6 +10,7 @@ Context document fields used here:
              conditional update (`lock` absent, and for a move also no pending append and
              `touched_at` old enough), released by deleting the source document.
     pending  [{r, n, t, at}]: appends that reserved seqs/tokens and have not finished.
+    aborted  [r]: the latest reservations repair_pending gave up on (their seqs are holes).
     touched_at  the last get/append/update; the sweep moves contexts idle past
              CONTEXT_COLD_AFTER_S.
 
@@ -45,6 +46,9 @@ Tier = tuple[str, str]
 _COPY_BATCH: Final = 1000
 _DUPLICATE_KEY: Final = 11000
 _TOUCH_EVERY_MAX_S: Final = 60.0
+#: Reservation ids of the latest aborted appends kept on the context doc (`aborted`): the
+#: append that outlived its reservation learns it was aborted, and readers hide its entries.
+ABORTED_KEPT: Final = 64
 
 
 class Waiter:
@@ -304,9 +308,16 @@ async def repair_pending(app: ContextApp, owner: TenantStore, doc: Mapping[str, 
             )
             app.stats["pending_committed"] += 1
             continue
-        await entries.delete_many({"ctx_id": doc["_id"], "r": rid})
-        await contexts.update_one(
+        # Abort first, in one conditional update: if the append committed since the count,
+        # this matches nothing and its entries stay. Entries go only after a real abort.
+        aborted = await contexts.update_one(
             {"_id": doc["_id"], "pending.r": rid},
-            {"$pull": {"pending": {"r": rid}}, "$inc": {"hole_entries": n, "hole_tokens": t}},
+            {
+                "$pull": {"pending": {"r": rid}},
+                "$inc": {"hole_entries": n, "hole_tokens": t},
+                "$push": {"aborted": {"$each": [rid], "$slice": -ABORTED_KEPT}},
+            },
         )
-        app.stats["pending_removed"] += 1
+        if aborted.modified_count:
+            await entries.delete_many({"ctx_id": doc["_id"], "r": rid})
+            app.stats["pending_removed"] += 1

@@ -30,8 +30,9 @@ async def read_entries(
     """Entries of the (hot) context `doc`, plus a summary of what was returned."""
     entries = await owner.collection(HOT[1])
     query: dict[str, Any] = {"ctx_id": doc["_id"]}
-    hidden = [p["r"] for p in doc.get("pending") or ()]
-    if hidden:  # appends in flight show up all at once, when they commit
+    # appends in flight show up all at once, when they commit; aborted ones never
+    hidden = [p["r"] for p in doc.get("pending") or ()] + list(doc.get("aborted") or ())
+    if hidden:
         query["r"] = {"$nin": hidden}
     lowest = after_seq + 1 if after_seq is not None else None
     if last_n is not None and not hidden and not doc.get("hole_entries"):
