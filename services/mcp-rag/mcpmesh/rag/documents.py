@@ -9,6 +9,7 @@ the previous version's points are deleted after it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
@@ -20,7 +21,7 @@ from mcpmesh.rag.access import Kb, invalid, resolve
 from mcpmesh.rag.app import Caller, RagApp, iso, utcnow
 from mcpmesh.rag.chunking import Chunk, chunk
 from mcpmesh.rag.embedding import embed
-from mcpmesh.rag.extract import check_type, extract
+from mcpmesh.rag.extract import check_type, document_bytes, extract
 from mcpmesh.rag.kbs import check_room
 from mcpmesh.rag.visibility import EVERYONE, VisibleTo, acl_of, mongo_filter, visible, visible_to_view
 from mcpmesh.service import Call
@@ -87,7 +88,7 @@ async def ingest(
     kb: Kb,
     *,
     by: str,
-    content: str,
+    content: str | bytes,
     doc_type: str,
     title: str,
     doc_id: str | None,
@@ -99,19 +100,17 @@ async def ingest(
 ) -> dict[str, Any]:
     """Add a document (replace=False) or a new version of one (replace=True) to `kb`.
 
-    The same content again (same hash) changes nothing and answers `unchanged: true`."""
+    `content` is a tool's (text; a PDF base64-encoded) or, as bytes, the document itself (a
+    fetched one). The same document again (same hash) changes nothing: `unchanged: true`."""
     kind = check_type(doc_type)
-    size = len(content.encode())
-    if size > app.settings.max_document_bytes:
-        raise MeshException(
-            ErrorCode.LIMIT_EXCEEDED,
-            f"the document is {size} bytes, over the {app.settings.max_document_bytes}-byte limit on one "
-            "document (RAG_MAX_DOCUMENT_BYTES): split it",
-        )
+    data = content if isinstance(content, bytes) else document_bytes(content, kind)
+    size = len(data)
+    check_size(app, size, "document")
     meta = check_metadata(metadata)
     acl = acl_of(visible_to)
-    extracted = extract(content, kind)
-    digest = hashlib.sha256(f"{kind}\n{content}".encode()).hexdigest()
+    extracted = await asyncio.to_thread(extract, data, kind)  # a large PDF takes a while: off the loop
+    check_size(app, len(extracted.text.encode()), "document's text")
+    digest = hashlib.sha256(f"{kind}\n".encode() + data).hexdigest()
     doc_id = check_doc_id(doc_id) if doc_id is not None else f"doc-{digest[:16]}"
     title = title.strip()[:200] or _first_line(extracted.text)
     documents = await kb.store.collection("documents")
@@ -186,6 +185,15 @@ async def ingest(
     return {**doc_view(doc, kb), "unchanged": False}
 
 
+def check_size(app: RagApp, size: int, what: str) -> None:
+    if size > app.settings.max_document_bytes:
+        raise MeshException(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"the {what} is {size} bytes, over the {app.settings.max_document_bytes}-byte limit on one "
+            "document (RAG_MAX_DOCUMENT_BYTES): split it",
+        )
+
+
 def _first_line(text: str) -> str:
     return text.strip().split("\n", 1)[0][:200]
 
@@ -219,6 +227,7 @@ async def _index(
                 "chunks": len(chunks),
                 "start": c.start,
                 "end": c.end,
+                "pages": list(c.pages) if c.pages else None,
                 "text": c.text,
                 **extra,
             },

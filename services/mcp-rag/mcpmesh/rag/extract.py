@@ -2,11 +2,13 @@
 
 Every type becomes one plain text plus its blocks (character spans of that text, each a
 heading of some level or a paragraph), so chunk offsets always point into the text that
-`get_document` returns.
+`get_document` returns. A PDF's blocks are its pages' paragraphs, each with its page number.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from dataclasses import dataclass
@@ -14,9 +16,10 @@ from html.parser import HTMLParser
 from typing import Final, Literal
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
+from mcpmesh.rag.pdf import page_texts
 
-DocType = Literal["text", "markdown", "html", "jsonl"]
-TYPES: Final = ("text", "markdown", "html", "jsonl")
+DocType = Literal["text", "markdown", "html", "jsonl", "pdf"]
+TYPES: Final = ("text", "markdown", "html", "jsonl", "pdf")
 _HEADING_RE: Final = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _HTML_BLOCKS: Final = {"p", "li", "pre", "blockquote", "td", "th", "dt", "dd", "div", "section", "article"}
 _HTML_SKIP: Final = {"script", "style", "head", "noscript", "template"}
@@ -27,6 +30,7 @@ class Block:
     start: int
     end: int
     level: int  # 1-6 for a heading, 0 for a paragraph
+    page: int = 0  # 1-based page of a PDF, 0 for the unpaged types
 
 
 @dataclass(frozen=True)
@@ -45,32 +49,54 @@ def check_type(value: str) -> DocType:
     return value  # type: ignore[return-value]
 
 
-def extract(content: str, doc_type: DocType) -> Extracted:
+def document_bytes(content: str, doc_type: DocType) -> bytes:
+    """The document as sent in a tool's `content`: a PDF's file base64-encoded, the others their text."""
+    if doc_type != "pdf":
+        return content.encode()
+    try:
+        return base64.b64decode("".join(content.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid("a pdf document's content must be the PDF file's bytes, base64-encoded") from None
+
+
+def extract(data: bytes, doc_type: DocType) -> Extracted:
     """The document's text and blocks; an empty document is refused."""
-    if doc_type == "html":
-        pieces = _html_pieces(content)
-    elif doc_type == "jsonl":
-        pieces = _jsonl_pieces(content)
+    pages: list[int] = []
+    if doc_type == "pdf":
+        pieces = []
+        for number, page in enumerate(page_texts(data), 1):
+            paragraphs = _text_pieces(page, markdown=False)
+            pieces.extend(paragraphs)
+            pages.extend([number] * len(paragraphs))
     else:
-        pieces = _text_pieces(content, markdown=doc_type == "markdown")
-    text, blocks = _join(pieces)
+        content = data.decode()
+        if doc_type == "html":
+            pieces = _html_pieces(content)
+        elif doc_type == "jsonl":
+            pieces = _jsonl_pieces(content)
+        else:
+            pieces = _text_pieces(content, markdown=doc_type == "markdown")
+    text, blocks = _join(pieces, pages)
     if not text.strip():
+        if doc_type == "pdf":
+            raise invalid("the PDF has no extractable text (scanned pages need OCR first)")
         raise invalid("the document has no text: send non-empty content")
     return Extracted(text, blocks)
 
 
-def _join(pieces: list[tuple[str, int]]) -> tuple[str, list[Block]]:
+def _join(pieces: list[tuple[str, int]], pages: list[int]) -> tuple[str, list[Block]]:
+    """The pieces' text joined by blank lines, with their blocks (`pages`: each piece's page, if paged)."""
     parts: list[str] = []
     blocks: list[Block] = []
     at = 0
-    for piece, level in pieces:
+    for i, (piece, level) in enumerate(pieces):
         piece = piece.strip()
         if not piece:
             continue
         if parts:
             parts.append("\n\n")
             at += 2
-        blocks.append(Block(at, at + len(piece), level))
+        blocks.append(Block(at, at + len(piece), level, pages[i] if pages else 0))
         parts.append(piece)
         at += len(piece)
     return "".join(parts), blocks

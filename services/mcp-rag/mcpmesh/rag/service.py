@@ -19,8 +19,8 @@ from mcpmesh.store import Index
 
 INSTRUCTIONS = """\
 Knowledge bases of your org's documents: create a knowledge base, add documents (text, markdown,
-html, jsonl), then search (hybrid lexical + semantic, every hit with its citation) or answer a
-question from the sources (cited as [n]). System knowledge bases are readable by every org."""
+html, jsonl, pdf as base64), then search (hybrid lexical + semantic, every hit with its citation)
+or answer a question from the sources (cited as [n]). System knowledge bases are readable by every org."""
 
 STORE_KINDS: dict[str, list[Index]] = {
     "kbs": [],
@@ -84,8 +84,8 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         owner_org: str | None = None,
         visible_to: VisibleTo | None = None,
     ) -> dict[str, Any]:
-        """Add a document (type: text, markdown, html or jsonl) by content: chunked by its structure,
-        embedded, indexed. doc_id defaults to one derived from the content, so sending the same
+        """Add a document (type: text, markdown, html, jsonl, or pdf with content the PDF file
+        base64-encoded) by content: chunked by its structure, embedded, indexed. doc_id defaults to one derived from the content, so sending the same
         content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>.
         visible_to {keys: [key ids], scopes: ['<service>:read|write']} limits who sees it."""
         return await documents.add(
