@@ -8,9 +8,9 @@ from mcpmesh.llm import orgconfig, prices
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.providers import Deployment, check_alias_map, invalid, parse_provider
 from mcpmesh.llm.routing import allows
-from mcpmesh.llm.ssrf import check_endpoint
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call
+from mcpmesh.service.ssrf import check_url
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.llm")
@@ -29,7 +29,9 @@ async def providers(app: LlmApp, call: Call) -> dict[str, Any]:
 async def set_provider(app: LlmApp, call: Call, spec: dict[str, Any], api_key: str | None) -> dict[str, Any]:
     provider = parse_provider(spec, owner="org")
     if provider.api_base:
-        await check_endpoint(provider.api_base, allow_private=app.settings.allow_private_endpoints)
+        await check_url(
+            provider.api_base, allow_private=app.settings.allow_private_endpoints, what="api_base"
+        )
     config = await app.config(call, fresh=True)
     others = [p for p in config.providers if p.name != provider.name]
     if len(others) >= app.settings.max_org_providers:

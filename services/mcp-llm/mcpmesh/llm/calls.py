@@ -18,10 +18,10 @@ from mcpmesh.llm.errors import provider_error
 from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.llm.routing import Routed, Selection
-from mcpmesh.llm.ssrf import check_endpoint
 from mcpmesh.proto.errors import MeshException
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
+from mcpmesh.service.ssrf import check_url
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.llm")
@@ -69,7 +69,9 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
     for d in selection.chain:
         if d.provider.owner == "org" and d.provider.api_base:
             try:
-                await check_endpoint(d.provider.api_base, allow_private=app.settings.allow_private_endpoints)
+                await check_url(
+                    d.provider.api_base, allow_private=app.settings.allow_private_endpoints, what="api_base"
+                )
             except MeshException as exc:
                 refusal = refusal or exc
                 selection = selection.without(d, "endpoint refused")

@@ -23,6 +23,7 @@ from mcpmesh.rag.chunking import Chunk, chunk
 from mcpmesh.rag.embedding import embed
 from mcpmesh.rag.extract import check_type, document_bytes, extract
 from mcpmesh.rag.kbs import check_room
+from mcpmesh.rag.urls import fetch_document
 from mcpmesh.rag.visibility import EVERYONE, VisibleTo, acl_of, mongo_filter, visible, visible_to_view
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridPoint, point_id_for
@@ -71,6 +72,7 @@ def doc_view(doc: dict[str, Any], kb: Kb, *, text: bool = False) -> dict[str, An
         "bytes": doc.get("bytes"),
         "chunks": doc.get("chunks"),
         "metadata": doc.get("metadata", {}),
+        "url": doc.get("url"),
         "visible_to": visible_to_view(doc.get("acl", [EVERYONE])),
         "owner_org": kb.owner,
         "created_at": iso(doc.get("created_at")),
@@ -94,14 +96,15 @@ async def ingest(
     doc_id: str | None,
     metadata: dict[str, Any] | None,
     replace: bool,
+    url: str | None = None,
     visible_to: VisibleTo | None = None,
     sees: Callable[[dict[str, Any]], bool] = lambda doc: True,
     on_chunks: Callable[[int], Awaitable[None]] | None = None,
 ) -> dict[str, Any]:
     """Add a document (replace=False) or a new version of one (replace=True) to `kb`.
 
-    `content` is a tool's (text; a PDF base64-encoded) or, as bytes, the document itself (a
-    fetched one). The same document again (same hash) changes nothing: `unchanged: true`."""
+    `content` is a tool's (text; a PDF base64-encoded) or, as bytes, the document itself (one
+    fetched from `url`). The same document again (same hash) changes nothing: `unchanged: true`."""
     kind = check_type(doc_type)
     data = content if isinstance(content, bytes) else document_bytes(content, kind)
     size = len(data)
@@ -161,6 +164,7 @@ async def ingest(
         "text": extracted.text,
         "metadata": meta,
         "acl": acl,
+        "url": url,
         "updated_at": now,
     }
     if current is None:
@@ -244,6 +248,25 @@ def sees(call: Call) -> Callable[[dict[str, Any]], bool]:
 async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
     return await ingest(app, call, target, by=call.stamp.sub, replace=False, sees=sees(call), **fields)
+
+
+async def add_url(
+    app: RagApp, call: Call, kb: str, owner_org: str | None, url: str, doc_type: str | None, **fields: Any
+) -> dict[str, Any]:
+    target = await resolve(app, call, kb, "write", owner_org)
+    data, kind = await fetch_document(app, url, doc_type)
+    return await ingest(
+        app,
+        call,
+        target,
+        by=call.stamp.sub,
+        replace=False,
+        sees=sees(call),
+        content=data,
+        doc_type=kind,
+        url=url,
+        **fields,
+    )
 
 
 async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:

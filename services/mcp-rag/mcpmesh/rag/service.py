@@ -100,6 +100,34 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
             visible_to=visible_to,
         )
 
+    # Fetches the URL (open world); the page may change, so the same call may add another document.
+    @service.tool(access="write", idempotent=False, destructive=False, budget_s=300)
+    async def add_url(
+        kb: str,
+        url: str,
+        ctx: Context,
+        type: str | None = None,
+        title: str = "",
+        doc_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        owner_org: str | None = None,
+        visible_to: VisibleTo | None = None,
+    ) -> dict[str, Any]:
+        """Add the document at a public http(s) URL (when the platform allows it), as add_document:
+        its type from the content type (text/plain, text/markdown, text/html, application/pdf,
+        application/jsonl) unless type is given."""
+        return await documents.add_url(
+            *served(ctx),
+            kb,
+            owner_org,
+            url,
+            type,
+            title=title,
+            doc_id=doc_id,
+            metadata=metadata,
+            visible_to=visible_to,
+        )
+
     @service.job_tool(access="write", resumable=True, budget_s=6 * 3600)
     async def add_documents(kb: str, documents: list[DocumentIn], job: JobContext) -> dict[str, Any]:
         """Add many documents to one of your org's knowledge bases as a job (each as add_document:

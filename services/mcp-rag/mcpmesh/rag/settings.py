@@ -9,6 +9,7 @@ from typing import Final
 
 from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.service.envsettings import settings_from_env
+from mcpmesh.service.ssrf import Network, networks
 
 _ENV_PREFIX: Final = "RAG_"
 
@@ -47,11 +48,21 @@ class RagSettings:
     #: mcp-llm model (or alias) for embeddings and for `answer`.
     embed_model: str = "embed"
     chat_model: str = "default"
+    #: Documents may be added by URL (rag_add_url): off unless the operator turns it on.
+    url_ingest: bool = False
+    #: URLs may resolve to loopback/private/link-local addresses (development only), or to
+    #: those in these networks (JSON list of CIDRs, e.g. an intranet's: ["10.20.0.0/16"]).
+    url_allow_private: bool = False
+    url_allow_networks: list[str] = field(default_factory=list)
+    #: Longest one URL fetch may take, redirects included, and most redirects followed.
+    url_timeout_s: float = 30.0
+    url_max_redirects: int = 5
     #: The reserved org whose knowledge bases are readable by every org.
     system_org: str = "org-system"
     #: JSON object overriding the tier limits, e.g. {"free": {"documents": 50}}.
     tier_limits: str = ""
     limits: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
+    allowed_networks: tuple[Network, ...] = ()
 
     def __post_init__(self) -> None:
         validate_org_id(self.system_org)
@@ -62,6 +73,11 @@ class RagSettings:
         for name in ("max_document_bytes", "max_batch_documents", "embed_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{_ENV_PREFIX}{name.upper()} must be positive")
+        if self.url_timeout_s <= 0 or self.url_max_redirects < 0:
+            raise ValueError("RAG_URL_TIMEOUT_S must be positive and RAG_URL_MAX_REDIRECTS at least 0")
+        object.__setattr__(
+            self, "allowed_networks", networks(self.url_allow_networks, "RAG_URL_ALLOW_NETWORKS")
+        )
         if self.tier_limits:
             object.__setattr__(self, "limits", _merged_limits(self.limits, self.tier_limits))
 
@@ -70,7 +86,7 @@ class RagSettings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RagSettings:
-        return settings_from_env(cls, _ENV_PREFIX, environ, skip=("limits",))
+        return settings_from_env(cls, _ENV_PREFIX, environ, skip=("limits", "allowed_networks"))
 
 
 def _merged_limits(base: dict[str, TierLimits], raw: str) -> dict[str, TierLimits]:
