@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from qdrant_client import AsyncQdrantClient
 
@@ -64,3 +66,25 @@ async def test_hybrid_refusals(qdrant: AsyncQdrantClient) -> None:
         await kb.hybrid_search("docs", HybridQuery(dense=[1.0, 0.0], sparse=NONE))
     with pytest.raises(InvalidVector):
         await kb.hybrid_search("docs", HybridQuery(dense=[1.0, 0.0, 0.0], sparse=NONE, weights=(0.0, 0.0)))
+
+
+async def test_first_use_of_a_hybrid_kb_is_idempotent_under_races(
+    qdrant: AsyncQdrantClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent first writers all get the kb, one creates it; a writer whose existence check is
+    stale (another process created it in between) takes the existing one instead of failing."""
+    kb = Vectors(qdrant).for_tenant("org-abc")
+    created = await asyncio.gather(*(kb.ensure_hybrid_kb("docs", 3) for _ in range(5)))
+    assert sorted(created) == [False, False, False, False, True]
+    real_exists = qdrant.collection_exists
+    answers = [False]
+
+    async def stale_exists(name: str) -> bool:
+        return answers.pop() if answers else await real_exists(name)
+
+    monkeypatch.setattr(qdrant, "collection_exists", stale_exists)
+    assert await kb.ensure_hybrid_kb("docs", 3) is False
+    assert answers == []
+    answers.append(False)
+    with pytest.raises(KnowledgeBaseMismatch):  # the one that exists has another size: said so
+        await kb.ensure_hybrid_kb("docs", 4)

@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, check_kb, invalid, kb_doc, not_found
 from mcpmesh.rag.app import RagApp
-from mcpmesh.rag.documents import ingest
+from mcpmesh.rag.ingest import ingest
 from mcpmesh.rag.visibility import VisibleTo
 from mcpmesh.service import JobContext
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.app import Caller, RagApp
 
-Progress = Callable[[int], Awaitable[None]]
 
-
-async def embed(
-    app: RagApp, caller: Caller, texts: Sequence[str], on_batch: Progress | None = None
-) -> list[list[float]]:
+async def embed(app: RagApp, caller: Caller, texts: Sequence[str]) -> list[list[float]]:
     """Vectors in the order of `texts`, `RAG_EMBED_BATCH` texts per `llm_embed` call."""
     vectors: list[list[float]] = []
     step = app.settings.embed_batch
@@ -26,8 +22,6 @@ async def embed(
         if not isinstance(got, list) or len(got) != len(batch):
             raise MeshException(ErrorCode.INTERNAL, "mcp-llm answered embed without one vector per text")
         vectors.extend(got)
-        if on_batch is not None:
-            await on_batch(len(vectors))
     return vectors
 
 

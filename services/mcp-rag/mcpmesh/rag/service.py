@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from mcpmesh.rag import batches, documents, kbs, retrieval, sharing
+from mcpmesh.rag import batches, documents, ingest, kbs, retrieval, sharing
 from mcpmesh.rag.access import resolve
 from mcpmesh.rag.app import RagApp, lifespan_for
 from mcpmesh.rag.batches import DocumentIn
@@ -88,7 +88,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         base64-encoded) by content: chunked by its structure, embedded, indexed. doc_id defaults to one derived from the content, so sending the same
         content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>.
         visible_to {keys: [key ids], scopes: ['<service>:read|write']} limits who sees it."""
-        return await documents.add(
+        return await ingest.add(
             *served(ctx),
             kb,
             owner_org,
@@ -116,7 +116,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         """Add the document at a public http(s) URL (when the platform allows it), as add_document:
         its type from the content type (text/plain, text/markdown, text/html, application/pdf,
         application/jsonl) unless type is given."""
-        return await documents.add_url(
+        return await ingest.add_url(
             *served(ctx),
             kb,
             owner_org,
@@ -148,7 +148,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         visible_to: VisibleTo | None = None,
     ) -> dict[str, Any]:
         """A new version of a document (the old version's chunks leave the index; versions are listed)."""
-        return await documents.update(
+        return await ingest.update(
             *served(ctx),
             kb,
             owner_org,
