@@ -1,11 +1,12 @@
 """mcp-rag end to end through the gateway, with mcp-llm (offline provider) on the bus: a batch of
 200 documents is ingested as a job that embeds through mcp-llm with the job's ticket, reports
-documents and chunks done as it goes, and its documents are then found by search."""
+documents and chunks done as it goes, and its documents are then found by search; a job whose kb
+is deleted under it stops."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +14,23 @@ import pytest
 
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
-from mcpmesh.rag import RagSettings, build_service
+from mcpmesh.rag import RagSettings, build_service, ingest
+from mcpmesh.rag.app import Caller, RagApp
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
 from tests.gateway.conftest import Gateway, Mesh
 from tests.gateway.test_job_hops import tool
+
+
+async def finished(gw: Gateway, key: str, job_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        view: dict[str, Any] = (await tool(gw, key, "rag_job_status", {"job_id": job_id}))[
+            "structuredContent"
+        ]
+        if view["status"] not in ("queued", "running"):
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish")
 
 
 @pytest.fixture
@@ -91,3 +104,39 @@ async def test_a_batch_job_can_be_cancelled_and_keeps_what_it_finished(rag_mesh:
     kb = (await tool(gw, key, "rag_get_kb", {"kb": "faq"}))["structuredContent"]
     # What it finished stays (a document in flight at the cancel may still land); the rest never ran.
     assert 1 <= done <= kb["documents"] < 200
+
+
+async def test_a_batch_job_into_a_kb_deleted_under_it_stops_failed(
+    rag_mesh: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mesh, gw = rag_mesh
+    org_id, key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"])
+    await tool(gw, key, "rag_create_kb", {"kb": "faq"})
+    real = ingest.embed
+    second, gate = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def held(app: RagApp, caller: Caller, texts: Sequence[str]) -> list[list[float]]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the second embedding waits while the kb is deleted
+            second.set()
+            await gate.wait()
+        return await real(app, caller, texts)
+
+    monkeypatch.setattr(ingest, "embed", held)
+    documents = [{"content": f"Entry {i} about topic {i}.", "doc_id": f"e{i}"} for i in range(20)]
+    started = (await tool(gw, key, "rag_add_documents", {"kb": "faq", "documents": documents}))[
+        "structuredContent"
+    ]
+    await asyncio.wait_for(second.wait(), 30)
+    deleted = await tool(gw, key, "rag_delete_kb", {"kb": "faq"})
+    assert deleted["isError"] is False, deleted
+    gate.set()
+    view = await finished(gw, key, started["job_id"])
+    assert view["status"] == "failed", view
+    assert view["error"]["code"] == "not_found" and "was deleted" in view["error"]["message"]
+    assert 1 <= view["partial"]["documents_done"] < 20
+    rag = mesh.harnesses["rag"].service  # nothing written after the delete: no collection, no record
+    assert await rag.vectors.for_tenant(org_id).list_kbs() == []
+    assert await (await rag.store.for_tenant(org_id).collection("documents")).count_documents({}) == 0

@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import Kb, check_kb, invalid, kb_doc, not_found
 from mcpmesh.rag.app import RagApp
-from mcpmesh.rag.ingest import ingest
+from mcpmesh.rag.ingest import KbGone, ingest
 from mcpmesh.rag.visibility import VisibleTo
 from mcpmesh.service import JobContext
 
@@ -70,6 +70,8 @@ async def run(app: RagApp, job: JobContext, kb: str, documents: list[DocumentIn]
                     "chunks": added["chunks"],
                 }
             )
+        except KbGone:
+            raise  # the kb was deleted: the job stops (and fails saying so)
         except MeshException as exc:
             if exc.error.code in (ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.UNAUTHENTICATED):
                 raise  # mcp-llm or the key is gone: the rest would fail the same way

@@ -46,7 +46,8 @@ class KbGone(MeshException):
     def __init__(self, kb: str) -> None:
         super().__init__(
             ErrorCode.NOT_FOUND,
-            f"knowledge base {kb!r} was deleted while documents were being added to it: nothing more is added",
+            f"knowledge base {kb!r} was deleted (or your access to it ended) while documents were being "
+            "added to it: nothing more is added",
         )
 
 
@@ -236,8 +237,9 @@ async def commit(app: RagApp, prepared: Prepared, vectors: list[list[float]], by
         doc = {**current, **fields, "versions": [*current.get("versions", []), record]}
     if not await _alive(kb):  # deleted while this was written: take it away again
         await documents.delete_one({"_id": prepared.key, "seed": prepared.seed})
-        if await kb_doc(kb.store, kb.name) is None:
-            await kb.vectors.drop_kb(kb.name)  # the kb is gone: whatever its collection holds is
+        now_there = await kb_doc(kb.store, kb.name)
+        if now_there is None or now_there.get("deleting"):
+            await kb.vectors.drop_kb(kb.name)  # the kb is gone or going: its collection is garbage
         else:
             await kb.vectors.delete_points(kb.name, prepared.ids)  # a new kb of that name: ours only
         raise KbGone(kb.name)
@@ -265,9 +267,12 @@ def _first_line(text: str) -> str:
 
 
 async def _alive(kb: Kb) -> bool:
-    """The kb this write resolved still exists (the same one: not deleted and made again)."""
+    """The kb this write resolved still exists: the same one (not deleted and made again), and
+    not being deleted (kbs.delete marks it first)."""
     record = await kb_doc(kb.store, kb.name)
-    return record is not None and record.get("created_at") == kb.doc.get("created_at")
+    if record is None or record.get("deleting"):
+        return False
+    return bool(record.get("created_at") == kb.doc.get("created_at"))
 
 
 async def _give_way(prepared: Prepared) -> dict[str, Any]:

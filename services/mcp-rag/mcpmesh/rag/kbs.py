@@ -120,8 +120,12 @@ async def delete(app: RagApp, call: Call, kb: str) -> dict[str, Any]:
     found = await resolve(app, call, kb, "delete")
     if found.role not in ("owner", "system"):
         raise MeshException(ErrorCode.FORBIDDEN, "only the owner org can delete a knowledge base")
+    kbs = await found.store.collection("kbs")
+    # Marked first: a write under way into the kb sees the mark and undoes itself (ingest.py); a
+    # deletion that stops half-way is finished by calling delete_kb again.
+    await kbs.update_one({"_id": found.name}, {"$set": {"deleting": True}})
     await drop_kb_shares(app, found.store, found.name)
     await found.vectors.drop_kb(found.name)
     await (await found.store.collection("documents")).delete_many({"kb": found.name})
-    await (await found.store.collection("kbs")).delete_one({"_id": found.name})
+    await kbs.delete_one({"_id": found.name})
     return {"deleted": found.name, "documents": found.doc.get("documents", 0)}
