@@ -1,7 +1,8 @@
 """mcp-rag end to end through the gateway, with mcp-llm (offline provider) on the bus: a batch of
 200 documents is ingested as a job that embeds through mcp-llm with the job's ticket, reports
-documents and chunks done as it goes, and its documents are then found by search; a job whose kb
-is deleted under it stops."""
+documents and chunks done as it goes, and its documents are then found by search; chunks are
+embedded across documents in few mcp-llm calls; a job writes only where the single add may; a job
+whose kb is deleted under it stops."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from mcpmesh.llm import LlmSettings
 from mcpmesh.llm import build_service as build_llm
-from mcpmesh.rag import RagSettings, build_service, ingest
+from mcpmesh.rag import RagSettings, batches, build_service
 from mcpmesh.rag.app import Caller, RagApp
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
@@ -112,7 +113,7 @@ async def test_a_batch_job_into_a_kb_deleted_under_it_stops_failed(
     mesh, gw = rag_mesh
     org_id, key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"])
     await tool(gw, key, "rag_create_kb", {"kb": "faq"})
-    real = ingest.embed
+    real = batches.embed
     second, gate = asyncio.Event(), asyncio.Event()
     calls = 0
 
@@ -124,7 +125,7 @@ async def test_a_batch_job_into_a_kb_deleted_under_it_stops_failed(
             await gate.wait()
         return await real(app, caller, texts)
 
-    monkeypatch.setattr(ingest, "embed", held)
+    monkeypatch.setattr(batches, "embed", held)
     documents = [{"content": f"Entry {i} about topic {i}.", "doc_id": f"e{i}"} for i in range(20)]
     started = (await tool(gw, key, "rag_add_documents", {"kb": "faq", "documents": documents}))[
         "structuredContent"
@@ -140,3 +141,54 @@ async def test_a_batch_job_into_a_kb_deleted_under_it_stops_failed(
     rag = mesh.harnesses["rag"].service  # nothing written after the delete: no collection, no record
     assert await rag.vectors.for_tenant(org_id).list_kbs() == []
     assert await (await rag.store.for_tenant(org_id).collection("documents")).count_documents({}) == 0
+
+
+async def _job(gw: Gateway, key: str, args: dict[str, Any]) -> dict[str, Any]:
+    started = (await tool(gw, key, "rag_add_documents", args))["structuredContent"]
+    return await finished(gw, key, started["job_id"])
+
+
+async def test_a_batch_embeds_chunks_across_documents_in_few_calls(rag_mesh: Any) -> None:
+    mesh, gw = rag_mesh
+    _org, key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"])
+    await tool(gw, key, "rag_create_kb", {"kb": "faq"})
+    # 40 one-chunk documents, RAG_EMBED_BATCH 16: 3 llm_embed calls (16 + 16 + 8), not 40.
+    documents = [{"content": f"Answer {i}: part PX-{i:03d} fits model {i % 5}."} for i in range(40)]
+    documents[7] = {"content": "<p>broken", "type": "nope"}  # fails alone, the others go on
+    view = await _job(gw, key, {"kb": "faq", "documents": documents})
+    assert view["status"] == "succeeded", view
+    assert view["partial"] == {"documents_done": 40, "chunks_done": 39, "failed": 1}
+    usage = (await tool(gw, key, "llm_usage", {}))["structuredContent"]
+    assert usage["totals"]["calls"] == 3, usage  # the job's embed calls, and nothing else of this org
+    result = (await tool(gw, key, "rag_job_result", {"job_id": view["job_id"]}))["structuredContent"]
+    assert [r["index"] for r in result["results"]] == list(range(40))  # per document, in order
+    assert result["results"][7]["error"]["code"] == "invalid_request"
+    found = (await tool(gw, key, "rag_search", {"kb": "faq", "query": "PX-033"}))["structuredContent"]
+    assert found["hits"][0]["text"].startswith("Answer 33:")
+
+
+async def test_a_batch_writes_only_where_a_single_add_may(rag_mesh: Any) -> None:
+    mesh, gw = rag_mesh
+    owner, owner_key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"], name="Owner")
+    other, other_key = await mesh.tenant(scopes=["rag:read", "rag:write", "llm:read"], name="Other")
+    for kb in ("team", "wiki"):
+        await tool(gw, owner_key, "rag_create_kb", {"kb": kb})
+    docs = {"documents": [{"content": "Written by the other org."}]}
+    # No grant: the owner's kb is not found (by name alone the other org only reaches its own).
+    for args in ({"kb": "team"}, {"kb": "team", "owner_org": owner}):
+        view = await _job(gw, other_key, {**args, **docs})
+        assert (view["status"], view["error"]["code"]) == ("failed", "not_found"), view
+    await tool(gw, owner_key, "rag_share_kb", {"kb": "team", "grantee": other, "access": "read"})
+    view = await _job(gw, other_key, {"kb": "team", "owner_org": owner, **docs})
+    assert (view["status"], view["error"]["code"]) == ("failed", "forbidden"), view
+    assert "read-only" in view["error"]["message"]
+    await tool(gw, owner_key, "rag_share_kb", {"kb": "wiki", "grantee": other, "access": "write"})
+    view = await _job(gw, other_key, {"kb": "wiki", "owner_org": owner, **docs})
+    assert view["status"] == "succeeded" and view["partial"]["documents_done"] == 1, view
+    listed = (await tool(gw, owner_key, "rag_list_documents", {"kb": "wiki"}))["structuredContent"]
+    assert [d["title"] for d in listed["documents"]] == ["Written by the other org."]
+    team = (await tool(gw, owner_key, "rag_get_kb", {"kb": "team"}))["structuredContent"]
+    assert team["documents"] == 0
+    await tool(gw, owner_key, "rag_revoke_kb_share", {"kb": "wiki", "grantee": other})
+    view = await _job(gw, other_key, {"kb": "wiki", "owner_org": owner, **docs})
+    assert (view["status"], view["error"]["code"]) == ("failed", "not_found"), view

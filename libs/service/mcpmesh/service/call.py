@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -186,12 +185,9 @@ class Call(ServiceCaller):
     async def shared(self, owner_org: str, check: GrantCheck[G]) -> Shared[G] | None:
         """Another org's store, when `check` (given that org's store, to read its grant records)
         finds a grant for this caller now; else None. See `mcpmesh.service.grants`."""
-        from mcpmesh.service.grants import reach_shared
+        from mcpmesh.service.grants import shared_for
 
-        shared = await reach_shared(self.service.store, self.org_id, owner_org, check)
-        if shared is not None and self.service.uses_vectors:
-            shared = dataclasses.replace(shared, vectors=self.service.vectors.for_tenant(shared.owner))
-        return shared
+        return await shared_for(self.service, self.org_id, owner_org, check)
 
     def state(self, kind: type[S]) -> S:
         """The service's state, as its lifespan yielded it (`MeshService(lifespan=...)`)."""

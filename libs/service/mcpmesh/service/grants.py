@@ -1,7 +1,7 @@
 """Reaching another org's data: only through a grant the owning service checks on this access.
 
 A handler's own data is `call.store` (the caller's org, and only its). Another org's is
-reached with `await call.shared(owner_org, check)`: the kit hands `check` the owner's
+reached with `await call.shared(owner_org, check)` (a job: `job.shared`, the same): the kit hands `check` the owner's
 store so it can read the grant records kept there (e.g. `<owner>__shares`); when `check`
 returns a grant, the caller gets a `Shared` with the owner's store and that grant, else
 None. There is no other way from a handler to an org's collections: no org-taking store
@@ -17,6 +17,7 @@ Two narrower reaches exist for what grants themselves need:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from mcpmesh.store import Store, TenantStore
 
 if TYPE_CHECKING:
+    from mcpmesh.service.server import MeshService
     from mcpmesh.vectors import TenantVectors
 
 G = TypeVar("G")
@@ -53,3 +55,12 @@ async def reach_shared(store: Store, caller: str, owner: str, check: GrantCheck[
         raise ValueError("an org reaches its own data through call.store, not through a grant")
     grant = await check(owner_store)
     return None if grant is None else Shared(owner_store, grant)
+
+
+async def shared_for(service: MeshService, caller: str, owner: str, check: GrantCheck[G]) -> Shared[G] | None:
+    """What `Call.shared` and `JobContext.shared` return: `reach_shared` on the service's store,
+    with the owner's vectors when the service uses them."""
+    shared = await reach_shared(service.store, caller, owner, check)
+    if shared is not None and service.uses_vectors:
+        shared = dataclasses.replace(shared, vectors=service.vectors.for_tenant(shared.owner))
+    return shared

@@ -14,12 +14,14 @@ from typing import Any, Literal
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.ids import InvalidIdentifier, validate_org_id
 from mcpmesh.rag.app import RagApp
-from mcpmesh.service import Call
+from mcpmesh.service import Call, JobContext
 from mcpmesh.store import TenantStore
 from mcpmesh.tenancy.scopes import covers
 from mcpmesh.vectors import TenantVectors, validate_kb_name
 
 Need = Literal["read", "write", "delete", "share"]
+#: Who reaches kbs: a tool call, or a job (add_documents) as its org, which holds no key's scopes.
+Reacher = Call | JobContext
 Role = Literal["owner", "system", "read", "write"]
 
 
@@ -65,8 +67,8 @@ def not_found(kb: str) -> MeshException:
     )
 
 
-def is_admin(call: Call) -> bool:
-    return covers(call.stamp.scopes, "admin")
+def is_admin(call: Reacher) -> bool:
+    return isinstance(call, Call) and covers(call.stamp.scopes, "admin")
 
 
 async def _public(store: TenantStore) -> bool:
@@ -74,7 +76,7 @@ async def _public(store: TenantStore) -> bool:
     return True
 
 
-async def system_kbs(app: RagApp, call: Call) -> tuple[TenantStore, TenantVectors]:
+async def system_kbs(app: RagApp, call: Reacher) -> tuple[TenantStore, TenantVectors]:
     if call.org_id == app.settings.system_org:
         return call.store, call.vectors
     shared = await call.shared(app.settings.system_org, _public)
@@ -86,7 +88,7 @@ async def kb_doc(store: TenantStore, kb: str) -> dict[str, Any] | None:
     return await (await store.collection("kbs")).find_one({"_id": kb})
 
 
-async def resolve(app: RagApp, call: Call, kb: str, need: Need, owner_org: str | None = None) -> Kb:
+async def resolve(app: RagApp, call: Reacher, kb: str, need: Need, owner_org: str | None = None) -> Kb:
     kb = check_kb(kb)
     if owner_org is not None and owner_org != call.org_id:
         from mcpmesh.rag.sharing import resolve_shared

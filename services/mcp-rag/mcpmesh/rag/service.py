@@ -129,11 +129,14 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         )
 
     @service.job_tool(access="write", resumable=True, budget_s=6 * 3600)
-    async def add_documents(kb: str, documents: list[DocumentIn], job: JobContext) -> dict[str, Any]:
-        """Add many documents to one of your org's knowledge bases as a job (each as add_document:
-        content, type, title, doc_id, metadata): progress counts documents and chunks done; a
-        document that fails is reported in the result and the others go on."""
-        return await batches.run(service.state(RagApp), job, kb, documents)
+    async def add_documents(
+        kb: str, documents: list[DocumentIn], job: JobContext, owner_org: str | None = None
+    ) -> dict[str, Any]:
+        """Add many documents to a knowledge base as a job (each as add_document: content, type,
+        title, doc_id, metadata, visible_to): yours, or with owner_org one shared with your org for
+        writing. Progress counts documents and chunks done; a document that fails is reported in
+        the result and the others go on; deleting the kb stops the job."""
+        return await batches.run(service.state(RagApp), job, kb, documents, owner_org)
 
     @service.tool(access="write", idempotent=True, destructive=True, budget_s=300)
     async def update_document(

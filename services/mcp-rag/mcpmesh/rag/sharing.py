@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
-from mcpmesh.rag.access import Kb, Need, check_org, invalid, kb_doc, not_found
+from mcpmesh.rag.access import Kb, Need, Reacher, check_org, invalid, kb_doc, not_found
 from mcpmesh.rag.app import RagApp, iso, utcnow
 from mcpmesh.service import Call
 from mcpmesh.service import shares as shares_lib
@@ -78,7 +78,7 @@ async def check_kb_share(
     )
 
 
-async def find_grant(call: Call, owner: str, kb: str) -> Shared[KbGrant] | None:
+async def find_grant(call: Reacher, owner: str, kb: str) -> Shared[KbGrant] | None:
     """The best valid grant `owner` gave the caller on `kb`, checked at the owner's side now."""
     held = await (await call.store.collection("grants")).find({"owner": owner, "kb": kb}).to_list(None)
     if not held:
@@ -96,7 +96,7 @@ async def find_grant(call: Call, owner: str, kb: str) -> Shared[KbGrant] | None:
     return await call.shared(owner, check)
 
 
-async def resolve_shared(call: Call, kb: str, need: Need, owner: str) -> Kb:
+async def resolve_shared(call: Reacher, kb: str, need: Need, owner: str) -> Kb:
     shared = await find_grant(call, owner, kb)
     if shared is None or shared.vectors is None:
         raise not_found(kb)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from mcpmesh.bus import Deadline
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -18,6 +18,7 @@ from mcpmesh.telemetry.logs import get_logger
 
 if TYPE_CHECKING:
     from mcpmesh.secrets import TenantSecrets
+    from mcpmesh.service.grants import GrantCheck, Shared
     from mcpmesh.service.jobs.runner import JobRunner
     from mcpmesh.vectors import TenantVectors
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 StopReason = Literal["store", "release", "abandon"]
 
 _UNSET: Any = object()
+G = TypeVar("G")
 log = get_logger("mcpmesh.service.jobs")
 
 
@@ -86,6 +88,13 @@ class JobContext(ServiceCaller):
     async def org_settings(self) -> OrgSettings:
         """The org's settings as the gateway last published them, else its tier's defaults."""
         return await self._runner.service.org_settings(self.org_id, self.tier)
+
+    async def shared(self, owner_org: str, check: GrantCheck[G]) -> Shared[G] | None:
+        """Another org's store when `check` finds a grant for this org now, as `Call.shared`
+        (check it again at every step that relies on it: a grant may be revoked while the job runs)."""
+        from mcpmesh.service.grants import shared_for
+
+        return await shared_for(self._runner.service, self.org_id, owner_org, check)
 
     @property
     def cancel_requested(self) -> bool:
