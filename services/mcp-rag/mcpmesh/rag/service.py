@@ -85,9 +85,10 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         visible_to: VisibleTo | None = None,
     ) -> dict[str, Any]:
         """Add a document (type: text, markdown, html, jsonl, or pdf with content the PDF file
-        base64-encoded) by content: chunked by its structure, embedded, indexed. doc_id defaults to one derived from the content, so sending the same
-        content again answers unchanged=true. metadata (flat) can be filtered on as meta.<key>.
-        visible_to {keys: [key ids], scopes: ['<service>:read|write']} limits who sees it."""
+        base64-encoded) by content: chunked by its structure, embedded, indexed. doc_id defaults to
+        one derived from the content, so sending the same content again answers unchanged=true.
+        metadata (flat) can be filtered on as meta.<key>. visible_to {keys: [key ids], scopes:
+        ['<service>:read|write']} limits who sees it."""
         return await ingest.add(
             *served(ctx),
             kb,
