@@ -22,6 +22,7 @@ from mcpmesh.bus.frames import ReplyWriter
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto.errors import ErrorCode, MeshException, error_of_tool_result
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
+from mcpmesh.service.audit import record_audit
 from mcpmesh.tenancy.stamp import Stamp
 
 if TYPE_CHECKING:
@@ -196,6 +197,22 @@ class Call(ServiceCaller):
     def state(self, kind: type[S]) -> S:
         """The service's state, as its lifespan yielded it (`MeshService(lifespan=...)`)."""
         return self.service.state(kind)
+
+    async def audit(
+        self, action: str, target: str | None, outcome: str = "ok", detail: Mapping[str, str] | None = None
+    ) -> None:
+        """Record `<service>.<action>` on `target` by this caller in the platform audit log."""
+        await record_audit(
+            self.bus,
+            service=self.service.name,
+            org_id=self.org_id,
+            actor=self.stamp.sub,
+            request_id=self.request_id,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail,
+        )
 
     @property
     def vectors(self) -> TenantVectors:
