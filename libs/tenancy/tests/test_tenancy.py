@@ -13,7 +13,7 @@ from mcpmesh.tenancy import (
     parse_api_key,
     validate_org_id,
 )
-from mcpmesh.tenancy.apikeys import key_matches
+from mcpmesh.tenancy.apikeys import check_key_tags, key_matches
 from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
 
 
@@ -102,3 +102,19 @@ def test_api_keys_are_parsed_and_hashed_never_echoed() -> None:
     with pytest.raises(InvalidIdentifier) as info:
         parse_api_key(key.secret[:-1] + "!")
     assert key.secret[:10] not in str(info.value)
+
+
+def test_key_tags_are_short_labels_sorted_and_bounded() -> None:
+    assert check_key_tags(["support", "team:billing", "a.b-c_d", "support"]) == [
+        "a.b-c_d",
+        "support",
+        "team:billing",
+    ]
+    assert check_key_tags([]) == []
+    for bad in (["Support"], ["-x"], [""], ["a" * 65], ["a b"], [3], "support", None):
+        with pytest.raises(InvalidIdentifier):
+            check_key_tags(bad)
+    assert check_key_tags(["a" * 64]) == ["a" * 64]
+    assert len(check_key_tags([f"t{i}" for i in range(16)])) == 16
+    with pytest.raises(InvalidIdentifier, match="at most 16 tags"):
+        check_key_tags([f"t{i}" for i in range(17)])

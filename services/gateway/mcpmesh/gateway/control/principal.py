@@ -28,6 +28,7 @@ class Principal:
     tier: str
     scopes: tuple[str, ...]
     settings: OrgSettings  # the org's effective settings (tier defaults overlaid with its own)
+    tags: tuple[str, ...] = ()  # the key's tags, signed into its stamps
 
 
 class AuthFailed(Exception):
