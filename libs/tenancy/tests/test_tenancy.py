@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+
+import jwt
 import pytest
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -14,7 +17,7 @@ from mcpmesh.tenancy import (
     validate_org_id,
 )
 from mcpmesh.tenancy.apikeys import check_key_tags, key_matches
-from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
+from mcpmesh.tenancy.stamp import ISSUER, generate_signing_key_pem, load_signing_key, public_key_pem
 
 
 @pytest.mark.parametrize("org", ["org-abc", "org-acme-corp-2", "org-" + "a" * 40])
@@ -58,6 +61,31 @@ def test_stamp_round_trip_and_audience_list() -> None:
     with pytest.raises(MeshException) as info:
         verifier.verify(token, audience="context")
     assert info.value.error.code is ErrorCode.FORBIDDEN
+
+
+def test_stamp_carries_the_keys_tags_and_a_stamp_without_them_means_none() -> None:
+    pem = generate_signing_key_pem()
+    verifier = StampVerifier(public_key_pem(pem))
+    signer = StampSigner(pem)
+    token = signer.mint(
+        org_id="org-acme", tier="pro", scopes=["*"], sub="key-1", service="rag", key_tags=["support", "eu"]
+    )
+    assert verifier.verify(token, audience="rag").key_tags == ["support", "eu"]
+    assert (
+        verifier.verify(
+            signer.mint(org_id="org-acme", tier="pro", scopes=["*"], sub="key-1", service="rag"),
+            audience="rag",
+        ).key_tags
+        == []
+    )
+    now = int(time.time())
+    claims = {"iss": ISSUER, "org_id": "org-acme", "tier": "pro", "scopes": ["*"], "sub": "key-1"}
+    claims |= {"aud": ["rag"], "iat": now, "exp": now + 60, "jti": "j1"}
+    before_tags = jwt.encode(claims, load_signing_key(pem), algorithm="EdDSA")  # as minted before tags
+    assert verifier.verify(before_tags, audience="rag").key_tags == []
+    malformed = jwt.encode({**claims, "key_tags": "support"}, load_signing_key(pem), algorithm="EdDSA")
+    with pytest.raises(MeshException, match="invalid tenant stamp claims"):
+        verifier.verify(malformed, audience="rag")
 
 
 def test_tampered_stamp_is_rejected() -> None:
