@@ -180,6 +180,12 @@ class Call(ServiceCaller):
         return self.stamp.tier
 
     @property
+    def key_tags(self) -> frozenset[str]:
+        """The calling API key's tags (its scopes: `stamp.scopes`); empty for a key without
+        tags. A call to another service carries them, as it carries the stamp."""
+        return frozenset(self.stamp.key_tags)
+
+    @property
     def store(self) -> TenantStore:
         """This org's MongoDB collections (and only this org's)."""
         return self.service.store.for_tenant(self.org_id)

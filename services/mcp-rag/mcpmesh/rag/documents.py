@@ -22,7 +22,7 @@ from mcpmesh.rag.chunking import Chunk, chunk
 from mcpmesh.rag.embedding import embed
 from mcpmesh.rag.extract import check_type, extract
 from mcpmesh.rag.kbs import check_room
-from mcpmesh.rag.visibility import EVERYONE, VisibleTo, acl_of, mongo_filter, visible, visible_to_view
+from mcpmesh.rag.visibility import EVERYONE, VisibleTo, acl_of, mongo_filter, sees, visible_to_view
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridPoint, point_id_for
 
@@ -228,24 +228,22 @@ async def _index(
     await kb.vectors.upsert(kb.name, points)
 
 
-def sees(call: Call) -> Callable[[dict[str, Any]], bool]:
-    return lambda doc: visible(call, doc)
-
-
 async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=False, sees=sees(call), **fields)
+    return await ingest(
+        app, call, target, by=call.stamp.sub, replace=False, sees=sees(call, target), **fields
+    )
 
 
 async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call), **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call, target), **fields)
 
 
 async def get(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
     target = await resolve(app, call, kb, "read", owner_org)
     documents = await target.store.collection("documents")
-    doc = await documents.find_one({"_id": f"{kb}/{check_doc_id(doc_id)}", **mongo_filter(call)})
+    doc = await documents.find_one({"_id": f"{kb}/{check_doc_id(doc_id)}", **mongo_filter(call, target)})
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
     return doc_view(doc, target, text=True)
@@ -257,7 +255,7 @@ async def list_documents(
     if not 1 <= limit <= 100:
         raise invalid("limit must be between 1 and 100")
     target = await resolve(app, call, kb, "read", owner_org)
-    query: dict[str, Any] = {"kb": target.name, **mongo_filter(call)}
+    query: dict[str, Any] = {"kb": target.name, **mongo_filter(call, target)}
     if after is not None:
         query["doc_id"] = {"$gt": check_doc_id(after)}
     documents = await target.store.collection("documents")
@@ -274,7 +272,7 @@ async def delete(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str |
     target = await resolve(app, call, kb, "write", owner_org)
     documents = await target.store.collection("documents")
     doc = await documents.find_one_and_delete(
-        {"_id": f"{target.name}/{check_doc_id(doc_id)}", **mongo_filter(call)}
+        {"_id": f"{target.name}/{check_doc_id(doc_id)}", **mongo_filter(call, target)}
     )
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
