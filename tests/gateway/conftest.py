@@ -274,16 +274,23 @@ class Mesh:
         tier: str = "pro",
         settings: dict[str, Any] | None = None,
         name: str = "Acme",
+        tags: list[str] | None = None,
     ) -> tuple[str, str]:
-        """(org id, API key secret) of a new org with one key."""
+        """(org id, API key secret) of a new org with one key (with `tags`, if given)."""
         body: dict[str, Any] = {"name": name, "tier": tier}
         if settings:
             body["settings"] = settings
         org = await self.admin("POST", "/admin/orgs", body, expect=201)
-        key = await self.admin(
-            "POST", f"/admin/orgs/{org['id']}/keys", {"name": "k", "scopes": scopes or ["*"]}, expect=201
-        )
+        key = await self.key(org["id"], scopes=scopes, tags=tags)
         return org["id"], key["secret"]
+
+    async def key(
+        self, org_id: str, *, scopes: list[str] | None = None, tags: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A new API key of `org_id` (`secret` included)."""
+        body: dict[str, Any] = {"name": "k", "scopes": scopes or ["*"], **({"tags": tags} if tags else {})}
+        created: dict[str, Any] = await self.admin("POST", f"/admin/orgs/{org_id}/keys", body, expect=201)
+        return created
 
     async def wait_discovered(self, *names: str) -> None:
         for gw in self.gateways:

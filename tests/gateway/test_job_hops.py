@@ -59,8 +59,10 @@ def answerer() -> MeshService:
 
     @svc.tool(access="read")
     async def whoami(ctx: Context) -> dict[str, Any]:
-        stamp = call_of(ctx).stamp
-        return {"org": stamp.org_id, "key": stamp.sub, "exp": stamp.exp, "jti": stamp.jti}
+        call = call_of(ctx)
+        stamp = call.stamp
+        tags = sorted(call.key_tags)
+        return {"org": stamp.org_id, "key": stamp.sub, "tags": tags, "exp": stamp.exp, "jti": stamp.jti}
 
     return svc
 
@@ -103,7 +105,7 @@ async def test_a_job_calls_another_service_as_its_org_long_after_its_start_stamp
     job_mesh: tuple[Mesh, Gateway, Steps],
 ) -> None:
     mesh, gw, steps = job_mesh
-    org, key = await mesh.tenant(scopes=["*"])
+    org, key = await mesh.tenant(scopes=["*"], tags=["support", "eu"])
     started = (await tool(gw, key, "hopa_ask_twice", {}))["structuredContent"]
     assert "ticket" not in started
     await asyncio.wait_for(steps.first_done.wait(), 30)
@@ -117,6 +119,7 @@ async def test_a_job_calls_another_service_as_its_org_long_after_its_start_stamp
     first, second = result["first"], result["second"]
     assert first["org"] == second["org"] == org
     assert first["key"] == second["key"] == started["started_by"]
+    assert first["tags"] == second["tags"] == ["eu", "support"]  # a renewed stamp keeps the key's tags
     assert second["jti"] != first["jti"] and second["exp"] > first["exp"] + LEEWAY_S
     # The ticket went with the job's end.
     store = mesh.harnesses["hopa"].service.store.for_tenant(org)

@@ -173,6 +173,7 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_server: LocalNatsServ
         call = call_of(ctx)
         seen.update(
             org=call.org_id,
+            key_tags=call.key_tags,
             jti=call.stamp.jti,
             sub=call.stamp.sub,
             traceparent=call.headers.get("traceparent"),
@@ -193,10 +194,12 @@ async def test_downstream_calls_carry_stamp_and_trace(nats_server: LocalNatsServ
         ServiceHarness(llm, nats_server, signing_key_pem=front.signing_key_pem),
     ):
         with tracer("test").start_as_current_span("client") as root:
-            answer = await front.call_tool(ORG, "argue", {"topic": "tabs"}, scopes=["debate:*", "llm:read"])
+            stamp = front.stamp(ORG, ["debate:*", "llm:read"], key_tags=["support", "eu"])
+            answer = await front.call_tool(ORG, "argue", {"topic": "tabs"}, stamp=stamp)
         trace_id = format(root.get_span_context().trace_id, "032x")
     assert answer == "TABS"
     assert seen["org"] == ORG and seen["sub"] == "key-test"
+    assert seen["key_tags"] == frozenset({"support", "eu"})  # the caller's key's tags, two hops on
     assert seen["jti"] == seen["debate_jti"]  # the very same stamp travelled downstream
     assert seen["request_id"] == seen["debate_request_id"]
     assert seen["traceparent"].split("-")[1] == trace_id

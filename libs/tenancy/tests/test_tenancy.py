@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import time
+
+import jwt
 import pytest
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -13,8 +16,8 @@ from mcpmesh.tenancy import (
     parse_api_key,
     validate_org_id,
 )
-from mcpmesh.tenancy.apikeys import key_matches
-from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
+from mcpmesh.tenancy.apikeys import check_key_tags, key_matches
+from mcpmesh.tenancy.stamp import ISSUER, generate_signing_key_pem, load_signing_key, public_key_pem
 
 
 @pytest.mark.parametrize("org", ["org-abc", "org-acme-corp-2", "org-" + "a" * 40])
@@ -60,6 +63,31 @@ def test_stamp_round_trip_and_audience_list() -> None:
     assert info.value.error.code is ErrorCode.FORBIDDEN
 
 
+def test_stamp_carries_the_keys_tags_and_a_stamp_without_them_means_none() -> None:
+    pem = generate_signing_key_pem()
+    verifier = StampVerifier(public_key_pem(pem))
+    signer = StampSigner(pem)
+    token = signer.mint(
+        org_id="org-acme", tier="pro", scopes=["*"], sub="key-1", service="rag", key_tags=["support", "eu"]
+    )
+    assert verifier.verify(token, audience="rag").key_tags == ["support", "eu"]
+    assert (
+        verifier.verify(
+            signer.mint(org_id="org-acme", tier="pro", scopes=["*"], sub="key-1", service="rag"),
+            audience="rag",
+        ).key_tags
+        == []
+    )
+    now = int(time.time())
+    claims = {"iss": ISSUER, "org_id": "org-acme", "tier": "pro", "scopes": ["*"], "sub": "key-1"}
+    claims |= {"aud": ["rag"], "iat": now, "exp": now + 60, "jti": "j1"}
+    before_tags = jwt.encode(claims, load_signing_key(pem), algorithm="EdDSA")  # as minted before tags
+    assert verifier.verify(before_tags, audience="rag").key_tags == []
+    malformed = jwt.encode({**claims, "key_tags": "support"}, load_signing_key(pem), algorithm="EdDSA")
+    with pytest.raises(MeshException, match="invalid tenant stamp claims"):
+        verifier.verify(malformed, audience="rag")
+
+
 def test_tampered_stamp_is_rejected() -> None:
     pem = generate_signing_key_pem()
     token = StampSigner(pem).mint(org_id="org-acme", tier="pro", scopes=["*"], sub="key-1", service="rag")
@@ -102,3 +130,19 @@ def test_api_keys_are_parsed_and_hashed_never_echoed() -> None:
     with pytest.raises(InvalidIdentifier) as info:
         parse_api_key(key.secret[:-1] + "!")
     assert key.secret[:10] not in str(info.value)
+
+
+def test_key_tags_are_short_labels_sorted_and_bounded() -> None:
+    assert check_key_tags(["support", "team:billing", "a.b-c_d", "support"]) == [
+        "a.b-c_d",
+        "support",
+        "team:billing",
+    ]
+    assert check_key_tags([]) == []
+    for bad in (["Support"], ["-x"], [""], ["a" * 65], ["a b"], [3], "support", None):
+        with pytest.raises(InvalidIdentifier):
+            check_key_tags(bad)
+    assert check_key_tags(["a" * 64]) == ["a" * 64]
+    assert len(check_key_tags([f"t{i}" for i in range(16)])) == 16
+    with pytest.raises(InvalidIdentifier, match="at most 16 tags"):
+        check_key_tags([f"t{i}" for i in range(17)])

@@ -315,33 +315,40 @@ async def test_stale_appends_are_committed_if_complete_else_removed(mesh: Mesh) 
     assert appended["first_seq"] == 4  # after the hole left by r-bad
 
 
-def _hold_appends_until(monkeypatch: pytest.MonkeyPatch, entries: Collection, go: asyncio.Event) -> None:
-    """The next append waits for `go` before writing its entries (the repair looks at it first)."""
+def _hold_appends_until(
+    monkeypatch: pytest.MonkeyPatch, entries: Collection, go: asyncio.Event
+) -> asyncio.Event:
+    """The next append waits for `go` before writing its entries (the repair looks at it first);
+    the event returned is set once it waits there (its reservation is made)."""
     insert_many = type(entries).insert_many
-    holding = [True]
+    waiting = asyncio.Event()
 
     async def held(self: Collection, docs: Any, *args: Any, **kwargs: Any) -> Any:
-        if holding and self.name == entries.name:
-            holding.clear()
+        if not waiting.is_set() and self.name == entries.name:
+            waiting.set()
             await go.wait()
         return await insert_many(self, docs, *args, **kwargs)
 
     monkeypatch.setattr(type(entries), "insert_many", held)
+    return waiting
 
 
 async def test_an_append_committing_while_it_is_repaired_keeps_its_entries(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx_id = await _filled(mesh, 1)
-    contexts, entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     go = asyncio.Event()
-    _hold_appends_until(monkeypatch, entries, go)
-    appending = asyncio.create_task(mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"}))
-    while not (await contexts.find_one({"_id": ctx_id}) or {}).get("pending"):
-        await asyncio.sleep(0.01)
+    waiting = _hold_appends_until(monkeypatch, entries, go)
+    appending = asyncio.create_task(
+        mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"})
+    )
+    await waiting.wait()
     count_documents = type(entries).count_documents
 
-    async def count_then_let_the_append_finish(self: Collection, query: Any, *args: Any, **kwargs: Any) -> int:
+    async def count_then_let_the_append_finish(
+        self: Collection, query: Any, *args: Any, **kwargs: Any
+    ) -> int:
         counted = await count_documents(self, query, *args, **kwargs)
         if "r" in query and not go.is_set():  # the repair counted 0 of 1: the append commits now
             go.set()
@@ -360,12 +367,13 @@ async def test_an_append_aborted_by_the_repair_fails_and_leaves_nothing(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx_id = await _filled(mesh, 1)
-    contexts, entries = await mesh.collection(A, "contexts"), await mesh.collection(A, "entries")
+    entries = await mesh.collection(A, "entries")
     go = asyncio.Event()
-    _hold_appends_until(monkeypatch, entries, go)
-    appending = asyncio.create_task(mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"}))
-    while not (await contexts.find_one({"_id": ctx_id}) or {}).get("pending"):
-        await asyncio.sleep(0.01)
+    waiting = _hold_appends_until(monkeypatch, entries, go)
+    appending = asyncio.create_task(
+        mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"})
+    )
+    await waiting.wait()
     report = await sweep(mesh.app, now=later())  # aborts it (nothing written yet), moves it to cold
     assert report["repaired"] == 1 and report["moved_to_cold"] == 1
     go.set()  # the append writes anyway, then learns it was aborted
@@ -377,7 +385,9 @@ async def test_an_append_aborted_by_the_repair_fails_and_leaves_nothing(
     assert await (await mesh.collection(A, "entries_cold")).count_documents({"ctx_id": ctx_id}) == 1
     got = await mesh.call(A, "get", {"ctx_id": ctx_id})
     assert got["entry_count"] == 1 and [e["seq"] for e in got["entries"]] == [0]
-    assert (await mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "next"}))["first_seq"] == 2
+    assert (await mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "next"}))[
+        "first_seq"
+    ] == 2
 
 
 async def test_a_move_interrupted_by_a_crash_is_finished_by_the_next_caller(mesh: Mesh) -> None:

@@ -21,6 +21,20 @@ async def test_models_lists_what_the_org_may_use_with_prices_and_the_aliases(llm
     assert listed["aliases"]["default"] == "big"
 
 
+async def test_billed_calls_are_not_announced_as_safe_to_repeat(llm: Llm) -> None:
+    listed = await llm.harness.request(org(), "tools/list", scopes=["llm:read"])
+    tools = {t["name"]: t for t in listed["tools"]}
+    for name in ("chat", "embed"):  # every call spends the org's tokens
+        hints = tools[name]["annotations"]
+        assert (hints["readOnlyHint"], hints["idempotentHint"], hints["destructiveHint"]) == (
+            False,
+            False,
+            False,
+        )
+        assert hints["openWorldHint"] is True and tools[name]["_meta"]["mcpmesh/scope"] == "llm:read"
+    assert tools["models"]["annotations"]["readOnlyHint"] is True
+
+
 async def test_count_tokens_of_text_and_messages(llm: Llm) -> None:
     a = org()
     text = await llm.call(a, "count_tokens", {"text": "hello world, how are you?"})

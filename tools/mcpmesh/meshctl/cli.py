@@ -5,7 +5,7 @@ Reads MESH_ADMIN_URL and MESH_ADMIN_KEY, else .mesh/dev.json written by `./mesh 
   meshctl org create NAME [--tier pro] [--settings JSON]
   meshctl org list | show ORG | update ORG [--name N] [--tier T] [--settings JSON]
   meshctl org suspend ORG | resume ORG | export ORG | delete ORG --yes
-  meshctl key create ORG --name N [--scopes '*'] [--expires-at ISO]
+  meshctl key create ORG --name N [--scopes '*'] [--tags T,...] [--expires-at ISO]
   meshctl key list ORG | rotate KEY [--grace SECONDS] | suspend KEY | resume KEY | revoke KEY
   meshctl secret set ORG SERVICE NAME   (the value from a prompt or stdin, never an argument)
   meshctl secret list ORG SERVICE | delete ORG SERVICE NAME
@@ -40,8 +40,14 @@ def _settings(text: str | None) -> dict[str, Any] | None:
     return value
 
 
+def _cell(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else str(value)
+
+
 def _table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
-    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
@@ -85,6 +91,8 @@ def _org(api: AdminClient, a: argparse.Namespace) -> Any:
 def _key(api: AdminClient, a: argparse.Namespace) -> Any:
     if a.action == "create":
         body: dict[str, Any] = {"name": a.name, "scopes": [s for s in a.scopes.split(",") if s]}
+        if a.tags:
+            body["tags"] = [t for t in a.tags.split(",") if t]
         if a.expires_at:
             body["expires_at"] = a.expires_at
         return api.request("POST", f"/orgs/{a.org}/keys", body)
@@ -93,7 +101,7 @@ def _key(api: AdminClient, a: argparse.Namespace) -> Any:
         return (
             items
             if a.json
-            else _table(items, ("id", "name", "status", "scopes", "last_used_at", "expires_at"))
+            else _table(items, ("id", "name", "status", "scopes", "tags", "last_used_at", "expires_at"))
         )
     if a.action == "rotate":
         return api.request(
@@ -228,6 +236,7 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("org")
     k.add_argument("--name", required=True)
     k.add_argument("--scopes", default="*", help="comma-separated, e.g. 'context:read,llm:*' (default '*')")
+    k.add_argument("--tags", help="comma-separated labels, e.g. 'support,team:billing' (default none)")
     k.add_argument("--expires-at", help="ISO 8601 expiry")
     key.add_parser("list").add_argument("org")
     r = key.add_parser("rotate")

@@ -21,6 +21,7 @@ from mcpmesh.bus.frames import ReplyWriter
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto.errors import ErrorCode, MeshException, error_of_tool_result
 from mcpmesh.proto.tiers import ORG_SETTINGS_BUCKET, OrgSettings, tier_defaults
+from mcpmesh.service.audit import record_audit
 from mcpmesh.tenancy.stamp import Stamp
 
 if TYPE_CHECKING:
@@ -178,6 +179,12 @@ class Call(ServiceCaller):
         return self.stamp.tier
 
     @property
+    def key_tags(self) -> frozenset[str]:
+        """The calling API key's tags (its scopes: `stamp.scopes`); empty for a key without
+        tags. A call to another service carries them, as it carries the stamp."""
+        return frozenset(self.stamp.key_tags)
+
+    @property
     def store(self) -> TenantStore:
         """This org's MongoDB collections (and only this org's)."""
         return self.service.store.for_tenant(self.org_id)
@@ -192,6 +199,22 @@ class Call(ServiceCaller):
     def state(self, kind: type[S]) -> S:
         """The service's state, as its lifespan yielded it (`MeshService(lifespan=...)`)."""
         return self.service.state(kind)
+
+    async def audit(
+        self, action: str, target: str | None, outcome: str = "ok", detail: Mapping[str, str] | None = None
+    ) -> None:
+        """Record `<service>.<action>` on `target` by this caller in the platform audit log."""
+        await record_audit(
+            self.bus,
+            service=self.service.name,
+            org_id=self.org_id,
+            actor=self.stamp.sub,
+            request_id=self.request_id,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail,
+        )
 
     @property
     def vectors(self) -> TenantVectors:

@@ -112,6 +112,7 @@ class Harness:
         tier: str = "pro",
         sub: str = "key-test",
         service: str | None = None,
+        key_tags: list[str] | None = None,
     ) -> str:
         return self.signer.mint(
             org_id=org_id,
@@ -119,6 +120,7 @@ class Harness:
             scopes=scopes if scopes is not None else ["*"],
             sub=sub,
             service=service or self.service.name,
+            key_tags=key_tags or (),
         )
 
     async def request(

@@ -1,13 +1,15 @@
 """The tenant stamp: a short-lived EdDSA JWT the gateway mints and every service verifies.
 
-Claims: `org_id`, `tier`, `scopes`, `sub` (key id), `aud` (the target service plus the
-services it may call on the caller's behalf), `iat`, `exp`, `jti`, `iss`.
+Claims: `org_id`, `tier`, `scopes`, `key_tags` (the key's tags), `sub` (key id), `aud` (the
+target service plus the services it may call on the caller's behalf), `iat`, `exp`, `jti`,
+`iss`. A stamp without `key_tags` (minted before tags existed) is one of a key without tags.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any, Final
 
 import jwt
@@ -33,6 +35,7 @@ class Stamp(msgspec.Struct, frozen=True, kw_only=True):
     org_id: str
     tier: str
     scopes: list[str]
+    key_tags: list[str] = msgspec.field(default_factory=list)
     sub: str
     aud: list[str]
     exp: int
@@ -81,13 +84,23 @@ class StampSigner:
         self._key = load_signing_key(signing_key_pem)
         self.ttl_s = ttl_s
 
-    def mint(self, *, org_id: str, tier: str, scopes: list[str], sub: str, service: str) -> str:
+    def mint(
+        self,
+        *,
+        org_id: str,
+        tier: str,
+        scopes: list[str],
+        sub: str,
+        service: str,
+        key_tags: Iterable[str] = (),
+    ) -> str:
         now = int(time.time())
         claims = {
             "iss": ISSUER,
             "org_id": validate_org_id(org_id),
             "tier": tier,
             "scopes": list(scopes),
+            "key_tags": list(key_tags),
             "sub": sub,
             "aud": audience_for(service),
             "iat": now,

@@ -13,7 +13,7 @@ from typing import Any
 
 from mcp.server.mcpserver import Context
 
-from mcpmesh.dxp import audit, limits, loganalysis, ops, projects, storage
+from mcpmesh.dxp import limits, loganalysis, ops, projects, storage
 from mcpmesh.dxp.client import DxpClient
 from mcpmesh.dxp.ops import DxpApp, Session
 from mcpmesh.dxp.settings import DxpSettings
@@ -66,9 +66,9 @@ def build_service(settings: DxpSettings | None = None) -> MeshService:
         try:
             result = await run()
         except MeshException as exc:
-            await audit.record(call, action, target, str(exc.error.code), detail)
+            await call.audit(action, target, str(exc.error.code), detail)
             raise
-        await audit.record(call, action, target, "ok", detail)
+        await call.audit(action, target, "ok", detail)
         return result
 
     # -- projects -------------------------------------------------------------------------------

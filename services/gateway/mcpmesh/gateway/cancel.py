@@ -46,13 +46,7 @@ async def forward_cancellation(
         services = [s for s in state.discovery.names() if can_list(principal.scopes, s)]
     notice = CancelNotice(client_request=client_request, reason="the client cancelled the request")
     for name in services:
-        stamp = state.router.stamps.stamp(
-            org_id=principal.org_id,
-            key_id=principal.key_id,
-            tier=principal.tier,
-            scopes=principal.scopes,
-            service=name,
-        )
+        stamp = state.router.stamps.stamp(principal, name)
         await cancel(state.bus, org_id=principal.org_id, service=name, stamp=stamp, notice=notice)
 
 

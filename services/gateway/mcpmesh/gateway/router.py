@@ -576,13 +576,7 @@ class Router:
     ) -> bytes:
         """One exchange with a healthy replica of `service`, sent once (see the module docstring),
         within `budget_s` (a tool's budget; else MCPMESH_CALL_TIMEOUT_S), at most MCPMESH_MAX_CALL_S."""
-        stamp = self.stamps.stamp(
-            org_id=principal.org_id,
-            key_id=principal.key_id,
-            tier=principal.tier,
-            scopes=principal.scopes,
-            service=service,
-        )
+        stamp = self.stamps.stamp(principal, service)
         allowed_s = min(budget_s if budget_s is not None else self.call_timeout_s, self.max_call_s)
         deadline = Deadline.after(allowed_s)
         while True:

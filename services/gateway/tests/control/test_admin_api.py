@@ -145,6 +145,13 @@ BAD_KEYS: list[tuple[dict[str, Any], str]] = [
         "'expires_at' must be in the future",
     ),
     ({"scopes": ["*"]}, "'name' is required"),
+    ({"name": "k", "scopes": ["*"], "tags": "support"}, "'tags': tags must be a list"),
+    ({"name": "k", "scopes": ["*"], "tags": ["Support"]}, "'tags': invalid tag 'Support'"),
+    ({"name": "k", "scopes": ["*"], "tags": ["-x"]}, "invalid tag '-x'"),
+    ({"name": "k", "scopes": ["*"], "tags": ["a" * 65]}, "invalid tag"),
+    ({"name": "k", "scopes": ["*"], "tags": [7]}, "invalid tag '<value>'"),
+    ({"name": "k", "scopes": ["*"], "tags": [f"t{i}" for i in range(17)]}, "at most 16 tags, not 17"),
+    ({"name": "k", "scopes": ["*"], "labels": ["x"]}, "unknown field 'labels'"),
 ]
 
 
@@ -189,6 +196,8 @@ async def test_openapi_lists_every_route(admin: Admin) -> None:
         assert (method, path) in documented
     op = doc["paths"]["/admin/orgs/{org_id}/keys"]["post"]
     assert op["requestBody"]["content"]["application/json"]["schema"]["required"] == ["name", "scopes"]
+    tags = op["requestBody"]["content"]["application/json"]["schema"]["properties"]["tags"]
+    assert tags["maxItems"] == 16 and tags["items"]["pattern"] == r"^[a-z0-9][a-z0-9_.:-]{0,63}$"
 
 
 async def test_large_and_oversized_bodies(admin: Admin) -> None:

@@ -12,6 +12,7 @@ import pytest
 from mcpmesh.gateway.control import AuthFailed, ControlPlane
 
 from .conftest import Admin, PlaneFactory
+from .test_audit import audit_rows
 
 
 async def refused_within(plane: ControlPlane, secret: str, reason: str, seconds: float = 1.0) -> float:
@@ -36,6 +37,30 @@ async def test_created_key_authenticates(admin: Admin) -> None:
     assert principal.tier == "pro"
     assert principal.scopes == ("context:read", "llm:*")
     assert principal.settings.rate_limits.requests_per_minute == 600
+    assert principal.tags == () and key["tags"] == []
+
+
+async def test_a_keys_tags_are_kept_listed_and_in_its_principal(admin: Admin) -> None:
+    org = await admin.org()
+    key = await admin.key(org["id"], tags=["support", "team:billing", "support"])
+    assert key["tags"] == ["support", "team:billing"]  # sorted, each once
+    listed = (await admin.call("GET", f"/admin/orgs/{org['id']}/keys"))["items"]
+    assert [k["tags"] for k in listed] == [["support", "team:billing"]]
+    assert (await admin.plane.authenticate(key["secret"])).tags == ("support", "team:billing")
+    events = await audit_rows(admin, f"org_id={org['id']}&action=key.create", 1)
+    assert events[0]["detail"] == {"scopes": "*", "tags": "support,team:billing"}
+    exported = await admin.call("GET", f"/admin/orgs/{org['id']}/export")
+    assert exported["keys"][0]["tags"] == ["support", "team:billing"]
+
+
+async def test_a_key_row_written_before_tags_existed_has_none(admin: Admin) -> None:
+    org = await admin.org()
+    key = await admin.key(org["id"])
+    rows = await admin.plane.keys.store.control("api_keys")
+    await rows.update_one({"key_id": key["id"]}, {"$unset": {"tags": ""}})
+    listed = (await admin.call("GET", f"/admin/orgs/{org['id']}/keys"))["items"]
+    assert listed[0]["tags"] == []
+    assert (await admin.plane.authenticate(key["secret"])).tags == ()
 
 
 @pytest.mark.parametrize("action,reason", [("suspend", "suspended"), ("revoke", "revoked")])

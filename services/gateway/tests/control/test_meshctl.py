@@ -46,11 +46,26 @@ async def test_org_and_key_lifecycle_through_the_cli(admin: Admin) -> None:
     assert org["id"] in await meshctl(admin, "org", "list")
     assert (await as_json(admin, "org", "show", org["id"]))["name"] == "Cli Co"
 
-    key = await as_json(admin, "key", "create", org["id"], "--name", "ci", "--scopes", "context:read,llm:*")
-    assert key["scopes"] == ["context:read", "llm:*"]
+    key = await as_json(
+        admin,
+        "key",
+        "create",
+        org["id"],
+        "--name",
+        "ci",
+        "--scopes",
+        "context:read,llm:*",
+        "--tags",
+        "ci,team:ops",
+    )
+    assert key["scopes"] == ["context:read", "llm:*"] and key["tags"] == ["ci", "team:ops"]
     assert (await admin.plane.authenticate(key["secret"])).key_id == key["id"]
     listing = await meshctl(admin, "key", "list", org["id"])
     assert key["id"] in listing and key["secret"] not in listing
+    header, row = listing.splitlines()
+    assert "TAGS" in header.split() and "ci,team:ops" in row.split() and "context:read,llm:*" in row.split()
+    bad = await meshctl(admin, "key", "create", org["id"], "--name", "x", "--tags", "Bad Tag", expect=1)
+    assert "invalid tag 'Bad Tag'" in bad
 
     rotated = await as_json(admin, "key", "rotate", key["id"], "--grace", "0")
     assert (await admin.plane.authenticate(rotated["secret"])).key_id == key["id"]

@@ -53,8 +53,11 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
         call = call_of(ctx)
         return call.state(LlmApp), call
 
-    # An LLM call changes nothing in the mesh (usage is metering), so it is safe to repeat.
-    @service.tool(access="read", open_world=True, budget_s=300)
+    # chat and embed need llm:read, but are not read-only for a client: every call spends the
+    # org's tokens (billed), so a call that timed out is not "safe to retry" (the gateway says so).
+    @service.tool(
+        access="read", read_only=False, idempotent=False, destructive=False, open_world=True, budget_s=300
+    )
     async def chat(
         messages: list[dict[str, Any]],
         ctx: Context,
@@ -99,7 +102,9 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
             on_token=on_token if streaming else None,
         )
 
-    @service.tool(access="read", open_world=True, budget_s=120)
+    @service.tool(
+        access="read", read_only=False, idempotent=False, destructive=False, open_world=True, budget_s=120
+    )
     async def embed(
         texts: list[str], ctx: Context, model: str | None = None, cache: bool = True
     ) -> dict[str, Any]:

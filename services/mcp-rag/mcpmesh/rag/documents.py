@@ -54,7 +54,7 @@ def doc_view(doc: dict[str, Any], kb: Kb, *, text: bool = False) -> dict[str, An
 async def get(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str | None) -> dict[str, Any]:
     target = await resolve(app, call, kb, "read", owner_org)
     documents = await target.store.collection("documents")
-    doc = await documents.find_one({"_id": f"{kb}/{check_doc_id(doc_id)}", **mongo_filter(call)})
+    doc = await documents.find_one({"_id": f"{kb}/{check_doc_id(doc_id)}", **mongo_filter(call, target)})
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")
     return doc_view(doc, target, text=True)
@@ -66,7 +66,7 @@ async def list_documents(
     if not 1 <= limit <= 100:
         raise invalid("limit must be between 1 and 100")
     target = await resolve(app, call, kb, "read", owner_org)
-    query: dict[str, Any] = {"kb": target.name, **mongo_filter(call)}
+    query: dict[str, Any] = {"kb": target.name, **mongo_filter(call, target)}
     if after is not None:
         query["doc_id"] = {"$gt": check_doc_id(after)}
     documents = await target.store.collection("documents")
@@ -83,7 +83,7 @@ async def delete(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str |
     target = await resolve(app, call, kb, "write", owner_org)
     documents = await target.store.collection("documents")
     doc = await documents.find_one_and_delete(
-        {"_id": f"{target.name}/{check_doc_id(doc_id)}", **mongo_filter(call)}
+        {"_id": f"{target.name}/{check_doc_id(doc_id)}", **mongo_filter(call, target)}
     )
     if doc is None:
         raise MeshException(ErrorCode.NOT_FOUND, f"document {doc_id!r} not found in {kb!r}")

@@ -33,7 +33,7 @@ from mcpmesh.rag.embedding import embed
 from mcpmesh.rag.extract import DocType, check_type, document_bytes, extract
 from mcpmesh.rag.kbs import check_room
 from mcpmesh.rag.urls import fetch_document
-from mcpmesh.rag.visibility import VisibleTo, acl_of, visible
+from mcpmesh.rag.visibility import VisibleTo, acl_of, sees
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridPoint, point_id_for
 
@@ -315,13 +315,11 @@ def _points(app: RagApp, prepared: Prepared, vectors: list[list[float]]) -> list
     ]
 
 
-def sees(call: Call) -> Callable[[dict[str, Any]], bool]:
-    return lambda doc: visible(call, doc)
-
-
 async def add(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=False, sees=sees(call), **fields)
+    return await ingest(
+        app, call, target, by=call.stamp.sub, replace=False, sees=sees(call, target), **fields
+    )
 
 
 async def add_url(
@@ -335,7 +333,7 @@ async def add_url(
         target,
         by=call.stamp.sub,
         replace=False,
-        sees=sees(call),
+        sees=sees(call, target),
         content=data,
         doc_type=kind,
         url=url,
@@ -345,4 +343,4 @@ async def add_url(
 
 async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call), **fields)
+    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call, target), **fields)

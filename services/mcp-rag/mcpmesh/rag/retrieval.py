@@ -18,7 +18,7 @@ from mcpmesh.rag import sparse
 from mcpmesh.rag.access import Kb, invalid, resolve
 from mcpmesh.rag.app import RagApp
 from mcpmesh.rag.embedding import embed, structured
-from mcpmesh.rag.visibility import principals
+from mcpmesh.rag.visibility import chunk_filter
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridQuery
 
@@ -140,7 +140,7 @@ async def search(
         dense_threshold=used["min_score"],
         weights=(weight, 1.0 - weight),
     )
-    where = {**(where or {}), "acl": principals(call)}  # only chunks of documents the caller may see
+    where = {**(where or {}), **chunk_filter(call, target)}  # only chunks of documents the caller may see
     hits = await target.vectors.hybrid_search(target.name, hybrid, where)
     return {
         "hits": [citation(target, i + 1, h.id, h.score, h.payload) for i, h in enumerate(hits)],

@@ -88,7 +88,7 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         base64-encoded) by content: chunked by its structure, embedded, indexed. doc_id defaults to
         one derived from the content, so sending the same content again answers unchanged=true.
         metadata (flat) can be filtered on as meta.<key>. visible_to {keys: [key ids], scopes:
-        ['<service>:read|write']} limits who sees it."""
+        ['<service>:read|write'], tags: [key tags]} limits who sees it."""
         return await ingest.add(
             *served(ctx),
             kb,

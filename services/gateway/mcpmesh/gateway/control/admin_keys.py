@@ -18,13 +18,14 @@ from mcpmesh.gateway.control.validation import (
     reject_unknown,
     scopes_field,
     seconds_field,
+    tags_field,
     time_field,
 )
 
 if TYPE_CHECKING:
     from mcpmesh.gateway.control.plane import ControlPlane
 
-KEY_FIELDS = ("name", "scopes", "expires_at")
+KEY_FIELDS = ("name", "scopes", "tags", "expires_at")
 MAX_GRACE_S = 30 * 86400.0
 
 
@@ -45,13 +46,15 @@ async def create_key(plane: ControlPlane, request: web.Request) -> web.Response:
     reject_unknown(body, KEY_FIELDS, "the API key")
     name = name_field(body, required=True, what="key")
     scopes = scopes_field(body)
+    tags = tags_field(body)
     expires_at = time_field(body, "expires_at", future=True)
     org = await existing_org(plane, org_id)
     if org["status"] == org_status.DELETING:
         raise conflict(f"organization {org_id} is being deleted: no new keys")
     assert name is not None
-    row, secret = await plane.keys.create(org_id, name, scopes, expires_at)
-    await record(plane, org_id, "key.create", target=row["key_id"], detail={"scopes": ",".join(scopes)})
+    row, secret = await plane.keys.create(org_id, name, scopes, expires_at, tags)
+    detail = {"scopes": ",".join(scopes), **({"tags": ",".join(tags)} if tags else {})}
+    await record(plane, org_id, "key.create", target=row["key_id"], detail=detail)
     return web.json_response(_with_secret(key_view(row), secret), status=201)
 
 

@@ -215,6 +215,7 @@ class Authenticator:
             tier=org["tier"],
             scopes=tuple(row["scopes"]),
             settings=effective_settings(org["tier"], org.get("overrides") or {}),
+            tags=tuple(row.get("tags") or ()),
         )
         return principal, valid_until
 

@@ -9,7 +9,7 @@ the subject names who asks); one gateway replica answers (queue group `gateway`)
   and job, living the job's budget.
 - `StampRequest(ticket=)` while the job runs → a fresh stamp for that service (as the gateway
   mints for a call: short-lived, its audience the service and its callees), with the key's and
-  org's *current* scopes and tier — refused once the key is revoked, suspended or expired, or
+  org's *current* scopes, tags and tier — refused once the key is revoked, suspended or expired, or
   the org suspended or deleted.
 """
 
@@ -106,11 +106,5 @@ class JobStampDesk:
         principal = await self.auth.principal_of(ticket.sub)
         if principal.org_id != ticket.org_id:
             raise AuthFailed("unknown")
-        stamp = self.signer.mint(
-            org_id=principal.org_id,
-            tier=principal.tier,
-            scopes=list(principal.scopes),
-            sub=principal.key_id,
-            service=service,
-        )
+        stamp = principal.stamp(self.signer, service)
         return StampReply(stamp=stamp, expires_at=time.time() + self.signer.ttl_s)

@@ -33,6 +33,8 @@ MAX_QUEUED: Final = 10_000
 PUBLISH_CHUNK: Final = 100
 #: How long one chunk's NATS flush may take before the chunk is retried at the next flush.
 FLUSH_TIMEOUT_S: Final = 5
+#: The last flush at stop: a stalled store must not hold the gateway's shutdown.
+STOP_FLUSH_S: Final = 10
 
 
 class KeyUseRecorder:
@@ -78,8 +80,9 @@ class KeyUseRecorder:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        try:
-            await self.flush()  # what was noted before stop is not lost, if NATS and MongoDB are up
+        try:  # what was noted before stop is not lost, if NATS and MongoDB answer in time
+            async with asyncio.timeout(STOP_FLUSH_S):
+                await self.flush()
         except Exception as exc:
             log.error("key uses not recorded at shutdown", audit_events=len(self._events), error=repr(exc))
 

@@ -1,7 +1,8 @@
 """API keys in the `api_keys` control collection. Only a peppered hash of a secret is stored.
 
-A row: `{key_id, org_id, name, scopes, hash, previous, status, created_at, expires_at,
-last_used_at, rotated_at}`. `status` is `active`, `suspended` or `revoked`; `previous`
+A row: `{key_id, org_id, name, scopes, tags, hash, previous, status, created_at, expires_at,
+last_used_at, rotated_at}` (`tags`: labels signed into the key's stamps; absent on rows
+written before tags existed, which means none). `status` is `active`, `suspended` or `revoked`; `previous`
 lists `{hash, valid_until}` of secrets replaced by a rotation and still inside their
 grace period. A rotation keeps the key id (usage and audit stay on one key).
 """
@@ -33,6 +34,7 @@ def key_view(row: Mapping[str, Any]) -> dict[str, Any]:
         "org_id": row["org_id"],
         "name": row["name"],
         "scopes": list(row["scopes"]),
+        "tags": list(row.get("tags") or []),
         "status": status,
         "created_at": iso(row.get("created_at")),
         "expires_at": iso(expires_at),
@@ -61,7 +63,12 @@ class KeyRegistry:
         return hash_api_key(raw, self.pepper)
 
     async def create(
-        self, org_id: str, name: str, scopes: list[str], expires_at: datetime | None
+        self,
+        org_id: str,
+        name: str,
+        scopes: list[str],
+        expires_at: datetime | None,
+        tags: list[str] | None = None,
     ) -> tuple[dict[str, Any], str]:
         key = new_api_key()
         row = {
@@ -69,6 +76,7 @@ class KeyRegistry:
             "org_id": org_id,
             "name": name,
             "scopes": scopes,
+            "tags": tags or [],
             "hash": self.digest(key.secret),
             "previous": [],
             "status": ACTIVE,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from mcpmesh.proto.tiers import OrgSettings
+from mcpmesh.tenancy.stamp import StampSigner
 
 #: Every `AuthFailed.reason`, with the sentence a client reads. None echoes the key or names an org.
 AUTH_FAILURES: Final[dict[str, str]] = {
@@ -28,6 +29,18 @@ class Principal:
     tier: str
     scopes: tuple[str, ...]
     settings: OrgSettings  # the org's effective settings (tier defaults overlaid with its own)
+    tags: tuple[str, ...] = ()  # the key's tags, signed into its stamps
+
+    def stamp(self, signer: StampSigner, service: str) -> str:
+        """A fresh stamp for this key's call to `service` (what every stamp of a key asserts)."""
+        return signer.mint(
+            org_id=self.org_id,
+            tier=self.tier,
+            scopes=list(self.scopes),
+            key_tags=self.tags,
+            sub=self.key_id,
+            service=service,
+        )
 
 
 class AuthFailed(Exception):

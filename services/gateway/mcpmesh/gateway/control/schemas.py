@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from mcpmesh.proto.ids import ORG_ID_PATTERN, SERVICES
 from mcpmesh.proto.tiers import TIERS
+from mcpmesh.tenancy.apikeys import KEY_TAG_PATTERN, MAX_KEY_TAGS
 
 KEY_ID_PATTERN: Final = r"^key-[a-z0-9]{12}$"
 USAGE_GROUPS: Final = (
@@ -95,12 +96,20 @@ SCOPE: Final = {
     "type": "string",
     "description": "'*' or '<service>:read|write|*', service one of " + ", ".join(SERVICES),
 }
+TAGS: Final = {
+    "type": "array",
+    "items": {"type": "string", "pattern": KEY_TAG_PATTERN},
+    "maxItems": MAX_KEY_TAGS,
+    "uniqueItems": True,
+    "description": "labels signed into the key's stamps (services may grant by them); never secret",
+}
 KEY: Final = obj(
     {
         "id": {"type": "string", "pattern": KEY_ID_PATTERN},
         "org_id": STR,
         "name": STR,
         "scopes": {"type": "array", "items": SCOPE},
+        "tags": TAGS,
         "status": {"type": "string", "enum": ["active", "suspended", "revoked", "expired"]},
         "created_at": TIME,
         "expires_at": NULL_TIME,
@@ -118,7 +127,12 @@ KEY_WITH_SECRET: Final = {
     },
 }
 KEY_CREATE: Final = obj(
-    {"name": NAME, "scopes": {"type": "array", "items": SCOPE, "minItems": 1}, "expires_at": TIME},
+    {
+        "name": NAME,
+        "scopes": {"type": "array", "items": SCOPE, "minItems": 1},
+        "tags": TAGS,
+        "expires_at": TIME,
+    },
     ("name", "scopes"),
 )
 KEY_ROTATE: Final = obj(

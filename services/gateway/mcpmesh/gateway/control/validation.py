@@ -12,8 +12,9 @@ from typing import Any, Final
 import msgspec
 
 from mcpmesh.gateway.control.errors import bad_request
-from mcpmesh.proto.ids import SERVICES
+from mcpmesh.proto.ids import SERVICES, InvalidIdentifier
 from mcpmesh.proto.tiers import TIERS, OrgSettings
+from mcpmesh.tenancy.apikeys import check_key_tags
 
 MAX_NAME = 100
 _MAX_COUNT = 10**12
@@ -178,6 +179,14 @@ def scopes_field(body: dict[str, Any]) -> list[str]:
                 f"with service one of {', '.join(SERVICES)}"
             )
     return sorted(set(value))
+
+
+def tags_field(body: dict[str, Any]) -> list[str]:
+    """A key's optional tags (none when left out)."""
+    try:
+        return check_key_tags(body.get("tags") or [])
+    except InvalidIdentifier as exc:
+        raise bad_request(f"'tags': {exc}") from None
 
 
 def time_field(body: dict[str, Any], field: str, *, future: bool = False) -> datetime | None:
