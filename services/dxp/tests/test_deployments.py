@@ -10,18 +10,14 @@ import dataclasses
 import secrets
 import time
 
-import msgspec
 import pytest
 
-from mcpmesh.bus import connect
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.dxp.ops import SETTLED
 from mcpmesh.dxp.settings import DxpSettings
 from mcpmesh.dxp.testing import ORG_A, Dxp
 from mcpmesh.proto.events import AuditEvent
-from mcpmesh.proto.subjects import AUDIT_STREAM
-from mcpmesh.service.testing import ToolFailed, internals_in
-from mcpmesh.tenancy.natsauth import GATEWAY_USER
+from mcpmesh.service.testing import ToolFailed, audit_events, internals_in
 
 from .conftest import FAST
 
@@ -82,19 +78,9 @@ async def test_failed_package_then_reset(dxp: Dxp) -> None:
 
 async def _audit_events(nats_server: LocalNatsServer, project_id: str, n: int) -> list[AuditEvent]:
     """The dxp audit events of a project in the AUDIT stream (read as the gateway's writer does)."""
-    bus = await connect(nats_server.url_for(GATEWAY_USER), name="audit-read")
-    found: list[AuditEvent] = []
-    try:
-        sub = await bus.js.pull_subscribe(f"audit.{ORG_A}.dxp", stream=AUDIT_STREAM)
-        async with asyncio.timeout(10):
-            while len(found) < n:
-                for msg in await sub.fetch(10, timeout=5):
-                    event = msgspec.json.decode(msg.data, type=AuditEvent)
-                    if event.detail.get("project_id") == project_id:
-                        found.append(event)
-    finally:
-        await bus.close()
-    return found
+    return await audit_events(
+        nats_server, ORG_A, "dxp", n, lambda e: e.detail.get("project_id") == project_id
+    )
 
 
 async def test_production_needs_confirmation_and_is_audited(dxp: Dxp, nats_server: LocalNatsServer) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode
 from mcpmesh.rag.testing import RW, Rag, org
+from mcpmesh.service.testing import audit_events
 
 PLAN = "The launch plan: ship the rocket on Friday from pad 39."
 
@@ -74,6 +76,24 @@ async def test_a_write_grant_allows_documents_and_counts_against_the_owner(rag: 
     kb = await rag.call(a, "get_kb", {"kb": "plans"})
     assert kb["documents"] == 2
     assert (await rag.call(b, "list_kbs"))["knowledge_bases"] == []  # nothing counted to B
+
+
+async def test_document_changes_are_in_the_owners_audit_log(rag: Rag, nats_server: LocalNatsServer) -> None:
+    a, b = await seeded(rag), org()
+    await rag.call(a, "share_kb", {"kb": "plans", "grantee": b, "access": "write"})
+    update = {"kb": "plans", "owner_org": a, "doc_id": "launch", "content": "Ship on Saturday."}
+    assert (await rag.call(b, "update_document", update))["version"] == 2
+    assert (await rag.call(b, "update_document", update))["unchanged"]  # the same again: no new version
+    await rag.call(a, "delete_document", {"kb": "plans", "doc_id": "launch"})
+    await rag.call(a, "delete_kb", {"kb": "plans"})
+    events = await audit_events(nats_server, a, "rag", 3)
+    assert [(e.action, e.target, e.outcome) for e in events] == [
+        ("rag.document.update", "plans/launch", "ok"),
+        ("rag.document.delete", "plans/launch", "ok"),
+        ("rag.kb.delete", "plans", "ok"),
+    ]
+    assert events[0].detail == {"version": "2", "caller_org": b} and events[0].actor.startswith("key-")
+    assert events[1].detail == {"version": "2"} and all(e.org_id == a for e in events)
 
 
 async def test_system_kbs_are_readable_by_all_and_writable_with_admin(rag: Rag) -> None:

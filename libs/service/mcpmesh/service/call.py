@@ -201,19 +201,27 @@ class Call(ServiceCaller):
         return self.service.state(kind)
 
     async def audit(
-        self, action: str, target: str | None, outcome: str = "ok", detail: Mapping[str, str] | None = None
+        self,
+        action: str,
+        target: str | None,
+        outcome: str = "ok",
+        detail: Mapping[str, str] | None = None,
+        *,
+        owner_org: str | None = None,
     ) -> None:
-        """Record `<service>.<action>` on `target` by this caller in the platform audit log."""
+        """Record `<service>.<action>` on `target` by this caller in the platform audit log: the
+        caller's org's, or `owner_org`'s when the caller acted on that org's data through a grant."""
+        on_behalf = owner_org is not None and owner_org != self.org_id
         await record_audit(
             self.bus,
             service=self.service.name,
-            org_id=self.org_id,
+            org_id=owner_org if owner_org is not None else self.org_id,
             actor=self.stamp.sub,
             request_id=self.request_id,
             action=action,
             target=target,
             outcome=outcome,
-            detail=detail,
+            detail={**(detail or {}), "caller_org": self.org_id} if on_behalf else detail,
         )
 
     @property

@@ -17,10 +17,11 @@ own NATS permissions; a plain URL is used as it is for both.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Final, Protocol
 
@@ -30,8 +31,15 @@ from mcpmesh.bus import Bus, Deadline, connect, flush
 from mcpmesh.bus.mcp import exchange, request_body, result_of
 from mcpmesh.proto import headers as h
 from mcpmesh.proto.errors import MeshError, error_of_tool_result
-from mcpmesh.proto.events import TenantCommand, TenantDataReply
-from mcpmesh.proto.subjects import GATEWAY_USER, service_subject, service_user, tenant_control_subject
+from mcpmesh.proto.events import AuditEvent, TenantCommand, TenantDataReply
+from mcpmesh.proto.subjects import (
+    AUDIT_STREAM,
+    GATEWAY_USER,
+    audit_subject,
+    service_subject,
+    service_user,
+    tenant_control_subject,
+)
 from mcpmesh.service.admission import Admission
 from mcpmesh.service.run import BusServer, dispatch
 from mcpmesh.service.server import MeshService
@@ -67,6 +75,26 @@ def logged_failures(records: Iterable[logging.LogRecord]) -> list[str]:
         for r in records
         if r.exc_info or r.levelno >= logging.ERROR or "Traceback" in r.getMessage()
     ]
+
+
+async def audit_events(
+    nats: NatsUsers, org_id: str, service: str, n: int, match: Callable[[AuditEvent], bool] = lambda _e: True
+) -> list[AuditEvent]:
+    """The first `n` events `match` accepts among `service`'s audit events of `org_id` in the AUDIT
+    stream, read as the gateway's writer reads them (waits up to 10 s for them)."""
+    bus = await connect(nats.url_for(GATEWAY_USER), name="audit-read")
+    found: list[AuditEvent] = []
+    try:
+        sub = await bus.js.pull_subscribe(audit_subject(org_id, service), stream=AUDIT_STREAM)
+        async with asyncio.timeout(10):
+            while len(found) < n:
+                for msg in await sub.fetch(10, timeout=5):
+                    event = msgspec.json.decode(msg.data, type=AuditEvent)
+                    if match(event):
+                        found.append(event)
+    finally:
+        await bus.close()
+    return found
 
 
 class ToolFailed(Exception):

@@ -92,4 +92,6 @@ async def delete(app: RagApp, call: Call, kb: str, doc_id: str, owner_org: str |
         {"_id": target.name},
         {"$inc": {"documents": -1, "chunks": -int(doc.get("chunks", 0)), "bytes": -int(doc.get("bytes", 0))}},
     )
+    detail = {"version": str(doc.get("version"))}
+    await call.audit("document.delete", f"{target.name}/{doc_id}", detail=detail, owner_org=target.owner)
     return {"deleted": doc_id, "kb": target.name, "chunks": doc.get("chunks", 0)}

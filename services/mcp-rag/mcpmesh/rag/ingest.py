@@ -343,4 +343,12 @@ async def add_url(
 
 async def update(app: RagApp, call: Call, kb: str, owner_org: str | None, **fields: Any) -> dict[str, Any]:
     target = await resolve(app, call, kb, "write", owner_org)
-    return await ingest(app, call, target, by=call.stamp.sub, replace=True, sees=sees(call, target), **fields)
+    result = await ingest(
+        app, call, target, by=call.stamp.sub, replace=True, sees=sees(call, target), **fields
+    )
+    if not result["unchanged"]:
+        detail = {"version": str(result["version"])}
+        await call.audit(
+            "document.update", f"{target.name}/{result['doc_id']}", detail=detail, owner_org=target.owner
+        )
+    return result

@@ -128,4 +128,5 @@ async def delete(app: RagApp, call: Call, kb: str) -> dict[str, Any]:
     await found.vectors.drop_kb(found.name)
     await (await found.store.collection("documents")).delete_many({"kb": found.name})
     await kbs.delete_one({"_id": found.name})
+    await call.audit("kb.delete", found.name, owner_org=found.owner)
     return {"deleted": found.name, "documents": found.doc.get("documents", 0)}
