@@ -315,13 +315,15 @@ async def test_stale_appends_are_committed_if_complete_else_removed(mesh: Mesh) 
     assert appended["first_seq"] == 4  # after the hole left by r-bad
 
 
-def _hold_appends_until(
-    monkeypatch: pytest.MonkeyPatch, entries: Collection, go: asyncio.Event
-) -> asyncio.Event:
-    """The next append waits for `go` before writing its entries (the repair looks at it first);
-    the event returned is set once it waits there (its reservation is made)."""
+async def _held_append(
+    mesh: Mesh, monkeypatch: pytest.MonkeyPatch
+) -> tuple[str, Collection, asyncio.Event, asyncio.Task[Any]]:
+    """A context with one entry, and an append to it that reserved seq 1 and waits for the event
+    returned before writing its entry (so the repair can look at it first)."""
+    ctx_id = await _filled(mesh, 1)
+    entries = await mesh.collection(A, "entries")
     insert_many = type(entries).insert_many
-    waiting = asyncio.Event()
+    go, waiting = asyncio.Event(), asyncio.Event()
 
     async def held(self: Collection, docs: Any, *args: Any, **kwargs: Any) -> Any:
         if not waiting.is_set() and self.name == entries.name:
@@ -330,20 +332,17 @@ def _hold_appends_until(
         return await insert_many(self, docs, *args, **kwargs)
 
     monkeypatch.setattr(type(entries), "insert_many", held)
-    return waiting
+    appending = asyncio.create_task(
+        mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"})
+    )
+    await waiting.wait()
+    return ctx_id, entries, go, appending
 
 
 async def test_an_append_committing_while_it_is_repaired_keeps_its_entries(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx_id = await _filled(mesh, 1)
-    entries = await mesh.collection(A, "entries")
-    go = asyncio.Event()
-    waiting = _hold_appends_until(monkeypatch, entries, go)
-    appending = asyncio.create_task(
-        mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"})
-    )
-    await waiting.wait()
+    ctx_id, entries, go, appending = await _held_append(mesh, monkeypatch)
     count_documents = type(entries).count_documents
 
     async def count_then_let_the_append_finish(
@@ -366,14 +365,7 @@ async def test_an_append_committing_while_it_is_repaired_keeps_its_entries(
 async def test_an_append_aborted_by_the_repair_fails_and_leaves_nothing(
     mesh: Mesh, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    ctx_id = await _filled(mesh, 1)
-    entries = await mesh.collection(A, "entries")
-    go = asyncio.Event()
-    waiting = _hold_appends_until(monkeypatch, entries, go)
-    appending = asyncio.create_task(
-        mesh.call(A, "append", {"ctx_id": ctx_id, "role": "user", "content": "late"})
-    )
-    await waiting.wait()
+    ctx_id, entries, go, appending = await _held_append(mesh, monkeypatch)
     report = await sweep(mesh.app, now=later())  # aborts it (nothing written yet), moves it to cold
     assert report["repaired"] == 1 and report["moved_to_cold"] == 1
     go.set()  # the append writes anyway, then learns it was aborted
