@@ -143,8 +143,8 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
 
     @service.job_tool(access="write", resumable=True, budget_s=3600)
     async def run(debate_id: str, job: JobContext) -> dict[str, Any]:
-        """Run a created debate to its outcome as a job (answers at once; progress per turn;
-        a stopped replica's run resumes from its last turn). A debate runs once: another run of
+        """Run a created debate to its outcome as a job (answers at once; progress about every
+        second; a stopped replica's run resumes from its last turn). A debate runs once: another run of
         it fails `conflict` and does nothing."""
         doc = await debates.find(job.store, debate_id)
         await external.seats_ready(job.store, doc)
@@ -161,15 +161,19 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         runner = await Runner.open(
             job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc)
         )
-        status, error = "succeeded", None
+        status = "succeeded"
         try:
-            outcome = await proto.run(doc, runner)
-        except Stopped as stop:
-            status, outcome = stop.status, {"answer": None, "stopped": stop.message}
+            try:
+                outcome = await proto.run(doc, runner)
+            except Stopped as stop:
+                status, outcome = stop.status, {"answer": None, "stopped": stop.message}
+            await runner.flush()
         except MeshException as exc:
+            with contextlib.suppress(MeshException):
+                await runner.flush()
             await _finish(coll, doc, job, "failed", None, runner, f"{exc.error.code}: {exc.error.message}")
             raise
-        return debates.view(await _finish(coll, doc, job, status, outcome, runner, error))
+        return debates.view(await _finish(coll, doc, job, status, outcome, runner, None))
 
     @service.tool(access="read", open_world=False)
     async def get(debate_id: str, ctx: Context) -> dict[str, Any]:
