@@ -438,7 +438,7 @@ async def job_error(d: Debates, key: str, job_id: str) -> dict[str, Any]:
 
     async def failed() -> bool:
         seen[:] = [await d.error(key, "debate_job_result", {"job_id": job_id})]
-        return seen[0]["code"] != "conflict" or "running" not in seen[0]["message"]
+        return seen[0]["code"] != "conflict" or " is still " not in seen[0]["message"]  # queued/running
 
     for _ in range(400):
         if await failed():

@@ -2,7 +2,7 @@
 
 A turn is: the participant's chat through mcp-llm (as the debate's org, on the job's ticket),
 its record in the org's `turns` collection (`_id = <debate>:<idx>`: the commit point and the
-checkpoint), then one read of the debate (a `cancel` stops it before the next turn). What
+checkpoint) and, alongside, one read of the debate (a `cancel` stops it before the next turn). What
 follows from the records is batched, every `DEBATE_PROGRESS_INTERVAL_S`, and written alongside
 the next turn's chat: the new turns' entries in the transcript context in mcp-context (one
 append), the debate's totals, the job's progress. A resumed run loads the turn records and
@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import DuplicateKeyError
 
@@ -29,6 +29,7 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import JobContext
 from mcpmesh.store import Collection
 
+T = TypeVar("T")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
 #: Content bytes one transcript append carries at most (a request stays well under NATS's 1 MiB).
 _APPEND_BYTES = 256 * 1024
@@ -142,33 +143,41 @@ class Runner:
             {"role": "user", "content": prompt},
         ]
         if p["kind"] == "external":
-            produce = self._contributed(idx, p, round_, messages)
+            rec = await self._meanwhile(self._contributed(idx, p, round_, messages))  # stored
+            running = await self._running()
         else:
-            produce = self._generated(idx, p, round_, messages)
-        rec = await self._kept(produce)
+            answer = await self._meanwhile(self._chat(p, messages))
+            rec = self._generated(idx, p, round_, answer)
+            # What a turn waits for: its record (the commit point), and one read alongside: a
+            # `cancel` stops the debate before the next turn is asked for.
+            _, running = await asyncio.gather(self.turns.insert_one(rec), self._running())
+        self.done.append(rec)
         self.unreported.append(rec)
-        # The one write a turn waits for is its record (the commit point); then one read: a
-        # `cancel` stops the debate before the next turn is asked for.
-        if await self.debates.find_one({"_id": self.debate["_id"], "status": "running"}, {"_id": 1}) is None:
+        self.tokens += rec["prompt_tokens"] + rec["completion_tokens"]
+        self.cost_usd += rec["cost_usd"]
+        if not running:
             raise Stopped("cancelled", "cancelled")
         return rec
 
-    async def _kept(self, produce: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-        """The next turn's record, counted in, while what is due is reported (`reports`)."""
+    async def _running(self) -> bool:
+        return (
+            await self.debates.find_one({"_id": self.debate["_id"], "status": "running"}, {"_id": 1})
+            is not None
+        )
+
+    async def _meanwhile(self, work: Awaitable[T]) -> T:
+        """`work` (the next turn), while what is due is reported (`reports`)."""
         reporting = asyncio.gather(*self.reports())
         try:
-            rec = await produce
+            result = await work
         except asyncio.CancelledError:
             reporting.cancel()  # stopped: a resumed run appends what did not land
             raise
         except Exception:
             await asyncio.gather(reporting, return_exceptions=True)
             raise
-        self.done.append(rec)
-        self.tokens += rec["prompt_tokens"] + rec["completion_tokens"]
-        self.cost_usd += rec["cost_usd"]
         await reporting
-        return rec
+        return result
 
     def reports(self, final: bool = False) -> list[Awaitable[Any]]:
         """The writes due (started by the caller), with the figures of the turns recorded so far:
@@ -203,18 +212,19 @@ class Runner:
         """The transcript entries not appended yet (the run ends: its outcome has the totals)."""
         await asyncio.gather(*self.reports(final=True))
 
-    async def _generated(
-        self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
-    ) -> dict[str, Any]:
+    async def _chat(self, p: dict[str, Any], messages: list[dict[str, str]]) -> dict[str, Any]:
         args = {
             "messages": messages,
             "model": p["model"],
             "max_tokens": self.settings.turn_max_tokens,
             "cache": False,
         }
-        answer = (await self.job.call_tool("llm", "chat", args, on_progress=None))["structuredContent"]
+        answer = await self.job.call_tool("llm", "chat", args, on_progress=None)
+        return answer["structuredContent"]  # type: ignore[no-any-return]
+
+    def _generated(self, idx: int, p: dict[str, Any], round_: int, answer: dict[str, Any]) -> dict[str, Any]:
         usage = answer.get("usage") or {}
-        rec = turn_record(
+        return turn_record(
             self.debate, idx, p, round_,
             model=str(answer.get("model") or p["model"]),
             served_by=answer.get("served_by"),
@@ -223,8 +233,6 @@ class Runner:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cost_usd=float(usage.get("cost_usd") or 0.0),
         )  # fmt: skip
-        await self.turns.insert_one(rec)
-        return rec
 
     async def _contributed(
         self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
