@@ -237,28 +237,48 @@ class Runner:
     async def _contributed(
         self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
     ) -> dict[str, Any]:
-        """An external seat's turn: wait for its org's `contribute` (external.py); past
-        `DEBATE_EXTERNAL_WAIT_S` the turn is recorded as not given."""
+        """An external seat's turn: wait for its org's `contribute` (external.py). The seat's
+        invitation is read again at its turn and while waiting: a seat revoked by the owner or
+        declined by its org since the start is skipped (no waiting for a seat that can no
+        longer answer); past `DEBATE_EXTERNAL_WAIT_S` the turn is recorded as not given."""
         key = {"_id": self.debate["_id"], "status": "running"}
-        awaiting = {"idx": idx, "pid": p["id"], "round": round_, "messages": messages, "since": now()}
-        await self.debates.update_one(key, {"$set": {"awaiting": awaiting}})
         deadline = asyncio.get_running_loop().time() + self.settings.external_wait_s
         rec_id = f"{self.debate['_id']}:{idx:05d}"
+        asked = False
         while (rec := await self.turns.find_one({"_id": rec_id})) is None:
+            gone = await self._seat_gone(p)
+            if gone is not None or asyncio.get_running_loop().time() > deadline:
+                why = f"(no contribution: the seat's invitation was {gone})" if gone else "(no contribution)"
+                if (rec := await self._missed(idx, p, round_, why)) is not None:
+                    break
+                continue  # contributed just now: the next look finds it
+            if not asked:  # what the seat answers (joined_get shows it)
+                asked = True
+                wanted = {"idx": idx, "pid": p["id"], "round": round_, "messages": messages, "since": now()}
+                await self.debates.update_one(key, {"$set": {"awaiting": wanted}})
             if await self.debates.count_documents(key) == 0:
                 raise Stopped("cancelled", "cancelled")
-            if asyncio.get_running_loop().time() > deadline:
-                missed = turn_record(self.debate, idx, p, round_, model="none", served_by=None, content="(no contribution)",
-                                      prompt_tokens=0, completion_tokens=0, cost_usd=0.0)  # fmt: skip
-                try:
-                    await self.turns.insert_one(missed)
-                except DuplicateKeyError:
-                    continue  # contributed just now
-                rec = missed
-                break
             await asyncio.sleep(self.settings.external_poll_s)
-        await self.debates.update_one({"_id": self.debate["_id"]}, {"$unset": {"awaiting": ""}})
+        if asked:
+            await self.debates.update_one({"_id": self.debate["_id"]}, {"$unset": {"awaiting": ""}})
         return rec  # type: ignore[no-any-return]
+
+    async def _seat_gone(self, p: dict[str, Any]) -> str | None:
+        """`revoked` / `declined` when the seat's invitation is no longer accepted, else None."""
+        invites = await self.job.store.collection("invites")
+        invite = await invites.find_one({"debate_id": self.debate["_id"], "pid": p["id"]}, {"status": 1})
+        status = "revoked" if invite is None else str(invite["status"])
+        return None if status == "accepted" else status
+
+    async def _missed(self, idx: int, p: dict[str, Any], round_: int, content: str) -> dict[str, Any] | None:
+        """Record the seat's turn as not given (None: its contribution landed just now)."""
+        missed = turn_record(self.debate, idx, p, round_, model="none", served_by=None, content=content,
+                             prompt_tokens=0, completion_tokens=0, cost_usd=0.0)  # fmt: skip
+        try:
+            await self.turns.insert_one(missed)
+        except DuplicateKeyError:
+            return None
+        return missed
 
     async def _publish(self, recs: list[dict[str, Any]]) -> None:
         """The turns' transcript entries, in order, in appends of at most `_APPEND_BYTES`."""
