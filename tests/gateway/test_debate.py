@@ -438,7 +438,7 @@ async def job_error(d: Debates, key: str, job_id: str) -> dict[str, Any]:
 
     async def failed() -> bool:
         seen[:] = [await d.error(key, "debate_job_result", {"job_id": job_id})]
-        return seen[0]["code"] != "conflict" or "running" not in seen[0]["message"]
+        return seen[0]["code"] != "conflict" or " is still " not in seen[0]["message"]  # queued/running
 
     for _ in range(400):
         if await failed():
@@ -534,6 +534,79 @@ async def test_declined_and_revoked_invitations_reach_nothing(debates: Debates) 
         key_b, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True}
     )
     assert revoked["code"] == "not_found"
+
+
+async def test_a_seat_revoked_or_declined_after_the_start_is_skipped_not_waited_for(
+    debates: Debates,
+) -> None:
+    """The run reads each seat's invitation again at its turns: a seat its org declined while it
+    was awaited, and one the owner revoked before its turn, are recorded as not given at once
+    (the wait for a contribution is an hour here) and the debate goes on."""
+    d = debates
+    _, key_a = await d.mesh.tenant(scopes=SCOPES)
+    org_b, key_b = await d.mesh.tenant(scopes=SCOPES, name="Globex")
+    org_c, key_c = await d.mesh.tenant(scopes=SCOPES, name="Initech")
+    seats = [{"name": "Ann"}, {"external_org": org_b, "name": "Bea"}, {"external_org": org_c, "name": "Cy"}]
+    made = await d.ok(
+        key_a, "debate_create", {"topic": "Go?", "protocol": "panel", "participants": seats, "rounds": 2}
+    )
+    debate_id = made["debate_id"]
+    invites = {}
+    for k in (key_b, key_c):
+        [invite] = (await d.ok(k, "debate_invitations", {}))["invitations"]
+        await d.ok(k, "debate_invitation_respond", {"invite_id": invite["invite_id"], "accept": True})
+        invites[k] = invite
+    await d.ok(key_a, "debate_run", {"debate_id": debate_id})
+    seat_b = {"owner_org": invites[key_b]["owner_org"], "debate_id": debate_id}
+    for _ in range(400):
+        if (await d.ok(key_b, "debate_joined_get", seat_b))["your_turn"]:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("Bea's turn never came")
+    await d.ok(key_a, "debate_invite_revoke", {"debate_id": debate_id, "participant": "p3"})
+    await d.ok(
+        key_b, "debate_invitation_respond", {"invite_id": invites[key_b]["invite_id"], "accept": False}
+    )
+    view = await d.settled(key_a, debate_id)
+    assert view["status"] == "succeeded" and view["turns"] == 6
+    got = await d.ok(key_a, "debate_transcript", {"debate_id": debate_id})
+    assert [(t["name"], t["content"]) for t in got["turns"]] == [
+        ("Ann", "hello from the fake"),
+        ("Bea", "(no contribution: the seat's invitation was declined)"),
+        ("Cy", "(no contribution: the seat's invitation was revoked)"),
+        ("Ann", "hello from the fake"),
+        ("Bea", "(no contribution: the seat's invitation was declined)"),
+        ("Cy", "(no contribution: the seat's invitation was revoked)"),
+    ]
+    assert (await d.error(key_b, "debate_contribute", {**seat_b, "text": "late"}))["code"] == "not_found"
+    entries = await transcript_entries(d, key_a, view["ctx_id"])
+    assert [e["name"].split(".")[1] for e in entries] == ["p1", "p2", "p3"] * 2
+
+
+async def test_running_needs_the_scopes_of_the_calls_it_makes_checked_at_the_start(debates: Debates) -> None:
+    """A debate runs on the key that starts it: a key without llm:read, context:read and
+    context:write is refused at the start with a clear error, and no job is created."""
+    d = debates
+    org, key = await d.mesh.tenant(scopes=SCOPES)
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    made = await d.ok(key, "debate_create", {"topic": "Who?", "participants": people, "rounds": 1})
+    run = {"debate_id": made["debate_id"]}
+    for scopes, lacks in (
+        (["debate:read", "debate:write"], "llm:read, context:read, context:write"),
+        (["debate:write", "llm:read", "context:write"], "context:read"),
+    ):
+        narrow = await d.mesh.admin(
+            "POST", f"/admin/orgs/{org}/keys", {"name": "n", "scopes": scopes}, expect=201
+        )
+        error = await d.error(narrow["secret"], "debate_run", run)
+        assert error["code"] == "forbidden" and error["message"].startswith(f"this key lacks {lacks}: "), (
+            error
+        )
+    assert (await d.ok(key, "debate_jobs", {}))["jobs"] == []
+    assert (await d.ok(key, "debate_get", run))["status"] == "created" and d.fake.requests == []
+    await d.ok(key, "debate_run", run)
+    assert (await d.settled(key, made["debate_id"]))["status"] == "succeeded"
 
 
 async def test_analytics_per_org_and_across_orgs_only_from_five(debates: Debates) -> None:

@@ -70,13 +70,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_mesh(state: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """`./mesh up` in `state`; returns the runner and the facts it wrote (`dev.json`)."""
+def start_mesh(
+    state: Path, env_extra: dict[str, str], *runner_args: str
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """`./mesh up [runner_args]` in `state`; returns the runner and the facts it wrote (`dev.json`)."""
     env = dict(os.environ, MCPMESH_STATE_DIR=str(state), **env_extra)
     env.pop("NATS_URL", None)
     log = (state / "runner.log").open("ab")
     runner = subprocess.Popen(
-        [sys.executable, "-m", "mcpmesh.dev.runner", "--gateway-port", str(free_port())],
+        [sys.executable, "-m", "mcpmesh.dev.runner", "--gateway-port", str(free_port()), *runner_args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

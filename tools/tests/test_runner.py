@@ -98,6 +98,20 @@ def test_up_writes_dev_json_and_stops_everything_on_sigterm(tmp_path: Path) -> N
     assert not any(alive(p) for p in pids), "orphan processes left behind"
 
 
+def test_only_starts_the_services_named_and_refuses_an_unknown_one(tmp_path: Path) -> None:
+    proc = runner(tmp_path / "typo", "--only", "context,nosuch")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "--only names no service nosuch: pick from " in err and "context" in err
+    assert not (tmp_path / "typo" / "logs").exists()  # nothing was started
+
+    proc = runner(tmp_path / "one", "--only", "context")
+    facts = wait_for_facts(proc, tmp_path / "one" / "dev.json")
+    assert set(facts["pids"]) == {"nats", "mongo", "mcp-context", "gateway"}
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+
+
 def test_a_second_runner_is_refused_and_a_sigkilled_runner_takes_everything_with_it(tmp_path: Path) -> None:
     first = runner(tmp_path)
     second: subprocess.Popen[str] | None = None

@@ -20,8 +20,9 @@ from mcp.server.mcpserver import Context
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.jobs import is_job_id
-from mcpmesh.service import JobContext, JobSettings, MeshService, ServiceSettings
+from mcpmesh.service import Call, JobContext, JobSettings, MeshService, ServiceSettings
 from mcpmesh.service.testing import ServiceHarness, ToolFailed
+from mcpmesh.tenancy.scopes import covers
 
 ORG_A = "org-acme"
 ORG_B = "org-globex"
@@ -113,6 +114,16 @@ def make_service(probe: Probe, replica: str) -> MeshService:
         await probe.before(replica, 1, "keyed")
         probe.done.append((replica, n))
         return {"counted": n}
+
+    async def may_call_other(call: Call, arguments: dict[str, Any]) -> None:
+        if not covers(call.stamp.scopes, "other:read"):
+            raise MeshException(
+                ErrorCode.FORBIDDEN, f"the job calls `other` for {arguments['what']}: add other:read"
+            )
+
+    @svc.job_tool(access="write", start_check=may_call_other)
+    async def guarded(what: str, job: JobContext) -> str:
+        return f"asked other for {what}"
 
     @svc.tool(access="read")
     async def ping() -> str:
@@ -532,3 +543,15 @@ async def test_a_keyed_job_tool_publishes_its_key(replicas: Any) -> None:
         @svc.job_tool(idempotency_key="job")
         async def wrong(job: JobContext) -> int:
             return 1
+
+
+async def test_a_start_check_refuses_before_any_job_is_recorded(replicas: Any) -> None:
+    r1 = await replicas(Probe(), "r1")
+    with pytest.raises(ToolFailed) as refused:
+        await r1.call_tool(ORG_A, "guarded", {"what": "prices"}, scopes=WRITE)
+    assert refused.value.error is not None and refused.value.error.code is ErrorCode.FORBIDDEN
+    assert refused.value.error.message == "the job calls `other` for prices: add other:read"
+    assert (await r1.call_tool(ORG_A, "jobs", {}, scopes=WRITE))["jobs"] == []
+    started = await r1.call_tool(ORG_A, "guarded", {"what": "prices"}, scopes=[*WRITE, "other:read"])
+    done = await status_until(r1, started["job_id"], finished)
+    assert done["status"] == "succeeded"

@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mesh up", description=__doc__)
     parser.add_argument("--nats-port", type=int, help="NATS client port (default: a free one)")
     parser.add_argument("--gateway-port", type=int, help="gateway HTTP port (default: a free one)")
+    parser.add_argument(
+        "--only",
+        help="start only these services (bus names, comma-separated, e.g. llm,context,debate) "
+        "and the gateway; default: every service",
+    )
     args = parser.parse_args(argv)
 
     root = repo_root()
@@ -232,7 +237,7 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
     nats_port = claim_port(args.nats_port, "--nats-port")
     gateway_port = claim_port(args.gateway_port, "--gateway-port")
     components = find_components(root)
-    services = [c for c in components if c.kind == "service" and c.name != "gateway"]
+    services = chosen([c for c in components if c.kind == "service" and c.name != "gateway"], args.only)
     gateway = next((c for c in components if c.name == "gateway"), None)
     found = ", ".join(c.name for c in components if c.kind == "service")
     print(f"mesh: found components: {found}" if found else "mesh: found no services yet", file=sys.stderr)
@@ -252,9 +257,13 @@ def start_everything(args: argparse.Namespace, root: Path, state: Path, sup: Sup
             raise StartupError(str(exc)) from None
         pids["mongo"] = proc.pid
 
-    azurite = start_azurite(sup, state, pids)
+    names = {service_name(svc) for svc in services}
+    # The demo logs (Azurite) serve the log-analyzer, the DXP sandbox the dxp service.
+    azurite = start_azurite(sup, state, pids) if names & {"logs", "dxp"} else None
     demo_logs = azurite[0] if azurite else None
-    dxp_demo = start_dxp_sandbox(sup, state, pids, azurite[1] if azurite else None)
+    dxp_demo = (
+        start_dxp_sandbox(sup, state, pids, azurite[1] if azurite else None) if "dxp" in names else None
+    )
 
     from mcpmesh.secrets import new_master_key_entry
     from mcpmesh.tenancy.stamp import generate_signing_key_pem, public_key_pem
@@ -364,6 +373,18 @@ def start_dxp_sandbox(
     pids["dxp-sandbox"] = proc.pid
     project = json.loads(project_file.read_text())
     return {"name": "demo", **project, "api_url": f"http://127.0.0.1:{port}/api/v1.0/"}
+
+
+def chosen(services: list[Component], only: str | None) -> list[Component]:
+    """The services `--only` names (all of them without it); an unknown name is refused."""
+    if only is None:
+        return services
+    wanted = {name.strip() for name in only.split(",") if name.strip()}
+    unknown = wanted - {service_name(svc) for svc in services}
+    if unknown or not wanted:
+        known = ", ".join(sorted(service_name(svc) for svc in services))
+        raise StartupError(f"--only names no service {', '.join(sorted(unknown))}: pick from {known}")
+    return [svc for svc in services if service_name(svc) in wanted]
 
 
 def service_name(component: Component) -> str:

@@ -90,6 +90,8 @@ S = TypeVar("S")
 #: one typed state object; everything opened is closed when the context exits (at stop).
 Lifespan = Callable[["MeshService"], AbstractAsyncContextManager[Any]]
 Access = Literal["read", "write"]
+#: A job tool's check of a start (`job_tool(start_check=...)`): the caller's `Call` and the arguments.
+StartCheck = Callable[[Call, dict[str, Any]], Awaitable[None]]
 log = get_logger("mcpmesh.service")
 
 #: Key of a tool's `_meta` entry naming the scope the tool needs.
@@ -370,6 +372,7 @@ class MeshService:
         description: str | None = None,
         tiers: Sequence[str] | None = None,
         idempotency_key: str | None = None,
+        start_check: StartCheck | None = None,
         **sdk_options: Any,
     ) -> Callable[[F], F]:
         """Register a tool that runs as a durable job (see `mcpmesh.service.jobs`): the call answers
@@ -377,7 +380,9 @@ class MeshService:
         `resumable`: a run interrupted by a stopped replica resumes from its last checkpoint
         (else it fails); `budget_s`: the job's whole time budget, resumes included;
         `idempotency_key`: an argument naming the operation — a start with a value the org
-        already started this tool with answers with that job instead of starting another."""
+        already started this tool with answers with that job instead of starting another;
+        `start_check(call, arguments)`: run before the job is recorded, it refuses the start by
+        raising a `MeshException` (what the job will need of the caller, e.g. scopes)."""
 
         def register(fn: F) -> F:
             from mcpmesh.service.jobs.tools import register_job_tool
@@ -393,6 +398,7 @@ class MeshService:
                 tiers=tiers,
                 sdk_options=sdk_options,
                 idempotency_key=idempotency_key,
+                start_check=start_check,
             )
             return fn
 

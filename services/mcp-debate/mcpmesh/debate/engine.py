@@ -2,19 +2,24 @@
 
 A turn is: the participant's chat through mcp-llm (as the debate's org, on the job's ticket),
 its record in the org's `turns` collection (`_id = <debate>:<idx>`: the commit point and the
-checkpoint), its entry in the transcript context in mcp-context, the debate's totals. A resumed
-run loads the turn records and replays them to the protocol without calling the model; a
-record not yet in the transcript (the run stopped between the two) is appended first — the
-transcript's last entry names the last turn it holds, so nothing is appended twice.
+checkpoint) and, alongside, one read of the debate (a `cancel` stops it before the next turn). What
+follows from the records is batched, every `DEBATE_PROGRESS_INTERVAL_S`, and written alongside
+the next turn's chat: the new turns' entries in the transcript context in mcp-context (one
+append), the debate's totals, the job's progress. A resumed run loads the turn records and
+replays them to the protocol without calling the model; records not yet in the transcript (the
+run stopped before their batch landed) are appended first — the transcript's last entry names
+the last turn it holds, so nothing is appended twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import DuplicateKeyError
 
@@ -24,7 +29,10 @@ from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import JobContext
 from mcpmesh.store import Collection
 
+T = TypeVar("T")
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.:-]")
+#: Content bytes one transcript append carries at most (a request stays well under NATS's 1 MiB).
+_APPEND_BYTES = 256 * 1024
 
 
 class Stopped(Exception):
@@ -85,6 +93,9 @@ class Runner:
     taken: list[tuple[dict[str, Any], int, str]] = field(default_factory=list)
     tokens: int = 0
     cost_usd: float = 0.0
+    reported: float = 0.0  # when the totals and progress were last written (monotonic clock)
+    #: Records of the turns taken since the last report, not in the transcript yet (`reports`).
+    unreported: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def quote_chars(self) -> int:
@@ -105,8 +116,7 @@ class Runner:
             )
             entries = got["structuredContent"]["entries"]
             last = turn_of(entries[-1].get("name")) if entries else -1
-            for rec in done[last + 1 :]:
-                await runner._publish(rec)
+            await runner._publish(done[last + 1 :])
         return runner
 
     def history(self) -> list[tuple[dict[str, Any], int, str]]:
@@ -133,44 +143,88 @@ class Runner:
             {"role": "user", "content": prompt},
         ]
         if p["kind"] == "external":
-            rec = await self._contributed(idx, p, round_, messages)
+            rec = await self._meanwhile(self._contributed(idx, p, round_, messages))  # stored
+            running = await self._running()
         else:
-            rec = await self._generated(idx, p, round_, messages)
+            answer = await self._meanwhile(self._chat(p, messages))
+            rec = self._generated(idx, p, round_, answer)
+            # What a turn waits for: its record (the commit point), and one read alongside: a
+            # `cancel` stops the debate before the next turn is asked for.
+            _, running = await asyncio.gather(self.turns.insert_one(rec), self._running())
         self.done.append(rec)
-        await self._publish(rec)
+        self.unreported.append(rec)
         self.tokens += rec["prompt_tokens"] + rec["completion_tokens"]
         self.cost_usd += rec["cost_usd"]
-        totals = {
-            "turns": idx + 1,
-            "tokens": self.tokens,
-            "cost_usd": round(self.cost_usd, 9),
-            "updated_at": now(),
-        }
-        still = await self.debates.update_one(
-            {"_id": self.debate["_id"], "status": "running"}, {"$set": totals}
-        )
-        await self.job.progress(
-            idx + 1,
-            self.planned,
-            f"round {round_}: {p['name']}",
-            partial={"turns": idx + 1, "tokens": self.tokens},
-        )
-        if still.matched_count == 0:
+        if not running:
             raise Stopped("cancelled", "cancelled")
         return rec
 
-    async def _generated(
-        self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
-    ) -> dict[str, Any]:
+    async def _running(self) -> bool:
+        return (
+            await self.debates.find_one({"_id": self.debate["_id"], "status": "running"}, {"_id": 1})
+            is not None
+        )
+
+    async def _meanwhile(self, work: Awaitable[T]) -> T:
+        """`work` (the next turn), while what is due is reported (`reports`)."""
+        reporting = asyncio.gather(*self.reports())
+        try:
+            result = await work
+        except asyncio.CancelledError:
+            reporting.cancel()  # stopped: a resumed run appends what did not land
+            raise
+        except Exception:
+            await asyncio.gather(reporting, return_exceptions=True)
+            raise
+        await reporting
+        return result
+
+    def reports(self, final: bool = False) -> list[Awaitable[Any]]:
+        """The writes due (started by the caller), with the figures of the turns recorded so far:
+        every `DEBATE_PROGRESS_INTERVAL_S`, the transcript entries of the turns taken since the
+        last report (one append), the debate's totals and the job's progress; `final`: the
+        entries only (the outcome carries the totals). Each is a store write or more, so they
+        are batched rather than written per turn; the turn records stay the truth — a resumed
+        run appends what the transcript lacks (`open`)."""
+        if not self.unreported or (
+            not final and time.monotonic() - self.reported < self.settings.progress_interval_s
+        ):
+            return []
+        recs, self.unreported = self.unreported, []
+        self.reported = time.monotonic()
+        writes: list[Awaitable[Any]] = [self._publish(recs)]
+        if not final:
+            turns = recs[-1]["idx"] + 1
+            totals = {
+                "turns": turns,
+                "tokens": self.tokens,
+                "cost_usd": round(self.cost_usd, 9),
+                "updated_at": now(),
+            }
+            key = {"_id": self.debate["_id"], "status": "running"}
+            writes.append(self.debates.update_one(key, {"$set": totals}))
+            message = f"round {recs[-1]['round']}: {recs[-1]['name']}"
+            partial = {"turns": turns, "tokens": self.tokens}
+            writes.append(self.job.progress(turns, self.planned, message, partial=partial))
+        return writes
+
+    async def flush(self) -> None:
+        """The transcript entries not appended yet (the run ends: its outcome has the totals)."""
+        await asyncio.gather(*self.reports(final=True))
+
+    async def _chat(self, p: dict[str, Any], messages: list[dict[str, str]]) -> dict[str, Any]:
         args = {
             "messages": messages,
             "model": p["model"],
             "max_tokens": self.settings.turn_max_tokens,
             "cache": False,
         }
-        answer = (await self.job.call_tool("llm", "chat", args, on_progress=None))["structuredContent"]
+        answer = await self.job.call_tool("llm", "chat", args, on_progress=None)
+        return answer["structuredContent"]  # type: ignore[no-any-return]
+
+    def _generated(self, idx: int, p: dict[str, Any], round_: int, answer: dict[str, Any]) -> dict[str, Any]:
         usage = answer.get("usage") or {}
-        rec = turn_record(
+        return turn_record(
             self.debate, idx, p, round_,
             model=str(answer.get("model") or p["model"]),
             served_by=answer.get("served_by"),
@@ -179,37 +233,68 @@ class Runner:
             completion_tokens=int(usage.get("completion_tokens") or 0),
             cost_usd=float(usage.get("cost_usd") or 0.0),
         )  # fmt: skip
-        await self.turns.insert_one(rec)
-        return rec
 
     async def _contributed(
         self, idx: int, p: dict[str, Any], round_: int, messages: list[dict[str, str]]
     ) -> dict[str, Any]:
-        """An external seat's turn: wait for its org's `contribute` (external.py); past
-        `DEBATE_EXTERNAL_WAIT_S` the turn is recorded as not given."""
+        """An external seat's turn: wait for its org's `contribute` (external.py). The seat's
+        invitation is read again at its turn and while waiting: a seat revoked by the owner or
+        declined by its org since the start is skipped (no waiting for a seat that can no
+        longer answer); past `DEBATE_EXTERNAL_WAIT_S` the turn is recorded as not given."""
         key = {"_id": self.debate["_id"], "status": "running"}
-        awaiting = {"idx": idx, "pid": p["id"], "round": round_, "messages": messages, "since": now()}
-        await self.debates.update_one(key, {"$set": {"awaiting": awaiting}})
         deadline = asyncio.get_running_loop().time() + self.settings.external_wait_s
         rec_id = f"{self.debate['_id']}:{idx:05d}"
+        asked = False
         while (rec := await self.turns.find_one({"_id": rec_id})) is None:
+            gone = await self._seat_gone(p)
+            if gone is not None or asyncio.get_running_loop().time() > deadline:
+                why = f"(no contribution: the seat's invitation was {gone})" if gone else "(no contribution)"
+                if (rec := await self._missed(idx, p, round_, why)) is not None:
+                    break
+                continue  # contributed just now: the next look finds it
+            if not asked:  # what the seat answers (joined_get shows it)
+                asked = True
+                wanted = {"idx": idx, "pid": p["id"], "round": round_, "messages": messages, "since": now()}
+                await self.debates.update_one(key, {"$set": {"awaiting": wanted}})
             if await self.debates.count_documents(key) == 0:
                 raise Stopped("cancelled", "cancelled")
-            if asyncio.get_running_loop().time() > deadline:
-                missed = turn_record(self.debate, idx, p, round_, model="none", served_by=None, content="(no contribution)",
-                                      prompt_tokens=0, completion_tokens=0, cost_usd=0.0)  # fmt: skip
-                try:
-                    await self.turns.insert_one(missed)
-                except DuplicateKeyError:
-                    continue  # contributed just now
-                rec = missed
-                break
             await asyncio.sleep(self.settings.external_poll_s)
-        await self.debates.update_one({"_id": self.debate["_id"]}, {"$unset": {"awaiting": ""}})
+        if asked:
+            await self.debates.update_one({"_id": self.debate["_id"]}, {"$unset": {"awaiting": ""}})
         return rec  # type: ignore[no-any-return]
 
-    async def _publish(self, rec: dict[str, Any]) -> None:
-        entry = {"role": "assistant", "name": entry_name(rec), "content": rec["content"] or "(no answer)"}
+    async def _seat_gone(self, p: dict[str, Any]) -> str | None:
+        """`revoked` / `declined` when the seat's invitation is no longer accepted, else None."""
+        invites = await self.job.store.collection("invites")
+        invite = await invites.find_one({"debate_id": self.debate["_id"], "pid": p["id"]}, {"status": 1})
+        status = "revoked" if invite is None else str(invite["status"])
+        return None if status == "accepted" else status
+
+    async def _missed(self, idx: int, p: dict[str, Any], round_: int, content: str) -> dict[str, Any] | None:
+        """Record the seat's turn as not given (None: its contribution landed just now)."""
+        missed = turn_record(self.debate, idx, p, round_, model="none", served_by=None, content=content,
+                             prompt_tokens=0, completion_tokens=0, cost_usd=0.0)  # fmt: skip
+        try:
+            await self.turns.insert_one(missed)
+        except DuplicateKeyError:
+            return None
+        return missed
+
+    async def _publish(self, recs: list[dict[str, Any]]) -> None:
+        """The turns' transcript entries, in order, in appends of at most `_APPEND_BYTES`."""
+        batch: list[dict[str, str]] = []
+        size = 0
+        for rec in recs:
+            entry = {"role": "assistant", "name": entry_name(rec), "content": rec["content"] or "(no answer)"}
+            if batch and size + len(entry["content"].encode()) > _APPEND_BYTES:
+                await self._append(batch)
+                batch, size = [], 0
+            batch.append(entry)
+            size += len(entry["content"].encode())
+        if batch:
+            await self._append(batch)
+
+    async def _append(self, entries: list[dict[str, str]]) -> None:
         await self.job.call_tool(
-            "context", "append", {"ctx_id": self.debate["ctx_id"], "entries": [entry]}, on_progress=None
+            "context", "append", {"ctx_id": self.debate["ctx_id"], "entries": entries}, on_progress=None
         )

@@ -102,7 +102,10 @@ async def revoke(store: TenantStore, debate_id: str, participant: str) -> dict[s
 
 
 async def seats_ready(store: TenantStore, debate: dict[str, Any]) -> None:
-    """Refuse to run while an external seat has not accepted."""
+    """Refuse to run while an external seat has not accepted (at each of its turns, a seat no
+    longer accepted is skipped: engine.Runner._contributed)."""
+    if not any(p["kind"] == "external" for p in debate["participants"]):
+        return
     waiting = (
         await (await store.collection("invites"))
         .find({"debate_id": debate["_id"], "status": {"$ne": "accepted"}})

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from mcp.server.mcpserver import Context
 
@@ -21,6 +21,7 @@ from mcpmesh.debate.storage import STORE_KINDS
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.service import Call, JobContext, MeshService, call_of
 from mcpmesh.telemetry.logs import get_logger
+from mcpmesh.tenancy.scopes import covers
 
 log = get_logger("mcpmesh.debate")
 
@@ -31,6 +32,23 @@ panel, participants: your personas {name, role, instructions, model} or system p
 job id; follow it with get / job_status, read the transcript so far with transcript, stop it
 with cancel. Templates keep a protocol, personas and rounds to start debates from. analytics
 sums up your debates and suggests savings."""
+
+
+#: What a run calls on the key that started it: mcp-llm's chat, mcp-context's append (and get,
+#: when a resumed run looks for the transcript's last entry).
+RUN_SCOPES: Final = ("llm:read", "context:read", "context:write")
+
+
+async def _may_run(call: Call, _arguments: dict[str, Any]) -> None:
+    """Refuse a start, before any job exists, whose key could not make the run's calls."""
+    missing = [scope for scope in RUN_SCOPES if not covers(call.stamp.scopes, scope)]
+    if missing:
+        raise MeshException(
+            ErrorCode.FORBIDDEN,
+            f"this key lacks {', '.join(missing)}: a debate runs on the key that starts it, calling "
+            "mcp-llm (llm:read) and mcp-context (context:read, context:write) as your org; "
+            "start it with a key that has them",
+        )
 
 
 async def _check_models(call: Call, spec: dict[str, Any]) -> None:
@@ -141,10 +159,10 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         await external.file_invites(service, call.store, call.org_id, doc)
         return debates.view(doc)
 
-    @service.job_tool(access="write", resumable=True, budget_s=3600)
+    @service.job_tool(access="write", resumable=True, budget_s=3600, start_check=_may_run)
     async def run(debate_id: str, job: JobContext) -> dict[str, Any]:
-        """Run a created debate to its outcome as a job (answers at once; progress per turn;
-        a stopped replica's run resumes from its last turn). A debate runs once: another run of
+        """Run a created debate to its outcome as a job (answers at once; progress about every
+        second; a stopped replica's run resumes from its last turn). A debate runs once: another run of
         it fails `conflict` and does nothing."""
         doc = await debates.find(job.store, debate_id)
         await external.seats_ready(job.store, doc)
@@ -161,15 +179,19 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         runner = await Runner.open(
             job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc)
         )
-        status, error = "succeeded", None
+        status = "succeeded"
         try:
-            outcome = await proto.run(doc, runner)
-        except Stopped as stop:
-            status, outcome = stop.status, {"answer": None, "stopped": stop.message}
+            try:
+                outcome = await proto.run(doc, runner)
+            except Stopped as stop:
+                status, outcome = stop.status, {"answer": None, "stopped": stop.message}
+            await runner.flush()
         except MeshException as exc:
+            with contextlib.suppress(MeshException):
+                await runner.flush()
             await _finish(coll, doc, job, "failed", None, runner, f"{exc.error.code}: {exc.error.message}")
             raise
-        return debates.view(await _finish(coll, doc, job, status, outcome, runner, error))
+        return debates.view(await _finish(coll, doc, job, status, outcome, runner, None))
 
     @service.tool(access="read", open_world=False)
     async def get(debate_id: str, ctx: Context) -> dict[str, Any]:

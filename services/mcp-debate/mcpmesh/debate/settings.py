@@ -22,14 +22,17 @@ class DebateSettings:
     external_wait_s: float = 3600.0
     #: How often a waiting debate looks for the external seat's turn.
     external_poll_s: float = 1.0
+    #: How often a running debate writes its totals (turns, tokens, cost) and its job's progress;
+    #: 0 = after every turn. Each is a store write; the last planned turn always writes them.
+    progress_interval_s: float = 1.0
     #: How often each replica recomputes the anonymized cross-org aggregates; 0 = never.
     compare_interval_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.turn_max_tokens < 1 or self.quote_chars < 1:
             raise ValueError("DEBATE_TURN_MAX_TOKENS and DEBATE_QUOTE_CHARS must be positive")
-        if self.compare_interval_s < 0:
-            raise ValueError("DEBATE_COMPARE_INTERVAL_S must not be negative")
+        if self.compare_interval_s < 0 or self.progress_interval_s < 0:
+            raise ValueError("DEBATE_COMPARE_INTERVAL_S and DEBATE_PROGRESS_INTERVAL_S must not be negative")
         if self.external_wait_s <= 0 or self.external_poll_s <= 0:
             raise ValueError("DEBATE_EXTERNAL_WAIT_S and DEBATE_EXTERNAL_POLL_S must be positive")
 

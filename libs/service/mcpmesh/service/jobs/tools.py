@@ -35,7 +35,7 @@ from mcpmesh.service.jobs.runner import JobRunner, JobTool
 from mcpmesh.telemetry.logs import get_logger
 
 if TYPE_CHECKING:
-    from mcpmesh.service.server import Access, MeshService
+    from mcpmesh.service.server import Access, MeshService, StartCheck
 
 log = get_logger("mcpmesh.service.jobs")
 
@@ -60,8 +60,10 @@ def register_job_tool(
     tiers: Sequence[str] | None,
     sdk_options: dict[str, Any],
     idempotency_key: str | None = None,
+    start_check: StartCheck | None = None,
 ) -> None:
-    """Register `fn` as a job tool: the SDK tool records the job, starts it here and returns its view."""
+    """Register `fn` as a job tool: the SDK tool checks the start (`start_check`), records the
+    job, starts it here and returns its view."""
     runner = runner_of(service)
     tool_name = name or fn.__name__
     if not inspect.iscoroutinefunction(fn):
@@ -113,7 +115,7 @@ def register_job_tool(
         idempotent=False,
         idempotency_key=idempotency_key,
         **sdk_options,
-    )(_starter(fn, job_param, tool_name, runner))
+    )(_starter(fn, job_param, tool_name, runner, start_check))
 
 
 def runner_of(service: MeshService) -> JobRunner:
@@ -140,7 +142,11 @@ def _job_parameter(fn: Callable[..., Any], tool_name: str) -> str:
 
 
 def _starter(
-    fn: Callable[..., Awaitable[Any]], job_param: str, tool_name: str, runner: JobRunner
+    fn: Callable[..., Awaitable[Any]],
+    job_param: str,
+    tool_name: str,
+    runner: JobRunner,
+    start_check: StartCheck | None,
 ) -> Callable[..., Awaitable[dict[str, Any]]]:
     """The SDK-facing tool: the handler's arguments (same schema), plus the request's Context."""
     signature = inspect.signature(fn, eval_str=True)
@@ -150,8 +156,10 @@ def _starter(
     request = inspect.Parameter(_REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Context)
 
     async def start(**arguments: Any) -> dict[str, Any]:
-        ctx = arguments.pop(_REQUEST_PARAM)
-        return await runner.submit(call_of(ctx), tool_name, arguments)
+        call = call_of(arguments.pop(_REQUEST_PARAM))
+        if start_check is not None:
+            await start_check(call, arguments)
+        return await runner.submit(call, tool_name, arguments)
 
     start.__signature__ = signature.replace(  # type: ignore[attr-defined]
         parameters=[*params, request], return_annotation=dict[str, Any]
