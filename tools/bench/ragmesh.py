@@ -11,7 +11,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from mcpmesh.bus.mcp import request_body, result_of
@@ -36,15 +36,14 @@ ORG = "org-bench-rag"
 class RagMesh:
     rag: ServiceHarness
     llm: ServiceHarness
-    _stamps: dict[str, str] = field(default_factory=dict)
 
     async def call(
         self, tool: str, args: dict[str, Any], *, org: str = ORG, deadline_s: float = 600.0
     ) -> Any:
         """A rag tool's structured result, as `org` (a pro-tier key); long deadline: the local
         model loads at its first request and large documents take a while."""
-        stamp = self._stamps.get(org) or self._stamps.setdefault(org, self.rag.stamp(org, SCOPES))
         body = request_body("tools/call", {"name": tool, "arguments": args})
+        stamp = self.rag.stamp(org, SCOPES)  # a stamp lives a minute: one per call
         result = result_of(await self.rag.raw(org, body, stamp=stamp, deadline_s=deadline_s))
         if result.get("isError"):
             raise RuntimeError(f"{tool}: {result.get('content')}")
