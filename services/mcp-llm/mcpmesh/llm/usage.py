@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from mcpmesh.llm import limits, prices
-from mcpmesh.llm.offline import KIND as OFFLINE_KIND
-from mcpmesh.llm.providers import Deployment
+from mcpmesh.llm.providers import IN_PROCESS_MODELS, Deployment
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
@@ -56,7 +55,7 @@ def meter(deployment: Deployment, usage: Any) -> Metered:
         return Metered(prompt, completion, cached, cost, True)
     priced = prices.cost(deployment, prompt, completion, cached)
     if priced is None:  # a model with no known price (the offline one, a local endpoint): tokens count
-        return Metered(prompt, completion, cached, 0.0, deployment.provider.kind == OFFLINE_KIND)
+        return Metered(prompt, completion, cached, 0.0, deployment.provider.kind in IN_PROCESS_MODELS)
     return Metered(prompt, completion, cached, priced, True)
 
 

@@ -31,6 +31,10 @@ DEFAULTS: Final[dict[str, Any]] = {
     "require_attribution": True,
 }
 MAX_QUERY_CHARS: Final = 4000
+#: RRF's k: small, so each retriever's top ranks dominate (an exact identifier match ranked
+#: first lexically is not outvoted by documents both retrievers rank middling); 60, the
+#: literature's value, flattens 50-long candidate lists (tools/bench/bench_rag_quality.py).
+RRF_K: Final = 5
 _CITED: Final = re.compile(r"\[\d+\]")
 FILTER_KEYS: Final = ("doc", "title", "section")
 
@@ -139,6 +143,7 @@ async def search(
         candidates=max(50, used["top_k"] * 4),
         dense_threshold=used["min_score"],
         weights=(weight, 1.0 - weight),
+        rrf_k=RRF_K,
     )
     where = {**(where or {}), **chunk_filter(call, target)}  # only chunks of documents the caller may see
     hits = await target.vectors.hybrid_search(target.name, hybrid, where)

@@ -199,7 +199,8 @@ def build_service(settings: RagSettings | None = None) -> MeshService:
         """Hybrid search (lexical + dense, fused by RRF): the best chunks, each with its citation (kb,
         doc_id, version, title, section, chunk, start/end offsets, score, owner_org). top_k,
         min_score (dense similarity) and dense_weight override your org's settings within its
-        bounds; filter: {doc|title|section|meta.<key>: value or list of values}."""
+        bounds; dense_weight selects the mode: 1 dense only, 0 lexical only, between both fused
+        (default 0.5); filter: {doc|title|section|meta.<key>: value or list of values}."""
         return await retrieval.search(
             *served(ctx),
             query=query,
