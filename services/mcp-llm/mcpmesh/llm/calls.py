@@ -52,7 +52,7 @@ async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prep
 async def admit(app: LlmApp, call: Call, prepared: Prepared) -> Prepared:
     """Before a provider is called (never for a cache hit): the org's monthly budgets, the
     providers' rpm/tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
-    await usage.check_budget(call.store, prepared.settings)
+    await usage.check_budget(call, app.buckets, prepared.settings)
     now = limits.now()
     selection, reserved = await app.budgets.admit(call.store, prepared.selection, now)
     try:
@@ -146,7 +146,7 @@ async def chat(
             if on_token is not None and hit.get("content"):
                 await on_token(hit["content"])
             served = selection.chain[0]
-            figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
+            figures = await usage.record(call, app.buckets, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
     prepared = await admit(app, call, prepared)
@@ -173,7 +173,7 @@ async def chat(
     }
     metered = usage.meter(served, getattr(response, "usage", None))
     await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
-    figures = await usage.record(call, served, metered)
+    figures = await usage.record(call, app.buckets, served, metered)
     if key is not None and served.model.name == selection.model:
         await cache.put_many(call.store, {key: answer}, app.settings.cache_ttl_s)
     return {**answer, "cached": False, "usage": figures}
@@ -234,11 +234,11 @@ async def embed(
         metered = usage.meter(served, getattr(response, "usage", None))
         await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
         prepared = dataclasses.replace(prepared, reserved=None)  # each further batch is a request
-        await usage.record(call, served, metered)
+        await usage.record(call, app.buckets, served, metered)
         if caching and served.model.name == selection.model:
             await cache.put_many(call.store, {keys[i]: v for i, v in fresh.items()}, app.settings.cache_ttl_s)
     if not missing:
-        await usage.record(call, served, usage.Metered(), cache_hit=True)
+        await usage.record(call, app.buckets, served, usage.Metered(), cache_hit=True)
     ordered = [vectors[i] for i in range(len(texts))]
     return {
         "vectors": ordered,
