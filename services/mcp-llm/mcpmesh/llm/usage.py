@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from mcpmesh.llm import limits, prices
+from mcpmesh.llm import prices
 from mcpmesh.llm.offline import KIND as OFFLINE_KIND
 from mcpmesh.llm.providers import Deployment
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -123,7 +123,7 @@ class Buckets:
             del self._writing[org_id]
 
 
-async def record(
+def record(
     call: Call, buckets: Buckets, deployment: Deployment, metered: Metered, *, cache_hit: bool = False
 ) -> dict[str, Any]:
     """Add the figures to the kit's usage event (summed over a call's provider calls) and the org's
@@ -134,7 +134,6 @@ async def record(
     call.usage["cost_usd"] = round(call.usage.get("cost_usd", 0.0) + metered.cost_usd, 9)
     call.usage["cost_known"] = call.usage.get("cost_known", True) and metered.cost_known
     call.usage.update(billed_to=payer, model=deployment.label)
-    await limits.spent(call.store, deployment.model, metered.tokens)
     day, month = _periods()
     increments = {
         "calls": 1,
