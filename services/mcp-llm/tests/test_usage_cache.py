@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any, cast
+
 import msgspec
 import pytest
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from mcpmesh.llm.usage import USAGE_KIND, Buckets
 from mcpmesh.proto.errors import ErrorCode
+from mcpmesh.store import TenantStore
 
 from .conftest import Llm, org
 
@@ -201,3 +206,51 @@ async def test_models_in_litellms_cost_map_are_priced_from_it(llm: Llm) -> None:
     # bundled prices of gpt-4o-mini: 1.5e-7 in, 7.5e-8 cache read, 6e-7 out
     assert answer["usage"]["cost_usd"] == round(6 * 1.5e-7 + 5 * 7.5e-8 + 7 * 6e-7, 9)
     assert answer["usage"]["cost_known"] is True
+
+
+async def test_concurrent_calls_are_each_counted_once_in_the_daily_bucket(llm: Llm) -> None:
+    a = org()
+    await asyncio.gather(*(llm.call(a, "chat", {"messages": HI}) for _ in range(12)))
+    totals = (await llm.call(a, "usage"))["totals"]
+    assert (totals["calls"], totals["prompt_tokens"], totals["completion_tokens"]) == (12, 132, 84)
+    assert totals["cost_usd"] == round(12 * COST, 9)
+
+
+class _Rows:
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+        self.writes: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def update_one(self, query: dict[str, Any], update: dict[str, Any], upsert: bool) -> None:
+        if self.fail:
+            raise ConnectionError("store down")
+        self.writes.append((query, update))
+
+
+class _Store:
+    def __init__(self, fail: bool = False) -> None:
+        self.rows = _Rows(fail)
+
+    async def collection(self, kind: str) -> _Rows:
+        assert kind == USAGE_KIND
+        return self.rows
+
+
+async def test_usage_buckets_sum_what_arrives_while_a_write_is_pending_and_survive_a_failed_write() -> None:
+    buckets = Buckets()
+    store = _Store()
+    fields = {"day": "d", "month": "m", "model": "p/m", "billed_to": "system"}
+    for tokens in (1, 2, 3):
+        buckets.add(
+            "o", cast(TenantStore, store), "d|p/m|system", {"calls": 1, "prompt_tokens": tokens}, fields
+        )
+    await buckets.settled("o")
+    assert store.rows.writes == [
+        ({"_id": "d|p/m|system"}, {"$inc": {"calls": 3, "prompt_tokens": 6}, "$setOnInsert": fields})
+    ]
+    down = _Store(fail=True)
+    buckets.add("o", cast(TenantStore, down), "d|p/m|system", {"calls": 1}, fields)
+    await buckets.settled("o")  # logged, not raised: the answers were already sent
+    buckets.add("o", cast(TenantStore, store), "d|p/m|system", {"calls": 1}, fields)
+    await buckets.close()
+    assert store.rows.writes[-1][1]["$inc"] == {"calls": 1}

@@ -1,5 +1,5 @@
 """What the tools share: settings, the routing (system table, routers), the org configurations
-kept briefly, and counters (cache hits and misses, provider calls) for stats and tests."""
+kept briefly, the usage buckets being written, and counters (cache hits and misses, provider calls) for stats and tests."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from mcpmesh.llm.orgconfig import OrgConfig
 from mcpmesh.llm.providers import ProviderSpec, parse_table
 from mcpmesh.llm.routing import KeyLoader, Routing
 from mcpmesh.llm.settings import LlmSettings
+from mcpmesh.llm.usage import Buckets
 from mcpmesh.secrets import SecretValue
 from mcpmesh.service import Call, Lifespan, MeshService
 
@@ -27,6 +28,7 @@ class LlmApp:
     routing: Routing
     stats: Counter[str] = field(default_factory=Counter)
     budgets: ProviderBudgets = field(default_factory=ProviderBudgets)
+    buckets: Buckets = field(default_factory=Buckets)
     configs: ConfigCache = field(init=False)
 
     def __post_init__(self) -> None:
@@ -75,6 +77,7 @@ def lifespan_for(settings: LlmSettings) -> Lifespan:
         try:
             yield app
         finally:
+            await app.buckets.close()
             app.routing.close()
 
     return lifespan

@@ -4,6 +4,7 @@ fallback chain, attribute and meter the answer."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from collections.abc import Awaitable, Callable
@@ -52,7 +53,7 @@ async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prep
 async def admit(app: LlmApp, call: Call, prepared: Prepared) -> Prepared:
     """Before a provider is called (never for a cache hit): the org's monthly budgets, the
     providers' rpm/tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
-    await usage.check_budget(call.store, prepared.settings)
+    await usage.check_budget(call, app.buckets, prepared.settings)
     now = limits.now()
     selection, reserved = await app.budgets.admit(call.store, prepared.selection, now)
     try:
@@ -79,6 +80,17 @@ async def _reachable(app: LlmApp, selection: Selection) -> Selection:
         assert refusal is not None
         raise refusal
     return selection
+
+
+async def spent(
+    app: LlmApp, call: Call, prepared: Prepared, served: Deployment, metered: usage.Metered
+) -> None:
+    """What the deployment that answered spent, into its provider's window (budgets.py) and the
+    org's window of its model (limits.py) at once: two documents, two writes in flight together."""
+    await asyncio.gather(
+        app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now()),
+        limits.spent(call.store, served.model, metered.tokens),
+    )
 
 
 def attribution(prepared: Prepared, hidden: dict[str, Any] | None) -> tuple[Deployment, list[dict[str, Any]]]:
@@ -146,7 +158,7 @@ async def chat(
             if on_token is not None and hit.get("content"):
                 await on_token(hit["content"])
             served = selection.chain[0]
-            figures = await usage.record(call, served, usage.Metered(), cache_hit=True)
+            figures = usage.record(call, app.buckets, served, usage.Metered(), cache_hit=True)
             return {**hit, "cached": True, "usage": figures}
         app.stats["cache_misses"] += 1
     prepared = await admit(app, call, prepared)
@@ -172,8 +184,8 @@ async def chat(
         **_served(served, tried, selection),
     }
     metered = usage.meter(served, getattr(response, "usage", None))
-    await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
-    figures = await usage.record(call, served, metered)
+    await spent(app, call, prepared, served, metered)
+    figures = usage.record(call, app.buckets, served, metered)
     if key is not None and served.model.name == selection.model:
         await cache.put_many(call.store, {key: answer}, app.settings.cache_ttl_s)
     return {**answer, "cached": False, "usage": figures}
@@ -232,13 +244,13 @@ async def embed(
         fresh = {part[item["index"]]: item["embedding"] for item in response.data}
         vectors.update(fresh)
         metered = usage.meter(served, getattr(response, "usage", None))
-        await app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now())
+        await spent(app, call, prepared, served, metered)
         prepared = dataclasses.replace(prepared, reserved=None)  # each further batch is a request
-        await usage.record(call, served, metered)
+        usage.record(call, app.buckets, served, metered)
         if caching and served.model.name == selection.model:
             await cache.put_many(call.store, {keys[i]: v for i, v in fresh.items()}, app.settings.cache_ttl_s)
     if not missing:
-        await usage.record(call, served, usage.Metered(), cache_hit=True)
+        usage.record(call, app.buckets, served, usage.Metered(), cache_hit=True)
     ordered = [vectors[i] for i in range(len(texts))]
     return {
         "vectors": ordered,

@@ -146,7 +146,8 @@ def build_service(settings: LlmSettings | None = None) -> MeshService:
     async def usage(ctx: Context, days: int = 31) -> dict[str, Any]:
         """Your org's tokens and cost by day and model (who billed it: the mesh, or your provider on
         your own key), with totals and the cache hit rate."""
-        _app, call = served(ctx)
+        app, call = served(ctx)
+        await app.buckets.settled(call.org_id)
         return await report(call.store, max(1, min(days, 366)))
 
     @service.tool(scope=ADMIN, access="read", open_world=False)

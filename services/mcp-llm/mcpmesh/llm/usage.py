@@ -2,6 +2,10 @@
 daily buckets (the `usage` tool, monthly budgets), and checked against the org's monthly budgets
 before a provider is called.
 
+The daily buckets are written behind the call (`Buckets`: a journaled store write is most of
+what a call costs the service), one write per bucket for all the calls made while the previous
+write was in flight; a read of them (`usage`, a budget check) first waits for this replica's.
+
 Cost: the model's prices from the provider table when given, else litellm's bundled cost map
 (`prices`); the offline provider costs nothing. A call on the org's
 own key is billed by the provider to the org (`billed_to: "org"`): it counts towards the token
@@ -10,16 +14,20 @@ budget, but not towards the cost budget, which caps what the mesh bills.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from mcpmesh.llm import limits, prices
+from mcpmesh.llm import prices
 from mcpmesh.llm.providers import IN_PROCESS_MODELS, Deployment
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.tiers import OrgSettings
 from mcpmesh.service import Call
 from mcpmesh.store import Index, TenantStore
+from mcpmesh.telemetry.logs import get_logger
+
+log = get_logger("mcpmesh.llm")
 
 USAGE_KIND: Final = "llm_usage"
 USAGE_INDEXES: Final = [Index(keys=[("month", 1)]), Index(keys=[("day", 1)])]
@@ -68,20 +76,64 @@ def _periods(now: datetime | None = None) -> tuple[str, str]:
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
 
 
-async def record(
-    call: Call, deployment: Deployment, metered: Metered, *, cache_hit: bool = False
+class Buckets:
+    """The orgs' daily bucket increments not yet written, per org, and the task writing them
+    (one per org at a time: what arrives meanwhile is summed into the next write)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, tuple[TenantStore, dict[str, tuple[dict[str, Any], dict[str, str]]]]] = {}
+        self._writing: dict[str, asyncio.Task[None]] = {}
+
+    def add(
+        self, org_id: str, store: TenantStore, bucket: str, increments: dict[str, Any], fields: dict[str, str]
+    ) -> None:
+        rows = self._pending.setdefault(org_id, (store, {}))[1]
+        summed = rows.setdefault(bucket, ({}, fields))[0]
+        for name, value in increments.items():
+            summed[name] = summed.get(name, 0) + value
+        if org_id not in self._writing:
+            self._writing[org_id] = asyncio.create_task(self._write(org_id))
+
+    async def settled(self, org_id: str) -> None:
+        """Once this org's increments added so far are written (or their write failed)."""
+        task = self._writing.get(org_id)
+        if task is not None:
+            await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Write what is pending (the service is stopping)."""
+        await asyncio.gather(*self._writing.values(), return_exceptions=True)
+
+    async def _write(self, org_id: str) -> None:
+        try:
+            while (batch := self._pending.pop(org_id, None)) is not None:
+                store, rows = batch
+                try:
+                    collection = await store.collection(USAGE_KIND)
+                    for bucket, (increments, fields) in rows.items():
+                        await collection.update_one(
+                            {"_id": bucket}, {"$inc": increments, "$setOnInsert": fields}, upsert=True
+                        )
+                except Exception as exc:  # the answers are sent: say what was not counted
+                    log.error(
+                        "llm usage not recorded", org=org_id, buckets=list(rows), error=type(exc).__name__
+                    )
+        finally:
+            del self._writing[org_id]
+
+
+def record(
+    call: Call, buckets: Buckets, deployment: Deployment, metered: Metered, *, cache_hit: bool = False
 ) -> dict[str, Any]:
     """Add the figures to the kit's usage event (summed over a call's provider calls) and the org's
-    daily bucket; returns the call's figures so far."""
+    daily bucket (written behind the call); returns the call's figures so far."""
     payer = billed_to(deployment)
     for name in ("prompt_tokens", "completion_tokens", "cached_tokens"):
         call.usage[name] = call.usage.get(name, 0) + getattr(metered, name)
     call.usage["cost_usd"] = round(call.usage.get("cost_usd", 0.0) + metered.cost_usd, 9)
     call.usage["cost_known"] = call.usage.get("cost_known", True) and metered.cost_known
     call.usage.update(billed_to=payer, model=deployment.label)
-    await limits.spent(call.store, deployment.model, metered.tokens)
     day, month = _periods()
-    rows = await call.store.collection(USAGE_KIND)
     increments = {
         "calls": 1,
         "prompt_tokens": metered.prompt_tokens,
@@ -90,14 +142,8 @@ async def record(
         "cost_usd": metered.cost_usd,
         "cache_hits": 1 if cache_hit else 0,
     }
-    await rows.update_one(
-        {"_id": f"{day}|{deployment.label}|{payer}"},
-        {
-            "$inc": increments,
-            "$setOnInsert": {"day": day, "month": month, "model": deployment.label, "billed_to": payer},
-        },
-        upsert=True,
-    )
+    fields = {"day": day, "month": month, "model": deployment.label, "billed_to": payer}
+    buckets.add(call.org_id, call.store, f"{day}|{deployment.label}|{payer}", increments, fields)
     return dict(call.usage)
 
 
@@ -113,13 +159,14 @@ async def month_totals(store: TenantStore, month: str | None = None) -> dict[str
     return totals
 
 
-async def check_budget(store: TenantStore, settings: OrgSettings) -> None:
+async def check_budget(call: Call, buckets: Buckets, settings: OrgSettings) -> None:
     """LIMIT_EXCEEDED, before any provider is called, when a monthly budget is used up."""
     tokens_cap = settings.monthly_llm_tokens
     cost_cap = settings.monthly_llm_cost_usd
     if tokens_cap is None and cost_cap is None:
         return
-    used = await month_totals(store)
+    await buckets.settled(call.org_id)
+    used = await month_totals(call.store)
     if tokens_cap is not None and used["tokens"] >= tokens_cap:
         raise MeshException(
             ErrorCode.LIMIT_EXCEEDED,
