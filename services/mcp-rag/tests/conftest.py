@@ -32,11 +32,20 @@ def rag_settings() -> RagSettings:
 
 
 @pytest.fixture
+def llm_settings() -> LlmSettings:
+    return LlmSettings()
+
+
+@pytest.fixture
 async def rag(
-    nats_server: LocalNatsServer, mongo_url: str, rag_settings: RagSettings, tmp_path: Path
+    nats_server: LocalNatsServer,
+    mongo_url: str,
+    rag_settings: RagSettings,
+    llm_settings: LlmSettings,
+    tmp_path: Path,
 ) -> AsyncIterator[Rag]:
     database = f"rag_test_{uuid.uuid4().hex[:10]}"
-    llm_settings = ServiceSettings(
+    llm_service_settings = ServiceSettings(
         mongodb_url=mongo_url, mongodb_database=database + "_llm", secrets_keys=new_master_key_entry("t1")
     )
     settings = ServiceSettings(
@@ -44,12 +53,12 @@ async def rag(
     )
     async with ServiceHarness(build_service(rag_settings), nats_server, settings=settings) as harness:
         llm = ServiceHarness(
-            build_llm(LlmSettings()),
+            build_llm(llm_settings),
             nats_server,
-            settings=llm_settings,
+            settings=llm_service_settings,
             signing_key_pem=harness.signing_key_pem,
         )
         async with llm:
-            yield Rag(harness)
+            yield Rag(harness, llm)
     await _drop(mongo_url, database)
     await _drop(mongo_url, database + "_llm")

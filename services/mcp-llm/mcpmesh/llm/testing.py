@@ -34,6 +34,8 @@ class FakeProvider:
     slow_s: float = 5.0
     #: The chat reply to a request body, when set (else `reply`).
     answer: Callable[[dict[str, Any]], str] | None = None
+    #: The embedding of one input text, when set (else a 3-d vector of its length).
+    embedding: Callable[[str], list[float]] | None = None
     requests: list[Seen] = field(default_factory=list)
     _script: list[str] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -148,7 +150,11 @@ class FakeProvider:
             return refused
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
-            {"object": "embedding", "index": i, "embedding": [float(len(text)), float(i), 1.0]}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": self.embedding(text) if self.embedding else [float(len(text)), float(i), 1.0],
+            }
             for i, text in enumerate(inputs)
         ]
         tokens = sum(len(str(t).split()) for t in inputs)

@@ -17,6 +17,7 @@ RW = ["rag:read", "rag:write", "llm:read"]
 @dataclass
 class Rag:
     harness: ServiceHarness
+    llm: ServiceHarness | None = None  # the mcp-llm beside it, to configure an org's models
 
     async def call(
         self, org: str, tool: str, args: dict[str, Any] | None = None, *, scopes: list[str] | None = None
