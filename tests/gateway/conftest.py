@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import uuid
 import warnings
 from collections.abc import AsyncIterator
@@ -303,14 +304,42 @@ class Mesh:
                 raise AssertionError(f"services {names} not discovered")
 
 
+#: How long a test's mesh may take to stop (gateways, services, databases) before the test
+#: moves on, with a warning that lists what was still waiting (see `_stop_bounded`).
+TEARDOWN_S = 60.0
+
+
 @pytest.fixture
 async def mesh(private_nats: LocalNatsServer, mongo_url: str) -> AsyncIterator[Mesh]:
     """A locked-down nats-server of this test's own (the gateway and each service connect as
     their own NATS user) and databases on the session's MongoDB server, dropped at the end."""
-    async with AsyncExitStack() as stack:
-        mesh = Mesh(private_nats, stack, mongo_url)
-        stack.push_async_callback(drop_databases, mongo_url, mesh.database)
+    stack = AsyncExitStack()
+    mesh = Mesh(private_nats, stack, mongo_url)
+    stack.push_async_callback(drop_databases, mongo_url, mesh.database)
+    try:
         yield mesh
+    finally:
+        await _stop_bounded(stack)
+
+
+async def _stop_bounded(stack: AsyncExitStack) -> None:
+    """Close the mesh within TEARDOWN_S. Rarely (about once per suite run, quiet box or not) a
+    stop never finished and hung the whole run; until that is found, the stop is bounded and
+    the tasks still waiting are reported (a warning with their stacks) instead of hanging CI."""
+    closing = asyncio.ensure_future(stack.aclose())
+    done, _ = await asyncio.wait({closing}, timeout=TEARDOWN_S)
+    if done:
+        closing.result()
+        return
+    stacks = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(limit=12, file=stacks)
+    warnings.warn(
+        f"the test mesh did not stop within {TEARDOWN_S:g} s; waiting:\n{stacks.getvalue()}", stacklevel=1
+    )
+    closing.cancel()
+    await asyncio.wait({closing}, timeout=5)
 
 
 async def drop_databases(mongo_url: str, prefix: str) -> None:
