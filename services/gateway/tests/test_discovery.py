@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from nats.aio.client import Client
 
@@ -46,3 +48,24 @@ def test_a_replica_gone_from_the_bus_is_dropped() -> None:
         discovery.target("logs")
     discovery.drop("logs", "a")
     assert not discovery.has("logs") and discovery.target("logs") is None
+
+
+async def test_stop_ends_a_loop_that_swallowed_a_cancel() -> None:
+    """As nats' next_msg does on Python 3.11 when a reply races the cancel (asyncio.wait_for)."""
+    discovery = Discovery(Bus(Client()))
+    rounds = 0
+
+    async def stubborn() -> None:
+        nonlocal rounds
+        while True:
+            rounds += 1
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if rounds > 3:
+                    raise  # the second cancel gets through
+
+    discovery._tasks = [asyncio.get_running_loop().create_task(stubborn())]
+    await asyncio.sleep(0.005)
+    await asyncio.wait_for(discovery.stop(), timeout=5)
+    assert discovery._tasks == [] and rounds > 1

@@ -16,7 +16,6 @@ replica, whose queue subscription NATS still serves, gets no new work), or `NoHe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import random
 import time
@@ -166,12 +165,17 @@ class Discovery:
         self._tasks = [loop.create_task(self._discover_loop()), loop.create_task(self._health_loop())]
 
     async def stop(self) -> None:
+        """Cancel the loops until they are done. Cancelling once is not enough on Python 3.11:
+        a cancel that races a reply arriving in nats' `next_msg` (its `asyncio.wait_for`) is
+        swallowed, and the loop went on forever (a gateway's stop hung; seen in CI)."""
         tasks = [*self._tasks, *([self._refreshing] if self._refreshing is not None else [])]
+        while pending := [task for task in tasks if not task.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if not task.cancelled():
+                task.exception()  # retrieved: a loop that failed was already logged
         self._tasks = []
 
     async def _discover_loop(self) -> None:
