@@ -317,13 +317,9 @@ async def test_another_org_sees_nothing_of_a_debate(debates: Debates) -> None:
     assert (await d.ok(key_b, "debate_list", {}))["debates"] == []
     assert (await d.ok(key_b, "debate_analytics", {}))["debates"] == 0
     assert (await d.error(key_b, "debate_delete", {"debate_id": debate_id}))["code"] == "not_found"
-    # B starting A's debate runs nothing: its job fails not_found.
-    job = await d.ok(key_b, "debate_run", {"debate_id": debate_id})
-    failed = await d.error(key_b, "debate_job_result", {"job_id": job["job_id"]})
-    while failed["code"] == "conflict":  # still running
-        await asyncio.sleep(0.05)
-        failed = await d.error(key_b, "debate_job_result", {"job_id": job["job_id"]})
-    assert failed["code"] == "not_found"
+    # B starting A's debate runs nothing: refused at the start, no job.
+    assert (await d.error(key_b, "debate_run", {"debate_id": debate_id}))["code"] == "not_found"
+    assert (await d.ok(key_b, "debate_jobs", {}))["jobs"] == []
     assert (await d.ok(key_b, "llm_usage", {}))["totals"]["calls"] == 0
     assert (await d.ok(key_a, "llm_usage", {}))["totals"]["calls"] == 2
     # The owner deletes it: record, turns and transcript context go.
@@ -432,21 +428,6 @@ async def test_job_cancel_also_ends_the_debate(debates: Debates) -> None:
     assert len(d.fake.requests) == 1
 
 
-async def job_error(d: Debates, key: str, job_id: str) -> dict[str, Any]:
-    """The failed job's error (waiting while it runs)."""
-    seen: list[dict[str, Any]] = []
-
-    async def failed() -> bool:
-        seen[:] = [await d.error(key, "debate_job_result", {"job_id": job_id})]
-        return seen[0]["code"] != "conflict" or " is still " not in seen[0]["message"]  # queued/running
-
-    for _ in range(400):
-        if await failed():
-            return seen[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"the job did not end: {seen}")
-
-
 async def test_an_invited_org_contributes_its_seats_turns_on_its_own_bill(debates: Debates) -> None:
     d = debates
     _, key_a = await d.mesh.tenant(scopes=SCOPES)
@@ -458,10 +439,11 @@ async def test_an_invited_org_contributes_its_seats_turns_on_its_own_bill(debate
     )
     debate_id = made["debate_id"]
     assert made["participants"][1]["kind"] == "external"
-    # Not accepted yet: the run refuses.
-    early = await d.ok(key_a, "debate_run", {"debate_id": debate_id})
-    refused = await job_error(d, key_a, early["job_id"])
-    assert refused["code"] == "conflict" and "not accepted" in refused["message"]
+    # Not accepted yet: the run refuses at the start (no job), the debate stays created.
+    refused = await d.error(key_a, "debate_run", {"debate_id": debate_id})
+    assert refused["code"] == "conflict" and "p2 (" in refused["message"] and "invited" in refused["message"]
+    assert (await d.ok(key_a, "debate_jobs", {}))["jobs"] == []
+    assert (await d.ok(key_a, "debate_get", {"debate_id": debate_id}))["status"] == "created"
     [invite] = (await d.ok(key_b, "debate_invitations", {}))["invitations"]
     assert invite["status"] == "invited" and invite["debate"]["your_seat"] == "p2"
     owner = invite["owner_org"]
@@ -659,7 +641,30 @@ async def test_a_debate_stops_when_its_tier_token_budget_is_spent_and_runs_once(
     # 18 tokens a turn: after two turns the 30-token budget is spent, the third is never asked.
     assert view["status"] == "budget_exhausted" and view["turns"] == 2 and len(d.fake.requests) == 2
     assert "token budget (30)" in view["outcome"]["stopped"]
-    again = await d.ok(key, "debate_run", {"debate_id": debate_id})
-    refused = await job_error(d, key, again["job_id"])
+    refused = await d.error(key, "debate_run", {"debate_id": debate_id})
     assert refused["code"] == "conflict" and "budget_exhausted" in refused["message"]
     assert len(d.fake.requests) == 2
+
+
+async def test_racing_starts_run_a_debate_once(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    made = await d.ok(key, "debate_create", {"topic": "Once?", "participants": people, "rounds": 2})
+    starts = await asyncio.gather(
+        *(d.result(key, "debate_run", {"debate_id": made["debate_id"]}) for _ in range(4))
+    )
+    jobs = [s["structuredContent"]["job_id"] for s in starts if not s.get("isError")]
+    refused = [s["structuredContent"] for s in starts if s.get("isError")]
+    assert jobs and all(r["code"] == "conflict" for r in refused)
+    view = await d.settled(key, made["debate_id"])
+    assert view["status"] == "succeeded" and view["job_id"] in jobs and len(d.fake.requests) == 4
+    # The other jobs (starts that passed the check before the claim) ended conflict, having done nothing.
+    for job_id in set(jobs) - {view["job_id"]}:
+        for _ in range(400):
+            status = await d.ok(key, "debate_job_status", {"job_id": job_id})
+            if status["status"] not in ("queued", "running"):
+                break
+            await asyncio.sleep(0.05)
+        assert status["status"] == "failed" and status["error"]["code"] == "conflict", status
+    assert len((await d.ok(key, "debate_transcript", {"debate_id": made["debate_id"]}))["turns"]) == 4

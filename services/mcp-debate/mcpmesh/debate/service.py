@@ -39,8 +39,10 @@ sums up your debates and suggests savings."""
 RUN_SCOPES: Final = ("llm:read", "context:read", "context:write")
 
 
-async def _may_run(call: Call, _arguments: dict[str, Any]) -> None:
-    """Refuse a start, before any job exists, whose key could not make the run's calls."""
+async def _may_run(call: Call, arguments: dict[str, Any]) -> None:
+    """Refuse a start, before any job exists, that could not run: a key that could not make the
+    run's calls, a debate of the org that is not `created`, a seat not accepted. (The run checks
+    the debate again: its claim, not this look, is what makes it run once.)"""
     missing = [scope for scope in RUN_SCOPES if not covers(call.stamp.scopes, scope)]
     if missing:
         raise MeshException(
@@ -49,6 +51,16 @@ async def _may_run(call: Call, _arguments: dict[str, Any]) -> None:
             "mcp-llm (llm:read) and mcp-context (context:read, context:write) as your org; "
             "start it with a key that has them",
         )
+    doc = await debates.current(call.store, arguments["debate_id"])
+    if doc["status"] != "created":
+        raise _runs_once(doc)
+    await external.seats_ready(call.store, doc)
+
+
+def _runs_once(doc: dict[str, Any]) -> MeshException:
+    return MeshException(
+        ErrorCode.CONFLICT, f"debate {doc['_id']} is {doc['status']}: a debate runs once, create a new one"
+    )
 
 
 async def _check_models(call: Call, spec: dict[str, Any]) -> None:
@@ -172,9 +184,7 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
             claim, {"$set": {"status": "running", "job_id": job.id, "started_at": now()}}
         )
         if took.matched_count == 0:
-            raise MeshException(
-                ErrorCode.CONFLICT, f"debate {debate_id} is {doc['status']}: create a new one to run"
-            )
+            raise _runs_once(await debates.current(job.store, debate_id))
         proto = protocol(doc["protocol"])
         runner = await Runner.open(
             job, doc, settings, limits_for(job.tier).max_tokens, proto.planned_turns(doc)
