@@ -20,7 +20,7 @@ per level: p50/p95/p99 turn ms, turns/s and the CPU time each process spent per 
 process to the state directory, printed at the end (`python -m pstats FILE`). Everything,
 the benchmark included, shares this machine's CPUs: say what else ran.
 
-Measured 2026-12-02 (defaults, 2 cores shared with other work): see services/mcp-debate/README.md
+Measured 2026-12-02 (defaults; shared and quiet box): see services/mcp-debate/README.md
 ("Cost") for the figures before and after the per-turn writes were cut.
 """
 
