@@ -140,6 +140,14 @@ async def test_only_http_urls_with_a_host(url: str) -> None:
         assert failure.error.code == ErrorCode.INVALID_REQUEST
 
 
+@pytest.mark.parametrize("url", ["https://key:s3cret@api.example.com/v1", "https://token@api.example.com/v1"])
+async def test_credentials_in_a_url_are_refused_without_being_echoed(url: str) -> None:
+    for allow_private in (False, True):
+        failure = await _fails(check_url(url, allow_private=allow_private, what="api_base"))
+        assert failure.error.code == ErrorCode.INVALID_REQUEST and "api_base" in failure.error.message
+        assert "s3cret" not in failure.error.message and "token" not in failure.error.message
+
+
 async def test_an_allowed_network_is_fetched_and_others_are_not(sites: tuple[Site, Site]) -> None:
     main, inner = sites
     got = await fetch(

@@ -145,3 +145,18 @@ async def test_oversize_and_forbidden_redirects_are_refused(rag: Rag, sites: Sit
     assert _code(failed) == ErrorCode.FORBIDDEN and "127.0.0.2" in str(failed.error)
     assert "127.0.0.2/metadata" not in sites.hits  # the internal address was never asked
     assert (await rag.call(a, "get_kb", {"kb": "web"}))["documents"] == 0
+
+
+async def test_credentials_in_a_url_are_refused_and_a_query_is_not_kept(rag: Rag, sites: Sites) -> None:
+    a = org()
+    await rag.call(a, "create_kb", {"kb": "web"})
+    with_login = sites.url("/runbook.html").replace("http://", "http://ops:hunter2@")
+    failed = await rag.fails(a, "add_url", {"kb": "web", "url": with_login})
+    assert _code(failed) == ErrorCode.INVALID_REQUEST and "user name or password" in str(failed.error)
+    assert "hunter2" not in str(failed.error) and sites.hits == []
+    # A presigned URL is fetched with its query; the document keeps and shows it without.
+    signed = sites.url("/runbook.html") + "?sv=2024&sig=SeCrEt%3D#top"
+    added = await rag.call(a, "add_url", {"kb": "web", "url": signed})
+    assert added["url"] == sites.url("/runbook.html") and sites.hits == ["127.0.0.1/runbook.html"]
+    shown = await rag.call(a, "get_document", {"kb": "web", "doc_id": added["doc_id"]})
+    assert "SeCrEt" not in str(shown) and shown["url"] == sites.url("/runbook.html")

@@ -4,6 +4,7 @@ address inside the deployment — loopback, private, link-local (cloud metadata:
 fd00:ec2::254), reserved, multicast — unless the operator allows private addresses
 (`allow_private`: all of them; `allow_networks`: those in some networks, e.g. an intranet's).
 
+A URL carrying credentials (`user:password@host`) is refused: URLs are kept and shown.
 `check_url` checks a URL now, on what its host resolves to now (a URL saved for later is checked
 again when used). `fetch` GETs one: it checks every hop (redirects are followed by hand),
 connects only to the addresses it checked (the resolver refuses, so a name cannot resolve to a
@@ -64,6 +65,12 @@ def _parts(url: str, what: str) -> SplitResult:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise MeshException(
             ErrorCode.INVALID_REQUEST, f"{what} must be an http:// or https:// URL with a host"
+        )
+    if parts.username is not None or parts.password is not None:  # kept and shown with the URL
+        raise MeshException(
+            ErrorCode.INVALID_REQUEST,
+            f"{what} must not carry a user name or password (user:password@host): a URL is kept and "
+            "shown as given, so it is no place for credentials",
         )
     return parts
 

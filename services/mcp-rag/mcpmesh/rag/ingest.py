@@ -32,7 +32,7 @@ from mcpmesh.rag.documents import check_doc_id, doc_view
 from mcpmesh.rag.embedding import embed
 from mcpmesh.rag.extract import DocType, check_type, document_bytes, extract
 from mcpmesh.rag.kbs import check_room
-from mcpmesh.rag.urls import fetch_document
+from mcpmesh.rag.urls import fetch_document, kept_url
 from mcpmesh.rag.visibility import VisibleTo, acl_of, sees
 from mcpmesh.service import Call
 from mcpmesh.vectors import HybridPoint, point_id_for
@@ -336,7 +336,7 @@ async def add_url(
         sees=sees(call, target),
         content=data,
         doc_type=kind,
-        url=url,
+        url=kept_url(url),
         **fields,
     )
 

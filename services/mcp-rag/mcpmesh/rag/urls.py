@@ -1,11 +1,14 @@
 """Documents by URL, when the operator turns it on (`RAG_URL_INGEST`): fetched under the
 platform's SSRF rule (`mcpmesh.service.ssrf`, the one mcp-llm applies to org endpoints), bounded
 by `RAG_MAX_DOCUMENT_BYTES` and `RAG_URL_TIMEOUT_S`; the content type names the document type
-unless the caller gives one."""
+unless the caller gives one. A document keeps its URL without the query and fragment
+(`kept_url`): a presigned URL's query is a credential, and a document is shown to every key it
+is visible to."""
 
 from __future__ import annotations
 
 from typing import Final
+from urllib.parse import urlsplit, urlunsplit
 
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.rag.access import invalid
@@ -25,6 +28,12 @@ MEDIA_TYPES: Final[dict[str, DocType]] = {
     "application/pdf": "pdf",
 }
 MAX_URL: Final = 2000
+
+
+def kept_url(url: str) -> str:
+    """The URL a document keeps and shows: scheme, host and path."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 async def fetch_document(app: RagApp, url: str, doc_type: str | None) -> tuple[bytes, DocType]:
