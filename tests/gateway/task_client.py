@@ -49,11 +49,15 @@ class Session:
             hdrs |= {"mcp-session-id": self.session, "mcp-protocol-version": self.version}
         return hdrs
 
-    async def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The JSON-RPC response (a result or an error: both travel with HTTP 200 in a session)."""
+    async def post(self, method: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """The HTTP response to a request with the next id (`self.ids`)."""
         self.ids += 1
         body = {"jsonrpc": "2.0", "id": self.ids, "method": method, "params": params or {}}
-        resp = await self.http.post(self.url, json=body, headers=self._headers())
+        return await self.http.post(self.url, json=body, headers=self._headers())
+
+    async def rpc(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The JSON-RPC response (a result or an error: both travel with HTTP 200 in a session)."""
+        resp = await self.post(method, params)
         assert resp.status_code == 200, resp.text
         self.session = self.session or resp.headers["mcp-session-id"]
         answer: dict[str, Any] = resp.json()

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from mcpmesh.context import ContextSettings
@@ -26,6 +27,8 @@ from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import JobSettings, ServiceSettings
 from mcpmesh.service.testing import ServiceHarness, internals_in
 from tests.gateway.conftest import Gateway, Mesh
+from tests.gateway.task_client import Session
+from tests.gateway.test_streaming import sse_messages
 
 FAST = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
 #: A debate runs on its starter's key: llm and context are called with that key's scopes.
@@ -668,3 +671,25 @@ async def test_racing_starts_run_a_debate_once(debates: Debates) -> None:
             await asyncio.sleep(0.05)
         assert status["status"] == "failed" and status["error"]["code"] == "conflict", status
     assert len((await d.ok(key, "debate_transcript", {"debate_id": made["debate_id"]}))["turns"]) == 4
+
+
+async def test_a_debate_run_as_a_task_streams_its_progress_turn_by_turn(debates: Debates) -> None:
+    d = debates
+    _, key = await d.mesh.tenant(scopes=SCOPES)
+    gw = await d.mesh.gateway(task_poll_s=0.05)  # a 2025-11-25 session: the run is an MCP task
+    await d.mesh.wait_discovered("llm", "context", "debate")
+    d.fake.slow_s = 1.1  # past DEBATE_PROGRESS_INTERVAL_S (1 s): every turn is reported
+    d.fake.script("slow", "slow", "slow", "slow")
+    people = [{"name": "Ada"}, {"name": "Bo"}]
+    made = await d.ok(key, "debate_create", {"topic": "Stream?", "participants": people, "rounds": 2})
+    async with httpx.AsyncClient(timeout=WAIT_S) as http:
+        client = Session(http, gw.url, key)
+        await client.open()
+        task = await client.start("debate_run", {"debate_id": made["debate_id"]})
+        resp = await client.post("tasks/result", {"taskId": task["taskId"], "_meta": {"progressToken": 7}})
+    *notes, answer = sse_messages(resp.content)
+    assert answer["result"]["structuredContent"]["status"] == "succeeded"
+    seen = [(n["params"]["progress"], n["params"]["total"], n["params"]["message"]) for n in notes]
+    assert [p for p, _, _ in seen] == sorted({p for p, _, _ in seen}) and len(seen) >= 2, seen
+    assert all(total == 4 and re.fullmatch(r"round [12]: (Ada|Bo)", m) for _, total, m in seen), seen
+    assert seen[-1] == (4, 4, "round 2: Bo")  # the last turn too, before the result

@@ -15,6 +15,7 @@ from mcpmesh.service import JobSettings, ServiceSettings
 from .conftest import Gateway, Mesh, modern_body, modern_headers
 from .crunch_replica import build
 from .task_client import RELATED, WAIT_S, Session, list_all, progress, trace_lines, until
+from .test_streaming import sse_messages
 
 FAST_JOBS = JobSettings(lease_s=1.2, heartbeat_s=0.1, sweep_s=0.2, retention_h=1.0)
 TASKS_CAPABILITY = {"list": {}, "cancel": {}, "requests": {"tools": {"call": {}}}}
@@ -81,6 +82,27 @@ async def test_a_job_runs_as_a_task_from_creation_to_result(
     # The job is a job too: the plain tools answer for it in the same session.
     view = await client.result("tools/call", {"name": "crunch_job_status", "arguments": {"job_id": job_id}})
     assert view["structuredContent"]["status"] == "succeeded"
+
+
+async def test_tasks_result_streams_the_jobs_progress_when_asked(
+    mesh: Mesh, tasks_mesh: tuple[Gateway, Path, httpx.AsyncClient]
+) -> None:
+    gw, _trace, http = tasks_mesh
+    client = await new_session(mesh, gw, http)
+    task = await client.start("crunch_long", {"steps": 5, "step_s": 0.3})
+    resp = await client.post("tasks/result", {"taskId": task["taskId"], "_meta": {"progressToken": "t-1"}})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+    *notes, answer = sse_messages(resp.content)
+    assert answer["id"] == client.ids and answer["result"]["structuredContent"] == {"steps": 5}
+    assert {n["method"] for n in notes} == {"notifications/progress"}
+    values = [n["params"]["progress"] for n in notes]
+    assert len(values) >= 2 and values == sorted(set(values)) and values[-1] == 5  # only ever grows
+    assert all(n["params"]["progressToken"] == "t-1" and n["params"]["total"] == 5 for n in notes)
+    assert notes[-1]["params"]["message"] == "step 5 of 5"
+    # Without a progressToken the answer is the result alone, as plain JSON.
+    plain = await client.post("tasks/result", {"taskId": task["taskId"]})
+    assert plain.headers["content-type"].startswith("application/json")
+    assert plain.json()["result"]["structuredContent"] == {"steps": 5}
 
 
 async def test_a_cancelled_task_stops_its_work(

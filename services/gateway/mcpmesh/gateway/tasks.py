@@ -15,7 +15,9 @@ it with `<service>:read` sees them, `<service>:write` cancels them).
 `tasks/get` = the service's `job_status`, `tasks/cancel` = `job_cancel` (after a `job_status`:
 a task already finished is refused with -32602, as the spec asks), `tasks/result` = `job_status`
 every `MCPMESH_TASK_POLL_S` until the job finished (at most `MCPMESH_MAX_CALL_S`, then a
-retryable timeout: ask again), then `job_result`, with `_meta["io.modelcontextprotocol/related-task"]`.
+retryable timeout: ask again), then `job_result`, with `_meta["io.modelcontextprotocol/related-task"]`;
+a `tasks/result` carrying a progressToken (and accepting an event stream) is sent the job's
+progress (value, total, message) each time a poll finds it grown, then the result.
 `tasks/list` merges the `jobs` pages of every service with job tools the key may read, newest
 first (job ids sort by creation time); its cursor holds each service's position (opaque).
 """
@@ -171,6 +173,22 @@ def _tool_error(result: dict[str, Any]) -> MeshError | None:
         return MeshError(code=ErrorCode.INTERNAL, message=text or "the service reported an error")
 
 
+async def _progress(call: Call, view: JobView, sent: float | None) -> float | None:
+    """`notifications/progress` on the request's event stream (it carried a progressToken) when
+    the job's progress grew past `sent` (a progress value must only increase); what was sent."""
+    if call.on_progress is None or view.progress is None or (sent is not None and view.progress <= sent):
+        return sent
+    params: dict[str, Any] = {"progressToken": call.request.params["_meta"]["progressToken"]}
+    params["progress"] = view.progress
+    if view.total is not None:
+        params["total"] = view.total
+    if view.message:
+        params["message"] = view.message
+    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": params}
+    await call.on_progress(msgspec.json.encode(note))
+    return view.progress
+
+
 def _not_found(shown: str) -> GatewayError:
     return invalid_params(
         f"task not found: no task {shown!r} (it never existed or has expired); tasks/list shows your tasks"
@@ -275,9 +293,12 @@ class Tasks:
         )
 
     async def _result(self, call: Call, service: str, job_id: str) -> dict[str, Any]:
-        """Blocks (polling `job_status`) until the job finished, then its tool's own result."""
+        """Blocks (polling `job_status`) until the job finished, then its tool's own result; a
+        request with a progressToken is sent the job's progress as it grows (`_progress`)."""
         deadline = Deadline.after(self.max_wait_s)
-        while (await self._status(call, service, job_id)).status not in FINISHED:
+        sent: float | None = None
+        while (view := await self._status(call, service, job_id)).status not in FINISHED:
+            sent = await _progress(call, view, sent)
             if deadline.remaining() < self.poll_s:
                 raise GatewayError(
                     ErrorCode.TIMEOUT,
@@ -287,6 +308,7 @@ class Tasks:
                     retryable=True,
                 )
             await asyncio.sleep(self.poll_s)
+        await _progress(call, view, sent)
         result = await self.router.tool_result(call, service, "job_result", {"job_id": job_id})
         if (error := _tool_error(result)) is not None and error.code is ErrorCode.NOT_FOUND:
             raise _not_found(task_id(service, job_id))

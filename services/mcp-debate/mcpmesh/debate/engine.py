@@ -183,7 +183,7 @@ class Runner:
         """The writes due (started by the caller), with the figures of the turns recorded so far:
         every `DEBATE_PROGRESS_INTERVAL_S`, the transcript entries of the turns taken since the
         last report (one append), the debate's totals and the job's progress; `final`: the
-        entries only (the outcome carries the totals). Each is a store write or more, so they
+        entries and the progress (the outcome carries the totals). Each is a store write or more, so they
         are batched rather than written per turn; the turn records stay the truth — a resumed
         run appends what the transcript lacks (`open`)."""
         if not self.unreported or (
@@ -192,9 +192,11 @@ class Runner:
             return []
         recs, self.unreported = self.unreported, []
         self.reported = time.monotonic()
-        writes: list[Awaitable[Any]] = [self._publish(recs)]
+        turns = recs[-1]["idx"] + 1
+        message = f"round {recs[-1]['round']}: {recs[-1]['name']}"
+        partial = {"turns": turns, "tokens": self.tokens}
+        writes = [self._publish(recs), self.job.progress(turns, self.planned, message, partial=partial)]
         if not final:
-            turns = recs[-1]["idx"] + 1
             totals = {
                 "turns": turns,
                 "tokens": self.tokens,
@@ -203,9 +205,6 @@ class Runner:
             }
             key = {"_id": self.debate["_id"], "status": "running"}
             writes.append(self.debates.update_one(key, {"$set": totals}))
-            message = f"round {recs[-1]['round']}: {recs[-1]['name']}"
-            partial = {"turns": turns, "tokens": self.tokens}
-            writes.append(self.job.progress(turns, self.planned, message, partial=partial))
         return writes
 
     async def flush(self) -> None:
