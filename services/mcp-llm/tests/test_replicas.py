@@ -4,6 +4,7 @@ directly: what one replica changes or counts, the other sees."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -13,11 +14,7 @@ import pytest
 
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.llm import LlmSettings, build_service, configcache
-from mcpmesh.llm.budgets import ProviderBudgets
-from mcpmesh.llm.providers import Deployment, parse_provider
-from mcpmesh.llm.routing import Selection
 from mcpmesh.llm.testing import FakeProvider
-from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.secrets import new_master_key_entry
 from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import LocalHarness, ServiceHarness
@@ -29,7 +26,8 @@ HI = [{"role": "user", "content": "hi there"}]
 
 
 class Replicas:
-    def __init__(self, harnesses: list[ServiceHarness]) -> None:
+    def __init__(self, harnesses: list[ServiceHarness], database: str) -> None:
+        self.database = database
         # Called in process, so a call reaches the replica named (on the bus either might answer).
         self.direct = [
             LocalHarness(h.service, settings=h.settings, signing_key_pem=h.signing_key_pem) for h in harnesses
@@ -37,6 +35,26 @@ class Replicas:
 
     async def call(self, replica: int, org_id: str, tool: str, args: dict[str, Any] | None = None) -> Any:
         return await self.direct[replica].call_tool(org_id, tool, args or {}, scopes=ADMIN)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    nats_server: LocalNatsServer, mongo_url: str, settings: LlmSettings
+) -> AsyncIterator[Replicas]:
+    """Two replicas on one new database (dropped after)."""
+    database = f"llm_test_{uuid.uuid4().hex[:10]}"
+    store = ServiceSettings(
+        mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry("t1")
+    )
+    first = ServiceHarness(build_service(settings), nats_server, settings=store)
+    second = ServiceHarness(
+        build_service(settings), nats_server, settings=store, signing_key_pem=first.signing_key_pem
+    )
+    async with first, second:
+        yield Replicas([first, second], database)
+    db = connect_database(mongo_url, database)
+    await db.client.drop_database(database)
+    db.client.close()
 
 
 @pytest.fixture
@@ -47,19 +65,8 @@ async def replicas(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Replicas]:
     monkeypatch.setenv("TEST_LLM_SYSTEM_KEY", SYSTEM_KEY)
-    database = f"llm_test_{uuid.uuid4().hex[:10]}"
-    store = ServiceSettings(
-        mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry("t1")
-    )
-    first = ServiceHarness(build_service(llm_settings), nats_server, settings=store)
-    second = ServiceHarness(
-        build_service(llm_settings), nats_server, settings=store, signing_key_pem=first.signing_key_pem
-    )
-    async with first, second:
-        yield Replicas([first, second])
-    db = connect_database(mongo_url, database)
-    await db.client.drop_database(database)
-    db.client.close()
+    async with running(nats_server, mongo_url, llm_settings) as started:
+        yield started
 
 
 @pytest.fixture
@@ -130,19 +137,32 @@ async def test_an_org_providers_tpm_is_shared_by_the_replicas(replicas: Replicas
     assert [(t["provider"], t["status"]) for t in third["fallbacks_tried"]] == [("mine", "tpm")]
 
 
-async def test_a_system_providers_rpm_is_one_count_per_replica_for_every_org() -> None:
-    """Counted in memory (no store any org owns is shared): the replica's orgs share it, and
-    each replica has its own."""
-    provider = parse_provider({"name": "sys", "rpm": 2, "models": [{"name": "m"}]}, owner="system")
-    choice = Selection("m", "m", (Deployment(provider, provider.models[0]),))
-    replica, other = ProviderBudgets(), ProviderBudgets()
-    stores: list[Any] = [None, None]  # a system provider's count touches no org's store
-    for store in stores:
-        assert (await replica.admit(store, choice, 60.0))[1] is not None
-    with pytest.raises(MeshException) as refused:
-        await replica.admit(None, choice, 61.0)  # type: ignore[arg-type]
-    assert (
-        refused.value.error.code == ErrorCode.RATE_LIMITED and "retry in 60 s" in refused.value.error.message
-    )
-    assert (await other.admit(None, choice, 61.0))[1] is not None  # type: ignore[arg-type]
-    assert (await replica.admit(None, choice, 120.0))[1] is not None  # type: ignore[arg-type]
+@pytest.mark.usefixtures("one_minute")
+async def test_a_system_providers_rpm_is_one_count_for_every_org_and_replica(
+    nats_server: LocalNatsServer,
+    mongo_url: str,
+    llm_settings: LlmSettings,
+    fake: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TEST_LLM_SYSTEM_KEY", SYSTEM_KEY)
+    table = [dict(p) for p in llm_settings.providers]
+    next(p for p in table if p["name"] == "sysa")["rpm"] = 3
+    async with running(nats_server, mongo_url, replace(llm_settings, providers=table)) as r:
+        orgs = [org(), org()]
+        served = [
+            (await r.call(i % 2, orgs[i // 2 % 2], "chat", {"messages": HI}))["served_by"] for i in range(5)
+        ]
+        assert served == ["sysa/big"] * 3 + ["sysb/big"] * 2  # two orgs, two replicas: one count
+        assert len(fake.requests) == 3
+        answers = await asyncio.gather(*(r.call(i % 2, org(), "chat", {"messages": HI}) for i in range(6)))
+        assert {x["served_by"] for x in answers} == {"sysb/big"} and len(fake.requests) == 3
+        # The count is the system org's, in its store; no caller's store holds it.
+        db = connect_database(mongo_url, r.database)
+        try:
+            windows = await db["org-system__llm_limits"].find().to_list(None)
+            assert [(w["_id"].split("|")[0], w["requests"]) for w in windows] == [("system-provider:sysa", 3)]
+            for o in orgs:
+                assert await db[f"{o}__llm_limits"].count_documents({}) == 0
+        finally:
+            db.client.close()

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from mcpmesh.llm import local, offline, orgconfig
-from mcpmesh.llm.budgets import ProviderBudgets
 from mcpmesh.llm.configcache import ConfigCache
 from mcpmesh.llm.keys import ProviderKeys
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -27,7 +26,6 @@ class LlmApp:
     settings: LlmSettings
     routing: Routing
     stats: Counter[str] = field(default_factory=Counter)
-    budgets: ProviderBudgets = field(default_factory=ProviderBudgets)
     buckets: Buckets = field(default_factory=Buckets)
     configs: ConfigCache = field(init=False)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import litellm
 
-from mcpmesh.llm import cache, limits, usage
+from mcpmesh.llm import budgets, cache, limits, usage
 from mcpmesh.llm.app import LlmApp
 from mcpmesh.llm.errors import provider_error
 from mcpmesh.llm.orgconfig import OrgConfig
@@ -38,6 +38,8 @@ class Prepared:
     settings: OrgSettings
     #: The deployment whose provider's rpm counted this call before it was sent (budgets.py).
     reserved: Deployment | None = None
+    #: Where the providers' windows are counted (set by `admit`).
+    windows: budgets.Windows | None = None
 
 
 async def prepare(app: LlmApp, call: Call, model: str | None, mode: str) -> Prepared:
@@ -55,13 +57,14 @@ async def admit(app: LlmApp, call: Call, prepared: Prepared) -> Prepared:
     providers' rpm/tpm (a full one leaves the chain), the org's rpm/tpm of the model."""
     await usage.check_budget(call, app.buckets, prepared.settings)
     now = limits.now()
-    selection, reserved = await app.budgets.admit(call.store, prepared.selection, now)
+    windows = await budgets.Windows.of_call(call, app.settings.system_org, prepared.selection.chain)
+    selection, reserved = await budgets.admit(windows, prepared.selection, now)
     try:
         await limits.admit(call.store, selection.chain[0].model)
     except MeshException:
-        await app.budgets.release(call.store, reserved, now)
+        await budgets.release(windows, reserved, now)
         raise
-    return dataclasses.replace(prepared, selection=selection, reserved=reserved)
+    return dataclasses.replace(prepared, selection=selection, reserved=reserved, windows=windows)
 
 
 async def _reachable(app: LlmApp, selection: Selection) -> Selection:
@@ -87,8 +90,9 @@ async def spent(
 ) -> None:
     """What the deployment that answered spent, into its provider's window (budgets.py) and the
     org's window of its model (limits.py) at once: two documents, two writes in flight together."""
+    assert prepared.windows is not None, "spent after admit"
     await asyncio.gather(
-        app.budgets.spent(call.store, prepared.reserved, served, metered.tokens, limits.now()),
+        budgets.spent(prepared.windows, prepared.reserved, served, metered.tokens, limits.now()),
         limits.spent(call.store, served.model, metered.tokens),
     )
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcpmesh.llm import local
+from mcpmesh.proto.ids import validate_org_id
 from mcpmesh.service.envsettings import parse_value, settings_from_env
 
 _ENV_PREFIX: Final = "LLM_"
@@ -58,8 +59,11 @@ class LlmSettings:
     max_embed_texts: int = 2048
     #: Providers an org may configure.
     max_org_providers: int = 16
+    #: The platform's own org: system providers' rpm/tpm windows are counted in its store.
+    system_org: str = "org-system"
 
     def __post_init__(self) -> None:
+        validate_org_id(self.system_org)
         if self.provider_timeout_s <= 0:
             raise ValueError("LLM_PROVIDER_TIMEOUT_S must be positive")
         if self.config_ttl_s < 0:
