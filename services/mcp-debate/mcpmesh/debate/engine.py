@@ -195,7 +195,10 @@ class Runner:
         turns = recs[-1]["idx"] + 1
         message = f"round {recs[-1]['round']}: {recs[-1]['name']}"
         partial = {"turns": turns, "tokens": self.tokens}
-        writes = [self._publish(recs), self.job.progress(turns, self.planned, message, partial=partial)]
+        writes: list[Awaitable[Any]] = [
+            self._publish(recs),
+            self.job.progress(turns, self.planned, message, partial=partial),
+        ]
         if not final:
             totals = {
                 "turns": turns,
