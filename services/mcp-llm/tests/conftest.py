@@ -3,6 +3,7 @@ server) in front of two scripted OpenAI-compatible fake providers (`fake`, `fake
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -129,12 +130,20 @@ async def llm(
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Llm]:
     monkeypatch.setenv("TEST_LLM_SYSTEM_KEY", SYSTEM_KEY)
+    async with (
+        fresh_database(mongo_url) as settings,
+        ServiceHarness(build_service(llm_settings), nats_server, settings=settings) as harness,
+    ):
+        yield Llm(harness, fake, fake2)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(mongo_url: str) -> AsyncIterator[ServiceSettings]:
+    """The service's settings on a new database, dropped after."""
     database = f"llm_test_{uuid.uuid4().hex[:10]}"
-    settings = ServiceSettings(
+    yield ServiceSettings(
         mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry("t1")
     )
-    async with ServiceHarness(build_service(llm_settings), nats_server, settings=settings) as harness:
-        yield Llm(harness, fake, fake2)
     db = connect_database(mongo_url, database)
     await db.client.drop_database(database)
     db.client.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -15,12 +14,10 @@ import pytest
 from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.llm import LlmSettings, build_service, configcache
 from mcpmesh.llm.testing import FakeProvider
-from mcpmesh.secrets import new_master_key_entry
-from mcpmesh.service import ServiceSettings
 from mcpmesh.service.testing import LocalHarness, ServiceHarness
 from mcpmesh.store import connect_database
 
-from .conftest import ADMIN, SYSTEM_KEY, org
+from .conftest import ADMIN, SYSTEM_KEY, fresh_database, org
 
 HI = [{"role": "user", "content": "hi there"}]
 
@@ -41,20 +38,14 @@ class Replicas:
 async def running(
     nats_server: LocalNatsServer, mongo_url: str, settings: LlmSettings
 ) -> AsyncIterator[Replicas]:
-    """Two replicas on one new database (dropped after)."""
-    database = f"llm_test_{uuid.uuid4().hex[:10]}"
-    store = ServiceSettings(
-        mongodb_url=mongo_url, mongodb_database=database, secrets_keys=new_master_key_entry("t1")
-    )
-    first = ServiceHarness(build_service(settings), nats_server, settings=store)
-    second = ServiceHarness(
-        build_service(settings), nats_server, settings=store, signing_key_pem=first.signing_key_pem
-    )
-    async with first, second:
-        yield Replicas([first, second], database)
-    db = connect_database(mongo_url, database)
-    await db.client.drop_database(database)
-    db.client.close()
+    """Two replicas on one new database."""
+    async with fresh_database(mongo_url) as store:
+        first = ServiceHarness(build_service(settings), nats_server, settings=store)
+        second = ServiceHarness(
+            build_service(settings), nats_server, settings=store, signing_key_pem=first.signing_key_pem
+        )
+        async with first, second:
+            yield Replicas([first, second], store.mongodb_database)
 
 
 @pytest.fixture
