@@ -21,6 +21,7 @@ from mcpmesh.dev.natsproc import LocalNatsServer
 from mcpmesh.proto.errors import ErrorCode, MeshException
 from mcpmesh.proto.jobs import is_job_id
 from mcpmesh.service import Call, JobContext, JobSettings, MeshService, ServiceSettings
+from mcpmesh.service.jobs import JobRunner
 from mcpmesh.service.testing import ServiceHarness, ToolFailed
 from mcpmesh.tenancy.scopes import covers
 
@@ -483,6 +484,32 @@ def test_job_settings_refuse_a_heartbeat_too_slow_for_the_lease() -> None:
         JobSettings(lease_s=2, heartbeat_s=1)
     with pytest.raises(ValueError, match="MCPMESH_JOB_MAX_RUNNING must be positive"):
         JobSettings(max_running=0)
+
+
+@pytest.mark.parametrize("how", ["stop", "abandon"])
+async def test_stopping_ends_upkeep_loops_that_lost_a_cancel(how: str) -> None:
+    """On Python 3.11 a cancel racing a result in `asyncio.wait_for` is lost: the heartbeat and
+    sweep loops are cancelled until they are done, not once (they ran on after the stop)."""
+    runner = JobRunner(MeshService("work"))
+    cancels: Counter[str] = Counter()
+
+    async def upkeep(name: str) -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels[name] += 1
+                if cancels[name] > 1:
+                    raise  # the second cancel gets through
+
+    loop = asyncio.get_running_loop()
+    heartbeat = runner._heartbeat_task = loop.create_task(upkeep("heartbeat"))
+    sweep = runner._sweep_task = loop.create_task(upkeep("sweep"))
+    runner._stopping = False
+    await asyncio.sleep(0)  # both in their sleep
+    await asyncio.wait_for(runner.stop(grace_s=0) if how == "stop" else runner.abandon(), WAIT_S)
+    assert heartbeat.cancelled() and sweep.cancelled()
+    assert cancels == {"heartbeat": 2, "sweep": 2}
 
 
 async def test_a_keyed_start_repeated_answers_with_the_first_job(replicas: Any) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import msgspec
 from nats.micro.service import ServiceVerb, control_subject
 
-from mcpmesh.bus import Bus
+from mcpmesh.bus import Bus, cancel_until_done
 from mcpmesh.proto.ids import InvalidIdentifier, validate_instance_id, validate_service_name
 from mcpmesh.proto.subjects import instance_queue_subject, service_queue_subject
 from mcpmesh.telemetry.logs import get_logger
@@ -165,17 +165,9 @@ class Discovery:
         self._tasks = [loop.create_task(self._discover_loop()), loop.create_task(self._health_loop())]
 
     async def stop(self) -> None:
-        """Cancel the loops until they are done. Cancelling once is not enough on Python 3.11:
-        a cancel that races a reply arriving in nats' `next_msg` (its `asyncio.wait_for`) is
-        swallowed, and the loop went on forever (a gateway's stop hung; seen in CI)."""
-        tasks = [*self._tasks, *([self._refreshing] if self._refreshing is not None else [])]
-        while pending := [task for task in tasks if not task.done()]:
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.1)
-        for task in tasks:
-            if not task.cancelled():
-                task.exception()  # retrieved: a loop that failed was already logged
+        """Cancel the loops until they are done (`cancel_until_done`: on Python 3.11 a cancel
+        racing a reply in nats' `next_msg` was lost, the health loop ran on, the stop hung)."""
+        await cancel_until_done([*self._tasks, self._refreshing], what="gateway discovery")
         self._tasks = []
 
     async def _discover_loop(self) -> None:

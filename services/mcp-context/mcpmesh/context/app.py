@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+from mcpmesh.bus import cancel_until_done
 from mcpmesh.context.settings import ContextSettings
 from mcpmesh.context.tokens import TokenCounter, load_counter
 from mcpmesh.proto.tiers import OrgSettings
@@ -43,12 +44,9 @@ class ContextApp:
         return await self.service.org_settings(org_id, tier or "free")
 
     async def close(self) -> None:
-        """Stop the background sweep."""
+        """Stop the background sweep (until it is done: `cancel_until_done`)."""
         task, self.sweeper = self.sweeper, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_until_done([task], what="context sweeper")
 
 
 def lifespan_for(settings: ContextSettings) -> Lifespan:

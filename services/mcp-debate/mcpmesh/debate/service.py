@@ -11,6 +11,7 @@ from typing import Any, Final
 
 from mcp.server.mcpserver import Context
 
+from mcpmesh.bus import cancel_until_done
 from mcpmesh.debate import analytics, debates, external
 from mcpmesh.debate.engine import Runner, Stopped, now
 from mcpmesh.debate.limits import limits_for
@@ -99,9 +100,7 @@ def build_service(settings: DebateSettings | None = None) -> MeshService:
         try:
             yield app
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_until_done([task], what="debate analytics")
 
     service = MeshService(
         "debate",

@@ -29,6 +29,7 @@ from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from mcpmesh.bus import cancel_until_done
 from mcpmesh.proto.errors import ErrorCode, MeshError, MeshException
 from mcpmesh.proto.jobs import JobStatus
 from mcpmesh.service.call import CURRENT_CALL, Call
@@ -118,7 +119,7 @@ class JobRunner:
         """SIGTERM: start and take over nothing more; running jobs get `grace_s` to finish, then
         the rest are released (lease cleared) for the sweepers to fail or resume."""
         self._stopping = True
-        _cancel(self._sweep_task)
+        await self._stop_upkeep(self._sweep_task)
         runs = [job._task for job in self.local.values() if job._task is not None]
         if runs:
             await asyncio.wait(runs, timeout=grace_s)
@@ -126,19 +127,24 @@ class JobRunner:
         for job in left:
             self._stop_run(job, "release")
         await self._unwind(left)
-        _cancel(self._heartbeat_task)
+        await self._stop_upkeep(self._heartbeat_task)
         if runs or left:
             log.info("jobs stopped", finished=len(runs) - len(left), released=len(left))
 
     async def abandon(self) -> None:
         """Stop as a crashed replica would: no write of any kind; leases simply run out."""
         self._stopping = True
-        _cancel(self._sweep_task)
-        _cancel(self._heartbeat_task)
+        await self._stop_upkeep(self._sweep_task, self._heartbeat_task)
         left = list(self.local.values())
         for job in left:
             self._stop_run(job, "abandon")
         await self._unwind(left)
+
+    @staticmethod
+    async def _stop_upkeep(*loops: asyncio.Task[None] | None) -> None:
+        """Heartbeat and sweep loops end before the stop goes on (`cancel_until_done`: cancelled
+        once, a loop could lose the cancel and run on, renewing or taking over after the stop)."""
+        await cancel_until_done(loops, what="job upkeep")
 
     async def _unwind(self, jobs: list[JobContext]) -> None:
         tasks = [job._task for job in jobs if job._task is not None]
@@ -454,8 +460,3 @@ class JobRunner:
                 ErrorCode.TIMEOUT, f"the replica running this job stopped after its time budget: {again}"
             )
         return None
-
-
-def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is not None:
-        task.cancel()

@@ -26,7 +26,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from mcpmesh.bus import Bus
+from mcpmesh.bus import Bus, cancel_until_done
 from mcpmesh.telemetry.logs import get_logger
 
 log = get_logger("mcpmesh.gateway.control")
@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 #: A message is redelivered if its batch was neither acked nor nak'ed within this time.
 ACK_WAIT_S = 60.0
+#: How long a stop waits for the batch in hand before it cancels the writer (it is redelivered).
+STOP_BATCH_S = 5.0
 
 
 class DurableWriter(Generic[T]):
@@ -85,14 +87,13 @@ class DurableWriter(Generic[T]):
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"writer-{self.durable}")
 
     async def stop(self) -> None:
-        """Finish the batch in hand, then stop fetching (the durable consumer stays)."""
+        """Finish the batch in hand, then stop fetching (the durable consumer stays). A writer
+        stalled past `STOP_BATCH_S` is cancelled until it ends (`cancel_until_done`: cancelled
+        once, on Python 3.11 it could lose the cancel and the stop wait on the stall)."""
         self._stopping.set()
         if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=5)
-            except TimeoutError:
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
+            await asyncio.wait([self._task], timeout=STOP_BATCH_S)
+            await cancel_until_done([self._task], what=f"writer {self.durable}")
             self._task = None
         if self._sub is not None:
             try:
