@@ -88,6 +88,39 @@ async def searches(mesh: RagMesh, queries: list[str]) -> list[str]:
     return rows
 
 
+class Filler:
+    """Fills the kb `bench` with the corpus's documents, `concurrency` `add_document` calls at a
+    time; `chunks` and the clock carry over from one `fill` to the next."""
+
+    def __init__(self, mesh: RagMesh, corpus: Corpus, concurrency: int) -> None:
+        self.mesh, self.corpus, self.concurrency = mesh, corpus, concurrency
+        self.chunks, self.documents, self.started = 0, 0, time.perf_counter()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    async def fill(self, size: int, budget_s: float) -> bool:
+        """Add documents until the kb holds `size` chunks (True) or `budget_s` seconds of
+        filling in all are spent (False)."""
+        while self.chunks < size and self.elapsed < budget_s:
+            batch = [self.corpus.document(self.documents + i) for i in range(self.concurrency)]
+            self.documents += self.concurrency
+            done = await asyncio.gather(
+                *(
+                    self.mesh.call("add_document", {"kb": "bench", "content": d, "type": "markdown"})
+                    for d in batch
+                )
+            )
+            self.chunks += sum(d["chunks"] for d in done)
+            if self.documents % 20 == 0:
+                print(
+                    f"  {self.chunks} chunks, {self.elapsed:.0f} s, {self.chunks / self.elapsed:.0f} chunks/s",
+                    flush=True,
+                )
+        return self.chunks >= size
+
+
 async def ingest_and_search(
     sizes: list[int], concurrency: int, n_searches: int, budget_s: float
 ) -> list[str]:
@@ -96,24 +129,12 @@ async def ingest_and_search(
     report: list[str] = []
     async with rag_mesh(RagSettings()) as mesh:
         await mesh.call("create_kb", {"kb": "bench"})
-        chunks, number, started = 0, 0, time.perf_counter()
+        filler = Filler(mesh, corpus, concurrency)
         for size in sorted(sizes):
-            while chunks < size and time.perf_counter() - started < budget_s:
-                batch = [corpus.document(number + i) for i in range(concurrency)]
-                number += concurrency
-                done = await asyncio.gather(
-                    *(
-                        mesh.call("add_document", {"kb": "bench", "content": d, "type": "markdown"})
-                        for d in batch
-                    )
-                )
-                chunks += sum(d["chunks"] for d in done)
-                if number % 20 == 0:
-                    elapsed = time.perf_counter() - started
-                    print(f"  {chunks} chunks, {elapsed:.0f} s, {chunks / elapsed:.0f} chunks/s", flush=True)
-            elapsed = time.perf_counter() - started
+            reached = await filler.fill(size, budget_s)
+            chunks, elapsed = filler.chunks, filler.elapsed
             rate = chunks / elapsed
-            if chunks < size:
+            if not reached:
                 report.append(
                     f"\n{size} chunks: NOT REACHED within --budget-s {budget_s:.0f}: {chunks} chunks in "
                     f"{elapsed:.0f} s ({rate:.0f} chunks/s); at that rate {size} would take ~{size / rate / 60:.0f} min"
@@ -124,7 +145,7 @@ async def ingest_and_search(
                 )
             report += await searches(mesh, queries)
             print("\n".join(report[-4:]), flush=True)
-            if chunks < size:
+            if not reached:
                 break
     return report
 

@@ -166,7 +166,7 @@ async def test_the_lifespan_state_reaches_handlers_and_everything_opened_is_clos
     assert state.closed and state.task is not None and state.task.cancelled()
     assert bus.nc.is_closed
     assert mongo.delegate._closed  # pymongo's own flag: close() was called
-    assert qdrant._client._closed  # qdrant local mode's own flag
+    assert qdrant.closed and qdrant._client._client.closed  # LocalQdrant's flag and qdrant local mode's own
     with pytest.raises(MeshException, match="not running"):
         service.state(Ticker)
 

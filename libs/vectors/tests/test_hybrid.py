@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from qdrant_client import AsyncQdrantClient
 
 from mcpmesh.vectors import (
     HybridPoint,
     HybridQuery,
     InvalidVector,
     KnowledgeBaseMismatch,
+    QdrantConnection,
     SparseTerms,
     Vectors,
 )
@@ -19,7 +19,7 @@ from mcpmesh.vectors import (
 NONE = SparseTerms(indices=[], values=[])
 
 
-async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: AsyncQdrantClient) -> None:
+async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: QdrantConnection) -> None:
     kb = Vectors(qdrant).for_tenant("org-abc")
     assert await kb.ensure_hybrid_kb("docs", 3) is True
     assert await kb.ensure_hybrid_kb("docs", 3) is False
@@ -52,7 +52,7 @@ async def test_hybrid_search_fuses_dense_and_sparse_matches(qdrant: AsyncQdrantC
     assert exported[1].vector["sparse"] == {"indices": [42], "values": [1.0]}  # type: ignore[index]
 
 
-async def test_hybrid_refusals(qdrant: AsyncQdrantClient) -> None:
+async def test_hybrid_refusals(qdrant: QdrantConnection) -> None:
     kb = Vectors(qdrant).for_tenant("org-abc")
     await kb.ensure_kb("plain", 3)
     with pytest.raises(KnowledgeBaseMismatch):
@@ -69,7 +69,7 @@ async def test_hybrid_refusals(qdrant: AsyncQdrantClient) -> None:
 
 
 async def test_first_use_of_a_hybrid_kb_is_idempotent_under_races(
-    qdrant: AsyncQdrantClient, monkeypatch: pytest.MonkeyPatch
+    qdrant: QdrantConnection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Concurrent first writers all get the kb, one creates it; a writer whose existence check is
     stale (another process created it in between) takes the existing one instead of failing."""

@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import pytest
-from qdrant_client import AsyncQdrantClient
 
 from mcpmesh.proto.errors import ErrorCode
 from mcpmesh.vectors import (
@@ -15,6 +14,7 @@ from mcpmesh.vectors import (
     InvalidVector,
     KnowledgeBaseMismatch,
     Point,
+    QdrantConnection,
     UnknownKnowledgeBase,
     Vectors,
     point_id_for,
@@ -22,7 +22,7 @@ from mcpmesh.vectors import (
 
 
 @pytest.fixture
-def vectors(qdrant: AsyncQdrantClient) -> Vectors:
+def vectors(qdrant: QdrantConnection) -> Vectors:
     return Vectors(qdrant)
 
 

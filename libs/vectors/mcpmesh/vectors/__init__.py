@@ -1,7 +1,7 @@
 """Qdrant for mcpmesh: the only code that touches it; knowledge bases scoped to one tenant."""
 
 from mcpmesh.proto.ids import InvalidIdentifier
-from mcpmesh.vectors.connection import QdrantPathInUse, QdrantSettings, connect_qdrant
+from mcpmesh.vectors.connection import QdrantConnection, QdrantPathInUse, QdrantSettings, connect_qdrant
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
 from mcpmesh.vectors.hybrid import HybridPoint, HybridQuery, SparseTerms
 from mcpmesh.vectors.naming import validate_kb_name
@@ -33,6 +33,7 @@ __all__ = [
     "PayloadFilter",
     "Point",
     "PointId",
+    "QdrantConnection",
     "QdrantPathInUse",
     "QdrantSettings",
     "SparseTerms",

@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TypeAlias, TypedDict
 
 from qdrant_client import AsyncQdrantClient
 
+from mcpmesh.vectors.local import LocalQdrant
+
 DEFAULT_PATH = ".mesh/qdrant"
 MEMORY = ":memory:"
+#: What `connect_qdrant` returns: a server's client, or local mode run off the event loop.
+QdrantConnection: TypeAlias = AsyncQdrantClient | LocalQdrant
 
 
 class ClientOptions(TypedDict, total=False):
@@ -37,22 +41,25 @@ class QdrantSettings:
             api_key=env.get("QDRANT_API_KEY") or None,
         )
 
-    def connect(self) -> AsyncQdrantClient:
+    def connect(self) -> QdrantConnection:
         return connect_qdrant(self.url, path=self.path, api_key=self.api_key)
 
 
 def connect_qdrant(
     url: str | None, *, path: str | None = None, api_key: str | None = None
-) -> AsyncQdrantClient:
-    """A server client when `url` is given; else local mode at `path` (default `QDRANT_PATH`
-    or `.mesh/qdrant`), or in memory when `path` is `:memory:`.
+) -> QdrantConnection:
+    """A server client (AsyncQdrantClient) when `url` is given; else local mode at `path`
+    (default `QDRANT_PATH` or `.mesh/qdrant`), or in memory when `path` is `:memory:`, on a
+    thread of its own (LocalQdrant, see mcpmesh.vectors.local).
 
     Local mode locks its directory: one client per path at a time, so share the client; a
     second one (another process) raises QdrantPathInUse.
     """
     options = client_options(url, path=path, api_key=api_key)
-    try:
+    if url:
         return AsyncQdrantClient(**options)
+    try:
+        return LocalQdrant(**options)
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
             raise
@@ -71,7 +78,7 @@ class QdrantPathInUse(RuntimeError):
 
 
 def client_options(url: str | None, *, path: str | None = None, api_key: str | None = None) -> ClientOptions:
-    """The AsyncQdrantClient arguments `connect_qdrant` uses."""
+    """The client arguments `connect_qdrant` uses."""
     if url:
         return {"url": url, "api_key": api_key} if api_key else {"url": url}
     where = path or os.environ.get("QDRANT_PATH") or DEFAULT_PATH

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Collection, Sequence
 from typing import Any
 
-from qdrant_client import AsyncQdrantClient, models
+from qdrant_client import models
 
 from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.vectors.connection import QdrantConnection
 from mcpmesh.vectors.errors import InvalidVector, KnowledgeBaseMismatch, UnknownKnowledgeBase
 from mcpmesh.vectors.hybrid import DENSE, SPARSE, HybridPoint, HybridQuery, plan
 from mcpmesh.vectors.naming import kb_collection_name, kb_of
@@ -35,11 +36,11 @@ _EXPORT_PAGE = 256
 class Vectors:
     """The platform's Qdrant: hands out per-tenant views and drops or exports whole tenants."""
 
-    def __init__(self, client: AsyncQdrantClient) -> None:
+    def __init__(self, client: QdrantConnection) -> None:
         self._client = client
 
     @property
-    def client(self) -> AsyncQdrantClient:
+    def client(self) -> QdrantConnection:
         return self._client
 
     def for_tenant(self, org_id: str) -> TenantVectors:
@@ -75,7 +76,7 @@ class Vectors:
 class TenantVectors:
     """One org's knowledge bases. Every name it takes is a kb name, never a collection name."""
 
-    def __init__(self, client: AsyncQdrantClient, org_id: str) -> None:
+    def __init__(self, client: QdrantConnection, org_id: str) -> None:
         validate_org_id(org_id)
         self._client = client
         self._org_id = org_id
