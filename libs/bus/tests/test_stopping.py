@@ -9,6 +9,7 @@ import logging
 import pytest
 
 from mcpmesh.bus import cancel_until_done
+from mcpmesh.bus.stopping import raising_lost_cancels
 
 
 async def test_a_loop_that_swallowed_the_first_cancel_is_cancelled_until_done() -> None:
@@ -81,3 +82,39 @@ async def test_a_task_that_had_failed_is_logged_not_raised(caplog: pytest.LogCap
     await cancel_until_done([task], what="broken loop")
     failed = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(failed) == 1 and "the loop broke" in failed[0] and "broken loop" in failed[0]
+
+
+async def test_a_cancel_lost_in_wait_for_is_raised_after_the_request() -> None:
+    """A bus request waits with `wait_for`; a reply racing the cancel must not let the cancelled
+    caller go on (a job told to stop mid-call would ask for its next turn)."""
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[str] = loop.create_future()
+    went_on: list[str] = []
+
+    async def caller() -> None:
+        with raising_lost_cancels():
+            answer = await asyncio.wait_for(reply, timeout=3600)
+        went_on.append(answer)
+
+    task = loop.create_task(caller())
+    await asyncio.sleep(0)  # waiting for the reply
+    reply.set_result("answer")  # the reply arrives, and in the same iteration the caller is cancelled
+    task.cancel()
+    await asyncio.wait([task], timeout=30)
+    assert task.cancelled() and went_on == []
+
+
+async def test_a_request_without_a_cancel_goes_on_and_an_earlier_handled_cancel_does_not_count() -> None:
+    async def request() -> str:
+        with raising_lost_cancels():
+            return await asyncio.wait_for(asyncio.sleep(0, "answer"), timeout=30)
+
+    async def caller() -> list[str]:
+        with contextlib.suppress(asyncio.CancelledError):  # handled: clean-up goes on, with requests
+            await asyncio.sleep(3600)
+        return [await request(), await request()]
+
+    task = asyncio.get_running_loop().create_task(caller())
+    await asyncio.sleep(0)
+    task.cancel()
+    assert await asyncio.wait_for(task, timeout=30) == ["answer", "answer"]

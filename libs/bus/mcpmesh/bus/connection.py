@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 
 from mcpmesh.bus.frames import OnProgress, ReplyInbox
 from mcpmesh.bus.request import Deadline
+from mcpmesh.bus.stopping import raising_lost_cancels
 from mcpmesh.proto import headers as headers_mod
 from mcpmesh.proto import subjects
 from mcpmesh.proto.errors import ErrorCode, MeshException
@@ -158,7 +159,8 @@ class Bus:
             left = deadline.check()
             hdrs[headers_mod.DEADLINE] = deadline.header()
             try:
-                return await once(hdrs, left)
+                with raising_lost_cancels():  # nats waits with wait_for, which may lose a cancel
+                    return await once(hdrs, left)
             except nats.errors.NoRespondersError:
                 reason = NO_RESPONDERS
             except nats.errors.TimeoutError:

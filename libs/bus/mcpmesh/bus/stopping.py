@@ -6,18 +6,20 @@ in the same loop iteration as the cancel, and the cancel is lost. A `while True`
 on, and `await task` never returns (a gateway's stop hung this way in CI). So a stop cancels
 again while the task runs, and after `timeout_s` says which tasks it left running rather than
 hang. Each repeated cancel interrupts whatever the task is doing, so this is for loops whose
-cancellation needs no clean-up of its own.
+cancellation needs no clean-up of its own. Where the cancel is lost in the first place — a bus
+request — `raising_lost_cancels` gives it back to the task that was cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from mcpmesh.telemetry.logs import get_logger
 
-__all__ = ["RECANCEL_S", "STOP_TIMEOUT_S", "cancel_until_done"]
+__all__ = ["RECANCEL_S", "STOP_TIMEOUT_S", "cancel_until_done", "raising_lost_cancels"]
 
 log = get_logger("mcpmesh.bus.stopping")
 
@@ -48,3 +50,15 @@ async def cancel_until_done(
     for task in started:
         if task.done() and not task.cancelled() and (exc := task.exception()) is not None:
             log.warning("a stopped task had failed", what=what, task=task.get_name(), error=repr(exc))
+
+
+@contextlib.contextmanager
+def raising_lost_cancels() -> Iterator[None]:
+    """Raise CancelledError after a block that ended normally although this task was cancelled
+    in it (a cancel `wait_for` lost: see above), so a request's caller stops when it is told to
+    — a job cancelled in the middle of a bus call, a handler whose client went away."""
+    task = asyncio.current_task()
+    before = task.cancelling() if task is not None else 0
+    yield
+    if task is not None and task.cancelling() > before:
+        raise asyncio.CancelledError
