@@ -6,6 +6,8 @@ import re
 from typing import Final
 
 ORG_ID_PATTERN: Final = r"^org-[a-z0-9-]{3,40}$"
+#: The platform's own org (its system contexts, knowledge bases, provider windows): the services' default.
+SYSTEM_ORG: Final = "org-system"
 _ORG_ID_RE: Final = re.compile(ORG_ID_PATTERN)
 
 #: Service name -> Python package under `services/`. The name is what appears in

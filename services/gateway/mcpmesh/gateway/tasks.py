@@ -178,8 +178,8 @@ async def _progress(call: Call, view: JobView, sent: float | None) -> float | No
     the job's progress grew past `sent` (a progress value must only increase); what was sent."""
     if call.on_progress is None or view.progress is None or (sent is not None and view.progress <= sent):
         return sent
-    params: dict[str, Any] = {"progressToken": call.request.params["_meta"]["progressToken"]}
-    params["progress"] = view.progress
+    token = call.request.params["_meta"]["progressToken"]  # on_progress is set only with one
+    params: dict[str, Any] = {"progressToken": token, "progress": view.progress}
     if view.total is not None:
         params["total"] = view.total
     if view.message:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.proto.ids import SYSTEM_ORG, validate_org_id
 from mcpmesh.service.envsettings import settings_from_env
 
 
@@ -29,7 +29,7 @@ class ContextSettings:
     #: tiktoken encoding used to count tokens offline (cl100k_base, o200k_base), or "approx".
     token_encoding: str = "cl100k_base"
     #: The reserved org whose store holds the global `system/...` namespaces.
-    system_org: str = "org-system"
+    system_org: str = SYSTEM_ORG
     #: A move between tiers or a delete whose lock is older than this is taken over and finished.
     lock_lease_s: float = 60.0
     #: An append reservation older than this is repaired (committed if complete, else removed).

@@ -183,9 +183,9 @@ class Runner:
         """The writes due (started by the caller), with the figures of the turns recorded so far:
         every `DEBATE_PROGRESS_INTERVAL_S`, the transcript entries of the turns taken since the
         last report (one append), the debate's totals and the job's progress; `final`: the
-        entries and the progress (the outcome carries the totals). Each is a store write or more, so they
-        are batched rather than written per turn; the turn records stay the truth — a resumed
-        run appends what the transcript lacks (`open`)."""
+        entries and the progress (the outcome carries the totals). Each is a store write or
+        more, so they are batched rather than written per turn; the turn records stay the truth
+        — a resumed run appends what the transcript lacks (`open`)."""
         if not self.unreported or (
             not final and time.monotonic() - self.reported < self.settings.progress_interval_s
         ):

@@ -2,11 +2,11 @@
 by the service before routing — not by litellm's usage-based routing, whose counts live in one
 Router of one process.
 
-Every provider's windows are documents in an `llm_limits` collection (`provider:<name>|<minute>`,
-`system-provider:<name>|<minute>`, TTL), so every replica shares the count: an org's own provider's in the org's store, a system
-provider's in the system org's (`LLM_SYSTEM_ORG`), reached through the standing grant every org
-holds to be metered there (`Windows.of_call`), so every org and every replica count in one
-place. The first choice's request is counted before the call (an atomic increment: replicas
+Every provider's windows are documents in an `llm_limits` collection (TTL), so every replica
+shares the count: an org's own provider's in the org's store (`provider:<name>|<minute>`), a
+system provider's in the system org's (`LLM_SYSTEM_ORG`, `system-provider:<name>|<minute>`),
+reached through the standing grant every org holds to be metered there (`Windows.of_call`), so
+every org and every replica count in one place. The first choice's request is counted before the call (an atomic increment: replicas
 together never pass the rpm); a fallback that answers is counted when it does; tokens when the
 answer reports them.
 """
@@ -66,10 +66,10 @@ class Windows:
 
     @classmethod
     async def of_call(cls, call: Call, system_org: str, chain: tuple[Deployment, ...]) -> Windows:
-        if call.org_id == system_org or not any(
-            d.provider.owner != "org" and _limited(d.provider) for d in chain
-        ):
-            return cls(call.store, call.store if call.org_id == system_org else None)
+        if call.org_id == system_org:
+            return cls(call.store, call.store)
+        if not any(d.provider.owner != "org" and _limited(d.provider) for d in chain):
+            return cls(call.store)  # no system window to count in: no reach into the system org
         shared = await call.shared(system_org, _metered)
         assert shared is not None  # the standing grant always holds
         return cls(call.store, shared.store)

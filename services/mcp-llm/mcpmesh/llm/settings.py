@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from mcpmesh.llm import local
-from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.proto.ids import SYSTEM_ORG, validate_org_id
 from mcpmesh.service.envsettings import parse_value, settings_from_env
 
 _ENV_PREFIX: Final = "LLM_"
@@ -60,7 +60,7 @@ class LlmSettings:
     #: Providers an org may configure.
     max_org_providers: int = 16
     #: The platform's own org: system providers' rpm/tpm windows are counted in its store.
-    system_org: str = "org-system"
+    system_org: str = SYSTEM_ORG
 
     def __post_init__(self) -> None:
         validate_org_id(self.system_org)

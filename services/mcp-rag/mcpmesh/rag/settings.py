@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Final
 
-from mcpmesh.proto.ids import validate_org_id
+from mcpmesh.proto.ids import SYSTEM_ORG, validate_org_id
 from mcpmesh.service.envsettings import settings_from_env
 from mcpmesh.service.ssrf import Network, networks
 
@@ -58,7 +58,7 @@ class RagSettings:
     url_timeout_s: float = 30.0
     url_max_redirects: int = 5
     #: The reserved org whose knowledge bases are readable by every org.
-    system_org: str = "org-system"
+    system_org: str = SYSTEM_ORG
     #: JSON object overriding the tier limits, e.g. {"free": {"documents": 50}}.
     tier_limits: str = ""
     limits: dict[str, TierLimits] = field(default_factory=lambda: dict(DEFAULT_TIER_LIMITS))
